@@ -1,0 +1,243 @@
+"""Engine: the one facade that edges (API, CLI, client code) call to enqueue and manage jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from uuid_utils.compat import uuid7
+
+from conveyor.errors import InvalidJobOptions, JobNotCancellable, JobNotFound, JobNotRetryable
+from conveyor.jobtypes import Definition, JobType, Registry
+from conveyor.model import (
+    RETRYABLE_BY_HAND,
+    Job,
+    JobFilter,
+    LogEntry,
+    LogLevel,
+    NewJob,
+    Owner,
+    Priority,
+    PriorityLike,
+    Status,
+    priority_level,
+    utc_now,
+)
+from conveyor.notifier import Notifier
+from conveyor.retry import RetryPolicy, policy_for
+from conveyor.store.base import Store
+
+JobTypeRef = str | type[JobType] | Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job to enqueue. Unset options take the job type's defaults."""
+
+    job_type: JobTypeRef
+    data: Any = field(default_factory=dict)
+    queue: str | None = None
+    priority: PriorityLike | None = None
+    run_at: datetime | None = None
+    delay: timedelta | None = None
+    timeout: timedelta | None = None
+    max_retries: int | None = None
+    idempotency_key: str | None = None
+    labels: dict[str, str] | None = None
+    owner: Owner | None = None
+    batch_id: UUID | None = None
+    schedule_id: str | None = None
+    retry_of: UUID | None = None
+    file_info: dict[str, Any] | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        *,
+        notifier: Notifier | None = None,
+        class_policies: dict[Priority, RetryPolicy] | None = None,
+        default_timeout: timedelta | None = None,
+        max_timeout: timedelta | None = None,
+        wait_poll_interval: float = 0.25,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.notifier = notifier or Notifier()
+        self.class_policies = class_policies
+        self.default_timeout = default_timeout
+        self.max_timeout = max_timeout
+        self._wait_poll_interval = wait_poll_interval
+        self._listening = False
+
+    async def start(self) -> None:
+        """Feed the store's notifications to the notifier (once per engine)."""
+        if not self._listening:
+            self._listening = True
+            await self.store.listen(self.notifier.publish)
+
+    # --- enqueue ------------------------------------------------------------------------
+
+    async def enqueue(self, job_type: JobTypeRef, data: Any = None, **options: Any) -> Job:
+        """Validate and store one job; returns it (the existing one for a known idempotency key).
+
+        Example::
+
+            job = await engine.enqueue("sleep", {"seconds": 2}, priority="high")
+        """
+        [job] = await self.enqueue_many([JobRequest(job_type, {} if data is None else data, **options)])
+        return job
+
+    async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
+        """All or nothing: every request is validated first, then all are stored in one transaction."""
+        new_jobs = [self.prepare(r) for r in requests]
+        return [job for job, _created in await self.store.insert_jobs(new_jobs)]
+
+    def prepare(self, request: JobRequest, *, now: datetime | None = None) -> NewJob:
+        definition = self.registry.get(request.job_type)
+        now = now or utc_now()
+        priority = self._priority(request.priority if request.priority is not None else definition.priority)
+        run_at = self._run_at(request, now)
+        return NewJob(
+            id=uuid7(),
+            kind=definition.kind,
+            queue=request.queue or definition.queue,
+            status=Status.SCHEDULED if run_at > now else Status.PENDING,
+            priority=priority,
+            data=definition.dump_input(request.data),
+            max_attempts=self._max_attempts(definition, priority, request.max_retries),
+            run_at=run_at,
+            timeout=self._timeout(definition, request.timeout),
+            idempotency_key=request.idempotency_key,
+            labels={str(k): str(v) for k, v in (request.labels or {}).items()},
+            owner=request.owner or Owner(),
+            batch_id=request.batch_id,
+            schedule_id=request.schedule_id,
+            retry_of=request.retry_of,
+            file_info=request.file_info,
+            cache_key=definition.implementation.cache_key(definition.parse(request.data)),
+        )
+
+    @staticmethod
+    def _priority(priority: PriorityLike) -> int:
+        try:
+            return priority_level(priority)
+        except ValueError as exc:
+            raise InvalidJobOptions(str(exc), field="priority") from None
+
+    @staticmethod
+    def _run_at(request: JobRequest, now: datetime) -> datetime:
+        if request.run_at is not None and request.delay is not None:
+            raise InvalidJobOptions("give run_at or delay, not both", field="run_at")
+        if request.delay is not None:
+            if request.delay < timedelta(0):
+                raise InvalidJobOptions("delay must not be negative", field="delay")
+            return now + request.delay
+        if request.run_at is not None:
+            if request.run_at.tzinfo is None:
+                raise InvalidJobOptions("run_at must carry a time zone", field="run_at")
+            return max(request.run_at, now)
+        return now
+
+    def _max_attempts(self, definition: Definition, priority: int, max_retries: int | None) -> int:
+        if max_retries is not None:
+            if max_retries < 0:
+                raise InvalidJobOptions("max_retries must be >= 0", field="max_retries")
+            return max_retries + 1
+        return self.policy(definition, priority).max_attempts
+
+    def policy(self, definition: Definition, priority: int) -> RetryPolicy:
+        return definition.retry or policy_for(priority, self.class_policies)
+
+    def _timeout(self, definition: Definition, requested: timedelta | None) -> timedelta | None:
+        timeout = requested or definition.timeout or self.default_timeout
+        if timeout is None:
+            return None
+        if timeout <= timedelta(0):
+            raise InvalidJobOptions("timeout must be positive", field="timeout")
+        if self.max_timeout is not None and timeout > self.max_timeout:
+            raise InvalidJobOptions(
+                f"timeout {timeout.total_seconds():g}s exceeds the maximum of {self.max_timeout.total_seconds():g}s",
+                field="timeout",
+            )
+        return timeout
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def get(self, job_id: UUID) -> Job:
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def list(self, where: JobFilter | None = None, *, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+        return await self.store.list_jobs(where or JobFilter(), limit=limit, offset=offset)
+
+    async def counts(self, where: JobFilter | None = None, *, by: str = "status") -> dict[str, int]:
+        return await self.store.count_jobs(where or JobFilter(), by=by)
+
+    async def logs(
+        self, job_id: UUID, *, min_level: LogLevel | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[LogEntry], int]:
+        await self.get(job_id)
+        return await self.store.get_logs(job_id, min_level=min_level, limit=limit, offset=offset)
+
+    # --- operations ---------------------------------------------------------------------------
+
+    async def cancel(self, job_id: UUID) -> Job:
+        """Scheduled and pending jobs are cancelled at once; a running one is asked to stop at
+        its next checkpoint (its status stays running until it does). Finished: refused."""
+        job, acted = await self.store.request_cancel(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        if not acted:
+            raise JobNotCancellable(job_id, job.status.value)
+        return job
+
+    async def retry(self, job_id: UUID) -> Job:
+        """Run a failed, cancelled or timed-out job again, as a new job that names it in retry_of."""
+        job = await self.get(job_id)
+        if job.status not in RETRYABLE_BY_HAND:
+            raise JobNotRetryable(job_id, job.status.value)
+        return await self.enqueue(
+            job.kind,
+            job.data,
+            queue=job.queue,
+            priority=job.priority,
+            timeout=job.timeout,
+            max_retries=job.max_attempts - 1,
+            labels=job.labels,
+            owner=job.owner,
+            batch_id=job.batch_id,
+            retry_of=job.id,
+            file_info=job.file_info,
+        )
+
+    async def wait(self, job_id: UUID, timeout: float) -> Job:
+        """The job once it finishes, or as it is when `timeout` seconds pass.
+
+        Woken by the finish notification; where other processes' finishes are not announced
+        (SQLite), it also looks every `wait_poll_interval` seconds.
+        """
+        await self.start()
+        future, unsubscribe = self.notifier.future_for("finish", str(job_id))
+        try:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while True:
+                job = await self.get(job_id)
+                remaining = deadline - asyncio.get_running_loop().time()
+                if job.status.is_finished or remaining <= 0:
+                    return job
+                step = remaining if self.store.notifies_across_processes else min(remaining, self._wait_poll_interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(future), timeout=step)
+        finally:
+            unsubscribe()
+            future.cancel()

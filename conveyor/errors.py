@@ -1,0 +1,108 @@
+"""conveyor's errors. Each has a stable code that the API families map to their own shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+
+class ConveyorError(Exception):
+    code = "CONVEYOR_ERROR"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class UnknownJobType(ConveyorError):
+    code = "INVALID_JOB_TYPE"
+
+    def __init__(self, kind: str, allowed: list[str]) -> None:
+        super().__init__(f"unknown job type {kind!r}", kind=kind, allowed_types=allowed)
+        self.kind = kind
+        self.allowed = allowed
+
+
+class InvalidJobData(ConveyorError):
+    """The job's input failed validation; `errors` names every offending field."""
+
+    code = "INVALID_JOB_DATA"
+
+    def __init__(self, kind: str, errors: list[dict[str, str]]) -> None:
+        fields = ", ".join(e["field"] or "(data)" for e in errors)
+        super().__init__(f"invalid data for job type {kind!r}: {fields}", errors=errors)
+        self.errors = errors
+
+
+class InvalidJobOptions(ConveyorError):
+    code = "INVALID_JOB_OPTIONS"
+
+
+class JobNotFound(ConveyorError):
+    code = "JOB_NOT_FOUND"
+
+    def __init__(self, job_id: UUID | str) -> None:
+        super().__init__(f"job {job_id} not found", job_id=str(job_id))
+
+
+class JobNotCancellable(ConveyorError):
+    code = "JOB_NOT_CANCELLABLE"
+
+    def __init__(self, job_id: UUID, current_status: str) -> None:
+        super().__init__(
+            f"job {job_id} is {current_status} and cannot be cancelled",
+            job_id=str(job_id),
+            current_status=current_status,
+        )
+        self.current_status = current_status
+
+
+class JobNotRetryable(ConveyorError):
+    code = "JOB_NOT_RETRYABLE"
+
+    def __init__(self, job_id: UUID, current_status: str) -> None:
+        super().__init__(
+            f"job {job_id} is {current_status}; only failed, cancelled or timed-out jobs run again",
+            job_id=str(job_id),
+            current_status=current_status,
+        )
+        self.current_status = current_status
+
+
+class DuplicateJobType(ConveyorError):
+    code = "DUPLICATE_JOB_TYPE"
+
+
+# --- raised inside execute() -------------------------------------------------------------
+
+
+class JobError(Exception):
+    """Raise from execute() to fail the attempt. Retryable unless `permanent` is set."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PermanentError(JobError):
+    """The job cannot succeed by trying again (bad input, missing record): fail it now."""
+
+    retryable = False
+
+
+class RetryableError(JobError):
+    """A transient failure (network, lock, rate limit): try again after the backoff."""
+
+
+class Cancelled(BaseException):
+    """Raised by ctx.checkpoint() once cancellation was asked; ends the job as cancelled.
+
+    A BaseException, so that a job's own `except Exception` does not swallow it.
+    """
+
+
+class TimedOut(BaseException):
+    """Raised by ctx.checkpoint() once the job's timeout has passed; ends it as timeout."""

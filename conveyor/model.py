@@ -1,0 +1,306 @@
+"""The job and its vocabulary: statuses, priorities, progress, log lines, owner, outcomes.
+
+Pure data; nothing here does I/O. The store returns these objects, the engine decides
+transitions between them, and the edges render them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+
+class Status(enum.StrEnum):
+    SCHEDULED = "scheduled"  # run_at is in the future (delayed, or waiting for a retry)
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMEOUT})
+CANCELLABLE_AT_ONCE = frozenset({Status.SCHEDULED, Status.PENDING})
+RETRYABLE_BY_HAND = frozenset({Status.FAILED, Status.CANCELLED, Status.TIMEOUT})
+
+
+class Priority(enum.StrEnum):
+    """Named priority classes. Jobs store an integer 1-10; higher runs first."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def value_int(self) -> int:
+        return _CLASS_TO_INT[self]
+
+    @classmethod
+    def of(cls, level: int) -> Priority:
+        """The class an integer priority belongs to (9-10 critical, 7-8 high, 4-6 medium, 1-3 low)."""
+        if not 1 <= level <= 10:
+            raise ValueError(f"priority must be between 1 and 10, got {level}")
+        if level >= 9:
+            return cls.CRITICAL
+        if level >= 7:
+            return cls.HIGH
+        if level >= 4:
+            return cls.MEDIUM
+        return cls.LOW
+
+
+# The integer a named class is stored as: the top of its band, so that an explicit integer
+# in the same band never outranks the name.
+_CLASS_TO_INT = {Priority.CRITICAL: 10, Priority.HIGH: 8, Priority.MEDIUM: 6, Priority.LOW: 3}
+
+PriorityLike = Priority | str | int
+
+
+def priority_level(priority: PriorityLike) -> int:
+    """Normalise a class name, Priority or integer 1-10 to the stored integer."""
+    if isinstance(priority, bool):
+        raise ValueError("priority must be a class name or an integer 1-10")
+    if isinstance(priority, int):
+        Priority.of(priority)  # range check
+        return priority
+    try:
+        return Priority(priority).value_int
+    except ValueError:
+        allowed = ", ".join(p.value for p in Priority)
+        raise ValueError(f"unknown priority {priority!r}: use one of {allowed} or 1-10") from None
+
+
+class LogLevel(enum.IntEnum):
+    DEBUG = 10
+    INFO = 20
+    WARNING = 30
+    ERROR = 40
+    CRITICAL = 50
+
+    @classmethod
+    def parse(cls, level: str | int | LogLevel) -> LogLevel:
+        if isinstance(level, int):
+            return cls(level)
+        name = level.upper()
+        if name == "WARN":
+            name = "WARNING"
+        try:
+            return cls[name]
+        except KeyError:
+            raise ValueError(f"unknown log level {level!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who a job belongs to: the principal that created it and the scope it is visible in."""
+
+    user_id: str | None = None
+    org_id: str | None = None
+    study_id: str | None = None
+    created_by: str | None = None
+
+
+@dataclass(slots=True)
+class Progress:
+    """Where a running job is. Percentage is derived: steps when given, else items."""
+
+    total: int | None = None
+    processed: int = 0
+    successful: int = 0
+    failed: int = 0
+    step: int | None = None
+    total_steps: int | None = None
+    step_name: str | None = None
+    speed: float | None = None  # items per second, over the job's run so far
+    eta: datetime | None = None
+    percentage_override: float | None = None
+
+    @property
+    def percentage(self) -> float:
+        if self.percentage_override is not None:
+            return round(min(max(self.percentage_override, 0.0), 100.0), 1)
+        if self.total:
+            return round(min(100.0 * self.processed / self.total, 100.0), 1)
+        if self.total_steps:
+            done = max((self.step or 1) - 1, 0)
+            return round(min(100.0 * done / self.total_steps, 100.0), 1)
+        return 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "processed": self.processed,
+            "successful": self.successful,
+            "failed": self.failed,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "step_name": self.step_name,
+            "speed": self.speed,
+            "eta": self.eta.isoformat() if self.eta else None,
+            "percentage": self.percentage_override,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any] | None) -> Progress:
+        if not raw:
+            return cls()
+        eta = raw.get("eta")
+        return cls(
+            total=raw.get("total"),
+            processed=raw.get("processed") or 0,
+            successful=raw.get("successful") or 0,
+            failed=raw.get("failed") or 0,
+            step=raw.get("step"),
+            total_steps=raw.get("total_steps"),
+            step_name=raw.get("step_name"),
+            speed=raw.get("speed"),
+            eta=datetime.fromisoformat(eta) if eta else None,
+            percentage_override=raw.get("percentage"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    job_id: UUID
+    timestamp: datetime
+    level: LogLevel
+    message: str
+    component: str | None = None
+    attempt: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemError:
+    """One failed item of a batch job (a row, a text): where, and why."""
+
+    item: str | int | None
+    message: str
+    code: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"item": self.item, "message": self.message, "code": self.code}
+
+
+@dataclass(slots=True)
+class Job:
+    id: UUID
+    kind: str
+    queue: str
+    status: Status
+    priority: int
+    data: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    created_at: datetime
+    updated_at: datetime
+    run_at: datetime
+    result: Any = None
+    error: dict[str, Any] | None = None
+    item_errors: list[dict[str, Any]] = field(default_factory=list)
+    item_errors_dropped: int = 0
+    progress: Progress = field(default_factory=Progress)
+    timeout: timedelta | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    worker_id: str | None = None
+    lease_expires_at: datetime | None = None
+    cancel_requested: bool = False
+    batch_id: UUID | None = None
+    schedule_id: str | None = None
+    retry_of: UUID | None = None
+    cache_key: str | None = None
+    idempotency_key: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    file_info: dict[str, Any] | None = None
+    owner: Owner = field(default_factory=Owner)
+
+    @property
+    def priority_class(self) -> Priority:
+        return Priority.of(self.priority)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job as the engine hands it to the store for insertion (validated, defaults applied)."""
+
+    id: UUID
+    kind: str
+    queue: str
+    status: Status
+    priority: int
+    data: dict[str, Any]
+    max_attempts: int
+    run_at: datetime
+    timeout: timedelta | None = None
+    idempotency_key: str | None = None
+    cache_key: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    owner: Owner = field(default_factory=Owner)
+    batch_id: UUID | None = None
+    schedule_id: str | None = None
+    retry_of: UUID | None = None
+    file_info: dict[str, Any] | None = None
+
+
+class OutcomeKind(enum.StrEnum):
+    COMPLETED = "completed"
+    RETRY = "retry"  # back to scheduled, run again at run_at
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    RELEASED = "released"  # worker shutting down: back to pending, attempt not counted
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one attempt, decided by the engine and written by the store.
+
+    The store applies it only while the job is still running this attempt on this worker,
+    so a worker whose lease was taken away can never record a second completion.
+    """
+
+    job_id: UUID
+    attempt: int
+    worker_id: str
+    kind: OutcomeKind
+    result: Any = None
+    error: dict[str, Any] | None = None
+    run_at: datetime | None = None  # for RETRY
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    job_id: UUID
+    attempt: int
+    progress: Progress
+    item_errors: list[dict[str, Any]]
+    item_errors_dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """What a listing or count may see and match. Empty fields match everything."""
+
+    statuses: tuple[Status, ...] = ()
+    kinds: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    priorities: tuple[int, ...] = ()
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    owner_user_id: str | None = None
+    owner_org_id: str | None = None
+    batch_id: UUID | None = None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

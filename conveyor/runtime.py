@@ -1,0 +1,89 @@
+"""Conveyor: the composition root. Settings in; store, engine and workers out."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from conveyor.builtin import jobtypes as builtin_jobtypes
+from conveyor.engine import Engine
+from conveyor.jobtypes import Registry
+from conveyor.settings import Settings
+from conveyor.store import SqlStore, open_store
+from conveyor.worker import Worker
+
+
+def load_registry(path: str) -> Registry:
+    """`package.module:attribute` naming a Registry."""
+    module_name, _, attribute = path.partition(":")
+    if not attribute:
+        raise ValueError(f"job types {path!r}: expected module:attribute")
+    registry = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(registry, Registry):
+        raise TypeError(f"{path} is not a conveyor Registry")
+    return registry
+
+
+class Conveyor:
+    """A store, an engine over it, and the job types this process knows.
+
+    Example::
+
+        async with Conveyor.from_settings(registries=[my_jobs]) as app:
+            job = await app.engine.enqueue("reports.export", {"month": "2026-10"})
+            await app.worker().run()
+    """
+
+    def __init__(self, settings: Settings, store: SqlStore, engine: Engine) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, registries: Iterable[Registry] = ()) -> Conveyor:
+        settings = settings or Settings()
+        registry = Registry()
+        registry.include(builtin_jobtypes)
+        for extra in [*registries, *(load_registry(p) for p in settings.jobtype_paths)]:
+            registry.include(extra)
+        store = open_store(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.pool_size
+        )
+        engine = Engine(
+            store,
+            registry,
+            default_timeout=settings.default_timeout,
+            max_timeout=settings.max_timeout,
+        )
+        return cls(settings, store, engine)
+
+    async def start(self) -> None:
+        if self.settings.auto_migrate:
+            await self.store.migrate()
+        await self.engine.start()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def __aenter__(self) -> Conveyor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def worker(self, **overrides: Any) -> Worker:
+        s = self.settings
+        options: dict[str, Any] = {
+            "queues": s.queue_list,
+            "concurrency": s.concurrency,
+            "lease": timedelta(seconds=s.lease_seconds),
+            "cancel_grace": timedelta(seconds=s.cancel_grace_seconds),
+            "shutdown_grace": timedelta(seconds=s.shutdown_grace_seconds),
+            "max_log_entries": s.max_log_entries,
+            "max_item_errors": s.max_item_errors,
+        }
+        options.update(overrides)
+        return Worker(self.engine, **options)

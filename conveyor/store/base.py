@@ -1,0 +1,90 @@
+"""The seam between conveyor and a database: every operation the core may ask of one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+from uuid import UUID
+
+from conveyor.model import (
+    Job,
+    JobFilter,
+    LogEntry,
+    LogLevel,
+    NewJob,
+    Outcome,
+    ProgressUpdate,
+    Status,
+)
+
+# A notification: (topic, payload). Topics: "insert" (payload: queue name), "cancel"
+# (payload: job id), "finish" (payload: job id).
+Listener = Callable[[str, str], None]
+
+
+class Store(Protocol):
+    """Batch-first; each call is one transaction. Methods that change a running job are
+    told which attempt on which worker they apply to, and do nothing otherwise."""
+
+    dialect: str
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest revision (safe when several processes start at once)."""
+
+    async def close(self) -> None: ...
+
+    async def listen(self, listener: Listener) -> None:
+        """Deliver every notification, from this process and (PostgreSQL) every other, to `listener`."""
+
+    @property
+    def notifies_across_processes(self) -> bool:
+        """True where other processes' inserts wake us without polling (LISTEN/NOTIFY)."""
+
+    async def insert_jobs(self, jobs: Sequence[NewJob]) -> list[tuple[Job, bool]]:
+        """Insert in one transaction. A job whose idempotency key exists already is not
+        inserted: the existing job comes back instead, with False."""
+
+    async def get_job(self, job_id: UUID) -> Job | None: ...
+
+    async def list_jobs(
+        self, where: JobFilter, *, limit: int, offset: int, newest_first: bool = True
+    ) -> tuple[list[Job], int]:
+        """A page of jobs matching `where`, and how many match in all."""
+
+    async def count_jobs(self, where: JobFilter, by: str = "status") -> dict[str, int]:
+        """How many jobs match, grouped by one column (status, kind, priority, queue)."""
+
+    async def claim_jobs(self, queues: Sequence[str], limit: int, worker_id: str, lease: timedelta) -> list[Job]:
+        """Move up to `limit` pending jobs, highest priority then oldest first, to running
+        under `worker_id` with a lease; no job is ever handed to two claimers."""
+
+    async def heartbeat(self, worker_id: str, lease: timedelta) -> dict[UUID, tuple[int, bool]]:
+        """Extend the lease of every job running on `worker_id`; returns {id: (attempt,
+        cancel_requested)} for those, so the worker learns of cancels and lost leases."""
+
+    async def flush(
+        self,
+        outcomes: Sequence[Outcome] = (),
+        progress: Sequence[ProgressUpdate] = (),
+        logs: Sequence[LogEntry] = (),
+    ) -> list[UUID]:
+        """Write logs, progress and outcomes in one transaction; returns the ids of the jobs
+        whose outcome was applied (the attempt was still theirs)."""
+
+    async def request_cancel(self, job_id: UUID) -> tuple[Job | None, bool]:
+        """Cancel a scheduled or pending job at once, or flag a running one. Returns the job
+        as it is afterwards (None when it does not exist) and whether anything was done."""
+
+    async def stage_due(self, now: datetime | None = None) -> int:
+        """scheduled -> pending for jobs whose run_at has come; returns how many."""
+
+    async def rescue_expired(self, now: datetime | None = None) -> list[UUID]:
+        """Running jobs whose lease expired (their worker died): back to pending, or failed
+        when out of attempts, or cancelled when that was asked. Returns their ids."""
+
+    async def get_logs(
+        self, job_id: UUID, *, min_level: LogLevel | None, limit: int, offset: int
+    ) -> tuple[list[LogEntry], int]: ...
+
+    async def statuses(self, job_ids: Sequence[UUID]) -> dict[UUID, Status]: ...

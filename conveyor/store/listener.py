@@ -1,0 +1,65 @@
+"""PostgresListener: one dedicated LISTEN connection per process that reconnects.
+
+Wake-ups must not depend on a poll interval, so the listener holds its own autocommit
+connection (a pooled one would be handed back between statements and miss notifications).
+When the connection drops it reconnects with backoff and then reports a synthetic wake-up,
+since notifications sent while it was away are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+
+log = logging.getLogger("conveyor.listener")
+
+
+def libpq_dsn(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class PostgresListener:
+    def __init__(self, url: str, channel: str, deliver: Callable[[str], None]) -> None:
+        self._dsn = libpq_dsn(url)
+        self._channel = channel
+        self._deliver = deliver
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="conveyor-listener")
+        # Callers rely on hearing everything committed after start() returns.
+        await asyncio.wait_for(self._ready.wait(), timeout=30)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = 0.1
+        first = True
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    self._ready.set()
+                    if not first:
+                        self._deliver("insert:*")  # anything may have arrived while we were away
+                    first, delay = False, 0.1
+                    async for note in conn.notifies():
+                        self._deliver(note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any connection failure: reconnect
+                log.warning("listener connection lost (%s); reconnecting in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

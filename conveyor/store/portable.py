@@ -1,0 +1,538 @@
+"""SqlStore: what both dialects say alike, in SQLAlchemy Core. Dialects override the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from conveyor.model import (
+    FINISHED,
+    Job,
+    JobFilter,
+    LogEntry,
+    LogLevel,
+    NewJob,
+    Outcome,
+    OutcomeKind,
+    Owner,
+    Progress,
+    ProgressUpdate,
+    Status,
+    utc_now,
+)
+from conveyor.store.base import Listener
+from conveyor.store.schema import job_logs, jobs
+
+_FINISHED = [s.value for s in FINISHED]
+_GROUPABLE = {"status": jobs.c.status, "kind": jobs.c.kind, "priority": jobs.c.priority, "queue": jobs.c.queue}
+
+_OUTCOME_STATUS = {
+    OutcomeKind.COMPLETED: Status.COMPLETED,
+    OutcomeKind.FAILED: Status.FAILED,
+    OutcomeKind.CANCELLED: Status.CANCELLED,
+    OutcomeKind.TIMEOUT: Status.TIMEOUT,
+    OutcomeKind.RETRY: Status.SCHEDULED,
+    OutcomeKind.RELEASED: Status.PENDING,
+}
+
+
+def job_from_row(row: Any) -> Job:
+    m = row._mapping
+    timeout = m["timeout_seconds"]
+    return Job(
+        id=m["id"],
+        kind=m["kind"],
+        queue=m["queue"],
+        status=Status(m["status"]),
+        priority=m["priority"],
+        data=m["data"],
+        attempt=m["attempt"],
+        max_attempts=m["max_attempts"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        run_at=m["run_at"],
+        result=m["result"],
+        error=m["error"],
+        item_errors=m["item_errors"] or [],
+        item_errors_dropped=m["item_errors_dropped"],
+        progress=Progress.from_json(m["progress"]),
+        timeout=timedelta(seconds=timeout) if timeout is not None else None,
+        started_at=m["started_at"],
+        completed_at=m["completed_at"],
+        worker_id=m["worker_id"],
+        lease_expires_at=m["lease_expires_at"],
+        cancel_requested=bool(m["cancel_requested"]),
+        batch_id=m["batch_id"],
+        schedule_id=m["schedule_id"],
+        retry_of=m["retry_of"],
+        cache_key=m["cache_key"],
+        idempotency_key=m["idempotency_key"],
+        labels=m["labels"] or {},
+        file_info=m["file_info"],
+        owner=Owner(m["owner_user_id"], m["owner_org_id"], m["owner_study_id"], m["created_by"]),
+    )
+
+
+def _row_of(new: NewJob, now: datetime) -> dict[str, Any]:
+    return {
+        "id": new.id,
+        "kind": new.kind,
+        "queue": new.queue,
+        "status": new.status.value,
+        "priority": new.priority,
+        "data": new.data,
+        "item_errors_dropped": 0,
+        "attempt": 0,
+        "max_attempts": new.max_attempts,
+        "timeout_seconds": new.timeout.total_seconds() if new.timeout else None,
+        "run_at": new.run_at,
+        "created_at": now,
+        "updated_at": now,
+        "cancel_requested": False,
+        "batch_id": new.batch_id,
+        "schedule_id": new.schedule_id,
+        "retry_of": new.retry_of,
+        "cache_key": new.cache_key,
+        "idempotency_key": new.idempotency_key,
+        "labels": new.labels or {},
+        "file_info": new.file_info,
+        "owner_user_id": new.owner.user_id,
+        "owner_org_id": new.owner.org_id,
+        "owner_study_id": new.owner.study_id,
+        "created_by": new.owner.created_by,
+    }
+
+
+def _job_of_row(row: dict[str, Any]) -> Job:
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        queue=row["queue"],
+        status=Status(row["status"]),
+        priority=row["priority"],
+        data=row["data"],
+        attempt=0,
+        max_attempts=row["max_attempts"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        run_at=row["run_at"],
+        timeout=timedelta(seconds=row["timeout_seconds"]) if row["timeout_seconds"] else None,
+        batch_id=row["batch_id"],
+        schedule_id=row["schedule_id"],
+        retry_of=row["retry_of"],
+        cache_key=row["cache_key"],
+        idempotency_key=row["idempotency_key"],
+        labels=row["labels"],
+        file_info=row["file_info"],
+        owner=Owner(row["owner_user_id"], row["owner_org_id"], row["owner_study_id"], row["created_by"]),
+    )
+
+
+def filter_clauses(where: JobFilter) -> list[sa.ColumnElement[bool]]:
+    c = jobs.c
+    clauses: list[sa.ColumnElement[bool]] = []
+    if where.statuses:
+        clauses.append(c.status.in_([s.value for s in where.statuses]))
+    if where.kinds:
+        clauses.append(c.kind.in_(where.kinds))
+    if where.queues:
+        clauses.append(c.queue.in_(where.queues))
+    if where.priorities:
+        clauses.append(c.priority.in_(where.priorities))
+    if where.created_after:
+        clauses.append(c.created_at >= where.created_after)
+    if where.created_before:
+        clauses.append(c.created_at < where.created_before)
+    if where.owner_user_id is not None:
+        clauses.append(c.owner_user_id == where.owner_user_id)
+    if where.owner_org_id is not None:
+        clauses.append(c.owner_org_id == where.owner_org_id)
+    if where.batch_id is not None:
+        clauses.append(c.batch_id == where.batch_id)
+    for key, value in where.labels.items():
+        clauses.append(c.labels[key].as_string() == value)
+    return clauses
+
+
+class SqlStore:
+    """The Store protocol over an async SQLAlchemy engine.
+
+    `_engine` runs writes; `_read_engine` runs reads (the same engine on PostgreSQL; on
+    SQLite one whose transactions do not take the write lock).
+    """
+
+    dialect = "sql"
+
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None, *, url: str) -> None:
+        self._engine = engine
+        self._read_engine = read_engine or engine
+        self._url = url
+        self._listeners: list[Listener] = []
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        from conveyor.store.migrate import upgrade
+
+        await asyncio.to_thread(upgrade, self._url)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+        if self._read_engine is not self._engine:
+            await self._read_engine.dispose()
+
+    async def listen(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    @property
+    def notifies_across_processes(self) -> bool:
+        return False
+
+    def _publish(self, topic: str, payloads: Sequence[str]) -> None:
+        for listener in self._listeners:
+            for payload in payloads:
+                listener(topic, payload)
+
+    # --- dialect hooks ----------------------------------------------------------------
+
+    def _now(self) -> sa.ColumnElement[datetime]:
+        """The clock leases are measured on."""
+        raise NotImplementedError
+
+    def _now_plus(self, delta: timedelta) -> sa.ColumnElement[datetime]:
+        raise NotImplementedError
+
+    def _insert(self) -> Any:
+        """The dialect's INSERT construct (for ON CONFLICT)."""
+        raise NotImplementedError
+
+    async def _notify(self, conn: AsyncConnection, topic: str, payloads: Sequence[str]) -> None:
+        """Announce within the transaction; delivered once it commits."""
+
+    async def _after_commit(self, topic: str, payloads: Sequence[str]) -> None:
+        """In-process delivery for dialects without cross-process notifications."""
+        if payloads and not self.notifies_across_processes:
+            self._publish(topic, payloads)
+
+    # --- enqueue ------------------------------------------------------------------------
+
+    async def insert_jobs(self, new_jobs: Sequence[NewJob]) -> list[tuple[Job, bool]]:
+        if not new_jobs:
+            return []
+        now = utc_now()
+        rows = [_row_of(n, now) for n in new_jobs]
+        keyed = [r["idempotency_key"] for r in rows if r["idempotency_key"] is not None]
+        existing: dict[str, Job] = {}
+        async with self._engine.begin() as conn:
+            if keyed:
+                stmt = (
+                    self._insert()
+                    .on_conflict_do_nothing(
+                        index_elements=[jobs.c.idempotency_key],
+                        index_where=jobs.c.idempotency_key.isnot(None),
+                    )
+                    .returning(jobs.c.id)
+                )
+                inserted = {r.id for r in await conn.execute(stmt, rows)}
+                missing = [r["idempotency_key"] for r in rows if r["id"] not in inserted]
+                if missing:
+                    found = await conn.execute(sa.select(jobs).where(jobs.c.idempotency_key.in_(missing)))
+                    existing = {j.idempotency_key: j for j in map(job_from_row, found)}  # type: ignore[misc]
+            else:
+                await conn.execute(jobs.insert(), rows)
+                inserted = {r["id"] for r in rows}
+            ready = sorted({r["queue"] for r in rows if r["id"] in inserted and r["status"] == Status.PENDING})
+            await self._notify(conn, "insert", ready)
+        await self._after_commit("insert", ready)
+        out: list[tuple[Job, bool]] = []
+        for row in rows:
+            if row["id"] in inserted:
+                out.append((_job_of_row(row), True))
+            else:
+                out.append((existing[row["idempotency_key"]], False))
+        return out
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def get_job(self, job_id: UUID) -> Job | None:
+        async with self._read_engine.connect() as conn:
+            row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).first()
+        return job_from_row(row) if row else None
+
+    async def statuses(self, job_ids: Sequence[UUID]) -> dict[UUID, Status]:
+        async with self._read_engine.connect() as conn:
+            rows = await conn.execute(sa.select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(job_ids)))
+        return {r.id: Status(r.status) for r in rows}
+
+    async def list_jobs(
+        self, where: JobFilter, *, limit: int, offset: int, newest_first: bool = True
+    ) -> tuple[list[Job], int]:
+        clauses = filter_clauses(where)
+        order = (jobs.c.created_at.desc(), jobs.c.id.desc()) if newest_first else (jobs.c.created_at, jobs.c.id)
+        page = sa.select(jobs).where(*clauses).order_by(*order).limit(limit).offset(offset)
+        total = sa.select(sa.func.count()).select_from(jobs).where(*clauses)
+        async with self._read_engine.connect() as conn:
+            rows = (await conn.execute(page)).all()
+            count = (await conn.execute(total)).scalar_one()
+        return [job_from_row(r) for r in rows], count
+
+    async def count_jobs(self, where: JobFilter, by: str = "status") -> dict[str, int]:
+        column = _GROUPABLE[by]
+        stmt = sa.select(column, sa.func.count()).where(*filter_clauses(where)).group_by(column)
+        async with self._read_engine.connect() as conn:
+            rows = await conn.execute(stmt)
+        return {str(key): n for key, n in rows}
+
+    async def get_logs(
+        self, job_id: UUID, *, min_level: LogLevel | None, limit: int, offset: int
+    ) -> tuple[list[LogEntry], int]:
+        clauses = [job_logs.c.job_id == job_id]
+        if min_level is not None:
+            clauses.append(job_logs.c.level >= int(min_level))
+        page = sa.select(job_logs).where(*clauses).order_by(job_logs.c.id).limit(limit).offset(offset)
+        total = sa.select(sa.func.count()).select_from(job_logs).where(*clauses)
+        async with self._read_engine.connect() as conn:
+            rows = (await conn.execute(page)).all()
+            count = (await conn.execute(total)).scalar_one()
+        entries = [LogEntry(r.job_id, r.ts, LogLevel(r.level), r.message, r.component, r.attempt) for r in rows]
+        return entries, count
+
+    # --- the worker's side --------------------------------------------------------------
+
+    async def claim_jobs(self, queues: Sequence[str], limit: int, worker_id: str, lease: timedelta) -> list[Job]:
+        if limit <= 0:
+            return []
+        c = jobs.c
+        chosen = (
+            sa.select(c.id)
+            .where(c.status == Status.PENDING.value, c.queue.in_(queues))
+            .order_by(c.priority.desc(), c.id)
+            .limit(limit)
+        )
+        stmt = (
+            jobs.update()
+            .where(c.id.in_(self._lock_skipping(chosen).scalar_subquery()))
+            .values(
+                status=Status.RUNNING.value,
+                attempt=c.attempt + 1,
+                worker_id=worker_id,
+                started_at=self._now(),
+                updated_at=self._now(),
+                lease_expires_at=self._now_plus(lease),
+            )
+            .returning(*jobs.c)
+        )
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(stmt)).all()
+        claimed = [job_from_row(r) for r in rows]
+        claimed.sort(key=lambda j: (-j.priority, j.id))  # RETURNING keeps no order
+        return claimed
+
+    def _lock_skipping(self, select: sa.Select[Any]) -> sa.Select[Any]:
+        return select
+
+    async def heartbeat(self, worker_id: str, lease: timedelta) -> dict[UUID, tuple[int, bool]]:
+        c = jobs.c
+        stmt = (
+            jobs.update()
+            .where(c.status == Status.RUNNING.value, c.worker_id == worker_id)
+            .values(lease_expires_at=self._now_plus(lease))
+            .returning(c.id, c.attempt, c.cancel_requested)
+        )
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {r.id: (r.attempt, bool(r.cancel_requested)) for r in rows}
+
+    async def flush(
+        self,
+        outcomes: Sequence[Outcome] = (),
+        progress: Sequence[ProgressUpdate] = (),
+        logs: Sequence[LogEntry] = (),
+    ) -> list[UUID]:
+        if not (outcomes or progress or logs):
+            return []
+        async with self._engine.begin() as conn:
+            if logs:
+                await conn.execute(job_logs.insert(), [_log_row(e) for e in logs])
+            if progress:
+                await self._write_progress(conn, progress)
+            applied = await self._apply_outcomes(conn, outcomes) if outcomes else []
+            finished = [str(i) for i in applied]
+            await self._notify(conn, "finish", finished)
+            requeued = sorted({o_q for o_q in await self._requeued_queues(conn, outcomes, applied)})
+            await self._notify(conn, "insert", requeued)
+        await self._after_commit("finish", finished)
+        await self._after_commit("insert", requeued)
+        return applied
+
+    async def _requeued_queues(
+        self, conn: AsyncConnection, outcomes: Sequence[Outcome], applied: Sequence[UUID]
+    ) -> list[str]:
+        released = {o.job_id for o in outcomes if o.kind is OutcomeKind.RELEASED} & set(applied)
+        if not released:
+            return []
+        rows = await conn.execute(sa.select(jobs.c.queue).where(jobs.c.id.in_(released)).distinct())
+        return [r.queue for r in rows]
+
+    async def _write_progress(self, conn: AsyncConnection, updates: Sequence[ProgressUpdate]) -> None:
+        c = jobs.c
+        stmt = (
+            jobs.update()
+            .where(
+                c.id == sa.bindparam("b_id"),
+                c.attempt == sa.bindparam("b_attempt"),
+                c.status == Status.RUNNING.value,
+            )
+            .values(
+                progress=sa.bindparam("b_progress"),
+                item_errors=sa.bindparam("b_item_errors"),
+                item_errors_dropped=sa.bindparam("b_dropped"),
+                updated_at=self._now(),
+            )
+        )
+        await conn.execute(
+            stmt,
+            [
+                {
+                    "b_id": u.job_id,
+                    "b_attempt": u.attempt,
+                    "b_progress": u.progress.to_json(),
+                    "b_item_errors": u.item_errors,
+                    "b_dropped": u.item_errors_dropped,
+                }
+                for u in updates
+            ],
+        )
+
+    async def _apply_outcomes(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> list[UUID]:
+        """Each outcome as one guarded UPDATE; dialects may batch them into one statement."""
+        c = jobs.c
+        applied: list[UUID] = []
+        for o in outcomes:
+            status = _OUTCOME_STATUS[o.kind]
+            values: dict[str, Any] = {
+                "status": status.value,
+                "worker_id": None,
+                "lease_expires_at": None,
+                "updated_at": self._now(),
+            }
+            if status in FINISHED:
+                values.update(completed_at=self._now(), result=o.result, error=o.error)
+            elif o.kind is OutcomeKind.RETRY:
+                values.update(run_at=o.run_at, error=o.error)
+            elif o.kind is OutcomeKind.RELEASED:
+                values.update(attempt=c.attempt - 1)
+            stmt = (
+                jobs.update()
+                .where(
+                    c.id == o.job_id,
+                    c.attempt == o.attempt,
+                    c.worker_id == o.worker_id,
+                    c.status == Status.RUNNING.value,
+                )
+                .values(**values)
+            )
+            if (await conn.execute(stmt)).rowcount:
+                applied.append(o.job_id)
+        return applied
+
+    # --- cancel, stage, rescue ----------------------------------------------------------
+
+    async def request_cancel(self, job_id: UUID) -> tuple[Job | None, bool]:
+        c = jobs.c
+        at_once = (
+            jobs.update()
+            .where(c.id == job_id, c.status.in_([Status.SCHEDULED.value, Status.PENDING.value]))
+            .values(status=Status.CANCELLED.value, completed_at=self._now(), updated_at=self._now())
+            .returning(*jobs.c)
+        )
+        flag = (
+            jobs.update()
+            .where(c.id == job_id, c.status == Status.RUNNING.value)
+            .values(cancel_requested=True, updated_at=self._now())
+            .returning(*jobs.c)
+        )
+        topic = "finish"
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(at_once)).first()
+            if row is None:
+                row = (await conn.execute(flag)).first()
+                topic = "cancel"
+            if row is None:
+                row = (await conn.execute(sa.select(jobs).where(c.id == job_id))).first()
+                topic = ""
+            if topic:
+                await self._notify(conn, topic, [str(job_id)])
+        if topic:
+            await self._after_commit(topic, [str(job_id)])
+        return (job_from_row(row) if row else None), bool(topic)
+
+    async def stage_due(self, now: datetime | None = None) -> int:
+        c = jobs.c
+        due = now if now is not None else self._now()
+        stmt = (
+            jobs.update()
+            .where(c.status == Status.SCHEDULED.value, c.run_at <= due)
+            .values(status=Status.PENDING.value, updated_at=self._now())
+            .returning(c.queue)
+        )
+        async with self._engine.begin() as conn:
+            queues = [r.queue for r in await conn.execute(stmt)]
+            ready = sorted(set(queues))
+            await self._notify(conn, "insert", ready)
+        await self._after_commit("insert", ready)
+        return len(queues)
+
+    async def rescue_expired(self, now: datetime | None = None) -> list[UUID]:
+        c = jobs.c
+        expired_before = now if now is not None else self._now()
+        lost = {"type": "WorkerLost", "message": "the worker running this job stopped answering", "retryable": True}
+        out_of_attempts = c.attempt >= c.max_attempts
+        stmt = (
+            jobs.update()
+            .where(c.status == Status.RUNNING.value, c.lease_expires_at < expired_before)
+            .values(
+                status=sa.case(
+                    (c.cancel_requested, Status.CANCELLED.value),
+                    (out_of_attempts, Status.FAILED.value),
+                    else_=Status.PENDING.value,
+                ),
+                completed_at=sa.case((c.cancel_requested | out_of_attempts, self._now()), else_=None),
+                error=sa.case((c.cancel_requested, None), else_=sa.literal(lost, jobs.c.error.type)),
+                worker_id=None,
+                lease_expires_at=None,
+                updated_at=self._now(),
+            )
+            .returning(c.id, c.status, c.queue)
+        )
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(stmt)).all()
+            ready = sorted({r.queue for r in rows if r.status == Status.PENDING.value})
+            finished = [str(r.id) for r in rows if r.status != Status.PENDING.value]
+            await self._notify(conn, "insert", ready)
+            await self._notify(conn, "finish", finished)
+        await self._after_commit("insert", ready)
+        await self._after_commit("finish", finished)
+        return [r.id for r in rows]
+
+
+def _log_row(e: LogEntry) -> dict[str, Any]:
+    return {
+        "job_id": e.job_id,
+        "ts": e.timestamp,
+        "level": int(e.level),
+        "component": e.component,
+        "message": e.message,
+        "attempt": e.attempt,
+    }
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)

@@ -1,0 +1,131 @@
+"""The tables, declared once for both dialects. Alembic's revisions are written against this."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python on both dialects.
+
+    PostgreSQL keeps `timestamptz`; SQLite has no time zones, so values are stored as naive
+    UTC text in one fixed format, which also keeps them ordered when compared as text.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store: use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL on SQLite hands back the stored text
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+
+jobs = sa.Table(
+    "conveyor_jobs",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),  # UUIDv7: ordered by creation
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.SmallInteger(), nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("result", Json),
+    sa.Column("error", Json),
+    sa.Column("item_errors", Json),
+    sa.Column("item_errors_dropped", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("progress", Json),
+    sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer(), nullable=False),
+    sa.Column("timeout_seconds", sa.Float()),
+    sa.Column("run_at", UTCDateTime(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("started_at", UTCDateTime()),
+    sa.Column("completed_at", UTCDateTime()),
+    sa.Column("worker_id", sa.String(200)),
+    sa.Column("lease_expires_at", UTCDateTime()),
+    sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("batch_id", sa.Uuid()),
+    sa.Column("schedule_id", sa.String(200)),
+    sa.Column("retry_of", sa.Uuid()),
+    sa.Column("cache_key", sa.String(500)),
+    sa.Column("idempotency_key", sa.String(500)),
+    sa.Column("labels", Json),
+    sa.Column("file_info", Json),
+    sa.Column("owner_user_id", sa.String(200)),
+    sa.Column("owner_org_id", sa.String(200)),
+    sa.Column("owner_study_id", sa.String(200)),
+    sa.Column("created_by", sa.String(200)),
+    # The claim reads one status, in priority then arrival order, per queue.
+    sa.Index(
+        "ix_conveyor_jobs_claim",
+        "queue",
+        sa.text("priority DESC"),
+        "id",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index(
+        "ix_conveyor_jobs_scheduled",
+        "run_at",
+        postgresql_where=sa.text("status = 'scheduled'"),
+        sqlite_where=sa.text("status = 'scheduled'"),
+    ),
+    sa.Index(
+        "ix_conveyor_jobs_running",
+        "worker_id",
+        "lease_expires_at",
+        postgresql_where=sa.text("status = 'running'"),
+        sqlite_where=sa.text("status = 'running'"),
+    ),
+    sa.Index(
+        "uq_conveyor_jobs_idempotency_key",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+        sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+    ),
+    sa.Index("ix_conveyor_jobs_status_created", "status", "created_at"),
+    sa.Index("ix_conveyor_jobs_kind_created", "kind", "created_at"),
+    sa.Index("ix_conveyor_jobs_created", "created_at"),
+    sa.Index("ix_conveyor_jobs_org_created", "owner_org_id", "created_at"),
+    sa.Index("ix_conveyor_jobs_user_created", "owner_user_id", "created_at"),
+    sa.Index(
+        "ix_conveyor_jobs_batch",
+        "batch_id",
+        postgresql_where=sa.text("batch_id IS NOT NULL"),
+        sqlite_where=sa.text("batch_id IS NOT NULL"),
+    ),
+)
+
+job_logs = sa.Table(
+    "conveyor_job_logs",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.Uuid(), sa.ForeignKey("conveyor_jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("ts", UTCDateTime(), nullable=False),
+    sa.Column("level", sa.SmallInteger(), nullable=False),
+    sa.Column("component", sa.String(200)),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("attempt", sa.Integer()),
+    sa.Index("ix_conveyor_job_logs_job", "job_id", "id"),
+)

@@ -1,0 +1,338 @@
+"""Worker: claims jobs from its queues and runs them, one per process (with many slots).
+
+Inside, a few loops share one event loop:
+- the producer claims no more jobs than there are free slots, waking on a notification
+  (an insert into one of its queues) or, failing that, a poll tick;
+- each job runs under its runner (loop, thread, process), watched for cancel and timeout;
+- the completer writes outcomes, progress and logs in batches;
+- the heartbeat extends the leases of running jobs and learns of cancels and lost leases;
+- maintenance stages due scheduled jobs and rescues jobs whose worker died.
+SIGTERM drains: no new claims; running jobs get `shutdown_grace` to finish, then are
+released back to pending (their attempt not counted). Nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from conveyor.context import DEFAULT_MAX_ITEM_ERRORS, DEFAULT_MAX_LOG_ENTRIES, Context
+from conveyor.engine import Engine
+from conveyor.engine import lifecycle as lc
+from conveyor.errors import Cancelled, InvalidJobData, TimedOut, UnknownJobType
+from conveyor.jobtypes import jsonable
+from conveyor.model import Job, Outcome, OutcomeKind, utc_now
+from conveyor.worker.completer import Completer
+from conveyor.worker.runners import RUNNERS, Run
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Released(BaseException):
+    """The worker is shutting down: the job goes back to pending for another worker."""
+
+
+@dataclass
+class Running:
+    job: Job
+    ctx: Context
+    claimed_at: float
+    run: Run | None = None
+    lease_lost: bool = False
+    task: asyncio.Task[None] | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        queues: tuple[str, ...] | list[str] = ("default",),
+        concurrency: int = 10,
+        worker_id: str | None = None,
+        lease: timedelta = timedelta(seconds=30),
+        heartbeat_interval: timedelta | None = None,
+        poll_interval: timedelta | None = None,
+        maintenance_interval: timedelta = timedelta(seconds=1),
+        cancel_grace: timedelta = timedelta(seconds=10),
+        shutdown_grace: timedelta = timedelta(seconds=30),
+        progress_interval: timedelta = timedelta(seconds=1),
+        max_item_errors: int = DEFAULT_MAX_ITEM_ERRORS,
+        max_log_entries: int = DEFAULT_MAX_LOG_ENTRIES,
+        run_maintenance: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if not queues:
+            raise ValueError("a worker needs at least one queue")
+        self.engine = engine
+        self.store = engine.store
+        self.queues = tuple(queues)
+        self.concurrency = concurrency
+        self.worker_id = worker_id or default_worker_id()
+        self.lease = lease
+        # A third of the lease: two beats may be lost before another worker rescues our jobs.
+        # At most a second, so that cancels reach jobs quickly where there is no NOTIFY.
+        self.heartbeat_interval = heartbeat_interval or min(lease / 3, timedelta(seconds=1))
+        across = self.store.notifies_across_processes
+        self.poll_interval = poll_interval or (timedelta(seconds=2) if across else timedelta(milliseconds=50))
+        self.maintenance_interval = maintenance_interval
+        self.cancel_grace = cancel_grace
+        self.shutdown_grace = shutdown_grace
+        self.progress_interval = progress_interval
+        self.max_item_errors = max_item_errors
+        self.max_log_entries = max_log_entries
+        self.run_maintenance = run_maintenance
+
+        self._running: dict[UUID, Running] = {}
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._completer = Completer(self.store)
+        self.completed_count = 0
+
+    # --- public --------------------------------------------------------------------------
+
+    async def run(self, *, handle_signals: bool = False) -> None:
+        """Run until stop() (or SIGTERM/SIGINT with handle_signals), then drain."""
+        loop = asyncio.get_running_loop()
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        unsubscribe = [
+            self.engine.notifier.subscribe("insert", self._on_insert),
+            self.engine.notifier.subscribe("cancel", self._on_cancel),
+        ]
+        await self.engine.start()
+        log.info("worker %s: queues=%s concurrency=%d", self.worker_id, ",".join(self.queues), self.concurrency)
+        helpers = [
+            asyncio.create_task(self._completer.run(), name="completer"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._progress_loop(), name="progress"),
+        ]
+        if self.run_maintenance:
+            helpers.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
+        try:
+            await self._produce()
+            await self._drain()
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            for undo in unsubscribe:
+                undo()
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+
+    def stop(self) -> None:
+        """Stop claiming and drain (idempotent; safe from a signal handler)."""
+        if not self._stopping.is_set():
+            log.info("worker %s: draining %d running jobs", self.worker_id, len(self._running))
+        self._stopping.set()
+        self._wake.set()
+        self._slot_freed.set()
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    # --- producer ------------------------------------------------------------------------
+
+    def _on_insert(self, queue: str) -> None:
+        if queue == "*" or queue in self.queues:
+            self._wake.set()
+
+    async def _produce(self) -> None:
+        backoff = 0.05
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._wake.clear()  # before the claim: a notice arriving during it is kept
+            try:
+                jobs = await self.store.claim_jobs(self.queues, free, self.worker_id, self.lease)
+                backoff = 0.05
+            except Exception:
+                log.exception("claiming jobs failed; retrying in %.2fs", backoff)
+                await self._sleep_unless_stopping(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for job in jobs:
+                self._start(job)
+            if len(jobs) < free:
+                await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.poll_interval.total_seconds())
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # --- one job ---------------------------------------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        ctx = Context(job, max_item_errors=self.max_item_errors, max_log_entries=self.max_log_entries)
+        running = Running(job, ctx, claimed_at=time.monotonic())
+        self._running[job.id] = running
+        if job.cancel_requested:
+            ctx.request_stop(Cancelled)
+        running.task = asyncio.create_task(self._execute(running), name=f"job-{job.id}")
+
+    async def _execute(self, running: Running) -> None:
+        job, ctx = running.job, running.ctx
+        try:
+            outcome = await self._attempt(running)
+        except Exception as exc:
+            log.exception("job %s: worker error", job.id)
+            outcome = lc.outcome_of_error(job, self.worker_id, exc, now=utc_now(), policy=self._policy(job))
+        finally:
+            for timer in running.timers:
+                timer.cancel()
+            self._running.pop(job.id, None)
+            self._slot_freed.set()
+        if outcome is not None:
+            self._completer.add(outcome, ctx.take_progress(final=True), ctx.take_logs())
+
+    async def _attempt(self, running: Running) -> Outcome | None:
+        job, ctx = running.job, running.ctx
+        try:
+            definition = self.engine.registry.get(job.kind)
+            data = definition.parse(job.data)
+        except (UnknownJobType, InvalidJobData) as exc:
+            error = lc.error_record(exc, retryable=False)
+            return Outcome(job.id, job.attempt, self.worker_id, OutcomeKind.FAILED, error=error)
+        if job.timeout is not None:
+            loop = asyncio.get_running_loop()
+            running.timers.append(loop.call_later(job.timeout.total_seconds(), self._request_stop, running, TimedOut))
+        try:
+            ctx.checkpoint()
+            running.run = RUNNERS[definition.runs_in](definition, ctx, data)
+            result = await running.run.future
+            return lc.outcome_of_success(job, self.worker_id, jsonable(result))
+        except (Cancelled, TimedOut, Released):
+            return self._outcome_of_stop(running)
+        except asyncio.CancelledError:
+            return self._outcome_of_stop(running)
+        except Exception as exc:  # noqa: BLE001 - the job's own failure
+            return lc.outcome_of_error(job, self.worker_id, exc, now=utc_now(), policy=self._policy(job))
+
+    def _outcome_of_stop(self, running: Running) -> Outcome | None:
+        """The attempt ended because the worker asked it to (at a checkpoint, or by force)."""
+        reason = running.ctx.stop_reason
+        job = running.job
+        if running.lease_lost:
+            return None  # the job belongs to another worker now: write nothing
+        if reason is Released:
+            return Outcome(job.id, job.attempt, self.worker_id, OutcomeKind.RELEASED)
+        if reason in (Cancelled, TimedOut):
+            return lc.outcome_of_stop(job, self.worker_id, reason)
+        return None
+
+    def _policy(self, job: Job) -> Any:
+        if job.kind in self.engine.registry:
+            return self.engine.policy(self.engine.registry.get(job.kind), job.priority)
+        return None
+
+    def _request_stop(self, running: Running, reason: type[BaseException], grace: timedelta | None = None) -> None:
+        """Ask the job to stop at its next checkpoint; kill it if it has not within the grace."""
+        if running.ctx.stop_reason is not None and reason is not Released:
+            return
+        running.ctx.request_stop(reason)
+        if running.run is not None:
+            running.run.forward_stop(reason)
+        loop = asyncio.get_running_loop()
+        wait = (self.cancel_grace if grace is None else grace).total_seconds()
+        running.timers.append(loop.call_later(wait, self._kill, running))
+
+    def _kill(self, running: Running) -> None:
+        if running.job.id in self._running and running.run is not None:
+            log.warning("job %s: stopping it hard (%s)", running.job.id, running.ctx.stop_reason)
+            running.run.kill()
+            running.run.future.cancel()
+
+    def _on_cancel(self, job_id: str) -> None:
+        running = self._running.get(UUID(job_id))
+        if running is not None:
+            self._request_stop(running, Cancelled)
+
+    # --- helpers' loops ------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.heartbeat_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.9, 1.1))
+            if not self._running:
+                continue
+            started = time.monotonic()
+            try:
+                alive = await self.store.heartbeat(self.worker_id, self.lease)
+            except Exception:
+                log.exception("heartbeat failed")
+                continue
+            for job_id, running in list(self._running.items()):
+                if running.claimed_at > started:
+                    continue  # claimed after the beat began: not in its answer yet
+                state = alive.get(job_id)
+                if state is None or state[0] != running.job.attempt:
+                    log.warning("job %s: lease lost (rescued elsewhere); abandoning this attempt", job_id)
+                    running.lease_lost = True
+                    running.ctx.request_stop(Cancelled)
+                    self._kill(running)
+                elif state[1]:
+                    self._request_stop(running, Cancelled)
+
+    async def _progress_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.progress_interval.total_seconds())
+            for running in list(self._running.values()):
+                update, logs = running.ctx.take_progress(), running.ctx.take_logs()
+                if update is not None or logs:
+                    self._completer.add(None, update, logs)
+
+    async def _maintenance_loop(self) -> None:
+        interval = self.maintenance_interval.total_seconds()
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            try:
+                await self.store.stage_due()
+                rescued = await self.store.rescue_expired()
+                if rescued:
+                    log.warning("rescued %d jobs whose worker stopped answering", len(rescued))
+            except Exception:
+                log.exception("maintenance failed")
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + self.shutdown_grace.total_seconds()
+        while self._running and time.monotonic() < deadline:
+            self._slot_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), deadline - time.monotonic())
+        for running in list(self._running.values()):
+            running.ctx.request_stop(Released)
+            self._kill(running)
+        while self._running:
+            self._slot_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), 1)
+        await self._completer.drain(timeout=30)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The README's test command: creates .venv (if missing), installs conveyor with its test
+# extras, starts PostgreSQL with the role the tests use, and runs the suite on SQLite and
+# PostgreSQL. Extra arguments go to pytest (e.g. scripts/test.sh -k retry).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+
+if [ -z "${CONVEYOR_TEST_DATABASE_URL:-}" ]; then
+  bash scripts/postgres-up.sh
+  export CONVEYOR_TEST_DATABASE_URL=postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor
+fi
+
+.venv/bin/ruff check conveyor tests bench
+exec .venv/bin/python -m pytest "$@"
