@@ -202,8 +202,9 @@ class Context:
         logs, self._logs = self._logs, []
         return logs
 
-    def take_progress(self, *, final: bool = False) -> ProgressUpdate | None:
-        if not (self._dirty or final):
+    def take_progress(self) -> ProgressUpdate | None:
+        """What changed since the last call, or None."""
+        if not self._dirty:
             return None
         self._dirty = False
         return ProgressUpdate(

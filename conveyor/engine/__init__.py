@@ -105,13 +105,14 @@ class Engine:
         now = now or utc_now()
         priority = self._priority(request.priority if request.priority is not None else definition.priority)
         run_at = self._run_at(request, now)
+        data = definition.parse(request.data)
         return NewJob(
             id=uuid7(),
             kind=definition.kind,
             queue=request.queue or definition.queue,
             status=Status.SCHEDULED if run_at > now else Status.PENDING,
             priority=priority,
-            data=definition.dump_input(request.data),
+            data=definition.dump_input(data),
             max_attempts=self._max_attempts(definition, priority, request.max_retries),
             run_at=run_at,
             timeout=self._timeout(definition, request.timeout),
@@ -122,7 +123,7 @@ class Engine:
             schedule_id=request.schedule_id,
             retry_of=request.retry_of,
             file_info=request.file_info,
-            cache_key=definition.implementation.cache_key(definition.parse(request.data)),
+            cache_key=definition.implementation.cache_key(data),
         )
 
     @staticmethod

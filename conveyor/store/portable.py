@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -33,7 +34,7 @@ from conveyor.store.schema import job_logs, jobs
 _FINISHED = [s.value for s in FINISHED]
 _GROUPABLE = {"status": jobs.c.status, "kind": jobs.c.kind, "priority": jobs.c.priority, "queue": jobs.c.queue}
 
-_OUTCOME_STATUS = {
+OUTCOME_STATUS = {
     OutcomeKind.COMPLETED: Status.COMPLETED,
     OutcomeKind.FAILED: Status.FAILED,
     OutcomeKind.CANCELLED: Status.CANCELLED,
@@ -202,6 +203,10 @@ class SqlStore:
 
     # --- dialect hooks ----------------------------------------------------------------
 
+    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A write transaction."""
+        return self._engine.begin()
+
     def _now(self) -> sa.ColumnElement[datetime]:
         """The clock leases are measured on."""
         raise NotImplementedError
@@ -228,10 +233,25 @@ class SqlStore:
             return []
         now = utc_now()
         rows = [_row_of(n, now) for n in new_jobs]
-        keyed = [r["idempotency_key"] for r in rows if r["idempotency_key"] is not None]
+        inserted = await self._insert_rows(rows)
+        missing = [r["idempotency_key"] for r in rows if r["id"] not in inserted]
         existing: dict[str, Job] = {}
-        async with self._engine.begin() as conn:
-            if keyed:
+        if missing:
+            async with self._read_engine.connect() as conn:
+                found = await conn.execute(sa.select(jobs).where(jobs.c.idempotency_key.in_(missing)))
+                existing = {j.idempotency_key: j for j in map(job_from_row, found)}  # type: ignore[misc]
+        out: list[tuple[Job, bool]] = []
+        for row in rows:
+            if row["id"] in inserted:
+                out.append((_job_of_row(row), True))
+            else:
+                out.append((existing[row["idempotency_key"]], False))
+        return out
+
+    async def _insert_rows(self, rows: list[dict[str, Any]]) -> set[UUID]:
+        """Insert in one transaction, skipping known idempotency keys; the ids inserted."""
+        async with self._write() as conn:
+            if any(r["idempotency_key"] is not None for r in rows):
                 stmt = (
                     self._insert()
                     .on_conflict_do_nothing(
@@ -241,23 +261,13 @@ class SqlStore:
                     .returning(jobs.c.id)
                 )
                 inserted = {r.id for r in await conn.execute(stmt, rows)}
-                missing = [r["idempotency_key"] for r in rows if r["id"] not in inserted]
-                if missing:
-                    found = await conn.execute(sa.select(jobs).where(jobs.c.idempotency_key.in_(missing)))
-                    existing = {j.idempotency_key: j for j in map(job_from_row, found)}  # type: ignore[misc]
             else:
                 await conn.execute(jobs.insert(), rows)
                 inserted = {r["id"] for r in rows}
             ready = sorted({r["queue"] for r in rows if r["id"] in inserted and r["status"] == Status.PENDING})
             await self._notify(conn, "insert", ready)
         await self._after_commit("insert", ready)
-        out: list[tuple[Job, bool]] = []
-        for row in rows:
-            if row["id"] in inserted:
-                out.append((_job_of_row(row), True))
-            else:
-                out.append((existing[row["idempotency_key"]], False))
-        return out
+        return inserted
 
     # --- reads --------------------------------------------------------------------------
 
@@ -329,7 +339,7 @@ class SqlStore:
             )
             .returning(*jobs.c)
         )
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
         claimed = [job_from_row(r) for r in rows]
         claimed.sort(key=lambda j: (-j.priority, j.id))  # RETURNING keeps no order
@@ -346,7 +356,7 @@ class SqlStore:
             .values(lease_expires_at=self._now_plus(lease))
             .returning(c.id, c.attempt, c.cancel_requested)
         )
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
         return {r.id: (r.attempt, bool(r.cancel_requested)) for r in rows}
 
@@ -358,7 +368,7 @@ class SqlStore:
     ) -> list[UUID]:
         if not (outcomes or progress or logs):
             return []
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             if logs:
                 await conn.execute(job_logs.insert(), [_log_row(e) for e in logs])
             if progress:
@@ -416,7 +426,7 @@ class SqlStore:
         c = jobs.c
         applied: list[UUID] = []
         for o in outcomes:
-            status = _OUTCOME_STATUS[o.kind]
+            status = OUTCOME_STATUS[o.kind]
             values: dict[str, Any] = {
                 "status": status.value,
                 "worker_id": None,
@@ -460,7 +470,7 @@ class SqlStore:
             .returning(*jobs.c)
         )
         topic = "finish"
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             row = (await conn.execute(at_once)).first()
             if row is None:
                 row = (await conn.execute(flag)).first()
@@ -483,7 +493,7 @@ class SqlStore:
             .values(status=Status.PENDING.value, updated_at=self._now())
             .returning(c.queue)
         )
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             queues = [r.queue for r in await conn.execute(stmt)]
             ready = sorted(set(queues))
             await self._notify(conn, "insert", ready)
@@ -512,7 +522,7 @@ class SqlStore:
             )
             .returning(c.id, c.status, c.queue)
         )
-        async with self._engine.begin() as conn:
+        async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
             ready = sorted({r.queue for r in rows if r.status == Status.PENDING.value})
             finished = [str(r.id) for r in rows if r.status != Status.PENDING.value]

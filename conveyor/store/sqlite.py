@@ -8,20 +8,75 @@ Notifications are delivered in process; other processes find new work by polling
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from conveyor.model import utc_now
-from conveyor.store.portable import SqlStore
+from conveyor.model import FINISHED, Outcome, OutcomeKind, utc_now
+from conveyor.store.portable import OUTCOME_STATUS, SqlStore, dumps
 from conveyor.store.schema import UTCDateTime, jobs
 
 BUSY_TIMEOUT_MS = 30_000
+
+# A batch of outcomes in one statement, the batch passed as one JSON array. The guard (same
+# attempt, same worker, still running) makes a completion count once. Timestamps are written
+# in the text form UTCDateTime stores on SQLite.
+APPLY_OUTCOMES = (
+    sa.text(
+        """
+        UPDATE conveyor_jobs SET
+            status = v.status,
+            result = CASE WHEN v.finished THEN v.result ELSE conveyor_jobs.result END,
+            error = CASE WHEN v.status = 'pending' THEN conveyor_jobs.error ELSE v.error END,
+            completed_at = CASE WHEN v.finished THEN :now ELSE NULL END,
+            run_at = COALESCE(v.run_at, conveyor_jobs.run_at),
+            attempt = CASE WHEN v.status = 'pending' THEN conveyor_jobs.attempt - 1
+                           ELSE conveyor_jobs.attempt END,
+            worker_id = NULL,
+            lease_expires_at = NULL,
+            updated_at = :now
+        FROM (
+            SELECT value ->> '$.id' AS id, value ->> '$.attempt' AS attempt,
+                   value ->> '$.status' AS status, value ->> '$.finished' AS finished,
+                   value -> '$.result' AS result, value -> '$.error' AS error,
+                   value ->> '$.run_at' AS run_at
+            FROM json_each(:payload)
+        ) AS v
+        WHERE conveyor_jobs.id = v.id AND conveyor_jobs.attempt = v.attempt
+          AND conveyor_jobs.worker_id = :worker_id
+          AND +conveyor_jobs.status = 'running'  -- unary +: look rows up by id, not by status
+        RETURNING conveyor_jobs.id
+        """
+    )
+    .bindparams(sa.bindparam("now", type_=UTCDateTime()))
+    .columns(id=sa.Uuid())
+)
+
+
+def _stored_time(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if value else None
+
+
+def _outcome_json(o: Outcome) -> dict[str, Any]:
+    status = OUTCOME_STATUS[o.kind]
+    return {
+        "id": o.job_id.hex,
+        "attempt": o.attempt,
+        "status": status.value,
+        "finished": status in FINISHED,
+        "result": o.result if o.kind is OutcomeKind.COMPLETED else None,
+        "error": o.error,
+        "run_at": _stored_time(o.run_at),
+    }
 
 
 def _engine(url: str, *, begin: str, synchronous: str) -> AsyncEngine:
@@ -58,6 +113,25 @@ class SqliteStore(SqlStore):
             _engine(str(async_url), begin="BEGIN", synchronous=synchronous),
             url=url,
         )
+        self._write_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        # One writer per process at a time: connections of one process that contend for the
+        # write lock would otherwise meet in SQLite's busy handler, which sleeps for
+        # milliseconds. Other processes still wait there (busy_timeout).
+        async with self._write_lock, self._engine.begin() as conn:
+            yield conn
+
+    async def _apply_outcomes(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> list[UUID]:
+        applied: list[UUID] = []
+        for worker_id in {o.worker_id for o in outcomes}:
+            payload = [_outcome_json(o) for o in outcomes if o.worker_id == worker_id]
+            rows = await conn.execute(
+                APPLY_OUTCOMES, {"payload": dumps(payload), "worker_id": worker_id, "now": utc_now()}
+            )
+            applied.extend(r.id for r in rows)
+        return applied
 
     def _now(self) -> sa.ColumnElement[Any]:
         return sa.literal(utc_now(), UTCDateTime())

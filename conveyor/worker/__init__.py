@@ -212,7 +212,7 @@ class Worker:
             self._running.pop(job.id, None)
             self._slot_freed.set()
         if outcome is not None:
-            self._completer.add(outcome, ctx.take_progress(final=True), ctx.take_logs())
+            self._completer.add(outcome, ctx.take_progress(), ctx.take_logs())
 
     async def _attempt(self, running: Running) -> Outcome | None:
         job, ctx = running.job, running.ctx

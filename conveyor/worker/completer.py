@@ -19,7 +19,10 @@ MAX_BATCH = 1000
 
 
 class Completer:
-    def __init__(self, store: Store, *, on_flushed: Callable[[int], None] = lambda _n: None) -> None:
+    def __init__(
+        self, store: Store, *, linger: float = 0.002, on_flushed: Callable[[int], None] = lambda _n: None
+    ) -> None:
+        self._linger = linger
         self._store = store
         self._outcomes: list[Outcome] = []
         self._progress: dict[object, ProgressUpdate] = {}
@@ -52,6 +55,10 @@ class Completer:
         delay = 0.05
         while True:
             await self._wake.wait()
+            if len(self._outcomes) < MAX_BATCH // 10:
+                # Outcomes of jobs finishing together come within a moment of each other:
+                # waiting that moment writes them in one transaction instead of many.
+                await asyncio.sleep(self._linger)
             self._wake.clear()
             while self._outcomes or self._progress or self._logs:
                 try:
