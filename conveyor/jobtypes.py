@@ -165,7 +165,7 @@ class Registry:
         if not kind:
             raise TypeError(f"{cls.__name__} must set kind")
         implementation = cls()
-        execute = cls.execute
+        execute = implementation.execute  # bound: its signature is (ctx, data)
         self._register(
             Definition(
                 kind=kind,

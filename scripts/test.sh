@@ -17,5 +17,5 @@ if [ -z "${CONVEYOR_TEST_DATABASE_URL:-}" ]; then
   export CONVEYOR_TEST_DATABASE_URL=postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor
 fi
 
-.venv/bin/ruff check conveyor tests bench
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -156,6 +155,3 @@ def main() -> None:
 
 
 __all__ = ["app", "main"]
-
-if __name__ == "__main__":
-    sys.exit(main())

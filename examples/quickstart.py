@@ -1,0 +1,49 @@
+"""Define a job type, enqueue jobs, run a worker until they are done.
+
+    python examples/quickstart.py            # on ./conveyor.db (SQLite)
+    CONVEYOR_DATABASE_URL=postgresql://… python examples/quickstart.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel, Field
+
+from conveyor import Context, Conveyor, JobRequest, Registry
+
+jobs = Registry()
+
+
+class WordCount(BaseModel):
+    texts: list[str] = Field(min_length=1, max_length=10_000)
+
+
+@jobs.job_type("examples.word_count", queue="default", priority="high")
+async def word_count(ctx: Context, data: WordCount) -> dict[str, int]:
+    total = 0
+    for n, text in enumerate(data.texts, start=1):
+        ctx.checkpoint()  # a cancel asked for this job stops it here
+        total += len(text.split())
+        ctx.progress(processed=n, total=len(data.texts))
+    ctx.info(f"counted {total} words", component="counter")
+    return {"texts": len(data.texts), "words": total}
+
+
+async def main() -> None:
+    async with Conveyor.from_settings(registries=[jobs]) as conveyor:
+        one = await conveyor.engine.enqueue("examples.word_count", {"texts": ["a b c", "d e"]})
+        many = await conveyor.engine.enqueue_many(
+            [JobRequest(word_count, {"texts": [f"text number {i}"]}, labels={"batch": "demo"}) for i in range(100)]
+        )
+        worker = conveyor.worker(concurrency=20)
+        running = asyncio.create_task(worker.run())
+        done = await conveyor.engine.wait(one.id, timeout=30)
+        await conveyor.engine.wait(many[-1].id, timeout=30)
+        worker.stop()
+        await running
+        print(done.status.value, done.result)  # noqa: T201 - an example prints
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

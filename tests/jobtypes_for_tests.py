@@ -1,0 +1,166 @@
+"""Job types the tests run. A module of its own, so that child processes can import them."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from conveyor import Context, JobType, PermanentError, Registry, RetryPolicy
+
+jobtypes = Registry()
+
+
+class Echo(BaseModel):
+    value: Any = None
+
+
+class Report(BaseModel):
+    name: str = Field(min_length=1)
+    count: int = Field(ge=1, le=100)
+    tags: list[str] = []
+
+
+class Fail(BaseModel):
+    permanent: bool = False
+    message: str = "boom"
+
+
+class Spin(BaseModel):
+    seconds: float = 30
+    checkpoints: bool = True
+    pid_file: str | None = None
+
+
+class Items(BaseModel):
+    items: list[int]
+    bad: list[int] = []
+
+
+@jobtypes.job_type("t.echo")
+async def echo(ctx: Context, data: Echo) -> dict[str, Any]:
+    return {"value": data.value, "attempt": ctx.attempt}
+
+
+@jobtypes.job_type("t.report", queue="reports")
+async def report(ctx: Context, data: Report) -> dict[str, Any]:
+    return {"name": data.name}
+
+
+@jobtypes.job_type("t.fail")
+async def fail(ctx: Context, data: Fail) -> None:
+    if data.permanent:
+        raise PermanentError(data.message, code="BAD_INPUT")
+    raise ConnectionError(data.message)
+
+
+@jobtypes.job_type("t.fail_fast_retry", retry=RetryPolicy(max_retries=2, base=timedelta(milliseconds=50), jitter=0))
+async def fail_fast_retry(ctx: Context, data: Fail) -> None:
+    raise ConnectionError(f"{data.message} on attempt {ctx.attempt}")
+
+
+@jobtypes.job_type("t.flaky", retry=RetryPolicy(max_retries=3, base=timedelta(milliseconds=50), jitter=0))
+async def flaky(ctx: Context, data: Echo) -> dict[str, int]:
+    if ctx.attempt < 3:
+        raise TimeoutError(f"transient failure on attempt {ctx.attempt}")
+    return {"succeeded_on": ctx.attempt}
+
+
+@jobtypes.job_type("t.loop_spin")
+async def loop_spin(ctx: Context, data: Spin) -> str:
+    deadline = time.monotonic() + data.seconds
+    while time.monotonic() < deadline:
+        await ctx.sleep(0.02)
+    return "finished"
+
+
+@jobtypes.job_type("t.loop_stubborn")
+async def loop_stubborn(ctx: Context, data: Spin) -> str:
+    import asyncio
+
+    await asyncio.sleep(data.seconds)  # never checks: only a hard stop ends it early
+    return "finished"
+
+
+@jobtypes.job_type("t.hang_first_attempt")
+async def hang_first_attempt(ctx: Context, data: Echo) -> dict[str, int]:
+    """Hangs on its first attempt (for a worker to be killed under it); completes after."""
+    import asyncio
+
+    if ctx.attempt == 1:
+        await asyncio.sleep(3600)
+    return {"completed_on": ctx.attempt}
+
+
+@jobtypes.job_type("t.thread_spin")
+def thread_spin(ctx: Context, data: Spin) -> str:
+    deadline = time.monotonic() + data.seconds
+    while time.monotonic() < deadline:
+        if data.checkpoints:
+            ctx.checkpoint()
+        time.sleep(0.01)
+    return "finished"
+
+
+@jobtypes.job_type("t.process_spin", runs_in="process")
+def process_spin(ctx: Context, data: Spin) -> dict[str, Any]:
+    import os
+    from pathlib import Path
+
+    if data.pid_file:
+        Path(data.pid_file).write_text(str(os.getpid()))
+    deadline = time.monotonic() + data.seconds
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        if data.checkpoints:
+            ctx.progress(processed=n)
+        time.sleep(0.01)
+    return {"pid": os.getpid(), "spins": n}
+
+
+@jobtypes.job_type("t.process_square", runs_in="process")
+def process_square(ctx: Context, data: Items) -> dict[str, Any]:
+    import os
+
+    ctx.info("squaring", component="math")
+    for n in range(1, len(data.items) + 1):
+        ctx.progress(processed=n, total=len(data.items))
+    return {"squares": [i * i for i in data.items], "pid": os.getpid()}
+
+
+@jobtypes.job_type("t.items")
+async def items(ctx: Context, data: Items) -> dict[str, int]:
+    ok = bad = 0
+    ctx.progress(total=len(data.items), step=1, total_steps=2, step_name="scoring")
+    for n, item in enumerate(data.items, start=1):
+        if item in data.bad:
+            bad += 1
+            ctx.item_error(item, f"item {item} is bad", code="BAD_ITEM")
+        else:
+            ok += 1
+        ctx.progress(processed=n, successful=ok, failed=bad)
+        ctx.debug(f"item {item}", component="scorer")
+    ctx.progress(step=2, step_name="summarising")
+    ctx.info("done", component="summary")
+    ctx.warning("some items failed", component="summary")
+    return {"ok": ok, "bad": bad}
+
+
+class Estimated(JobType):
+    kind = "t.estimated"
+    queue = "estimates"
+
+    async def execute(self, ctx: Context, data: Items) -> int:
+        return sum(data.items)
+
+    def estimate_time(self, data: Items) -> timedelta:
+        return timedelta(seconds=len(data.items))
+
+    def cache_key(self, data: Items) -> str:
+        return "sum:" + ",".join(map(str, data.items))
+
+
+jobtypes.add(Estimated)

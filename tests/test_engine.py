@@ -1,0 +1,163 @@
+"""Enqueue, validation, idempotency, cancel and retry by hand, reads — on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+from conftest import make_settings
+from jobtypes_for_tests import jobtypes
+
+from conveyor import (
+    Conveyor,
+    InvalidJobData,
+    InvalidJobOptions,
+    JobFilter,
+    JobNotCancellable,
+    JobNotFound,
+    JobNotRetryable,
+    JobRequest,
+    Owner,
+    Priority,
+    Status,
+    UnknownJobType,
+)
+from conveyor.model import utc_now
+
+
+async def test_enqueue_applies_the_job_types_defaults(app: Conveyor) -> None:
+    job = await app.engine.enqueue("t.report", {"name": "q3", "count": 2})
+    assert (job.status, job.queue, job.priority_class, job.attempt) == (Status.PENDING, "reports", Priority.MEDIUM, 0)
+    assert job.max_attempts == 4  # medium: 3 retries
+    stored = await app.engine.get(job.id)
+    assert stored.data == {"name": "q3", "count": 2, "tags": []}
+    assert stored.created_at == job.created_at
+
+
+async def test_priority_class_sets_the_retry_budget(app: Conveyor) -> None:
+    critical = await app.engine.enqueue("t.echo", priority="critical")
+    low = await app.engine.enqueue("t.echo", priority=2)
+    custom = await app.engine.enqueue("t.echo", priority="high", max_retries=0)
+    assert (critical.max_attempts, low.max_attempts, custom.max_attempts) == (6, 3, 1)
+    assert (critical.priority_class, low.priority_class) == (Priority.CRITICAL, Priority.LOW)
+
+
+async def test_unknown_job_type_is_refused_with_the_allowed_types(app: Conveyor) -> None:
+    with pytest.raises(UnknownJobType) as caught:
+        await app.engine.enqueue("t.nope", {})
+    assert "t.echo" in caught.value.allowed and "noop" in caught.value.allowed
+    assert caught.value.code == "INVALID_JOB_TYPE"
+
+
+async def test_invalid_input_names_every_offending_field(app: Conveyor) -> None:
+    with pytest.raises(InvalidJobData) as caught:
+        await app.engine.enqueue("t.report", {"name": "", "count": 1000, "tags": [1]})
+    fields = {e["field"] for e in caught.value.errors}
+    assert fields == {"name", "count", "tags.0"}
+    assert (await app.engine.counts()) == {}
+
+
+async def test_bad_options_are_refused(app: Conveyor) -> None:
+    with pytest.raises(InvalidJobOptions, match="priority"):
+        await app.engine.enqueue("t.echo", priority="urgent")
+    with pytest.raises(InvalidJobOptions):
+        await app.engine.enqueue("t.echo", timeout=timedelta(seconds=-1))
+    with pytest.raises(InvalidJobOptions):
+        await app.engine.enqueue("t.echo", delay=timedelta(seconds=1), run_at=utc_now())
+
+
+async def test_bulk_enqueue_is_all_or_nothing(app: Conveyor) -> None:
+    good = [JobRequest("t.echo", {"value": i}) for i in range(5)]
+    with pytest.raises(InvalidJobData):
+        await app.engine.enqueue_many([*good, JobRequest("t.report", {"name": "x"})])
+    assert await app.engine.counts() == {}
+    jobs = await app.engine.enqueue_many(good * 60)  # 300: the bulk path
+    assert len({j.id for j in jobs}) == 300
+    assert await app.engine.counts() == {"pending": 300}
+
+
+async def test_delayed_job_is_scheduled_then_staged_when_due(app: Conveyor) -> None:
+    job = await app.engine.enqueue("t.echo", delay=timedelta(hours=1))
+    assert job.status is Status.SCHEDULED
+    assert await app.store.stage_due() == 0
+    assert await app.store.stage_due(now=utc_now() + timedelta(hours=2)) == 1
+    assert (await app.engine.get(job.id)).status is Status.PENDING
+
+
+async def test_same_idempotency_key_gives_back_the_same_job(app: Conveyor) -> None:
+    first = await app.engine.enqueue("t.echo", {"value": 1}, idempotency_key="order-42")
+    again = await app.engine.enqueue("t.echo", {"value": 2}, idempotency_key="order-42")
+    assert again.id == first.id
+    assert again.data == {"value": 1}
+    assert await app.engine.counts() == {"pending": 1}
+
+
+async def test_concurrent_idempotent_enqueues_create_one_job(database_url: str) -> None:
+    # Several independent processes' worth of stores, racing on one key.
+    apps = [Conveyor.from_settings(make_settings(database_url), registries=[jobtypes]) for _ in range(4)]
+    try:
+        results = await asyncio.gather(
+            *[a.engine.enqueue("t.echo", {"value": n}, idempotency_key="race") for n in range(5) for a in apps]
+        )
+        assert len({j.id for j in results}) == 1
+        assert await apps[0].engine.counts() == {"pending": 1}
+    finally:
+        for a in apps:
+            await a.close()
+
+
+async def test_cancel_pending_is_immediate_and_final_jobs_refuse(app: Conveyor) -> None:
+    job = await app.engine.enqueue("t.echo")
+    cancelled = await app.engine.cancel(job.id)
+    assert cancelled.status is Status.CANCELLED and cancelled.completed_at is not None
+    with pytest.raises(JobNotCancellable) as caught:
+        await app.engine.cancel(job.id)
+    assert caught.value.current_status == "cancelled"
+    with pytest.raises(JobNotFound):
+        await app.engine.cancel(uuid4())
+
+
+async def test_retry_by_hand_makes_a_new_job_that_names_the_old(app: Conveyor) -> None:
+    job = await app.engine.enqueue("t.echo", {"value": 7}, priority="high", labels={"country": "ke"})
+    with pytest.raises(JobNotRetryable):
+        await app.engine.retry(job.id)
+    await app.engine.cancel(job.id)
+    again = await app.engine.retry(job.id)
+    assert again.id != job.id and again.retry_of == job.id
+    assert (again.status, again.data, again.priority, again.labels) == (
+        Status.PENDING,
+        {"value": 7},
+        job.priority,
+        {"country": "ke"},
+    )
+
+
+async def test_listing_filters_paginates_and_counts(app: Conveyor) -> None:
+    alice = Owner(user_id="alice", org_id="org-1")
+    await app.engine.enqueue_many(
+        [JobRequest("t.echo", {"value": i}, labels={"country": "ke" if i % 2 else "tz"}, owner=alice) for i in range(7)]
+        + [JobRequest("t.report", {"name": "r", "count": 1}, priority="critical")]
+    )
+    jobs, total = await app.engine.list(JobFilter(kinds=("t.echo",)), limit=3, offset=0)
+    assert total == 7 and len(jobs) == 3
+    assert [j.created_at for j in jobs] == sorted((j.created_at for j in jobs), reverse=True)
+    page3, _ = await app.engine.list(JobFilter(kinds=("t.echo",)), limit=3, offset=6)
+    assert len(page3) == 1
+    _, kenyan = await app.engine.list(JobFilter(labels={"country": "ke"}), limit=10)
+    assert kenyan == 3
+    _, mine = await app.engine.list(JobFilter(owner_org_id="org-1"), limit=10)
+    assert mine == 7
+    _, critical = await app.engine.list(JobFilter(priorities=(10,)), limit=10)
+    assert critical == 1
+    assert await app.engine.counts(by="kind") == {"t.echo": 7, "t.report": 1}
+    later, _ = await app.engine.list(JobFilter(created_after=utc_now() + timedelta(minutes=1)), limit=10)
+    assert later == []
+
+
+async def test_class_based_job_type_declares_its_cache_key(app: Conveyor) -> None:
+    job = await app.engine.enqueue("t.estimated", {"items": [1, 2]})
+    assert (job.queue, job.cache_key) == ("estimates", "sum:1,2")
+    definition = app.engine.registry.get("t.estimated")
+    assert definition.implementation.estimate_time(definition.parse({"items": [1, 2, 3]})) == timedelta(seconds=3)
