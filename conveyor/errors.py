@@ -93,6 +93,10 @@ class PermanentError(JobError):
     retryable = False
 
 
+class UnstorableResult(PermanentError):
+    """execute() returned something JSON cannot hold (an arbitrary object)."""
+
+
 class RetryableError(JobError):
     """A transient failure (network, lock, rate limit): try again after the backoff."""
 

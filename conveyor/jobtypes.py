@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,8 +32,9 @@ from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
-from conveyor.errors import DuplicateJobType, InvalidJobData, UnknownJobType
+from conveyor.errors import DuplicateJobType, InvalidJobData, UnknownJobType, UnstorableResult
 from conveyor.model import Priority, PriorityLike
 from conveyor.retry import RetryPolicy
 
@@ -113,8 +115,19 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
 
 
 def jsonable(value: Any) -> Any:
-    """Results are stored as JSON: pydantic models, dataclasses, datetimes and UUIDs convert."""
-    return _ANY.dump_python(value, mode="json")
+    """Results are stored as JSON: pydantic models, dataclasses, datetimes and UUIDs convert.
+
+    Raises UnstorableResult (a permanent error: trying again gives the same result) for what
+    JSON cannot hold (an open connection, a set of arbitrary objects), so that such a result
+    fails its own job instead of every batch of outcomes it would be written in. NaN and
+    infinities are stored as null, as pydantic's JSON mode does.
+    """
+    try:
+        converted = _ANY.dump_python(value, mode="json")
+        json.dumps(converted, allow_nan=False)
+    except (ValueError, TypeError, PydanticSerializationError) as exc:
+        raise UnstorableResult(f"the job's result cannot be stored as JSON: {exc}") from None
+    return converted
 
 
 def _input_model(func: Callable[..., Any], kind: str) -> type[BaseModel] | None:

@@ -44,6 +44,11 @@ async def echo(ctx: Context, data: Echo) -> dict[str, Any]:
     return {"value": data.value, "attempt": ctx.attempt}
 
 
+@jobtypes.job_type("t.unstorable")
+async def unstorable(ctx: Context, data: Echo) -> dict[str, object]:
+    return {"connection": object()}
+
+
 @jobtypes.job_type("t.report", queue="reports")
 async def report(ctx: Context, data: Report) -> dict[str, Any]:
     return {"name": data.name}

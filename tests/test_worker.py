@@ -26,6 +26,16 @@ async def test_worker_runs_a_job_and_stores_its_result(app: Conveyor) -> None:
     assert done.started_at is not None and done.completed_at is not None and done.started_at <= done.completed_at
 
 
+async def test_a_result_json_cannot_hold_fails_that_job_alone(app: Conveyor) -> None:
+    bad = await app.engine.enqueue("t.unstorable", priority="critical")
+    good = await app.engine.enqueue("t.echo", {"value": 1})
+    async with running_worker(app):
+        failed = await app.engine.wait(bad.id, timeout=10)
+        done = await app.engine.wait(good.id, timeout=10)
+    assert (failed.status, failed.attempt, failed.error["type"]) == (Status.FAILED, 1, "UnstorableResult")
+    assert done.status is Status.COMPLETED
+
+
 async def test_wait_returns_the_job_unfinished_at_its_timeout(app: Conveyor) -> None:
     job = await app.engine.enqueue("t.echo")
     waited = await app.engine.wait(job.id, timeout=0.2)

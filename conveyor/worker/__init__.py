@@ -228,8 +228,8 @@ class Worker:
         try:
             ctx.checkpoint()
             running.run = RUNNERS[definition.runs_in](definition, ctx, data)
-            result = await running.run.future
-            return lc.outcome_of_success(job, self.worker_id, jsonable(result))
+            result = jsonable(await running.run.future)
+            return lc.outcome_of_success(job, self.worker_id, result)
         except (Cancelled, TimedOut, Released):
             return self._outcome_of_stop(running)
         except asyncio.CancelledError:
