@@ -170,6 +170,7 @@ class SqlStore:
     """
 
     dialect = "sql"
+    _outcomes_notify = False  # True where _apply_outcomes sends the finish notifications itself
 
     def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None, *, url: str) -> None:
         self._engine = engine
@@ -206,6 +207,10 @@ class SqlStore:
     def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A write transaction."""
         return self._engine.begin()
+
+    def _single_write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """For one statement that writes: where it is atomic on its own, no BEGIN/COMMIT."""
+        return self._write()
 
     def _now(self) -> sa.ColumnElement[datetime]:
         """The clock leases are measured on."""
@@ -339,7 +344,7 @@ class SqlStore:
             )
             .returning(*jobs.c)
         )
-        async with self._write() as conn:
+        async with self._single_write() as conn:
             rows = (await conn.execute(stmt)).all()
         claimed = [job_from_row(r) for r in rows]
         claimed.sort(key=lambda j: (-j.priority, j.id))  # RETURNING keeps no order
@@ -356,7 +361,7 @@ class SqlStore:
             .values(lease_expires_at=self._now_plus(lease))
             .returning(c.id, c.attempt, c.cancel_requested)
         )
-        async with self._write() as conn:
+        async with self._single_write() as conn:
             rows = (await conn.execute(stmt)).all()
         return {r.id: (r.attempt, bool(r.cancel_requested)) for r in rows}
 
@@ -375,7 +380,8 @@ class SqlStore:
                 await self._write_progress(conn, progress)
             applied = await self._apply_outcomes(conn, outcomes) if outcomes else []
             finished = [str(i) for i in applied]
-            await self._notify(conn, "finish", finished)
+            if not self._outcomes_notify:
+                await self._notify(conn, "finish", finished)
             requeued = sorted({o_q for o_q in await self._requeued_queues(conn, outcomes, applied)})
             await self._notify(conn, "insert", requeued)
         await self._after_commit("finish", finished)

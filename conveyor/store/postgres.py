@@ -8,8 +8,9 @@ LISTEN connection per process hands them on (see listener.py).
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -49,6 +50,19 @@ APPLY_OUTCOMES = sa.text(
     WHERE j.id = v.id AND j.attempt = v.attempt AND j.worker_id = :worker_id
       AND j.status = 'running'
     RETURNING j.id
+    """
+)
+
+# The same, announcing the finished ids (100 to a NOTIFY: payloads hold at most 8000 bytes)
+# in the same statement. The notify CTE is read by the outer select, or PostgreSQL skips it.
+APPLY_OUTCOMES_AND_NOTIFY = sa.text(
+    "WITH done AS ("
+    + APPLY_OUTCOMES.text.strip()
+    + """),
+    numbered AS (SELECT id, (row_number() OVER ()) / 100 AS chunk FROM done),
+    chunks AS (SELECT string_agg(id::text, ',') AS ids FROM numbered GROUP BY chunk),
+    notified AS (SELECT pg_notify(:channel, 'finish:' || ids) FROM chunks)
+    SELECT done.id, (SELECT count(*) FROM notified) AS notified FROM done
     """
 )
 
@@ -112,6 +126,7 @@ def async_url(url: str) -> str:
 
 class PostgresStore(SqlStore):
     dialect = "postgresql"
+    _outcomes_notify = True
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
@@ -136,6 +151,11 @@ class PostgresStore(SqlStore):
         if self._listener is not None:
             await self._listener.stop()
         await super().close()
+
+    @contextlib.asynccontextmanager
+    async def _single_write(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def _now(self) -> sa.ColumnElement[Any]:
         return sa.func.now()
@@ -201,8 +221,9 @@ class PostgresStore(SqlStore):
         for worker_id, group in by_worker.items():
             statuses = [OUTCOME_STATUS[o.kind] for o in group]
             rows = await conn.execute(
-                APPLY_OUTCOMES,
+                APPLY_OUTCOMES_AND_NOTIFY,
                 {
+                    "channel": CHANNEL,
                     "ids": [o.job_id for o in group],
                     "attempts": [o.attempt for o in group],
                     "statuses": [s.value for s in statuses],
