@@ -84,6 +84,7 @@ class Conveyor:
             "shutdown_grace": timedelta(seconds=s.shutdown_grace_seconds),
             "max_log_entries": s.max_log_entries,
             "max_item_errors": s.max_item_errors,
+            "process_pool_size": s.process_pool_size,
         }
         options.update(overrides)
         return Worker(self.engine, **options)

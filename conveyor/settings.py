@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         10, ge=0, description="time a cancelled or timed-out job gets to reach a checkpoint"
     )
     shutdown_grace_seconds: float = Field(30, ge=0, description="time running jobs get to finish on SIGTERM")
+    process_pool_size: int | None = Field(
+        None, ge=1, description="child processes for runs_in='process' job types (default: min(concurrency, CPUs))"
+    )
     jobtypes: str = Field(
         "",
         description="comma-separated `module:attribute` Registries to load (the built-ins are always there)",

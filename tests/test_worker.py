@@ -144,6 +144,25 @@ async def test_process_job_returns_its_result_progress_and_logs(app: Conveyor) -
     assert [(e.message, e.component) for e in logs] == [("squaring", "math")]
 
 
+async def test_process_jobs_reuse_pooled_children_and_a_killed_child_is_replaced(app: Conveyor, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    async with running_worker(app, process_pool_size=1, cancel_grace=timedelta(milliseconds=300)):
+        first = await app.engine.enqueue("t.process_square", {"items": [1]})
+        second = await app.engine.enqueue("t.process_square", {"items": [2]})
+        a, b = await app.engine.wait(first.id, timeout=30), await app.engine.wait(second.id, timeout=30)
+        assert a.result["pid"] == b.result["pid"]  # one child served both
+        stubborn = await app.engine.enqueue(
+            "t.process_spin", {"seconds": 60, "checkpoints": False, "pid_file": str(pid_file)}
+        )
+        await eventually(lambda: _exists(pid_file))
+        assert int(pid_file.read_text()) == a.result["pid"]
+        await app.engine.cancel(stubborn.id)
+        assert (await app.engine.wait(stubborn.id, timeout=10)).status is Status.CANCELLED
+        third = await app.engine.wait((await app.engine.enqueue("t.process_square", {"items": [3]})).id, timeout=30)
+    assert third.status is Status.COMPLETED and third.result["squares"] == [9]
+    assert third.result["pid"] != a.result["pid"]  # the killed child was replaced
+
+
 async def test_timeout_ends_a_job_with_status_timeout(app: Conveyor) -> None:
     cooperative = await app.engine.enqueue("t.loop_spin", {"seconds": 30}, timeout=timedelta(milliseconds=300))
     stubborn = await app.engine.enqueue(

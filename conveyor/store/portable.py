@@ -493,9 +493,11 @@ class SqlStore:
     async def stage_due(self, now: datetime | None = None) -> int:
         c = jobs.c
         due = now if now is not None else self._now()
+        # Rows another stager or a cancel holds are skipped, not waited on: the next tick gets them.
+        chosen = sa.select(c.id).where(c.status == Status.SCHEDULED.value, c.run_at <= due)
         stmt = (
             jobs.update()
-            .where(c.status == Status.SCHEDULED.value, c.run_at <= due)
+            .where(c.id.in_(self._lock_skipping(chosen).scalar_subquery()))
             .values(status=Status.PENDING.value, updated_at=self._now())
             .returning(c.queue)
         )
@@ -511,9 +513,16 @@ class SqlStore:
         expired_before = now if now is not None else self._now()
         lost = {"type": "WorkerLost", "message": "the worker running this job stopped answering", "retryable": True}
         out_of_attempts = c.attempt >= c.max_attempts
+        # Skip rows a live statement holds (a late heartbeat, an outcome being written): if
+        # their lease is still expired next tick, they are rescued then.
+        chosen = (
+            sa.select(c.id)
+            .where(c.status == Status.RUNNING.value, c.lease_expires_at < expired_before)
+            .order_by(c.id)
+        )
         stmt = (
             jobs.update()
-            .where(c.status == Status.RUNNING.value, c.lease_expires_at < expired_before)
+            .where(c.id.in_(self._lock_skipping(chosen).scalar_subquery()))
             .values(
                 status=sa.case(
                     (c.cancel_requested, Status.CANCELLED.value),

@@ -30,39 +30,50 @@ CHANNEL = "conveyor"
 
 # One statement for a whole batch of outcomes. The guard (same attempt, same worker, still
 # running) is what makes a completion count once: a worker whose lease was rescued away
-# matches no row.
+# matches no row. Rows are locked in id order first (`locked`), the order the heartbeat locks
+# in too, so that the two can never deadlock over one worker's rows. The finished ids are
+# announced in the same statement, 100 to a NOTIFY (payloads hold at most 8000 bytes); the
+# notify CTE is read by the outer select, or PostgreSQL would skip it.
 APPLY_OUTCOMES = sa.text(
     """
-    UPDATE conveyor_jobs AS j SET
-        status = v.status,
-        result = CASE WHEN v.finished THEN v.result ELSE j.result END,
-        error = CASE WHEN v.status = 'pending' THEN j.error ELSE v.error END,
-        completed_at = CASE WHEN v.finished THEN now() ELSE NULL END,
-        run_at = COALESCE(v.run_at, j.run_at),
-        attempt = CASE WHEN v.status = 'pending' THEN j.attempt - 1 ELSE j.attempt END,
-        worker_id = NULL,
-        lease_expires_at = NULL,
-        updated_at = now()
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:statuses AS text[]),
-                CAST(:finished AS bool[]), CAST(:results AS jsonb[]), CAST(:errors AS jsonb[]),
-                CAST(:run_ats AS timestamptz[]))
-         AS v(id, attempt, status, finished, result, error, run_at)
-    WHERE j.id = v.id AND j.attempt = v.attempt AND j.worker_id = :worker_id
-      AND j.status = 'running'
-    RETURNING j.id
-    """
-)
-
-# The same, announcing the finished ids (100 to a NOTIFY: payloads hold at most 8000 bytes)
-# in the same statement. The notify CTE is read by the outer select, or PostgreSQL skips it.
-APPLY_OUTCOMES_AND_NOTIFY = sa.text(
-    "WITH done AS ("
-    + APPLY_OUTCOMES.text.strip()
-    + """),
+    WITH locked AS MATERIALIZED (
+        SELECT id FROM conveyor_jobs WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE
+    ),
+    done AS (
+        UPDATE conveyor_jobs AS j SET
+            status = v.status,
+            result = CASE WHEN v.finished THEN v.result ELSE j.result END,
+            error = CASE WHEN v.status = 'pending' THEN j.error ELSE v.error END,
+            completed_at = CASE WHEN v.finished THEN now() ELSE NULL END,
+            run_at = COALESCE(v.run_at, j.run_at),
+            attempt = CASE WHEN v.status = 'pending' THEN j.attempt - 1 ELSE j.attempt END,
+            worker_id = NULL,
+            lease_expires_at = NULL,
+            updated_at = now()
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:statuses AS text[]),
+                    CAST(:finished AS bool[]), CAST(:results AS jsonb[]), CAST(:errors AS jsonb[]),
+                    CAST(:run_ats AS timestamptz[]))
+             AS v(id, attempt, status, finished, result, error, run_at)
+        WHERE j.id = v.id AND j.id IN (SELECT id FROM locked) AND j.attempt = v.attempt
+          AND j.worker_id = :worker_id AND j.status = 'running'
+        RETURNING j.id
+    ),
     numbered AS (SELECT id, (row_number() OVER ()) / 100 AS chunk FROM done),
     chunks AS (SELECT string_agg(id::text, ',') AS ids FROM numbered GROUP BY chunk),
     notified AS (SELECT pg_notify(:channel, 'finish:' || ids) FROM chunks)
     SELECT done.id, (SELECT count(*) FROM notified) AS notified FROM done
+    """
+)
+
+HEARTBEAT = sa.text(
+    """
+    WITH mine AS MATERIALIZED (
+        SELECT id FROM conveyor_jobs WHERE worker_id = :worker_id AND status = 'running'
+        ORDER BY id FOR UPDATE
+    )
+    UPDATE conveyor_jobs AS j SET lease_expires_at = now() + CAST(:lease AS interval)
+    FROM mine WHERE j.id = mine.id
+    RETURNING j.id, j.attempt, j.cancel_requested
     """
 )
 
@@ -203,6 +214,11 @@ class PostgresStore(SqlStore):
                 await raw.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, payloads))
         return {r["id"] for r in rows}
 
+    async def heartbeat(self, worker_id: str, lease: timedelta) -> dict[UUID, tuple[int, bool]]:
+        async with self._single_write() as conn:
+            rows = (await conn.execute(HEARTBEAT, {"worker_id": worker_id, "lease": lease})).all()
+        return {r.id: (r.attempt, bool(r.cancel_requested)) for r in rows}
+
     def _lock_skipping(self, select: sa.Select[Any]) -> sa.Select[Any]:
         return select.with_for_update(skip_locked=True)
 
@@ -221,7 +237,7 @@ class PostgresStore(SqlStore):
         for worker_id, group in by_worker.items():
             statuses = [OUTCOME_STATUS[o.kind] for o in group]
             rows = await conn.execute(
-                APPLY_OUTCOMES_AND_NOTIFY,
+                APPLY_OUTCOMES,
                 {
                     "channel": CHANNEL,
                     "ids": [o.job_id for o in group],

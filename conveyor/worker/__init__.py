@@ -34,7 +34,7 @@ from conveyor.errors import Cancelled, InvalidJobData, TimedOut, UnknownJobType
 from conveyor.jobtypes import jsonable
 from conveyor.model import Job, Outcome, OutcomeKind, utc_now
 from conveyor.worker.completer import Completer
-from conveyor.worker.runners import RUNNERS, Run
+from conveyor.worker.runners import ProcessPool, Run, run_in_thread, run_on_loop
 
 log = logging.getLogger("conveyor.worker")
 
@@ -76,6 +76,7 @@ class Worker:
         max_item_errors: int = DEFAULT_MAX_ITEM_ERRORS,
         max_log_entries: int = DEFAULT_MAX_LOG_ENTRIES,
         run_maintenance: bool = True,
+        process_pool_size: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -105,7 +106,8 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._completer = Completer(self.store)
-        self.completed_count = 0
+        # Process-bound jobs share this pool; children start only when such a job comes.
+        self._process_pool = ProcessPool(process_pool_size or min(concurrency, os.cpu_count() or 1))
 
     # --- public --------------------------------------------------------------------------
 
@@ -137,6 +139,7 @@ class Worker:
             await asyncio.gather(*helpers, return_exceptions=True)
             for undo in unsubscribe:
                 undo()
+            self._process_pool.close()
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -227,7 +230,7 @@ class Worker:
             running.timers.append(loop.call_later(job.timeout.total_seconds(), self._request_stop, running, TimedOut))
         try:
             ctx.checkpoint()
-            running.run = RUNNERS[definition.runs_in](definition, ctx, data)
+            running.run = self._runner(definition.runs_in)(definition, ctx, data)
             result = jsonable(await running.run.future)
             return lc.outcome_of_success(job, self.worker_id, result)
         except (Cancelled, TimedOut, Released):
@@ -236,6 +239,11 @@ class Worker:
             return self._outcome_of_stop(running)
         except Exception as exc:  # noqa: BLE001 - the job's own failure
             return lc.outcome_of_error(job, self.worker_id, exc, now=utc_now(), policy=self._policy(job))
+
+    def _runner(self, runs_in: str) -> Any:
+        if runs_in == "process":
+            return self._process_pool.run
+        return run_in_thread if runs_in == "thread" else run_on_loop
 
     def _outcome_of_stop(self, running: Running) -> Outcome | None:
         """The attempt ended because the worker asked it to (at a checkpoint, or by force)."""
@@ -282,7 +290,9 @@ class Worker:
         interval = self.heartbeat_interval.total_seconds()
         while True:
             await asyncio.sleep(interval * random.uniform(0.9, 1.1))
-            if not self._running:
+            # Jobs whose outcome waits to be written are still running in the store: their
+            # leases need extending too, or a slow write would get them rescued and run again.
+            if not self._running and not self._completer.pending:
                 continue
             started = time.monotonic()
             try:

@@ -1,0 +1,79 @@
+"""Scratch databases: each phase of the benchmark runs on one made for it and dropped after.
+
+A fresh database per phase means no phase sees another's rows, dead tuples or index bloat, and
+nothing is shared with the tests, which use the server's `conveyor` database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Protocol
+
+import psycopg
+import sqlalchemy as sa
+from psycopg import sql
+
+
+class Database(Protocol):
+    url: str
+
+    async def recreate(self) -> None:
+        """Make it exist and be empty."""
+
+    async def drop(self) -> None: ...
+
+
+def libpq_url(url: str, database: str | None = None) -> str:
+    """`postgresql://…` as libpq, psycopg and asyncpg take it (a SQLAlchemy `+driver` is dropped)."""
+    parsed = sa.make_url(url).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+class PostgresDatabase:
+    """Database `name` on the server `server_url` points at, made by that URL's role (CREATEDB
+    is enough: the role owns what it creates, so it may also drop it)."""
+
+    def __init__(self, server_url: str, name: str) -> None:
+        self._server_url = libpq_url(server_url)
+        self._name = sql.Identifier(name)
+        self.url = libpq_url(server_url, name)
+
+    async def recreate(self) -> None:
+        async with await psycopg.AsyncConnection.connect(self._server_url, autocommit=True) as conn:
+            await conn.execute(self._drop_statement())
+            await conn.execute(sql.SQL("CREATE DATABASE {}").format(self._name))
+
+    async def drop(self) -> None:
+        async with await psycopg.AsyncConnection.connect(self._server_url, autocommit=True) as conn:
+            await conn.execute(self._drop_statement())
+
+    def _drop_statement(self) -> sql.Composed:
+        # FORCE ends connections a killed worker of an earlier run may have left behind.
+        return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(self._name)
+
+
+async def server_version(server_url: str) -> str:
+    async with await psycopg.AsyncConnection.connect(libpq_url(server_url), autocommit=True) as conn:
+        row = await (await conn.execute("SHOW server_version")).fetchone()
+    return str(row[0]) if row else "unknown"
+
+
+class SqliteDatabase:
+    """A SQLite file; "dropping" it removes the file and its WAL and shared-memory companions."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self.url = f"sqlite:///{path}"
+
+    async def recreate(self) -> None:
+        await self.drop()
+
+    async def drop(self) -> None:
+        await asyncio.to_thread(self._remove_files)
+
+    def _remove_files(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self._path}{suffix}").unlink(missing_ok=True)
