@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -123,11 +122,9 @@ def jsonable(value: Any) -> Any:
     infinities are stored as null, as pydantic's JSON mode does.
     """
     try:
-        converted = _ANY.dump_python(value, mode="json")
-        json.dumps(converted, allow_nan=False)
-    except (ValueError, TypeError, PydanticSerializationError) as exc:
+        return _ANY.dump_python(value, mode="json")
+    except PydanticSerializationError as exc:
         raise UnstorableResult(f"the job's result cannot be stored as JSON: {exc}") from None
-    return converted
 
 
 def _input_model(func: Callable[..., Any], kind: str) -> type[BaseModel] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,7 +45,10 @@ OUTCOME_STATUS = {
 
 
 def job_from_row(row: Any) -> Job:
-    m = row._mapping
+    return job_from_mapping(row._mapping)
+
+
+def job_from_mapping(m: Mapping[str, Any]) -> Job:
     timeout = m["timeout_seconds"]
     return Job(
         id=m["id"],
@@ -170,7 +173,6 @@ class SqlStore:
     """
 
     dialect = "sql"
-    _outcomes_notify = False  # True where _apply_outcomes sends the finish notifications itself
 
     def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None, *, url: str) -> None:
         self._engine = engine
@@ -207,10 +209,6 @@ class SqlStore:
     def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A write transaction."""
         return self._engine.begin()
-
-    def _single_write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """For one statement that writes: where it is atomic on its own, no BEGIN/COMMIT."""
-        return self._write()
 
     def _now(self) -> sa.ColumnElement[datetime]:
         """The clock leases are measured on."""
@@ -344,7 +342,7 @@ class SqlStore:
             )
             .returning(*jobs.c)
         )
-        async with self._single_write() as conn:
+        async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
         claimed = [job_from_row(r) for r in rows]
         claimed.sort(key=lambda j: (-j.priority, j.id))  # RETURNING keeps no order
@@ -361,7 +359,7 @@ class SqlStore:
             .values(lease_expires_at=self._now_plus(lease))
             .returning(c.id, c.attempt, c.cancel_requested)
         )
-        async with self._single_write() as conn:
+        async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
         return {r.id: (r.attempt, bool(r.cancel_requested)) for r in rows}
 
@@ -380,8 +378,7 @@ class SqlStore:
                 await self._write_progress(conn, progress)
             applied = await self._apply_outcomes(conn, outcomes) if outcomes else []
             finished = [str(i) for i in applied]
-            if not self._outcomes_notify:
-                await self._notify(conn, "finish", finished)
+            await self._notify(conn, "finish", finished)
             requeued = sorted({o_q for o_q in await self._requeued_queues(conn, outcomes, applied)})
             await self._notify(conn, "insert", requeued)
         await self._after_commit("finish", finished)
@@ -516,9 +513,7 @@ class SqlStore:
         # Skip rows a live statement holds (a late heartbeat, an outcome being written): if
         # their lease is still expired next tick, they are rescued then.
         chosen = (
-            sa.select(c.id)
-            .where(c.status == Status.RUNNING.value, c.lease_expires_at < expired_before)
-            .order_by(c.id)
+            sa.select(c.id).where(c.status == Status.RUNNING.value, c.lease_expires_at < expired_before).order_by(c.id)
         )
         stmt = (
             jobs.update()

@@ -2,42 +2,127 @@
 
 Claims lock the rows they take with FOR UPDATE SKIP LOCKED, so concurrent claimers pass over
 each other's rows instead of waiting. Leases are measured on the database's clock, the one
-clock all machines share. Inserts, cancels and finishes NOTIFY within their transaction; one
-LISTEN connection per process hands them on (see listener.py).
+clock all machines share. Inserts, cancels and finishes NOTIFY within their statement or
+transaction; one LISTEN connection per process hands them on (see listener.py).
+
+The hot paths (enqueue, claim, heartbeat, outcomes) are single statements run on a psycopg
+pool of autocommit connections: no BEGIN/COMMIT round trips and no ORM-layer checkout, which
+on these paths cost more than the statement itself. Everything else goes through the
+portable SQLAlchemy Core statements of SqlStore.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
+import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import sqlalchemy as sa
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from conveyor.model import FINISHED, Outcome, OutcomeKind
+from conveyor.model import FINISHED, Job, LogEntry, Outcome, OutcomeKind, ProgressUpdate, Status
 from conveyor.store.base import Listener
-from conveyor.store.listener import PostgresListener
-from conveyor.store.portable import OUTCOME_STATUS, SqlStore, dumps
+from conveyor.store.listener import PostgresListener, libpq_dsn
+from conveyor.store.portable import OUTCOME_STATUS, SqlStore, dumps, job_from_mapping
 from conveyor.store.schema import jobs
 
 CHANNEL = "conveyor"
 
-# One statement for a whole batch of outcomes. The guard (same attempt, same worker, still
-# running) is what makes a completion count once: a worker whose lease was rescued away
-# matches no row. Rows are locked in id order first (`locked`), the order the heartbeat locks
-# in too, so that the two can never deadlock over one worker's rows. The finished ids are
-# announced in the same statement, 100 to a NOTIFY (payloads hold at most 8000 bytes); the
-# notify CTE is read by the outer select, or PostgreSQL would skip it.
-APPLY_OUTCOMES = sa.text(
-    """
-    WITH locked AS MATERIALIZED (
-        SELECT id FROM conveyor_jobs WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE
+_COLUMNS = (
+    "id", "kind", "queue", "status", "priority", "data", "max_attempts", "timeout_seconds",
+    "run_at", "created_at", "updated_at", "batch_id", "schedule_id", "retry_of", "cache_key",
+    "idempotency_key", "labels", "file_info", "owner_user_id", "owner_org_id", "owner_study_id",
+    "created_by",
+)  # fmt: skip
+_JSON_COLUMNS = ("data", "labels", "file_info")
+_COLUMN_TYPES = {
+    "id": "uuid", "kind": "text", "queue": "text", "status": "text", "priority": "int2",
+    "data": "jsonb", "max_attempts": "int4", "timeout_seconds": "float8", "run_at": "timestamptz",
+    "created_at": "timestamptz", "updated_at": "timestamptz", "batch_id": "uuid",
+    "schedule_id": "text", "retry_of": "uuid", "cache_key": "text", "idempotency_key": "text",
+    "labels": "jsonb", "file_info": "jsonb", "owner_user_id": "text", "owner_org_id": "text",
+    "owner_study_id": "text", "created_by": "text",
+}  # fmt: skip
+
+# One job. The NOTIFY rides in the same statement (a CTE the select list reads); ON CONFLICT
+# leaves a known idempotency key's job alone and returns nothing for it.
+INSERT_ONE = f"""
+    WITH ins AS (
+        INSERT INTO conveyor_jobs ({", ".join(_COLUMNS)})
+        VALUES ({", ".join(f"%({c})s" for c in _COLUMNS)})
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING id, queue, status
+    )
+    SELECT id, CASE WHEN status = 'pending' THEN pg_notify(%(channel)s, 'insert:' || queue) END FROM ins
+"""
+
+# Many jobs with idempotency keys: columns travel as arrays, one binary parameter each.
+INSERT_MANY = f"""
+    WITH ins AS (
+        INSERT INTO conveyor_jobs ({", ".join(_COLUMNS)})
+        SELECT * FROM unnest({", ".join(f"%({c})b::{_COLUMN_TYPES[c]}[]" for c in _COLUMNS)})
+        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        RETURNING id, queue, status
+    ), notified AS (
+        SELECT pg_notify(%(channel)s, 'insert:' || q)
+        FROM (SELECT DISTINCT queue AS q FROM ins WHERE status = 'pending') AS ready
+    )
+    SELECT ins.id, (SELECT count(*) FROM notified) FROM ins
+"""
+
+# Many jobs without keys: binary COPY, several times quicker than INSERT for big batches.
+COPY_THRESHOLD = 100
+COPY_JOBS = f"COPY conveyor_jobs ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+
+CLAIM = """
+    WITH next AS (
+        SELECT id FROM conveyor_jobs
+        WHERE status = 'pending' AND {queue_match}
+        ORDER BY priority DESC, id LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE conveyor_jobs AS j SET status = 'running', attempt = j.attempt + 1,
+        worker_id = %(worker_id)s, started_at = now(), updated_at = now(),
+        lease_expires_at = now() + %(lease)s
+    FROM next WHERE j.id = next.id
+    RETURNING j.*
+"""
+# One queue: equality keeps the index's order (an array match would need a sort).
+CLAIM_ONE_QUEUE = CLAIM.format(queue_match="queue = %(queue)s")
+CLAIM_QUEUES = CLAIM.format(queue_match="queue = ANY(%(queues)s)")
+
+# Rows are locked in id order (the MATERIALIZED CTEs), here and in APPLY_OUTCOMES, so that a
+# heartbeat and an outcome write over one worker's rows can never deadlock.
+HEARTBEAT = """
+    WITH mine AS MATERIALIZED (
+        SELECT id FROM conveyor_jobs WHERE worker_id = %(worker_id)s AND status = 'running'
+        ORDER BY id FOR UPDATE
+    )
+    UPDATE conveyor_jobs AS j SET lease_expires_at = now() + %(lease)s
+    FROM mine WHERE j.id = mine.id
+    RETURNING j.id, j.attempt, j.cancel_requested
+"""
+
+# A batch of outcomes, sent as one JSON array (one C-encoded document instead of seven
+# arrays dumped element by element). The guard (same attempt, same worker, still running) is
+# what makes a completion count once: a worker whose lease was rescued away matches no row.
+# Finished ids are announced 100 to a NOTIFY (payloads hold at most 8000 bytes); released
+# jobs announce their queue.
+APPLY_OUTCOMES = """
+    WITH v AS MATERIALIZED (
+        SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb)
+            AS v(id uuid, attempt int, status text, finished bool, result jsonb, error jsonb, run_at timestamptz)
+    ),
+    locked AS MATERIALIZED (
+        SELECT id FROM conveyor_jobs WHERE id IN (SELECT id FROM v) ORDER BY id FOR UPDATE
     ),
     done AS (
         UPDATE conveyor_jobs AS j SET
@@ -50,83 +135,35 @@ APPLY_OUTCOMES = sa.text(
             worker_id = NULL,
             lease_expires_at = NULL,
             updated_at = now()
-        FROM unnest(CAST(:ids AS uuid[]), CAST(:attempts AS int[]), CAST(:statuses AS text[]),
-                    CAST(:finished AS bool[]), CAST(:results AS jsonb[]), CAST(:errors AS jsonb[]),
-                    CAST(:run_ats AS timestamptz[]))
-             AS v(id, attempt, status, finished, result, error, run_at)
+        FROM v
         WHERE j.id = v.id AND j.id IN (SELECT id FROM locked) AND j.attempt = v.attempt
-          AND j.worker_id = :worker_id AND j.status = 'running'
-        RETURNING j.id
+          AND j.worker_id = %(worker_id)s AND j.status = 'running'
+        RETURNING j.id, j.status, j.queue
     ),
-    numbered AS (SELECT id, (row_number() OVER ()) / 100 AS chunk FROM done),
+    numbered AS (SELECT id, (row_number() OVER ()) / 100 AS chunk FROM done WHERE status <> 'pending'),
     chunks AS (SELECT string_agg(id::text, ',') AS ids FROM numbered GROUP BY chunk),
-    notified AS (SELECT pg_notify(:channel, 'finish:' || ids) FROM chunks)
-    SELECT done.id, (SELECT count(*) FROM notified) AS notified FROM done
-    """
-)
-
-HEARTBEAT = sa.text(
-    """
-    WITH mine AS MATERIALIZED (
-        SELECT id FROM conveyor_jobs WHERE worker_id = :worker_id AND status = 'running'
-        ORDER BY id FOR UPDATE
+    notified AS (
+        SELECT pg_notify(%(channel)s, 'finish:' || ids) FROM chunks
+        UNION ALL
+        SELECT pg_notify(%(channel)s, 'insert:' || queue)
+        FROM (SELECT DISTINCT queue FROM done WHERE status = 'pending') AS released
     )
-    UPDATE conveyor_jobs AS j SET lease_expires_at = now() + CAST(:lease AS interval)
-    FROM mine WHERE j.id = mine.id
-    RETURNING j.id, j.attempt, j.cancel_requested
-    """
-)
+    SELECT done.id, (SELECT count(*) FROM notified) FROM done
+"""
 
-# Bulk insert as one statement: columns travel as arrays (one parameter each, whatever the
-# row count), ON CONFLICT skips known idempotency keys, and the NOTIFY for the queues that got
-# pending jobs rides in the same statement. The notify CTE is referenced from the select list
-# because PostgreSQL skips a SELECT CTE that nothing reads.
-INSERT_JOBS = sa.text(
-    """
-    WITH ins AS (
-        INSERT INTO conveyor_jobs (id, kind, queue, status, priority, data, max_attempts,
-            timeout_seconds, run_at, created_at, updated_at, batch_id, schedule_id, retry_of,
-            cache_key, idempotency_key, labels, file_info, owner_user_id, owner_org_id,
-            owner_study_id, created_by)
-        SELECT * FROM unnest(
-            CAST(:id AS uuid[]), CAST(:kind AS text[]), CAST(:queue AS text[]),
-            CAST(:status AS text[]), CAST(:priority AS smallint[]), CAST(:data AS jsonb[]),
-            CAST(:max_attempts AS int[]), CAST(:timeout_seconds AS float8[]),
-            CAST(:run_at AS timestamptz[]), CAST(:created_at AS timestamptz[]),
-            CAST(:created_at AS timestamptz[]), CAST(:batch_id AS uuid[]),
-            CAST(:schedule_id AS text[]), CAST(:retry_of AS uuid[]), CAST(:cache_key AS text[]),
-            CAST(:idempotency_key AS text[]), CAST(:labels AS jsonb[]), CAST(:file_info AS jsonb[]),
-            CAST(:owner_user_id AS text[]), CAST(:owner_org_id AS text[]),
-            CAST(:owner_study_id AS text[]), CAST(:created_by AS text[]))
-        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-        RETURNING id, queue, status
-    ), notified AS (
-        SELECT count(pg_notify(:channel, 'insert:' || q)) AS n
-        FROM (SELECT DISTINCT queue AS q FROM ins WHERE status = 'pending') AS ready
-    )
-    SELECT ins.id, (SELECT n FROM notified) AS notified FROM ins
-    """
-)
+WRITE_PROGRESS = """
+    UPDATE conveyor_jobs AS j SET progress = v.progress, item_errors = v.item_errors,
+        item_errors_dropped = v.dropped, updated_at = now()
+    FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(progress)s::jsonb[], %(item_errors)s::jsonb[],
+                %(dropped)s::int[]) AS v(id, attempt, progress, item_errors, dropped)
+    WHERE j.id = v.id AND j.attempt = v.attempt AND j.status = 'running'
+"""
 
-INSERT_JOBS_RAW = re.sub(r":(\w+)", r"%(\1)b", INSERT_JOBS.text)  # %b: binary parameters
-
-_ARRAY_COLUMNS = (
-    "id", "kind", "queue", "status", "priority", "max_attempts", "timeout_seconds", "run_at",
-    "created_at", "batch_id", "schedule_id", "retry_of", "cache_key", "idempotency_key",
-    "owner_user_id", "owner_org_id", "owner_study_id", "created_by",
-)  # fmt: skip
-_JSON_COLUMNS = ("data", "labels", "file_info")
-
-COPY_THRESHOLD = 100  # rows; below it one INSERT statement is as quick
-_COPY_COLUMNS = (
-    ("id", "uuid"), ("kind", "text"), ("queue", "text"), ("status", "text"), ("priority", "int2"),
-    ("data", "jsonb"), ("max_attempts", "int4"), ("timeout_seconds", "float8"), ("run_at", "timestamptz"),
-    ("created_at", "timestamptz"), ("updated_at", "timestamptz"), ("batch_id", "uuid"),
-    ("schedule_id", "text"), ("retry_of", "uuid"), ("cache_key", "text"), ("labels", "jsonb"),
-    ("file_info", "jsonb"), ("owner_user_id", "text"), ("owner_org_id", "text"),
-    ("owner_study_id", "text"), ("created_by", "text"),
-)  # fmt: skip
-COPY_JOBS = f"COPY conveyor_jobs ({', '.join(n for n, _ in _COPY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+INSERT_LOGS = """
+    INSERT INTO conveyor_job_logs (job_id, ts, level, component, message, attempt)
+    SELECT * FROM unnest(%(job_ids)s::uuid[], %(ts)s::timestamptz[], %(levels)s::int2[],
+                         %(components)s::text[], %(messages)s::text[], %(attempts)s::int4[])
+"""
 
 NOTIFY = sa.text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p")
 
@@ -135,14 +172,41 @@ def async_url(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+def _autocommit_pool(url: str, size: int, options: str) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        libpq_dsn(url), min_size=1, max_size=size, kwargs={"autocommit": True, "options": options}, open=False
+    )
+
+
+def _json(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value, dumps)
+
+
 class PostgresStore(SqlStore):
     dialect = "postgresql"
-    _outcomes_notify = True
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
         super().__init__(engine, url=url)
         self._listener: PostgresListener | None = None
+        # UTC sessions: timestamps come back in UTC, as SQLAlchemy's reads give them.
+        self._pool = _autocommit_pool(url, pool_size, "-c TimeZone=UTC")
+        # Claims and heartbeats need not wait for their commit to reach the disk: if the
+        # database lost one in a crash, the job would be pending again (and claimed again)
+        # or its lease a little shorter; the outcome guard keeps the recorded completion
+        # single either way. Enqueues and outcomes stay fully durable.
+        self._claim_pool = _autocommit_pool(url, 2, "-c TimeZone=UTC -c synchronous_commit=off")
+        self._pool_opening = asyncio.Lock()
+
+    @asynccontextmanager
+    async def _raw(self, pool: AsyncConnectionPool | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        pool = pool or self._pool
+        if pool.closed:
+            async with self._pool_opening:
+                if pool.closed:
+                    await pool.open(wait=True)
+        async with pool.connection() as conn:
+            yield conn
 
     async def listen(self, listener: Listener) -> None:
         await super().listen(listener)
@@ -161,12 +225,9 @@ class PostgresStore(SqlStore):
     async def close(self) -> None:
         if self._listener is not None:
             await self._listener.stop()
+        await self._pool.close()
+        await self._claim_pool.close()
         await super().close()
-
-    @contextlib.asynccontextmanager
-    async def _single_write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.connect() as conn:
-            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def _now(self) -> sa.ColumnElement[Any]:
         return sa.func.now()
@@ -176,48 +237,6 @@ class PostgresStore(SqlStore):
 
     def _insert(self) -> Any:
         return pg_insert(jobs)
-
-    async def _insert_rows(self, rows: list[dict[str, Any]]) -> set[UUID]:
-        if len(rows) >= COPY_THRESHOLD and all(r["idempotency_key"] is None for r in rows):
-            return await self._copy_rows(rows)
-        params: dict[str, Any] = {name: [r[name] for r in rows] for name in _ARRAY_COLUMNS}
-        for name in _JSON_COLUMNS:
-            params[name] = [None if r[name] is None else Jsonb(r[name], dumps) for r in rows]
-        params["channel"] = CHANNEL
-        # One statement is atomic on its own: autocommit saves the BEGIN and COMMIT round trips.
-        # Binary parameters (%b): psycopg dumps arrays in C that way, and in Python as text.
-        async with self._engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            await raw.set_autocommit(True)
-            try:
-                cursor = await raw.execute(INSERT_JOBS_RAW, params)
-                return {row[0] for row in await cursor.fetchall()}
-            finally:
-                await raw.set_autocommit(False)
-
-    async def _copy_rows(self, rows: list[dict[str, Any]]) -> set[UUID]:
-        """COPY in binary: several times faster than INSERT for big batches (no conflicts possible)."""
-        ready = sorted({r["queue"] for r in rows if r["status"] == "pending"})
-        async with self._engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            async with raw.transaction():
-                async with raw.cursor().copy(COPY_JOBS) as copy:
-                    copy.set_types([t for _name, t in _COPY_COLUMNS])
-                    for r in rows:
-                        await copy.write_row(
-                            [
-                                Jsonb(r[name], dumps) if t == "jsonb" and r[name] is not None else r[name]
-                                for name, t in _COPY_COLUMNS
-                            ]
-                        )
-                payloads = [f"insert:{q}" for q in ready]
-                await raw.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, payloads))
-        return {r["id"] for r in rows}
-
-    async def heartbeat(self, worker_id: str, lease: timedelta) -> dict[UUID, tuple[int, bool]]:
-        async with self._single_write() as conn:
-            rows = (await conn.execute(HEARTBEAT, {"worker_id": worker_id, "lease": lease})).all()
-        return {r.id: (r.attempt, bool(r.cancel_requested)) for r in rows}
 
     def _lock_skipping(self, select: sa.Select[Any]) -> sa.Select[Any]:
         return select.with_for_update(skip_locked=True)
@@ -229,26 +248,113 @@ class PostgresStore(SqlStore):
         chunks = [f"{topic}:" + ",".join(payloads[i : i + 100]) for i in range(0, len(payloads), 100)]
         await conn.execute(NOTIFY, {"channel": CHANNEL, "payloads": chunks})
 
-    async def _apply_outcomes(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> list[UUID]:
-        by_worker: dict[str, list[Outcome]] = {}
-        for o in outcomes:
-            by_worker.setdefault(o.worker_id, []).append(o)
-        applied: list[UUID] = []
-        for worker_id, group in by_worker.items():
-            statuses = [OUTCOME_STATUS[o.kind] for o in group]
-            rows = await conn.execute(
-                APPLY_OUTCOMES,
-                {
-                    "channel": CHANNEL,
-                    "ids": [o.job_id for o in group],
-                    "attempts": [o.attempt for o in group],
-                    "statuses": [s.value for s in statuses],
-                    "finished": [s in FINISHED for s in statuses],
-                    "results": [dumps(o.result) if o.kind is OutcomeKind.COMPLETED else None for o in group],
-                    "errors": [dumps(o.error) if o.error is not None else None for o in group],
-                    "run_ats": [o.run_at for o in group],
-                    "worker_id": worker_id,
-                },
+    # --- enqueue ---------------------------------------------------------------------------
+
+    async def _insert_rows(self, rows: list[dict[str, Any]]) -> set[UUID]:
+        if len(rows) >= COPY_THRESHOLD and all(r["idempotency_key"] is None for r in rows):
+            return await self._copy_rows(rows)
+        if len(rows) == 1:
+            [row] = rows
+            params = {**row, **{c: _json(row[c]) for c in _JSON_COLUMNS}, "channel": CHANNEL}
+        else:
+            params = {c: [r[c] for r in rows] for c in _COLUMNS}
+            params.update({c: [_json(r[c]) for r in rows] for c in _JSON_COLUMNS}, channel=CHANNEL)
+        async with self._raw() as conn:
+            cursor = await conn.execute(INSERT_ONE if len(rows) == 1 else INSERT_MANY, params)
+            return {row[0] for row in await cursor.fetchall()}
+
+    async def _copy_rows(self, rows: list[dict[str, Any]]) -> set[UUID]:
+        ready = sorted({r["queue"] for r in rows if r["status"] == Status.PENDING})
+        async with self._raw() as conn, conn.transaction():
+            async with conn.cursor().copy(COPY_JOBS) as copy:
+                copy.set_types([_COLUMN_TYPES[c] for c in _COLUMNS])
+                for r in rows:
+                    await copy.write_row([_json(r[c]) if c in _JSON_COLUMNS else r[c] for c in _COLUMNS])
+            await conn.execute(
+                "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, [f"insert:{q}" for q in ready])
             )
-            applied.extend(r.id for r in rows)
+        return {r["id"] for r in rows}
+
+    # --- the worker's side -------------------------------------------------------------------
+
+    async def claim_jobs(self, queues: Sequence[str], limit: int, worker_id: str, lease: timedelta) -> list[Job]:
+        if limit <= 0:
+            return []
+        params: dict[str, Any] = {"limit": limit, "worker_id": worker_id, "lease": lease}
+        if len(queues) == 1:
+            statement, params["queue"] = CLAIM_ONE_QUEUE, queues[0]
+        else:
+            statement, params["queues"] = CLAIM_QUEUES, list(queues)
+        async with self._raw(self._claim_pool) as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(statement, params)
+            claimed = [job_from_mapping(m) for m in await cursor.fetchall()]
+        claimed.sort(key=lambda j: (-j.priority, j.id))  # RETURNING keeps no order
+        return claimed
+
+    async def heartbeat(self, worker_id: str, lease: timedelta) -> dict[UUID, tuple[int, bool]]:
+        async with self._raw(self._claim_pool) as conn:
+            cursor = await conn.execute(HEARTBEAT, {"worker_id": worker_id, "lease": lease})
+            return {job_id: (attempt, cancel) for job_id, attempt, cancel in await cursor.fetchall()}
+
+    async def flush(
+        self,
+        outcomes: Sequence[Outcome] = (),
+        progress: Sequence[ProgressUpdate] = (),
+        logs: Sequence[LogEntry] = (),
+    ) -> list[UUID]:
+        if not (outcomes or progress or logs):
+            return []
+        async with self._raw() as conn:
+            if not (progress or logs):  # the common case: one statement, no transaction needed
+                return await self._apply_outcomes_raw(conn, outcomes)
+            async with conn.transaction():
+                if logs:
+                    await conn.execute(INSERT_LOGS, _log_params(logs))
+                if progress:
+                    await conn.execute(WRITE_PROGRESS, _progress_params(progress))
+                return await self._apply_outcomes_raw(conn, outcomes)
+
+    async def _apply_outcomes_raw(self, conn: psycopg.AsyncConnection[Any], outcomes: Sequence[Outcome]) -> list[UUID]:
+        applied: list[UUID] = []
+        for worker_id in sorted({o.worker_id for o in outcomes}):
+            batch = [_outcome_record(o) for o in outcomes if o.worker_id == worker_id]
+            cursor = await conn.execute(
+                APPLY_OUTCOMES, {"batch": Jsonb(batch, dumps), "worker_id": worker_id, "channel": CHANNEL}
+            )
+            applied.extend(row[0] for row in await cursor.fetchall())
         return applied
+
+
+def _outcome_record(o: Outcome) -> dict[str, Any]:
+    status = OUTCOME_STATUS[o.kind]
+    return {
+        "id": str(o.job_id),
+        "attempt": o.attempt,
+        "status": status.value,
+        "finished": status in FINISHED,
+        "result": o.result if o.kind is OutcomeKind.COMPLETED else None,
+        "error": o.error,
+        "run_at": o.run_at.isoformat() if o.run_at else None,
+    }
+
+
+def _log_params(logs: Sequence[LogEntry]) -> dict[str, list[Any]]:
+    return {
+        "job_ids": [e.job_id for e in logs],
+        "ts": [e.timestamp for e in logs],
+        "levels": [int(e.level) for e in logs],
+        "components": [e.component for e in logs],
+        "messages": [e.message for e in logs],
+        "attempts": [e.attempt for e in logs],
+    }
+
+
+def _progress_params(updates: Sequence[ProgressUpdate]) -> dict[str, list[Any]]:
+    return {
+        "ids": [u.job_id for u in updates],
+        "attempts": [u.attempt for u in updates],
+        "progress": [Jsonb(u.progress.to_json(), dumps) for u in updates],
+        "item_errors": [Jsonb(u.item_errors, dumps) for u in updates],
+        "dropped": [u.item_errors_dropped for u in updates],
+    }

@@ -200,7 +200,7 @@ class Worker:
         self._running[job.id] = running
         if job.cancel_requested:
             ctx.request_stop(Cancelled)
-        running.task = asyncio.create_task(self._execute(running), name=f"job-{job.id}")
+        running.task = asyncio.create_task(self._execute(running))
 
     async def _execute(self, running: Running) -> None:
         job, ctx = running.job, running.ctx
@@ -277,7 +277,6 @@ class Worker:
         if running.job.id in self._running and running.run is not None:
             log.warning("job %s: stopping it hard (%s)", running.job.id, running.ctx.stop_reason)
             running.run.kill()
-            running.run.future.cancel()
 
     def _on_cancel(self, job_id: str) -> None:
         running = self._running.get(UUID(job_id))

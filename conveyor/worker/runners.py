@@ -12,7 +12,7 @@ import asyncio
 import multiprocessing
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -31,7 +31,9 @@ CHILD_REPORT_INTERVAL = 0.2  # seconds between a child's progress reports
 
 @dataclass
 class Run:
-    future: asyncio.Future[Any]
+    """A started attempt: what to await for its result, and how to end it at once."""
+
+    future: Awaitable[Any]
     kill: Callable[[], None]
     forward_stop: Callable[[type[BaseException]], None] = lambda _reason: None
 
@@ -46,8 +48,11 @@ class ChildFailed(JobError):
 
 
 def run_on_loop(definition: Definition, ctx: Context, data: Any) -> Run:
-    task = asyncio.ensure_future(definition.implementation.execute(ctx, data))
-    return Run(task, task.cancel)
+    # Awaited in the worker's own task for the job (a second task per job costs more than the
+    # job often does); a hard stop cancels that task.
+    task = asyncio.current_task()
+    assert task is not None
+    return Run(definition.implementation.execute(ctx, data), task.cancel)
 
 
 def run_in_thread(definition: Definition, ctx: Context, data: Any) -> Run:
@@ -70,7 +75,7 @@ def run_in_thread(definition: Definition, ctx: Context, data: Any) -> Run:
         else:
             loop.call_soon_threadsafe(settle, True, result)
 
-    threading.Thread(target=target, name=f"conveyor-job-{ctx.job_id}", daemon=True).start()
+    threading.Thread(target=target, name="conveyor-job", daemon=True).start()
     return Run(future, future.cancel)
 
 
@@ -146,6 +151,7 @@ class ProcessPool:
             starting.cancel()
             if "child" in holder:
                 holder["child"].kill()
+            future.cancel()
 
         return Run(future, kill, forward_stop)
 
