@@ -1,7 +1,9 @@
 """In-process fan-out of the store's notifications to whoever waits on them.
 
-Topics: "insert" (payload: a queue with new pending jobs, or "*"), "cancel" (a job id whose
-cancellation was asked while it runs), "finish" (a job id that reached a final status).
+Topics: "insert" (payload: a queue with new pending jobs), "cancel" (a job id whose
+cancellation was asked while it runs), "finish" (a job id that reached a final status). The
+payload "*" means "anything may have changed" (a commit by another process on SQLite, a
+reconnected listener on PostgreSQL): waiters re-check.
 Callbacks run on the event loop and must not block.
 """
 
@@ -36,7 +38,8 @@ class Notifier:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def on_publish(got: str) -> None:
-            if got == payload and not future.done():
+            # "*": something changed that the publisher cannot name (another process's commit)
+            if got in (payload, "*") and not future.done():
                 future.set_result(None)
 
         return future, self.subscribe(topic, on_publish)

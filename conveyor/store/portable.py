@@ -224,9 +224,12 @@ class SqlStore:
     async def _notify(self, conn: AsyncConnection, topic: str, payloads: Sequence[str]) -> None:
         """Announce within the transaction; delivered once it commits."""
 
+    # True where the database hands our own notifications back to us (LISTEN/NOTIFY).
+    _echoes_notifications = False
+
     async def _after_commit(self, topic: str, payloads: Sequence[str]) -> None:
-        """In-process delivery for dialects without cross-process notifications."""
-        if payloads and not self.notifies_across_processes:
+        """In-process delivery, for dialects whose database does not echo notifications."""
+        if payloads and not self._echoes_notifications:
             self._publish(topic, payloads)
 
     # --- enqueue ------------------------------------------------------------------------

@@ -184,6 +184,7 @@ def _json(value: Any) -> Jsonb | None:
 
 class PostgresStore(SqlStore):
     dialect = "postgresql"
+    _echoes_notifications = True
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)

@@ -3,7 +3,8 @@
 SQLite has one writer at a time, so write transactions start with BEGIN IMMEDIATE: they take
 the write lock up front (waiting up to busy_timeout) instead of failing half-way when two
 processes upgrade a read lock at once. Reads use plain BEGIN and never block writers (WAL).
-Notifications are delivered in process; other processes find new work by polling.
+Notifications are delivered in process; other processes' commits are noticed by a watcher
+of `PRAGMA data_version` (watcher.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from conveyor.model import FINISHED, Outcome, OutcomeKind, utc_now
+from conveyor.store.base import Listener
 from conveyor.store.portable import OUTCOME_STATUS, SqlStore, dumps
 from conveyor.store.schema import UTCDateTime, jobs
+from conveyor.store.watcher import SqliteWatcher
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -114,6 +117,28 @@ class SqliteStore(SqlStore):
             url=url,
         )
         self._write_lock = asyncio.Lock()
+        self._path = async_url.database
+        self._watcher: SqliteWatcher | None = None
+
+    async def listen(self, listener: Listener) -> None:
+        await super().listen(listener)
+        if self._watcher is None and self._path and self._path != ":memory:":
+            self._watcher = SqliteWatcher(self._path, self._on_commit_elsewhere)
+            self._watcher.start()
+
+    def _on_commit_elsewhere(self) -> None:
+        # Another connection committed: it may have added work or finished a job we wait for.
+        self._publish("insert", ["*"])
+        self._publish("finish", ["*"])
+
+    @property
+    def notifies_across_processes(self) -> bool:
+        return self._watcher is not None
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.stop()
+        await super().close()
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncConnection]:

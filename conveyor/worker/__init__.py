@@ -91,8 +91,7 @@ class Worker:
         # A third of the lease: two beats may be lost before another worker rescues our jobs.
         # At most a second, so that cancels reach jobs quickly where there is no NOTIFY.
         self.heartbeat_interval = heartbeat_interval or min(lease / 3, timedelta(seconds=1))
-        across = self.store.notifies_across_processes
-        self.poll_interval = poll_interval or (timedelta(seconds=2) if across else timedelta(milliseconds=50))
+        self._poll_interval = poll_interval
         self.maintenance_interval = maintenance_interval
         self.cancel_grace = cancel_grace
         self.shutdown_grace = shutdown_grace
@@ -122,6 +121,10 @@ class Worker:
             self.engine.notifier.subscribe("cancel", self._on_cancel),
         ]
         await self.engine.start()
+        # Known once the store listens: with notifications from other processes the poll is
+        # only a safety net.
+        across = self.store.notifies_across_processes
+        self.poll_interval = self._poll_interval or timedelta(seconds=2 if across else 0.05)
         log.info("worker %s: queues=%s concurrency=%d", self.worker_id, ",".join(self.queues), self.concurrency)
         helpers = [
             asyncio.create_task(self._completer.run(), name="completer"),
