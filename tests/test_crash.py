@@ -122,6 +122,23 @@ async def test_rescue_fails_jobs_out_of_attempts_and_cancels_those_asked_to(app:
     assert (await app.engine.get(asked.id)).status is Status.CANCELLED
 
 
+async def test_a_worker_whose_writes_lag_stops_claiming(app: Conveyor, monkeypatch: object) -> None:
+    jobs = await app.engine.enqueue_many([JobRequest("t.echo", {"value": i}) for i in range(120)])
+    flush = app.store.flush
+
+    async def slow_flush(*args: object, **kwargs: object) -> object:
+        await asyncio.sleep(0.2)  # a database under load: outcomes take a while to be written
+        return await flush(*args, **kwargs)
+
+    monkeypatch.setattr(app.store, "flush", slow_flush)  # type: ignore[attr-defined]
+    held: list[int] = []
+    async with running_worker(app, concurrency=5):
+        while (await app.engine.counts()).get("completed", 0) < len(jobs):
+            held.append((await app.engine.counts()).get("running", 0))
+            await asyncio.sleep(0.05)
+    assert max(held) <= 2 * 5  # run but unwritten jobs hold their slots (one batch of slack)
+
+
 async def test_heartbeats_keep_a_long_job_from_being_rescued(app: Conveyor) -> None:
     job = await app.engine.enqueue("t.loop_spin", {"seconds": 1.5})
     async with running_worker(app, lease=timedelta(milliseconds=500)):

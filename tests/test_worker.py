@@ -36,6 +36,14 @@ async def test_a_result_json_cannot_hold_fails_that_job_alone(app: Conveyor) -> 
     assert done.status is Status.COMPLETED
 
 
+async def test_a_kind_this_worker_does_not_know_is_retried_not_failed(app: Conveyor) -> None:
+    job = await app.engine.enqueue("t.echo")
+    app.engine.registry._by_kind.pop("t.echo")
+    async with running_worker(app):
+        retried = await eventually(lambda: _if(app, job.id, lambda j: j.status is Status.SCHEDULED))
+    assert (retried.attempt, retried.error["type"], retried.error["retryable"]) == (1, "UnknownJobType", True)
+
+
 async def test_wait_returns_the_job_unfinished_at_its_timeout(app: Conveyor) -> None:
     job = await app.engine.enqueue("t.echo")
     waited = await app.engine.wait(job.id, timeout=0.2)

@@ -40,7 +40,7 @@ def is_retryable(exc: BaseException) -> bool:
     """JobError says for itself; any other exception is taken as transient."""
     if isinstance(exc, JobError):
         return exc.retryable
-    return isinstance(exc, Exception)
+    return isinstance(exc, Exception)  # UnknownJobType too: a deploy may be half-way
 
 
 def outcome_of_success(job: Job, worker_id: str, result: Any) -> Outcome:

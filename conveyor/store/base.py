@@ -15,7 +15,6 @@ from conveyor.model import (
     NewJob,
     Outcome,
     ProgressUpdate,
-    Status,
 )
 
 # A notification: (topic, payload). Topics: "insert" (payload: queue name), "cancel"
@@ -87,4 +86,6 @@ class Store(Protocol):
         self, job_id: UUID, *, min_level: LogLevel | None, limit: int, offset: int
     ) -> tuple[list[LogEntry], int]: ...
 
-    async def statuses(self, job_ids: Sequence[UUID]) -> dict[UUID, Status]: ...
+    async def attempts_held(self, job_ids: Sequence[UUID], worker_id: str) -> dict[UUID, int]:
+        """Which of these jobs are running on `worker_id`, with their attempt. A plain read:
+        it never waits on row locks."""

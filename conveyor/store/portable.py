@@ -282,10 +282,13 @@ class SqlStore:
             row = (await conn.execute(sa.select(jobs).where(jobs.c.id == job_id))).first()
         return job_from_row(row) if row else None
 
-    async def statuses(self, job_ids: Sequence[UUID]) -> dict[UUID, Status]:
+    async def attempts_held(self, job_ids: Sequence[UUID], worker_id: str) -> dict[UUID, int]:
+        c = jobs.c
+        held = sa.select(c.id, c.attempt).where(
+            c.id.in_(job_ids), c.worker_id == worker_id, c.status == Status.RUNNING.value
+        )
         async with self._read_engine.connect() as conn:
-            rows = await conn.execute(sa.select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(job_ids)))
-        return {r.id: Status(r.status) for r in rows}
+            return {r.id: r.attempt for r in await conn.execute(held)}
 
     async def list_jobs(
         self, where: JobFilter, *, limit: int, offset: int, newest_first: bool = True

@@ -99,12 +99,13 @@ CLAIM = """
 CLAIM_ONE_QUEUE = CLAIM.format(queue_match="queue = %(queue)s")
 CLAIM_QUEUES = CLAIM.format(queue_match="queue = ANY(%(queues)s)")
 
-# Rows are locked in id order (the MATERIALIZED CTEs), here and in APPLY_OUTCOMES, so that a
-# heartbeat and an outcome write over one worker's rows can never deadlock.
+# A heartbeat never waits: rows an outcome write (or a cancel) holds are skipped; the worker
+# checks those with a plain read before it calls a lease lost. Outcome writes lock their rows
+# in id order (APPLY_OUTCOMES), so two of them never deadlock either.
 HEARTBEAT = """
     WITH mine AS MATERIALIZED (
         SELECT id FROM conveyor_jobs WHERE worker_id = %(worker_id)s AND status = 'running'
-        ORDER BY id FOR UPDATE
+        ORDER BY id FOR UPDATE SKIP LOCKED
     )
     UPDATE conveyor_jobs AS j SET lease_expires_at = now() + %(lease)s
     FROM mine WHERE j.id = mine.id

@@ -104,7 +104,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._completer = Completer(self.store)
+        self._completer = Completer(self.store, on_flushed=lambda _n: self._slot_freed.set())
         # Process-bound jobs share this pool; children start only when such a job comes.
         self._process_pool = ProcessPool(process_pool_size or min(concurrency, os.cpu_count() or 1))
 
@@ -168,7 +168,7 @@ class Worker:
     async def _produce(self) -> None:
         backoff = 0.05
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._running)
+            free = self._free_slots()
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -186,6 +186,13 @@ class Worker:
                 self._start(job)
             if len(jobs) < free:
                 await self._wait_for_work()
+
+    def _free_slots(self) -> int:
+        """Slots for new claims. A job holds its slot until its outcome is written, with one
+        batch of slack: when writes fall behind, claiming waits, instead of the worker
+        holding ever more jobs it has run but not recorded (their leases, and its memory)."""
+        unwritten_beyond_slack = max(self._completer.pending - self.concurrency, 0)
+        return self.concurrency - len(self._running) - unwritten_beyond_slack
 
     async def _wait_for_work(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -224,8 +231,12 @@ class Worker:
         job, ctx = running.job, running.ctx
         try:
             definition = self.engine.registry.get(job.kind)
+        except UnknownJobType as exc:
+            # Another worker, or this one after a deploy, may know it: retry with the backoff.
+            return lc.outcome_of_error(job, self.worker_id, exc, now=utc_now())
+        try:
             data = definition.parse(job.data)
-        except (UnknownJobType, InvalidJobData) as exc:
+        except InvalidJobData as exc:  # stored input no longer fits the job type's model
             error = lc.error_record(exc, retryable=False)
             return Outcome(job.id, job.attempt, self.worker_id, OutcomeKind.FAILED, error=error)
         if job.timeout is not None:
@@ -239,6 +250,8 @@ class Worker:
         except (Cancelled, TimedOut, Released):
             return self._outcome_of_stop(running)
         except asyncio.CancelledError:
+            if running.ctx.stop_reason is None and not running.lease_lost:
+                raise  # not our hard stop: cancellation from outside must go through
             return self._outcome_of_stop(running)
         except Exception as exc:  # noqa: BLE001 - the job's own failure
             return lc.outcome_of_error(job, self.worker_id, exc, now=utc_now(), policy=self._policy(job))
@@ -302,17 +315,39 @@ class Worker:
             except Exception:
                 log.exception("heartbeat failed")
                 continue
-            for job_id, running in list(self._running.items()):
-                if running.claimed_at > started:
-                    continue  # claimed after the beat began: not in its answer yet
-                state = alive.get(job_id)
-                if state is None or state[0] != running.job.attempt:
-                    log.warning("job %s: lease lost (rescued elsewhere); abandoning this attempt", job_id)
-                    running.lease_lost = True
-                    running.ctx.request_stop(Cancelled)
-                    self._kill(running)
-                elif state[1]:
+            # Jobs claimed after the beat began are not in its answer yet: judge them next time.
+            judged = {i: r for i, r in self._running.items() if r.claimed_at <= started}
+            skipped = [i for i in judged if i not in alive]
+            held = await self._attempts_held(skipped) if skipped else {}
+            for job_id, running in judged.items():
+                if job_id in alive:
+                    attempt, cancel_requested = alive[job_id]
+                elif job_id in held:
+                    attempt, cancel_requested = held[job_id], False
+                else:
+                    attempt, cancel_requested = None, False
+                if attempt != running.job.attempt:
+                    self._lose_lease(running)
+                elif cancel_requested:
                     self._request_stop(running, Cancelled)
+
+    async def _attempts_held(self, job_ids: list[UUID]) -> dict[UUID, int]:
+        """Jobs the beat skipped because another statement held them: still ours, and at
+        which attempt (a plain read, which waits on no lock)."""
+        try:
+            return await self.store.attempts_held(job_ids, self.worker_id)
+        except Exception:
+            log.exception("checking skipped leases failed")
+            return {i: self._running[i].job.attempt for i in job_ids if i in self._running}
+
+    def _lose_lease(self, running: Running) -> None:
+        """The job was rescued and belongs to another worker now: stop it, write nothing."""
+        if running.job.id not in self._running or running.lease_lost:
+            return
+        log.warning("job %s: lease lost (rescued elsewhere); abandoning this attempt", running.job.id)
+        running.lease_lost = True
+        running.ctx.request_stop(Cancelled)
+        self._kill(running)
 
     async def _progress_loop(self) -> None:
         while True:
