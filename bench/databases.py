@@ -32,6 +32,9 @@ def libpq_url(url: str, database: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+DROP_ATTEMPTS = 20
+
+
 class PostgresDatabase:
     """Database `name` on the server `server_url` points at, made by that URL's role (CREATEDB
     is enough: the role owns what it creates, so it may also drop it)."""
@@ -42,13 +45,22 @@ class PostgresDatabase:
         self.url = libpq_url(server_url, name)
 
     async def recreate(self) -> None:
+        await self.drop()
         async with await psycopg.AsyncConnection.connect(self._server_url, autocommit=True) as conn:
-            await conn.execute(self._drop_statement())
             await conn.execute(sql.SQL("CREATE DATABASE {}").format(self._name))
 
     async def drop(self) -> None:
+        # An autovacuum worker may be in the database: FORCE cannot end it without superuser
+        # rights, and it leaves within moments, so try again for a little while.
         async with await psycopg.AsyncConnection.connect(self._server_url, autocommit=True) as conn:
-            await conn.execute(self._drop_statement())
+            for attempt in range(DROP_ATTEMPTS):
+                try:
+                    await conn.execute(self._drop_statement())
+                    return
+                except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+                    if attempt == DROP_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(0.5)
 
     def _drop_statement(self) -> sql.Composed:
         # FORCE ends connections a killed worker of an earlier run may have left behind.

@@ -13,6 +13,8 @@ import contextlib
 import os
 import secrets
 import shutil
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -49,8 +51,20 @@ def postgres_url() -> Any:
     url = _with_database(admin, name)
     upgrade(url)
     yield url
+    _drop_database(admin, name)
+
+
+def _drop_database(admin: str, name: str) -> None:
+    # An autovacuum worker may be in the database: FORCE cannot end it without superuser
+    # rights, and it leaves within moments, so try again for a little while.
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for _ in range(20):
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+                time.sleep(0.5)
+    sys.stderr.write(f"warning: could not drop test database {name}\n")
 
 
 @pytest.fixture(scope="session")
