@@ -14,7 +14,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from conveyor.model import (
-    FINISHED,
     Job,
     JobFilter,
     LogEntry,
@@ -31,7 +30,6 @@ from conveyor.model import (
 from conveyor.store.base import Listener
 from conveyor.store.schema import job_logs, jobs
 
-_FINISHED = [s.value for s in FINISHED]
 _GROUPABLE = {"status": jobs.c.status, "kind": jobs.c.kind, "priority": jobs.c.priority, "queue": jobs.c.queue}
 
 OUTCOME_STATUS = {
@@ -431,36 +429,9 @@ class SqlStore:
         )
 
     async def _apply_outcomes(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> list[UUID]:
-        """Each outcome as one guarded UPDATE; dialects may batch them into one statement."""
-        c = jobs.c
-        applied: list[UUID] = []
-        for o in outcomes:
-            status = OUTCOME_STATUS[o.kind]
-            values: dict[str, Any] = {
-                "status": status.value,
-                "worker_id": None,
-                "lease_expires_at": None,
-                "updated_at": self._now(),
-            }
-            if status in FINISHED:
-                values.update(completed_at=self._now(), result=o.result, error=o.error)
-            elif o.kind is OutcomeKind.RETRY:
-                values.update(run_at=o.run_at, error=o.error)
-            elif o.kind is OutcomeKind.RELEASED:
-                values.update(attempt=c.attempt - 1)
-            stmt = (
-                jobs.update()
-                .where(
-                    c.id == o.job_id,
-                    c.attempt == o.attempt,
-                    c.worker_id == o.worker_id,
-                    c.status == Status.RUNNING.value,
-                )
-                .values(**values)
-            )
-            if (await conn.execute(stmt)).rowcount:
-                applied.append(o.job_id)
-        return applied
+        """Write a batch of outcomes, each only while the job still runs that attempt on that
+        worker; the ids applied. Each dialect writes the batch in one statement."""
+        raise NotImplementedError
 
     # --- cancel, stage, rescue ----------------------------------------------------------
 

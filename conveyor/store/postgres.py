@@ -25,14 +25,12 @@ import sqlalchemy as sa
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from conveyor.model import FINISHED, Job, LogEntry, Outcome, OutcomeKind, ProgressUpdate, Status
 from conveyor.store.base import Listener
 from conveyor.store.listener import PostgresListener, libpq_dsn
 from conveyor.store.portable import OUTCOME_STATUS, SqlStore, dumps, job_from_mapping
-from conveyor.store.schema import jobs
 
 CHANNEL = "conveyor"
 
@@ -236,9 +234,6 @@ class PostgresStore(SqlStore):
 
     def _now_plus(self, delta: timedelta) -> sa.ColumnElement[Any]:
         return sa.func.now() + sa.literal(delta, sa.Interval())
-
-    def _insert(self) -> Any:
-        return pg_insert(jobs)
 
     def _lock_skipping(self, select: sa.Select[Any]) -> sa.Select[Any]:
         return select.with_for_update(skip_locked=True)
