@@ -103,7 +103,7 @@ def _row_of(new: NewJob, now: datetime) -> dict[str, Any]:
         "retry_of": new.retry_of,
         "cache_key": new.cache_key,
         "idempotency_key": new.idempotency_key,
-        "labels": new.labels or {},
+        "labels": new.labels or None,  # NULL when empty: nothing to decode on every read
         "file_info": new.file_info,
         "owner_user_id": new.owner.user_id,
         "owner_org_id": new.owner.org_id,
