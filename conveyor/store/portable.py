@@ -82,6 +82,73 @@ def job_from_mapping(m: Mapping[str, Any]) -> Job:
     )
 
 
+# What a worker needs to run a job; the rest (results, errors of earlier attempts, progress)
+# would only be decoded to be thrown away.
+CLAIMED_COLUMNS = (
+    "id", "kind", "queue", "priority", "data", "attempt", "max_attempts", "timeout_seconds",
+    "run_at", "created_at", "updated_at", "started_at", "lease_expires_at", "cancel_requested",
+    "batch_id", "schedule_id", "retry_of", "cache_key", "idempotency_key", "labels", "file_info",
+    "owner_user_id", "owner_org_id", "owner_study_id", "created_by",
+)  # fmt: skip
+
+
+def claimed_job(
+    id: UUID,
+    kind: str,
+    queue: str,
+    priority: int,
+    data: Any,
+    attempt: int,
+    max_attempts: int,
+    timeout_seconds: float | None,
+    run_at: datetime,
+    created_at: datetime,
+    updated_at: datetime,
+    started_at: datetime,
+    lease_expires_at: datetime,
+    cancel_requested: bool,
+    batch_id: UUID | None,
+    schedule_id: str | None,
+    retry_of: UUID | None,
+    cache_key: str | None,
+    idempotency_key: str | None,
+    labels: dict[str, str] | None,
+    file_info: dict[str, Any] | None,
+    owner_user_id: str | None,
+    owner_org_id: str | None,
+    owner_study_id: str | None,
+    created_by: str | None,
+    *,
+    worker_id: str,
+) -> Job:
+    return Job(
+        id=id,
+        kind=kind,
+        queue=queue,
+        status=Status.RUNNING,
+        priority=priority,
+        data=data,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        created_at=created_at,
+        updated_at=updated_at,
+        run_at=run_at,
+        timeout=timedelta(seconds=timeout_seconds) if timeout_seconds is not None else None,
+        started_at=started_at,
+        worker_id=worker_id,
+        lease_expires_at=lease_expires_at,
+        cancel_requested=cancel_requested,
+        batch_id=batch_id,
+        schedule_id=schedule_id,
+        retry_of=retry_of,
+        cache_key=cache_key,
+        idempotency_key=idempotency_key,
+        labels=labels or {},
+        file_info=file_info,
+        owner=Owner(owner_user_id, owner_org_id, owner_study_id, created_by),
+    )
+
+
 def _row_of(new: NewJob, now: datetime) -> dict[str, Any]:
     return {
         "id": new.id,
@@ -344,11 +411,11 @@ class SqlStore:
                 updated_at=self._now(),
                 lease_expires_at=self._now_plus(lease),
             )
-            .returning(*jobs.c)
+            .returning(*[jobs.c[name] for name in CLAIMED_COLUMNS])
         )
         async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
-        claimed = [job_from_row(r) for r in rows]
+        claimed = [claimed_job(*r, worker_id=worker_id) for r in rows]
         claimed.sort(key=lambda j: (-j.priority, j.id))  # RETURNING keeps no order
         return claimed
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -26,10 +26,10 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from conveyor.model import FINISHED, Job, LogEntry, Outcome, OutcomeKind, Owner, ProgressUpdate, Status
+from conveyor.model import FINISHED, Job, LogEntry, Outcome, OutcomeKind, ProgressUpdate, Status
 from conveyor.store.base import Listener
 from conveyor.store.listener import PostgresListener, libpq_dsn
-from conveyor.store.portable import OUTCOME_STATUS, SqlStore, dumps
+from conveyor.store.portable import CLAIMED_COLUMNS, OUTCOME_STATUS, SqlStore, claimed_job, dumps
 
 CHANNEL = "conveyor"
 
@@ -92,15 +92,7 @@ CLAIM = """
     FROM next WHERE j.id = next.id
     RETURNING {returning}
 """
-# What a worker needs to run a job; the rest (results, errors of earlier attempts, progress)
-# would only be decoded to be thrown away.
-_CLAIMED = (
-    "id", "kind", "queue", "priority", "data", "attempt", "max_attempts", "timeout_seconds",
-    "run_at", "created_at", "updated_at", "started_at", "lease_expires_at", "cancel_requested",
-    "batch_id", "schedule_id", "retry_of", "cache_key", "idempotency_key", "labels", "file_info",
-    "owner_user_id", "owner_org_id", "owner_study_id", "created_by",
-)  # fmt: skip
-_RETURNING = ", ".join(f"j.{c}" for c in _CLAIMED)
+_RETURNING = ", ".join(f"j.{c}" for c in CLAIMED_COLUMNS)
 # One queue: equality keeps the index's order (an array match would need a sort).
 CLAIM_ONE_QUEUE = CLAIM.format(queue_match="queue = %(queue)s", returning=_RETURNING)
 CLAIM_QUEUES = CLAIM.format(queue_match="queue = ANY(%(queues)s)", returning=_RETURNING)
@@ -292,7 +284,7 @@ class PostgresStore(SqlStore):
             statement, params["queues"] = CLAIM_QUEUES, list(queues)
         async with self._raw(self._claim_pool) as conn:
             cursor = await conn.execute(statement, params)
-            claimed = [_claimed_job(*row, worker_id=worker_id) for row in await cursor.fetchall()]
+            claimed = [claimed_job(*row, worker_id=worker_id) for row in await cursor.fetchall()]
         claimed.sort(key=lambda j: (-j.priority, j.id))  # RETURNING keeps no order
         return claimed
 
@@ -328,63 +320,6 @@ class PostgresStore(SqlStore):
             )
             applied.extend(row[0] for row in await cursor.fetchall())
         return applied
-
-
-def _claimed_job(
-    id: UUID,
-    kind: str,
-    queue: str,
-    priority: int,
-    data: Any,
-    attempt: int,
-    max_attempts: int,
-    timeout_seconds: float | None,
-    run_at: datetime,
-    created_at: datetime,
-    updated_at: datetime,
-    started_at: datetime,
-    lease_expires_at: datetime,
-    cancel_requested: bool,
-    batch_id: UUID | None,
-    schedule_id: str | None,
-    retry_of: UUID | None,
-    cache_key: str | None,
-    idempotency_key: str | None,
-    labels: dict[str, str] | None,
-    file_info: dict[str, Any] | None,
-    owner_user_id: str | None,
-    owner_org_id: str | None,
-    owner_study_id: str | None,
-    created_by: str | None,
-    *,
-    worker_id: str,
-) -> Job:
-    return Job(
-        id=id,
-        kind=kind,
-        queue=queue,
-        status=Status.RUNNING,
-        priority=priority,
-        data=data,
-        attempt=attempt,
-        max_attempts=max_attempts,
-        created_at=created_at,
-        updated_at=updated_at,
-        run_at=run_at,
-        timeout=timedelta(seconds=timeout_seconds) if timeout_seconds is not None else None,
-        started_at=started_at,
-        worker_id=worker_id,
-        lease_expires_at=lease_expires_at,
-        cancel_requested=cancel_requested,
-        batch_id=batch_id,
-        schedule_id=schedule_id,
-        retry_of=retry_of,
-        cache_key=cache_key,
-        idempotency_key=idempotency_key,
-        labels=labels or {},
-        file_info=file_info,
-        owner=Owner(owner_user_id, owner_org_id, owner_study_id, created_by),
-    )
 
 
 def _outcome_record(o: Outcome) -> dict[str, Any]:
