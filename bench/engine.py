@@ -46,11 +46,13 @@ import platform
 import sqlite3
 import sys
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from bench import harness
 from bench.conveyor_subject import ConveyorSubject
@@ -123,7 +125,26 @@ async def run(names: list[str], n: int, server_url: str) -> dict[str, Any]:
         uses_postgres = any(name != "sqlite" for name in names)
         env = await environment(subjects, n, server_url if uses_postgres else None)
         report = {subject.name: await measure(subject, n, Path(workdir) / "pickup.log") for subject in subjects}
-    return {**report, "ratios": ratios(report), "environment": env}
+    if "postgres" in names:
+        env["durable_commit_per_s"] = await durable_commits_per_s(server_url, n // 10)
+    return {**report, "ratios": ratios(report, env.get("durable_commit_per_s")), "environment": env}
+
+
+async def durable_commits_per_s(server_url: str, count: int) -> float:
+    """The yardstick for a single enqueue: one small row inserted and committed per call, on the
+    same server, one call at a time (no queue library involved)."""
+    database = PostgresDatabase(server_url, "conveyor_bench_commit")
+    await database.recreate()
+    try:
+        async with await psycopg.AsyncConnection.connect(database.url, autocommit=True) as conn:
+            await conn.execute("CREATE TABLE probe (id uuid PRIMARY KEY, data jsonb NOT NULL)")
+            insert = "INSERT INTO probe VALUES (gen_random_uuid(), %s)"
+            started = time.perf_counter()
+            for i in range(count):
+                await conn.execute(insert, (Jsonb({"i": i}),))
+            return round(count / (time.perf_counter() - started), 1)
+    finally:
+        await database.drop()
 
 
 def make_subjects(names: list[str], server_url: str, workdir: Path) -> list[harness.Subject]:
@@ -169,16 +190,22 @@ def rounded(figures: dict[str, Any]) -> dict[str, Any]:
     return {k: rounded(v) if isinstance(v, dict) else round(v, 2 if v < 100 else 1) for k, v in figures.items()}
 
 
-def ratios(report: dict[str, Any]) -> dict[str, Any]:
-    """{"postgres/procrastinate": {figure: conveyor's / the peer's, …}, …} for every pair measured."""
+def ratios(report: dict[str, Any], durable_commit_per_s: float | None = None) -> dict[str, Any]:
+    """{"postgres/procrastinate": {figure: conveyor's / the peer's, …}, …} for every pair measured,
+    and conveyor's single enqueue against one durable commit per call."""
     measured = {name: figures for name, figures in report.items() if "error" not in figures}
-    return {
+    pairs = {
         f"{ours}/{peer}": _divide(measured[ours], measured[peer])
         for ours in CONVEYOR_SUBJECTS
         if ours in measured
         for peer in PEERS
         if peer in measured
     }
+    if durable_commit_per_s and "postgres" in measured:
+        pairs["postgres/commit"] = {
+            "enqueue_per_s": _ratio(measured["postgres"]["enqueue_per_s"], durable_commit_per_s)
+        }
+    return pairs
 
 
 def _divide(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
@@ -238,6 +265,9 @@ def render_table(report: dict[str, Any]) -> str:
         lines.append(line(label, [_cell(figures, path, fmt or subject_fmt) for _name, figures, fmt in columns]))
     if report["ratios"]:
         lines.append("ratios are conveyor's figure / the peer's: above 1 is better for jobs/s, below 1 for ms and MB")
+    if "durable_commit_per_s" in report["environment"]:
+        commits = report["environment"]["durable_commit_per_s"]
+        lines.append(f"one durable commit per call (a one-row INSERT, no queue): {commits:,.0f}/s (postgres/commit)")
     lines += [f"{name}: {figures['error']}" for name, figures in subjects.items() if "error" in figures]
     return "\n".join(lines) + "\n"
 
@@ -247,6 +277,8 @@ def _cell(figures: dict[str, Any], path: tuple[str, ...], fmt: str) -> str:
         return "failed"
     value: Any = figures
     for key in path:
+        if key not in value:
+            return ""  # e.g. postgres/commit, which compares the single enqueue only
         value = value[key]
     return "-" if value is None else format(value, fmt)
 
