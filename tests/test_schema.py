@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from conveyor.store.migrate import VERSION_TABLE, current_revision, head_revision, sync_engine, upgrade
+from conveyor.store.migrate import HEAD_REVISION, VERSION_TABLE, current_revision, head_revision, sync_engine, upgrade
 from conveyor.store.schema import metadata
 
 # Alembic cannot compare an index on an expression (`priority DESC`); the claim index is
@@ -41,6 +41,11 @@ def test_migrations_build_exactly_the_declared_schema(database_url: str) -> None
     diff, indexes = _diff_and_indexes(database_url)
     assert diff == []
     assert indexes >= EXPRESSION_INDEXES
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    # Processes skip importing Alembic when the database is at HEAD_REVISION: it must be the newest.
+    assert head_revision() == HEAD_REVISION
 
 
 def test_migrating_twice_changes_nothing(database_url: str) -> None:
