@@ -140,8 +140,8 @@ async def test_a_worker_whose_writes_lag_stops_claiming(app: Conveyor, monkeypat
 
 
 async def test_heartbeats_keep_a_long_job_from_being_rescued(app: Conveyor) -> None:
-    job = await app.engine.enqueue("t.loop_spin", {"seconds": 1.5})
-    async with running_worker(app, lease=timedelta(milliseconds=500)):
+    job = await app.engine.enqueue("t.loop_spin", {"seconds": 3})  # three leases long
+    async with running_worker(app, lease=timedelta(seconds=1)):
         done = await app.engine.wait(job.id, timeout=10)
     assert (done.status, done.attempt) == (Status.COMPLETED, 1)
 
