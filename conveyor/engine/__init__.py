@@ -56,6 +56,15 @@ class JobRequest:
     file_info: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    definition: Definition
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: timedelta | None
+
+
 class Engine:
     def __init__(
         self,
@@ -97,25 +106,35 @@ class Engine:
 
     async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
         """All or nothing: every request is validated first, then all are stored in one transaction."""
-        new_jobs = [self.prepare(r) for r in requests]
+        now = utc_now()
+        plans: dict[tuple[Any, ...], _Plan] = {}  # bulk requests mostly share a type and options
+        new_jobs = [self.prepare(r, now=now, plans=plans) for r in requests]
         return [job for job, _created in await self.store.insert_jobs(new_jobs)]
 
-    def prepare(self, request: JobRequest, *, now: datetime | None = None) -> NewJob:
-        definition = self.registry.get(request.job_type)
+    def prepare(
+        self, request: JobRequest, *, now: datetime | None = None, plans: dict[tuple[Any, ...], _Plan] | None = None
+    ) -> NewJob:
+        """The job `request` describes, validated and with its defaults applied."""
+        key = (request.job_type, request.queue, request.priority, request.max_retries, request.timeout)
+        plan = plans.get(key) if plans is not None else None
+        if plan is None:
+            plan = self._plan(request)
+            if plans is not None:
+                plans[key] = plan
+        definition = plan.definition
         now = now or utc_now()
-        priority = self._priority(request.priority if request.priority is not None else definition.priority)
         run_at = self._run_at(request, now)
         data = definition.parse(request.data)
         return NewJob(
             id=uuid7(),
             kind=definition.kind,
-            queue=request.queue or definition.queue,
+            queue=plan.queue,
             status=Status.SCHEDULED if run_at > now else Status.PENDING,
-            priority=priority,
+            priority=plan.priority,
             data=definition.dump_input(data),
-            max_attempts=self._max_attempts(definition, priority, request.max_retries),
+            max_attempts=plan.max_attempts,
             run_at=run_at,
-            timeout=self._timeout(definition, request.timeout),
+            timeout=plan.timeout,
             idempotency_key=request.idempotency_key,
             labels={str(k): str(v) for k, v in (request.labels or {}).items()},
             owner=request.owner or Owner(),
@@ -124,6 +143,18 @@ class Engine:
             retry_of=request.retry_of,
             file_info=request.file_info,
             cache_key=definition.implementation.cache_key(data),
+        )
+
+    def _plan(self, request: JobRequest) -> _Plan:
+        """What a request's job type and options decide, whatever its data."""
+        definition = self.registry.get(request.job_type)
+        priority = self._priority(request.priority if request.priority is not None else definition.priority)
+        return _Plan(
+            definition=definition,
+            queue=request.queue or definition.queue,
+            priority=priority,
+            max_attempts=self._max_attempts(definition, priority, request.max_retries),
+            timeout=self._timeout(definition, request.timeout),
         )
 
     @staticmethod

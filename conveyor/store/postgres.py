@@ -40,6 +40,10 @@ _COLUMNS = (
     "created_by",
 )  # fmt: skip
 _JSON_COLUMNS = ("data", "labels", "file_info")
+# _COLUMNS cut around its JSON columns, so that COPY rows are built without a test per cell.
+_PLAIN_PREFIX = _COLUMNS[: _COLUMNS.index("data")]
+_PLAIN_MIDDLE = _COLUMNS[_COLUMNS.index("data") + 1 : _COLUMNS.index("labels")]
+_PLAIN_SUFFIX = _COLUMNS[_COLUMNS.index("file_info") + 1 :]
 _COLUMN_TYPES = {
     "id": "uuid", "kind": "text", "queue": "text", "status": "text", "priority": "int2",
     "data": "jsonb", "max_attempts": "int4", "timeout_seconds": "float8", "run_at": "timestamptz",
@@ -266,7 +270,10 @@ class PostgresStore(SqlStore):
             async with conn.cursor().copy(COPY_JOBS) as copy:
                 copy.set_types([_COLUMN_TYPES[c] for c in _COLUMNS])
                 for r in rows:
-                    await copy.write_row([_json(r[c]) if c in _JSON_COLUMNS else r[c] for c in _COLUMNS])
+                    await copy.write_row(
+                        (*[r[c] for c in _PLAIN_PREFIX], _json(r["data"]), *[r[c] for c in _PLAIN_MIDDLE],
+                         _json(r["labels"]), _json(r["file_info"]), *[r[c] for c in _PLAIN_SUFFIX])
+                    )  # fmt: skip
             await conn.execute(
                 "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, [f"insert:{q}" for q in ready])
             )
