@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from conveyor.model import FINISHED, Job, LogEntry, Outcome, OutcomeKind, ProgressUpdate, Status
 from conveyor.store.base import Listener
 from conveyor.store.listener import PostgresListener, libpq_dsn
-from conveyor.store.portable import CLAIMED_COLUMNS, OUTCOME_STATUS, SqlStore, claimed_job, dumps
+from conveyor.store.portable import SqlStore
+from conveyor.store.rows import CLAIMED_COLUMNS, OUTCOME_STATUS, claimed_job, dumps
 
 CHANNEL = "conveyor"
 

@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from conveyor.model import FINISHED, Outcome, OutcomeKind, utc_now
 from conveyor.store.base import Listener
-from conveyor.store.portable import OUTCOME_STATUS, SqlStore, dumps
+from conveyor.store.portable import SqlStore
+from conveyor.store.rows import OUTCOME_STATUS, dumps
 from conveyor.store.schema import UTCDateTime, jobs
 from conveyor.store.watcher import SqliteWatcher
 

@@ -1,0 +1,200 @@
+"""Rows and model objects: how a job, a new job, an outcome and a log line map to columns.
+
+Pure (no I/O); shared by both dialects' stores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from conveyor.model import Job, LogEntry, NewJob, OutcomeKind, Owner, Progress, Status
+
+OUTCOME_STATUS = {
+    OutcomeKind.COMPLETED: Status.COMPLETED,
+    OutcomeKind.FAILED: Status.FAILED,
+    OutcomeKind.CANCELLED: Status.CANCELLED,
+    OutcomeKind.TIMEOUT: Status.TIMEOUT,
+    OutcomeKind.RETRY: Status.SCHEDULED,
+    OutcomeKind.RELEASED: Status.PENDING,
+}
+
+
+def job_from_row(row: Any) -> Job:
+    return job_from_mapping(row._mapping)
+
+
+def job_from_mapping(m: Mapping[str, Any]) -> Job:
+    timeout = m["timeout_seconds"]
+    return Job(
+        id=m["id"],
+        kind=m["kind"],
+        queue=m["queue"],
+        status=Status(m["status"]),
+        priority=m["priority"],
+        data=m["data"],
+        attempt=m["attempt"],
+        max_attempts=m["max_attempts"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        run_at=m["run_at"],
+        result=m["result"],
+        error=m["error"],
+        item_errors=m["item_errors"] or [],
+        item_errors_dropped=m["item_errors_dropped"],
+        progress=Progress.from_json(m["progress"]),
+        timeout=timedelta(seconds=timeout) if timeout is not None else None,
+        started_at=m["started_at"],
+        completed_at=m["completed_at"],
+        worker_id=m["worker_id"],
+        lease_expires_at=m["lease_expires_at"],
+        cancel_requested=bool(m["cancel_requested"]),
+        batch_id=m["batch_id"],
+        schedule_id=m["schedule_id"],
+        retry_of=m["retry_of"],
+        cache_key=m["cache_key"],
+        idempotency_key=m["idempotency_key"],
+        labels=m["labels"] or {},
+        file_info=m["file_info"],
+        owner=Owner(m["owner_user_id"], m["owner_org_id"], m["owner_study_id"], m["created_by"]),
+    )
+
+
+# What a worker needs to run a job; the rest (results, errors of earlier attempts, progress)
+# would only be decoded to be thrown away.
+CLAIMED_COLUMNS = (
+    "id", "kind", "queue", "priority", "data", "attempt", "max_attempts", "timeout_seconds",
+    "run_at", "created_at", "updated_at", "started_at", "lease_expires_at", "cancel_requested",
+    "batch_id", "schedule_id", "retry_of", "cache_key", "idempotency_key", "labels", "file_info",
+    "owner_user_id", "owner_org_id", "owner_study_id", "created_by",
+)  # fmt: skip
+
+
+def claimed_job(
+    id: UUID,
+    kind: str,
+    queue: str,
+    priority: int,
+    data: Any,
+    attempt: int,
+    max_attempts: int,
+    timeout_seconds: float | None,
+    run_at: datetime,
+    created_at: datetime,
+    updated_at: datetime,
+    started_at: datetime,
+    lease_expires_at: datetime,
+    cancel_requested: bool,
+    batch_id: UUID | None,
+    schedule_id: str | None,
+    retry_of: UUID | None,
+    cache_key: str | None,
+    idempotency_key: str | None,
+    labels: dict[str, str] | None,
+    file_info: dict[str, Any] | None,
+    owner_user_id: str | None,
+    owner_org_id: str | None,
+    owner_study_id: str | None,
+    created_by: str | None,
+    *,
+    worker_id: str,
+) -> Job:
+    return Job(
+        id=id,
+        kind=kind,
+        queue=queue,
+        status=Status.RUNNING,
+        priority=priority,
+        data=data,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        created_at=created_at,
+        updated_at=updated_at,
+        run_at=run_at,
+        timeout=timedelta(seconds=timeout_seconds) if timeout_seconds is not None else None,
+        started_at=started_at,
+        worker_id=worker_id,
+        lease_expires_at=lease_expires_at,
+        cancel_requested=cancel_requested,
+        batch_id=batch_id,
+        schedule_id=schedule_id,
+        retry_of=retry_of,
+        cache_key=cache_key,
+        idempotency_key=idempotency_key,
+        labels=labels or {},
+        file_info=file_info,
+        owner=Owner(owner_user_id, owner_org_id, owner_study_id, created_by),
+    )
+
+
+def row_of(new: NewJob, now: datetime) -> dict[str, Any]:
+    return {
+        "id": new.id,
+        "kind": new.kind,
+        "queue": new.queue,
+        "status": new.status.value,
+        "priority": new.priority,
+        "data": new.data,
+        "item_errors_dropped": 0,
+        "attempt": 0,
+        "max_attempts": new.max_attempts,
+        "timeout_seconds": new.timeout.total_seconds() if new.timeout else None,
+        "run_at": new.run_at,
+        "created_at": now,
+        "updated_at": now,
+        "cancel_requested": False,
+        "batch_id": new.batch_id,
+        "schedule_id": new.schedule_id,
+        "retry_of": new.retry_of,
+        "cache_key": new.cache_key,
+        "idempotency_key": new.idempotency_key,
+        "labels": new.labels or None,  # NULL when empty: nothing to decode on every read
+        "file_info": new.file_info,
+        "owner_user_id": new.owner.user_id,
+        "owner_org_id": new.owner.org_id,
+        "owner_study_id": new.owner.study_id,
+        "created_by": new.owner.created_by,
+    }
+
+
+def job_of_row(row: dict[str, Any]) -> Job:
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        queue=row["queue"],
+        status=Status(row["status"]),
+        priority=row["priority"],
+        data=row["data"],
+        attempt=0,
+        max_attempts=row["max_attempts"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        run_at=row["run_at"],
+        timeout=timedelta(seconds=row["timeout_seconds"]) if row["timeout_seconds"] else None,
+        batch_id=row["batch_id"],
+        schedule_id=row["schedule_id"],
+        retry_of=row["retry_of"],
+        cache_key=row["cache_key"],
+        idempotency_key=row["idempotency_key"],
+        labels=row["labels"],
+        file_info=row["file_info"],
+        owner=Owner(row["owner_user_id"], row["owner_org_id"], row["owner_study_id"], row["created_by"]),
+    )
+
+
+def log_row(e: LogEntry) -> dict[str, Any]:
+    return {
+        "job_id": e.job_id,
+        "ts": e.timestamp,
+        "level": int(e.level),
+        "component": e.component,
+        "message": e.message,
+        "attempt": e.attempt,
+    }
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
