@@ -287,6 +287,23 @@ class ProgressUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class Visibility:
+    """The jobs one caller may see: its organisation's (None: jobs of no organisation),
+    narrowed to one study or to its own jobs where set."""
+
+    org_id: str | None
+    study_id: str | None = None
+    user_id: str | None = None
+
+    def allows(self, owner: Owner) -> bool:
+        return (
+            owner.org_id == self.org_id
+            and (self.study_id is None or owner.study_id == self.study_id)
+            and (self.user_id is None or owner.user_id == self.user_id)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class JobFilter:
     """What a listing or count may see and match. Empty fields match everything."""
 
@@ -300,6 +317,7 @@ class JobFilter:
     owner_user_id: str | None = None
     owner_org_id: str | None = None
     batch_id: UUID | None = None
+    visible_to: Visibility | None = None  # None: every job (super admin, CLI, library code)
 
 
 def utc_now() -> datetime:

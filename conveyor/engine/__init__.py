@@ -25,6 +25,7 @@ from conveyor.model import (
     Priority,
     PriorityLike,
     Status,
+    Visibility,
     priority_level,
     utc_now,
 )
@@ -103,6 +104,12 @@ class Engine:
         """
         [job] = await self.enqueue_many([JobRequest(job_type, {} if data is None else data, **options)])
         return job
+
+    async def submit(self, job_type: JobTypeRef, data: Any = None, **options: Any) -> tuple[Job, bool]:
+        """As enqueue, and whether the job was created now (False: its idempotency key was
+        known, and the job returned is the one it named)."""
+        [(job, created)] = await self.store.insert_jobs([self.prepare(JobRequest(job_type, data or {}, **options))])
+        return job, created
 
     async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
         """All or nothing: every request is validated first, then all are stored in one transaction."""
@@ -203,9 +210,10 @@ class Engine:
 
     # --- reads ----------------------------------------------------------------------------
 
-    async def get(self, job_id: UUID) -> Job:
+    async def get(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
+        """The job; JobNotFound also when it lies outside `visible_to` (ids leak nothing)."""
         job = await self.store.get_job(job_id)
-        if job is None:
+        if job is None or (visible_to is not None and not visible_to.allows(job.owner)):
             raise JobNotFound(job_id)
         return job
 
@@ -216,16 +224,24 @@ class Engine:
         return await self.store.count_jobs(where or JobFilter(), by=by)
 
     async def logs(
-        self, job_id: UUID, *, min_level: LogLevel | None = None, limit: int = 100, offset: int = 0
+        self,
+        job_id: UUID,
+        *,
+        min_level: LogLevel | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        visible_to: Visibility | None = None,
     ) -> tuple[list[LogEntry], int]:
-        await self.get(job_id)
+        await self.get(job_id, visible_to=visible_to)
         return await self.store.get_logs(job_id, min_level=min_level, limit=limit, offset=offset)
 
     # --- operations ---------------------------------------------------------------------------
 
-    async def cancel(self, job_id: UUID) -> Job:
+    async def cancel(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
         """Scheduled and pending jobs are cancelled at once; a running one is asked to stop at
         its next checkpoint (its status stays running until it does). Finished: refused."""
+        if visible_to is not None:
+            await self.get(job_id, visible_to=visible_to)
         job, acted = await self.store.request_cancel(job_id)
         if job is None:
             raise JobNotFound(job_id)
@@ -233,9 +249,9 @@ class Engine:
             raise JobNotCancellable(job_id, job.status.value)
         return job
 
-    async def retry(self, job_id: UUID) -> Job:
+    async def retry(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
         """Run a failed, cancelled or timed-out job again, as a new job that names it in retry_of."""
-        job = await self.get(job_id)
+        job = await self.get(job_id, visible_to=visible_to)
         if job.status not in RETRYABLE_BY_HAND:
             raise JobNotRetryable(job_id, job.status.value)
         return await self.enqueue(
@@ -252,7 +268,7 @@ class Engine:
             file_info=job.file_info,
         )
 
-    async def wait(self, job_id: UUID, timeout: float) -> Job:
+    async def wait(self, job_id: UUID, timeout: float, *, visible_to: Visibility | None = None) -> Job:
         """The job once it finishes, or as it is when `timeout` seconds pass.
 
         Woken by the finish notification; where other processes' finishes are not announced
@@ -263,7 +279,7 @@ class Engine:
         try:
             deadline = asyncio.get_running_loop().time() + timeout
             while True:
-                job = await self.get(job_id)
+                job = await self.get(job_id, visible_to=visible_to)
                 remaining = deadline - asyncio.get_running_loop().time()
                 if job.status.is_finished or remaining <= 0:
                     return job

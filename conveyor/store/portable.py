@@ -22,9 +22,11 @@ from conveyor.model import (
     OutcomeKind,
     ProgressUpdate,
     Status,
+    Visibility,
     utc_now,
 )
 from conveyor.store.base import Listener
+from conveyor.store.control import ControlTables
 from conveyor.store.rows import (
     CLAIMED_COLUMNS,
     claimed_job,
@@ -33,9 +35,8 @@ from conveyor.store.rows import (
     log_row,
     row_of,
 )
-from conveyor.store.schema import job_logs, jobs
-
-_GROUPABLE = {"status": jobs.c.status, "kind": jobs.c.kind, "priority": jobs.c.priority, "queue": jobs.c.queue}
+from conveyor.store.schema import job_logs, jobs, queue_states
+from conveyor.store.statistics import GROUPABLE, JobStatistics
 
 
 def filter_clauses(where: JobFilter) -> list[sa.ColumnElement[bool]]:
@@ -61,10 +62,26 @@ def filter_clauses(where: JobFilter) -> list[sa.ColumnElement[bool]]:
         clauses.append(c.batch_id == where.batch_id)
     for key, value in where.labels.items():
         clauses.append(c.labels[key].as_string() == value)
+    if where.visible_to is not None:
+        clauses.extend(visibility_clauses(where.visible_to))
     return clauses
 
 
-class SqlStore:
+def visibility_clauses(scope: Visibility) -> list[sa.ColumnElement[bool]]:
+    c = jobs.c
+    clauses = [c.owner_org_id.is_(None) if scope.org_id is None else c.owner_org_id == scope.org_id]
+    if scope.study_id is not None:
+        clauses.append(c.owner_study_id == scope.study_id)
+    if scope.user_id is not None:
+        clauses.append(c.owner_user_id == scope.user_id)
+    return clauses
+
+
+def paused_queues() -> sa.Select[Any]:
+    return sa.select(queue_states.c.name).where(queue_states.c.paused)
+
+
+class SqlStore(ControlTables, JobStatistics):
     """The Store protocol over an async SQLAlchemy engine.
 
     `_engine` runs writes; `_read_engine` runs reads (the same engine on PostgreSQL; on
@@ -115,6 +132,9 @@ class SqlStore:
 
     def _now_plus(self, delta: timedelta) -> sa.ColumnElement[datetime]:
         raise NotImplementedError
+
+    def _filter(self, where: JobFilter) -> list[sa.ColumnElement[bool]]:
+        return filter_clauses(where)
 
     def _insert(self) -> Any:
         """The dialect's INSERT construct (for ON CONFLICT)."""
@@ -202,7 +222,7 @@ class SqlStore:
         return [job_from_row(r) for r in rows], count
 
     async def count_jobs(self, where: JobFilter, by: str = "status") -> dict[str, int]:
-        column = _GROUPABLE[by]
+        column = GROUPABLE[by]
         stmt = sa.select(column, sa.func.count()).where(*filter_clauses(where)).group_by(column)
         async with self._read_engine.connect() as conn:
             rows = await conn.execute(stmt)
@@ -230,7 +250,7 @@ class SqlStore:
         c = jobs.c
         chosen = (
             sa.select(c.id)
-            .where(c.status == Status.PENDING.value, c.queue.in_(queues))
+            .where(c.status == Status.PENDING.value, c.queue.in_(queues), c.queue.notin_(paused_queues()))
             .order_by(c.priority.desc(), c.id)
             .limit(limit)
         )

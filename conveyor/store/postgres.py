@@ -88,6 +88,7 @@ CLAIM = """
     WITH next AS (
         SELECT id FROM conveyor_jobs
         WHERE status = 'pending' AND {queue_match}
+          AND queue <> ALL(ARRAY(SELECT name FROM conveyor_queues WHERE paused))
         ORDER BY priority DESC, id LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
     )
@@ -239,6 +240,9 @@ class PostgresStore(SqlStore):
 
     def _now_plus(self, delta: timedelta) -> sa.ColumnElement[Any]:
         return sa.func.now() + sa.literal(delta, sa.Interval())
+
+    def _seconds_between(self, start: Any, end: Any) -> sa.ColumnElement[float]:
+        return sa.func.extract("epoch", end - start)
 
     def _lock_skipping(self, select: sa.Select[Any]) -> sa.Select[Any]:
         return select.with_for_update(skip_locked=True)

@@ -179,7 +179,7 @@ def job_of_row(row: dict[str, Any]) -> Job:
         retry_of=row["retry_of"],
         cache_key=row["cache_key"],
         idempotency_key=row["idempotency_key"],
-        labels=row["labels"],
+        labels=row["labels"] or {},
         file_info=row["file_info"],
         owner=Owner(row["owner_user_id"], row["owner_org_id"], row["owner_study_id"], row["created_by"]),
     )

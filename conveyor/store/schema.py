@@ -129,3 +129,41 @@ job_logs = sa.Table(
     sa.Column("attempt", sa.Integer()),
     sa.Index("ix_conveyor_job_logs_job", "job_id", "id"),
 )
+
+# --- the control plane: who may call, which queues are paused, which workers are alive -----
+
+api_keys = sa.Table(
+    "conveyor_api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # public: the key's second part
+    sa.Column("secret_hash", sa.String(64), nullable=False),  # SHA-256 hex of the secret part
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("org_id", sa.String(200)),
+    sa.Column("study_id", sa.String(200)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("revoked_at", UTCDateTime()),
+)
+
+queue_states = sa.Table(
+    "conveyor_queues",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("paused", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("changed_at", UTCDateTime(), nullable=False),
+    sa.Column("changed_by", sa.String(200)),
+)
+
+workers = sa.Table(
+    "conveyor_workers",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("hostname", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer(), nullable=False),
+    sa.Column("queues", Json, nullable=False),
+    sa.Column("concurrency", sa.Integer(), nullable=False),
+    sa.Column("running", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("last_seen_at", UTCDateTime(), nullable=False),
+)

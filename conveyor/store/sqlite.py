@@ -165,5 +165,8 @@ class SqliteStore(SqlStore):
     def _now_plus(self, delta: timedelta) -> sa.ColumnElement[Any]:
         return sa.literal(utc_now() + delta, UTCDateTime())
 
+    def _seconds_between(self, start: Any, end: Any) -> sa.ColumnElement[float]:
+        return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
+
     def _insert(self) -> Any:
         return sqlite_insert(jobs)

@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -32,11 +33,16 @@ from conveyor.engine import Engine
 from conveyor.engine import lifecycle as lc
 from conveyor.errors import Cancelled, InvalidJobData, TimedOut, UnknownJobType
 from conveyor.jobtypes import jsonable
-from conveyor.model import Job, Outcome, OutcomeKind, utc_now
+from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, Status, utc_now
+from conveyor.store.control import WorkerRecord
+from conveyor.store.rows import OUTCOME_STATUS
 from conveyor.worker.completer import Completer
 from conveyor.worker.runners import ProcessPool, Run, run_in_thread, run_on_loop
 
 log = logging.getLogger("conveyor.worker")
+
+# A worker that has not refreshed its registry row for this long is gone (killed, machine lost).
+FORGET_WORKERS_AFTER = timedelta(hours=1)
 
 
 class Released(BaseException):
@@ -77,6 +83,8 @@ class Worker:
         max_log_entries: int = DEFAULT_MAX_LOG_ENTRIES,
         run_maintenance: bool = True,
         process_pool_size: int | None = None,
+        on_finished: Callable[[Job, Status, float], None] | None = None,
+        presence_interval: timedelta = timedelta(seconds=5),
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -99,6 +107,10 @@ class Worker:
         self.max_item_errors = max_item_errors
         self.max_log_entries = max_log_entries
         self.run_maintenance = run_maintenance
+        # Told of every attempt that ends the job (status and seconds run), e.g. for metrics.
+        self.on_finished = on_finished
+        self.presence_interval = presence_interval
+        self._started_at = utc_now()
 
         self._running: dict[UUID, Running] = {}
         self._wake = asyncio.Event()
@@ -130,6 +142,7 @@ class Worker:
             asyncio.create_task(self._completer.run(), name="completer"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._progress_loop(), name="progress"),
+            asyncio.create_task(self._presence_loop(), name="presence"),
         ]
         if self.run_maintenance:
             helpers.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
@@ -143,6 +156,8 @@ class Worker:
             for undo in unsubscribe:
                 undo()
             self._process_pool.close()
+            with contextlib.suppress(Exception):
+                await self.store.forget_workers([self.worker_id])
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -226,6 +241,12 @@ class Worker:
             self._slot_freed.set()
         if outcome is not None:
             self._completer.add(outcome, ctx.take_progress(), ctx.take_logs())
+            status = OUTCOME_STATUS[outcome.kind]
+            if self.on_finished is not None and status in FINISHED:
+                try:
+                    self.on_finished(job, status, time.monotonic() - running.claimed_at)
+                except Exception:
+                    log.exception("on_finished hook failed")
 
     async def _attempt(self, running: Running) -> Outcome | None:
         job, ctx = running.job, running.ctx
@@ -357,6 +378,27 @@ class Worker:
                 if update is not None or logs:
                     self._completer.add(None, update, logs)
 
+    async def _presence_loop(self) -> None:
+        """Keep this worker's row in the registry fresh (queues, concurrency, running jobs):
+        what health checks and queue views count as live workers."""
+        hostname, pid = socket.gethostname(), os.getpid()
+        while True:
+            record = WorkerRecord(
+                id=self.worker_id,
+                hostname=hostname,
+                pid=pid,
+                queues=list(self.queues),
+                concurrency=self.concurrency,
+                running=len(self._running),
+                started_at=self._started_at,
+                last_seen_at=utc_now(),
+            )
+            try:
+                await self.store.record_worker(record)
+            except Exception:
+                log.exception("recording worker presence failed")
+            await asyncio.sleep(self.presence_interval.total_seconds())
+
     async def _maintenance_loop(self) -> None:
         interval = self.maintenance_interval.total_seconds()
         while True:
@@ -364,6 +406,7 @@ class Worker:
             try:
                 await self.store.stage_due()
                 rescued = await self.store.rescue_expired()
+                await self.store.forget_workers(unseen_for=FORGET_WORKERS_AFTER)
                 if rescued:
                     log.warning("rescued %d jobs whose worker stopped answering", len(rescued))
             except Exception:
