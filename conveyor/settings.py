@@ -7,6 +7,7 @@ Only the runtime and the CLI read Settings; components take explicit arguments.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from pydantic import AliasChoices, Field, field_validator
@@ -57,11 +58,48 @@ class Settings(BaseSettings):
     max_log_entries: int = Field(1000, ge=1, validation_alias=_alias("max_log_entries", "MAX_LOG_ENTRIES"))
     max_item_errors: int = Field(100, ge=0)
 
+    # --- the HTTP service (conveyor serve) ---
+    api_host: str = Field("127.0.0.1", validation_alias=_alias("api_host", "API_HOST"))
+    api_port: int = Field(8000, ge=0, le=65535, validation_alias=_alias("api_port", "API_PORT"))
+    cors_origins: str = Field(
+        "",
+        validation_alias=_alias("cors_origins", "CORS_ORIGINS"),
+        description='origins browsers may call the API from: a JSON list (["*"]) or comma-separated',
+    )
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body the API reads")
+    public_docs: bool = Field(True, description="serve /docs and /openapi.json without credentials")
+    jwt_secret: str | None = Field(None, description="HS256 key for bearer JWTs")
+    jwt_public_key: str | None = Field(None, description="RS256 public key (PEM, or a path to one) for bearer JWTs")
+    jwt_audience: str | None = Field(None, description="when set, a JWT's aud must name it")
+    jwt_issuer: str | None = Field(None, description="when set, a JWT's iss must equal it")
+    api_key_cache_seconds: float = Field(
+        10, ge=0, description="how long a process trusts an API key lookup (a revocation elsewhere takes this long)"
+    )
+
     @field_validator("queues")
     @classmethod
     def _queues_not_empty(cls, value: str) -> str:
         if not [q for q in value.split(",") if q.strip()]:
             raise ValueError("at least one queue")
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        raw = self.cors_origins.strip()
+        if raw.startswith("["):
+            return [str(o) for o in json.loads(raw)]
+        return [o.strip() for o in raw.split(",") if o.strip()]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors_parses(cls, value: str) -> str:
+        if value.strip().startswith("["):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list: {exc}") from None
+            if not isinstance(parsed, list):
+                raise ValueError("a JSON list of origins, or comma-separated origins")
         return value
 
     @property

@@ -82,7 +82,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
         return f"sqlite:///{path}"
     url = request.getfixturevalue("postgres_url")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE conveyor_jobs, conveyor_job_logs")
+        conn.execute("TRUNCATE conveyor_jobs, conveyor_job_logs, conveyor_api_keys, conveyor_queues, conveyor_workers")
     return url
 
 
@@ -130,3 +130,58 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10, i
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
         await asyncio.sleep(interval)
+
+
+# --- the HTTP API ---------------------------------------------------------------------------
+
+JWT_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+JWT_AUDIENCE = "conveyor-tests"
+JWT_ISSUER = "https://issuer.example"
+
+
+class ApiHarness:
+    """An app over the test database, an httpx client into it, and credentials on demand."""
+
+    def __init__(self, conveyor: Conveyor, fastapi_app: Any, client: Any) -> None:
+        self.conveyor = conveyor
+        self.fastapi = fastapi_app
+        self.client = client
+
+    async def key(self, role: str, org: str | None = None, study: str | None = None) -> dict[str, str]:
+        from conveyor.apikeys import ApiKeys
+
+        new = await ApiKeys(self.conveyor.store).create(role=role, name=f"{role} test key", org_id=org, study_id=study)
+        return {"Authorization": f"Bearer {new.key}"}
+
+    @staticmethod
+    def jwt(sub: str = "user-1", roles: Any = ("user",), org: str | None = "org-a", **claims: Any) -> dict[str, str]:
+        import jwt as pyjwt
+
+        payload = {
+            "sub": sub,
+            "name": f"Test {sub}",
+            "org_id": org,
+            "roles": list(roles),
+            "exp": int(time.time()) + 600,
+            "aud": JWT_AUDIENCE,
+            "iss": JWT_ISSUER,
+            **claims,
+        }
+        return {"Authorization": f"Bearer {pyjwt.encode(payload, JWT_SECRET, algorithm='HS256')}"}
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[ApiHarness]:
+    import httpx
+
+    from conveyor.api import create_app
+
+    settings = make_settings(
+        database_url, jwt_secret=JWT_SECRET, jwt_audience=JWT_AUDIENCE, jwt_issuer=JWT_ISSUER, max_body_bytes=64 * 1024
+    )
+    conveyor = Conveyor.from_settings(settings, registries=[jobtypes])
+    fastapi_app = create_app(conveyor, bootstrap_keys=False)
+    async with fastapi_app.router.lifespan_context(fastapi_app):
+        transport = httpx.ASGITransport(app=fastapi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test") as client:
+            yield ApiHarness(conveyor, fastapi_app, client)

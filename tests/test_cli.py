@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from conveyor.cli import app
+from conveyor.store.migrate import HEAD_REVISION
 
 runner = CliRunner()
 
@@ -22,7 +30,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_migrate_enqueue_show_cancel_and_stats(db: str) -> None:
     migrated = runner.invoke(app, ["migrate"])
-    assert migrated.exit_code == 0 and "revision 0001" in migrated.output
+    assert migrated.exit_code == 0 and f"revision {HEAD_REVISION}" in migrated.output
     enqueued = runner.invoke(app, ["enqueue", "sleep", "--data", '{"seconds": 5}', "--priority", "9"])
     assert enqueued.exit_code == 0, enqueued.output
     job = json.loads(enqueued.output)
@@ -46,3 +54,67 @@ def test_invalid_input_exits_non_zero_naming_the_field(db: str) -> None:
 def test_show_unknown_job_is_an_error(db: str) -> None:
     result = runner.invoke(app, ["show", "00000000-0000-0000-0000-000000000000"])
     assert result.exit_code == 1 and "JOB_NOT_FOUND" in result.stderr
+
+
+def test_apikey_create_prints_the_key_alone_on_the_last_line(db: str) -> None:
+    created = runner.invoke(app, ["apikey", "create", "--role", "operator", "--org", "org-a", "--name", "ci"])
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"cvk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}", key)
+    listed = [json.loads(line) for line in runner.invoke(app, ["apikey", "list"]).stdout.splitlines()]
+    assert [(k["role"], k["org_id"], k["name"]) for k in listed] == [("operator", "org-a", "ci")]
+    key_id = key.split("_")[1]
+    assert runner.invoke(app, ["apikey", "revoke", key_id]).exit_code == 0
+    assert runner.invoke(app, ["apikey", "revoke", "nosuchkey"]).exit_code == 1
+    bad_role = runner.invoke(app, ["apikey", "create", "--role", "wizard"])
+    assert bad_role.exit_code == 1 and "role" in bad_role.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_runs_api_and_worker_and_prints_a_bootstrap_key(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "CONVEYOR_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}", "API_PORT": str(port)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        key = None
+        deadline = time.monotonic() + 30
+        assert server.stdout is not None
+        while key is None and time.monotonic() < deadline:
+            line = server.stdout.readline()
+            lines.append(line)
+            if line.strip().startswith("cvk_"):
+                key = line.strip()
+        assert key, "".join(lines)
+        assert any(f"http://127.0.0.1:{port}" in line for line in lines)
+        base = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for _ in range(100):
+                try:
+                    if client.get("/api/v1/jobs/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            created = client.post("/api/v1/jobs", json={"type": "sleep", "data": {"seconds": 0.1}}, headers=headers)
+            assert created.status_code == 201, created.text
+            job_id = created.json()["data"]["jobId"]
+            done = client.post(f"/api/v1/jobs/{job_id}/wait", json={"timeout": 10000}, headers=headers)
+            assert done.json()["data"]["status"] == "completed"
+    finally:
+        server.terminate()
+        rest, _ = server.communicate(timeout=30)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why it ended
+    assert server.returncode in (0, -15)
+    assert "Application shutdown complete" in rest

@@ -1,4 +1,4 @@
-"""The `conveyor` command: migrate, worker, enqueue, job inspection."""
+"""The `conveyor` command: serve, migrate, worker, enqueue, job inspection, API keys."""
 
 from __future__ import annotations
 
@@ -148,6 +148,112 @@ def stats(database_url: DatabaseOpt = None) -> None:
             return await conveyor.engine.counts()
 
     typer.echo(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on (default: API_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: API_PORT or 8000)")] = None,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="API only: run no jobs in this process")] = False,
+    database_url: DatabaseOpt = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run the HTTP API, a worker and the maintenance loop in one process."""
+    import uvicorn
+
+    from conveyor.api import create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(database_url=database_url, api_host=host, api_port=port)
+
+    def announce_key(key: str) -> None:
+        typer.echo("A fresh database: created an admin API key. It is shown this once; keep it safe:")
+        typer.echo(f"  {key}")
+
+    api = create_app(Conveyor.from_settings(settings), run_worker=not no_worker, on_admin_key=announce_key)
+    where = f"http://{settings.api_host}:{settings.api_port}"
+    role = "API only" if no_worker else "API + worker"
+    typer.echo(f"conveyor serve ({role}) on {where}  (docs: {where}/docs, database: {_safe_url(settings)})")
+    uvicorn.run(api, host=settings.api_host, port=settings.api_port, log_level=log_level.lower(), access_log=False)
+
+
+def _safe_url(settings: Settings) -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+apikey_app = typer.Typer(help="Create, list and revoke API keys (straight in the database).", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    role: Annotated[str, typer.Option(help="viewer, user, operator, admin or super_admin")],
+    org: Annotated[str | None, typer.Option(help="the organisation the key acts in")] = None,
+    study: Annotated[str | None, typer.Option(help="narrow the key to one study")] = None,
+    name: Annotated[str | None, typer.Option(help="what the key is for")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Create a key; the key alone is printed on the last line of stdout (shown once)."""
+    from conveyor.apikeys import ApiKeys
+
+    async def run() -> Any:
+        async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
+            return await ApiKeys(conveyor.store).create(
+                role=role, name=name or f"{role} key", org_id=org, study_id=study, created_by="cli"
+            )
+
+    try:
+        new = asyncio.run(run())
+    except ConveyorError as exc:
+        _fail(exc)
+    record = new.record
+    typer.echo(f"created API key {record.id} ({record.role}, org {record.org_id or '-'}); it is shown only now:")
+    typer.echo(new.key)
+
+
+@apikey_app.command("list")
+def apikey_list(database_url: DatabaseOpt = None) -> None:
+    """Every key (never the secret), as JSON lines."""
+    from conveyor.apikeys import ApiKeys
+
+    async def run() -> Any:
+        async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
+            return await ApiKeys(conveyor.store).list()
+
+    for r in asyncio.run(run()):
+        typer.echo(
+            json.dumps(
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "role": r.role,
+                    "org_id": r.org_id,
+                    "study_id": r.study_id,
+                    "created_at": r.created_at.isoformat(),
+                    "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
+                }
+            )
+        )
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id (its second part)")], database_url: DatabaseOpt = None
+) -> None:
+    """Revoke a key: refused everywhere within CONVEYOR_API_KEY_CACHE_SECONDS."""
+    from conveyor.apikeys import ApiKeys
+
+    async def run() -> Any:
+        async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
+            return await ApiKeys(conveyor.store).revoke(key_id)
+
+    record = asyncio.run(run())
+    if record is None:
+        typer.echo(f"no API key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {record.id} at {record.revoked_at.isoformat() if record.revoked_at else '?'}")
 
 
 def main() -> None:

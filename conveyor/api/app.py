@@ -1,0 +1,262 @@
+"""The FastAPI application: routers, error rendering, request ids, body limits, metrics.
+
+`create_app(conveyor)` builds an app over a Conveyor; its lifespan starts it (migrations,
+notifications), creates the first admin API key on a fresh database, and, with
+`run_worker=True` (what `conveyor serve` does), runs a worker and the maintenance loop
+in the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from conveyor.access import Permission, Role
+from conveyor.api.auth import Authenticator, JwtVerifier
+from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors
+from conveyor.api.metrics import ApiMetrics
+from conveyor.api.routes import canonical, keys, monitoring, system
+from conveyor.api.services import Services
+from conveyor.apikeys import ApiKeys
+from conveyor.errors import ConveyorError
+from conveyor.insights import Insights
+from conveyor.runtime import Conveyor
+
+log = logging.getLogger("conveyor.api")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+DESCRIPTION = """
+conveyor's job API. Several endpoint families share one engine, each answering in the shape its
+clients expect: the canonical family (`/api/v1/jobs…`, seed 002), the monitoring family
+(`/api/v1/jobs/jobs…`, `/queues`, `/statistics`, seed 000), health and metrics.
+
+Authenticate with `Authorization: Bearer <JWT or API key>` or `X-API-Key: <API key>`;
+only `GET /api/v1/jobs/health` is open.
+"""
+
+
+class RequestContext:
+    """Every response carries X-Request-ID (the caller's, when it sent a sane one); bodies
+    larger than the limit are refused with 413; each request is timed for /metrics."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else f"req_{secrets.token_hex(8)}"
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+                error = ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {self.max_body_bytes} bytes")
+                await error.render(family_of(scope["path"]), request_id)(scope, receive, send_with_id)
+                return
+            await self.app(scope, self._limited(receive), send_with_id)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.observe_request(scope["method"], template, status, time.perf_counter() - started)
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def receive_limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body_bytes:
+                    raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {self.max_body_bytes} bytes")
+            return message
+
+        return receive_limited
+
+
+ROUTERS = (system.router, monitoring.router, keys.router, canonical.router)  # order: static paths first
+
+
+@dataclass(frozen=True, slots=True)
+class RouteInfo:
+    method: str
+    path: str
+    permission: Permission | None  # None: open (health)
+
+
+def route_table() -> list[RouteInfo]:
+    """Every API endpoint with the permission it requires, read from the routers themselves
+    (the authorization tests and the README's table are generated from this)."""
+    out = []
+    for router in ROUTERS:
+        for route in router.routes:
+            if not isinstance(route, APIRoute):
+                continue
+            permission = _permission_of(route.dependant)
+            for method in sorted(route.methods):
+                out.append(RouteInfo(method, route.path, permission))
+    return out
+
+
+def _permission_of(dependant: Any) -> Permission | None:
+    for dep in dependant.dependencies:
+        found = getattr(dep.call, "permission", None) or _permission_of(dep)
+        if found is not None:
+            return found
+    return None
+
+
+def _request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", "") or f"req_{secrets.token_hex(8)}"
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> ApiError:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return ApiError(400, "INVALID_JSON", "request body is not valid JSON", field="body")
+    fields = field_errors(errors)
+    first = fields[0]["field"] if fields else None
+    in_body = bool(errors) and errors[0].get("loc", ("",))[0] == "body"
+    if request.url.path == "/api/v1/jobs" and request.method == "POST" and in_body:
+        if first == "type" or (first == "" and not fields[1:]):
+            services: Services = request.app.state.services
+            allowed = services.engine.registry.kinds()
+            return ApiError(400, "INVALID_JOB_TYPE", "Invalid job type", field="type", allowedTypes=allowed)
+        return ApiError(400, "INVALID_JOB_DATA", "Invalid job data", field=first, errors=fields)
+    code = "INVALID_REQUEST" if in_body else "INVALID_QUERY"
+    return ApiError(400, code, f"invalid {first or 'request'}: {fields[0]['message']}", field=first, errors=fields)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def render(request: Request, error: ApiError) -> Any:
+        return error.render(family_of(request.url.path), _request_id(request))
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError) -> Any:
+        return render(request, exc)
+
+    @app.exception_handler(ConveyorError)
+    async def on_conveyor_error(request: Request, exc: ConveyorError) -> Any:
+        return render(request, api_error_of(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Any:
+        return render(request, _validation_error(request, exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Any:
+        codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+        message = {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
+        headers = dict(exc.headers or {})
+        return render(
+            request, ApiError(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), message, headers=headers)
+        )
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Any:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return render(request, ApiError(500, "INTERNAL_ERROR", "internal server error"))
+
+
+async def bootstrap_admin_key(keys: ApiKeys) -> str | None:
+    """On a database with no API keys at all, create an admin key; the key, or None."""
+    if await keys.any_exist():
+        return None
+    new = await keys.create(role=Role.ADMIN, name="bootstrap admin", created_by="conveyor serve")
+    return new.key
+
+
+def create_app(
+    conveyor: Conveyor,
+    *,
+    run_worker: bool = False,
+    bootstrap_keys: bool = True,
+    on_admin_key: Callable[[str], None] | None = None,
+) -> FastAPI:
+    settings = conveyor.settings
+    api_keys = ApiKeys(conveyor.store, cache_seconds=settings.api_key_cache_seconds)
+    metrics = ApiMetrics()
+    services = Services(
+        conveyor=conveyor,
+        keys=api_keys,
+        auth=Authenticator(api_keys, JwtVerifier.from_settings(settings)),
+        metrics=metrics,
+        insights=Insights(conveyor.store),
+        worker_enabled=run_worker,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await conveyor.start()
+        if bootstrap_keys:
+            key = await bootstrap_admin_key(api_keys)
+            if key is not None and on_admin_key is not None:
+                on_admin_key(key)
+        worker_task = None
+        worker = None
+        if run_worker:
+            worker = conveyor.worker(on_finished=metrics.observe_job)
+            worker_task = asyncio.create_task(worker.run(), name="conveyor-worker")
+        try:
+            yield
+        finally:
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                await worker_task
+            await conveyor.close()
+
+    docs = settings.public_docs
+    app = FastAPI(
+        title="conveyor",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.services = services
+    _install_error_handlers(app)
+    # Static paths before /api/v1/jobs/{id}: the families with fixed segments come first.
+    for router in ROUTERS:
+        app.include_router(router)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    return app

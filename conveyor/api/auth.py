@@ -1,0 +1,142 @@
+"""Authentication (bearer JWT or API key) and the permission check every route declares.
+
+Credentials: `Authorization: Bearer <JWT>`, `Authorization: Bearer cvk_…` (an API key), or
+`X-API-Key: cvk_…`. JWTs are verified with PyJWT: HS256 with CONVEYOR_JWT_SECRET and/or
+RS256 with CONVEYOR_JWT_PUBLIC_KEY; `exp` and `sub` are required; `aud` and `iss` are
+checked when configured. Claims used: sub (user id), name, org_id, study_id, roles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from conveyor.access import Permission, Principal, parse_roles
+from conveyor.api.errors import ApiError
+from conveyor.apikeys import PREFIX, ApiKeys
+from conveyor.settings import Settings
+
+_bearer = HTTPBearer(auto_error=False, description="a JWT, or an API key (cvk_…)")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (cvk_…)")
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "UNAUTHORIZED", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class JwtVerifier:
+    def __init__(
+        self,
+        *,
+        secret: str | None = None,
+        public_key: str | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
+    ) -> None:
+        self._keys: dict[str, Any] = {}
+        if secret:
+            self._keys["HS256"] = secret
+        if public_key:
+            pem = Path(public_key).read_text() if not public_key.lstrip().startswith("-----") else public_key
+            self._keys["RS256"] = pem
+        self._audience = audience
+        self._issuer = issuer
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JwtVerifier:
+        return cls(
+            secret=settings.jwt_secret,
+            public_key=settings.jwt_public_key,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._keys)
+
+    def verify(self, token: str) -> Principal:
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+        except jwt.PyJWTError:
+            raise _unauthorized("malformed bearer token") from None
+        key = self._keys.get(algorithm)
+        if key is None:
+            raise _unauthorized(f"bearer tokens signed with {algorithm} are not accepted")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise _unauthorized("the token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise _unauthorized(f"invalid token: {exc}") from None
+        return Principal(
+            user_id=str(claims["sub"]),
+            name=_text(claims.get("name")),
+            org_id=_text(claims.get("org_id")),
+            study_id=_text(claims.get("study_id")),
+            roles=parse_roles(claims.get("roles")),
+            via="jwt",
+        )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class Authenticator:
+    def __init__(self, keys: ApiKeys, jwts: JwtVerifier) -> None:
+        self.keys = keys
+        self.jwts = jwts
+
+    async def principal(self, bearer: str | None, api_key: str | None) -> Principal:
+        if api_key:
+            return await self._by_key(api_key)
+        if not bearer:
+            raise _unauthorized("credentials required: Authorization: Bearer <token or API key>, or X-API-Key")
+        if bearer.startswith(PREFIX + "_"):
+            return await self._by_key(bearer)
+        if not self.jwts.configured:
+            raise _unauthorized("JWT bearer tokens are not configured on this server; use an API key")
+        return self.jwts.verify(bearer)
+
+    async def _by_key(self, key: str) -> Principal:
+        principal = await self.keys.authenticate(key)
+        if principal is None:
+            raise _unauthorized("unknown or revoked API key")
+        return principal
+
+
+async def authenticate(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+) -> Principal:
+    authenticator: Authenticator = request.app.state.services.auth
+    principal = await authenticator.principal(bearer.credentials if bearer else None, api_key)
+    request.state.principal = principal
+    return principal
+
+
+def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the authenticated caller, who must hold `permission` (else 403)."""
+
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.can(permission):
+            role = principal.role.value if principal.role else "no role"
+            raise ApiError(403, "FORBIDDEN", f"{role} may not do this (needs {permission.value})")
+        return principal
+
+    dependency.permission = permission  # type: ignore[attr-defined]  # read by the route table's tests
+    return dependency

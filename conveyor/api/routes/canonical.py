@@ -1,0 +1,281 @@
+"""The canonical job family (seed 002): create, get, list, cancel, retry, logs, stats, wait.
+
+Every answer is `{success, data, timestamp}` in camelCase; errors are rendered by
+conveyor.api.errors. `GET /api/v1/jobs` also answers seed 003's list contract (see `list_jobs`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from conveyor.access import Permission, Principal
+from conveyor.api.auth import require
+from conveyor.api.errors import ApiError
+from conveyor.api.params import aware, labels_filter, priorities, statuses
+from conveyor.api.render import canonical_job, render_summary, seed003_keys
+from conveyor.api.services import Services, services
+from conveyor.api.timefmt import iso, iso_now
+from conveyor.errors import JobNotFound
+from conveyor.model import FINISHED, JobFilter, LogLevel, Priority, Status, utc_now
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs (canonical, seed 002)"])
+
+Reader = Annotated[Principal, Depends(require(Permission.JOBS_READ))]
+Creator = Annotated[Principal, Depends(require(Permission.JOBS_CREATE))]
+Manager = Annotated[Principal, Depends(require(Permission.JOBS_MANAGE))]
+Svc = Annotated[Services, Depends(services)]
+
+WAIT_DEFAULT_MS = 30_000
+WAIT_MAX_MS = 300_000
+
+
+def ok(data: Any, **extra: Any) -> dict[str, Any]:
+    return {"success": True, "data": data, **extra, "timestamp": iso_now()}
+
+
+def parse_job_id(raw: str) -> UUID:
+    """A job id from a path; an id that is no UUID names no job (404, as seed 002 shows)."""
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise JobNotFound(raw) from None
+
+
+# --- create ---------------------------------------------------------------------------------
+
+
+class CreateJobRequest(BaseModel):
+    """Seed 002's CreateJobRequest, plus the options every job type takes."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "sentiment_analysis_batch",
+                    "data": {
+                        "texts": ["I love this product!", "This is terrible quality."],
+                        "enablePIIMasking": True,
+                    },
+                    "priority": "high",
+                },
+                {"type": "sleep", "data": {"seconds": 2}, "priority": "medium", "labels": {"team": "ops"}},
+            ]
+        },
+    )
+
+    type: str = Field(description="the job type", max_length=200)
+    data: dict[str, Any] = Field(description="the job type's input")
+    priority: Priority | Annotated[int, Field(ge=1, le=10)] | None = Field(
+        None, description="critical, high, medium (default) or low; or 1-10"
+    )
+    queue: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    runAt: datetime | None = Field(None, description="run no earlier than this (ISO 8601 with a time zone)")
+    delaySeconds: float | None = Field(None, ge=0, le=366 * 86400)
+    timeoutMinutes: float | None = Field(None, gt=0, description="default DEFAULT_TIMEOUT_MINUTES")
+    maxRetries: int | None = Field(None, ge=0, le=100)
+    idempotencyKey: str | None = Field(None, min_length=1, max_length=500)
+    labels: dict[str, Annotated[str, Field(max_length=200)]] | None = Field(None, max_length=50)
+
+
+@router.post("", status_code=201, summary="Create a job")
+async def create_job(
+    svc: Svc,
+    principal: Creator,
+    response: Response,
+    body: CreateJobRequest,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=500)] = None,
+) -> dict[str, Any]:
+    """Validates the job type's input and stores the job. The same idempotency key (body or
+    `Idempotency-Key` header) answers with the job it first created (200 instead of 201)."""
+    key = body.idempotencyKey or idempotency_key
+    job, created = await svc.engine.submit(
+        body.type,
+        body.data,
+        priority=body.priority,
+        queue=body.queue,
+        run_at=body.runAt,
+        delay=timedelta(seconds=body.delaySeconds) if body.delaySeconds is not None else None,
+        timeout=timedelta(minutes=body.timeoutMinutes) if body.timeoutMinutes is not None else None,
+        max_retries=body.maxRetries,
+        idempotency_key=_scoped_key(principal, key),
+        labels=body.labels,
+        owner=principal.owner,
+    )
+    if not created:
+        response.status_code = 200
+    if not principal.sees(job.owner):  # another scope's key: never reveal its job
+        raise ApiError(409, "IDEMPOTENCY_KEY_IN_USE", "idempotency key already used", field="idempotencyKey")
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    data = {"jobId": str(job.id), **canonical_job(job)}
+    return ok(data)
+
+
+def _scoped_key(principal: Principal, key: str | None) -> str | None:
+    """Idempotency keys are per organisation: two tenants' keys never meet."""
+    if key is None:
+        return None
+    return f"{principal.org_id or ''}/{key}"
+
+
+# --- list ---------------------------------------------------------------------------------------
+
+
+@router.get("", summary="List jobs (seed 002 and seed 003 contracts at once)")
+async def list_jobs(
+    svc: Svc,
+    principal: Reader,
+    status: Annotated[str | None, Query(description="comma-separated; seed 003's `success` means completed")] = None,
+    type: Annotated[str | None, Query(description="job type (comma-separated)")] = None,
+    job_type: Annotated[str | None, Query(description="seed 003's name for `type`")] = None,
+    priority: Annotated[str | None, Query(description="class names or 1-10, comma-separated")] = None,
+    queue: Annotated[str | None, Query()] = None,
+    created_after: Annotated[datetime | None, Query(description="ISO 8601")] = None,
+    created_before: Annotated[datetime | None, Query(description="ISO 8601")] = None,
+    age_group: Annotated[str | None, Query(description="label filter (seed 003)")] = None,
+    country: Annotated[str | None, Query(description="label filter (seed 003)")] = None,
+    label: Annotated[list[str], Query(description="label filter key:value (repeatable)")] = [],  # noqa: B006
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int | None, Query(ge=1, le=100, description="page size, default 50")] = None,
+    page_size: Annotated[int | None, Query(ge=1, le=100, description="seed 003's name for `limit`")] = None,
+) -> dict[str, Any]:
+    """One answer for two contracts: seed 002's envelope (`success`, `data.jobs`, `data.total`,
+    `timestamp`) beside seed 003's top-level `jobs`, `total_count`, `page`, `page_size`,
+    `has_next`. Items carry both conventions' keys; where both name a key (`status`,
+    `priority`) it holds seed 002's value, and seed 003's is in `job_status`/`priority_level`."""
+    kinds = [k.strip() for k in (type or job_type or "").split(",") if k.strip()]
+    size = limit or page_size or 50
+    where = JobFilter(
+        statuses=statuses(status),
+        kinds=tuple(kinds),
+        queues=(queue,) if queue else (),
+        priorities=priorities(priority),
+        created_after=aware(created_after),
+        created_before=aware(created_before),
+        labels=labels_filter(label, age_group=age_group, country=country),
+        visible_to=principal.visibility,
+    )
+    jobs, total = await svc.engine.list(where, limit=size, offset=(page - 1) * size)
+    items = [{**canonical_job(j, full=False), **seed003_keys(j)} for j in jobs]
+    return {
+        "success": True,
+        "data": {"jobs": items, "total": total, "page": page, "limit": size},
+        "timestamp": iso_now(),
+        "jobs": items,
+        "total_count": total,
+        "page": page,
+        "page_size": size,
+        "has_next": page * size < total,
+    }
+
+
+# --- stats ----------------------------------------------------------------------------------------
+
+
+@router.get("/stats/summary", summary="Queue statistics (seed 002)")
+async def stats_summary(svc: Svc, principal: Reader) -> dict[str, Any]:
+    """Counts by status, type and priority over the jobs the caller may see; performance over
+    the last hour (throughput, peak concurrency) and day (average time, success rate)."""
+    summary = await svc.insights.summary(JobFilter(visible_to=principal.visibility))
+    return ok(render_summary(summary))
+
+
+# --- one job ------------------------------------------------------------------------------------------
+
+
+@router.get("/{job_id}", summary="Get a job's status and progress")
+async def get_job(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
+    job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility)
+    return ok(canonical_job(job))
+
+
+async def _cancel(svc: Services, principal: Principal, job_id: str) -> dict[str, Any]:
+    job = await svc.engine.cancel(parse_job_id(job_id), visible_to=principal.visibility)
+    if job.status is Status.CANCELLED:
+        message = "Job cancelled successfully"
+    else:
+        message = "Cancellation requested; the job stops at its next checkpoint"
+    return {"success": True, "message": message, "data": canonical_job(job), "timestamp": iso_now()}
+
+
+@router.delete("/{job_id}", summary="Cancel a job (seed 002)")
+async def delete_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
+    """Pending and scheduled jobs are cancelled at once; a running job at its next checkpoint;
+    finished jobs are refused with JOB_NOT_CANCELLABLE and their current status."""
+    return await _cancel(svc, principal, job_id)
+
+
+@router.post("/{job_id}/cancel", summary="Cancel a job")
+async def cancel_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
+    return await _cancel(svc, principal, job_id)
+
+
+@router.post("/{job_id}/retry", status_code=201, summary="Run a failed, cancelled or timed-out job again")
+async def retry_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
+    """A new job with the same type, data and options; `retryOf` names the original."""
+    job = await svc.engine.retry(parse_job_id(job_id), visible_to=principal.visibility)
+    return ok({"jobId": str(job.id), **canonical_job(job)})
+
+
+@router.get("/{job_id}/logs", summary="A job's log lines")
+async def job_logs(
+    svc: Svc,
+    principal: Reader,
+    job_id: str,
+    level: Annotated[str | None, Query(description="lowest level: debug, info, warning, error, critical")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    try:
+        min_level = LogLevel.parse(level) if level else None
+    except ValueError:
+        raise ApiError(
+            400, "INVALID_QUERY", f"unknown level {level!r}: debug, info, warning, error, critical", field="level"
+        ) from None
+    entries, total = await svc.engine.logs(
+        parse_job_id(job_id), min_level=min_level, limit=limit, offset=offset, visible_to=principal.visibility
+    )
+    logs = [
+        {
+            "timestamp": iso(e.timestamp),
+            "level": e.level.name.lower(),
+            "message": e.message,
+            "component": e.component,
+            "attempt": e.attempt,
+        }
+        for e in entries
+    ]
+    return ok({"jobId": job_id, "logs": logs, "total": total, "limit": limit, "offset": offset})
+
+
+class WaitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"timeout": 30000}]})
+
+    timeout: int = Field(WAIT_DEFAULT_MS, ge=0, le=WAIT_MAX_MS, description="milliseconds (max 300000)")
+
+
+@router.post("/{job_id}/wait", summary="Wait for a job to finish")
+async def wait_for_job(
+    svc: Svc, principal: Reader, job_id: str, body: Annotated[WaitRequest | None, Body()] = None
+) -> dict[str, Any]:
+    """Answers the moment the job finishes (woken by the store's notification, not a sleep
+    loop), or with JOB_TIMEOUT (HTTP 408) and the job's current status and progress."""
+    timeout_ms = (body or WaitRequest()).timeout
+    job = await svc.engine.wait(parse_job_id(job_id), timeout_ms / 1000, visible_to=principal.visibility)
+    if job.status not in FINISHED:
+        raise ApiError(
+            408,
+            "JOB_TIMEOUT",
+            "Job timeout",
+            currentStatus=job.status.value,
+            currentProgress=job.progress.percentage,
+            jobId=str(job.id),
+        )
+    data = canonical_job(job)
+    data.setdefault("completedAt", iso(job.completed_at or utc_now()))
+    return ok(data)
