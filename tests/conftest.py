@@ -29,6 +29,11 @@ from conveyor import Conveyor, Settings, Worker
 from conveyor.store.migrate import upgrade
 
 DEFAULT_PG = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
+# Emptied between tests (every table a test may fill).
+TABLES = (
+    "conveyor_jobs", "conveyor_job_logs", "conveyor_api_keys", "conveyor_queues", "conveyor_workers",
+    "conveyor_job_counts", "conveyor_job_minutes",
+)  # fmt: skip
 
 
 def pg_admin_url() -> str:
@@ -82,7 +87,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
         return f"sqlite:///{path}"
     url = request.getfixturevalue("postgres_url")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE conveyor_jobs, conveyor_job_logs, conveyor_api_keys, conveyor_queues, conveyor_workers")
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
     return url
 
 

@@ -415,3 +415,13 @@ async def test_read_only_and_user_roles_cannot_pause_queues(api: ApiHarness, rol
     headers = await api.key(role)
     response = await api.client.post("/api/v1/jobs/queues/default/pause", headers=headers)
     assert response.status_code == 403 and response.json()["error"]["code"] == "JOB003"
+
+
+def test_readme_lists_every_endpoint() -> None:
+    from pathlib import Path
+
+    from conveyor.api.app import route_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [f"{r.method} {r.path}" for r in route_table() if f"{r.method} {r.path}" not in readme]
+    assert not missing, f"README's endpoint table lacks {missing}"

@@ -196,6 +196,18 @@ async def bootstrap_admin_key(keys: ApiKeys) -> str | None:
     return new.key
 
 
+ROLLUP_INTERVAL_SECONDS = 5.0
+
+
+async def _fold_rollups(conveyor: Conveyor) -> None:
+    while True:
+        await asyncio.sleep(ROLLUP_INTERVAL_SECONDS)
+        try:
+            await conveyor.store.compact_rollups()
+        except Exception:
+            log.exception("folding the roll-ups failed")
+
+
 def create_app(
     conveyor: Conveyor,
     *,
@@ -224,12 +236,17 @@ def create_app(
                 on_admin_key(key)
         worker_task = None
         worker = None
+        # API-only nodes fold the roll-ups too (workers do it in their maintenance loop).
+        folding = asyncio.create_task(_fold_rollups(conveyor), name="conveyor-rollups")
         if run_worker:
             worker = conveyor.worker(on_finished=metrics.observe_job)
             worker_task = asyncio.create_task(worker.run(), name="conveyor-worker")
         try:
             yield
         finally:
+            folding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await folding
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task

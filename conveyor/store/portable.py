@@ -36,7 +36,7 @@ from conveyor.store.rows import (
     row_of,
 )
 from conveyor.store.schema import job_logs, jobs, queue_states
-from conveyor.store.statistics import GROUPABLE, JobStatistics
+from conveyor.store.statistics import JobStatistics
 
 
 def filter_clauses(where: JobFilter) -> list[sa.ColumnElement[bool]]:
@@ -215,18 +215,20 @@ class SqlStore(ControlTables, JobStatistics):
         clauses = filter_clauses(where)
         order = (jobs.c.created_at.desc(), jobs.c.id.desc()) if newest_first else (jobs.c.created_at, jobs.c.id)
         page = sa.select(jobs).where(*clauses).order_by(*order).limit(limit).offset(offset)
-        total = sa.select(sa.func.count()).select_from(jobs).where(*clauses)
         async with self._read_engine.connect() as conn:
             rows = (await conn.execute(page)).all()
-            count = (await conn.execute(total)).scalar_one()
+            count = await self._count_matching(conn, where)
         return [job_from_row(r) for r in rows], count
 
+    async def _count_matching(self, conn: AsyncConnection, where: JobFilter) -> int:
+        total = sa.select(sa.func.count()).select_from(jobs).where(*filter_clauses(where))
+        return int((await conn.execute(total)).scalar_one())
+
+    async def compact_rollups(self) -> None:
+        """Fold the roll-ups' deltas (where the dialect keeps roll-ups)."""
+
     async def count_jobs(self, where: JobFilter, by: str = "status") -> dict[str, int]:
-        column = GROUPABLE[by]
-        stmt = sa.select(column, sa.func.count()).where(*filter_clauses(where)).group_by(column)
-        async with self._read_engine.connect() as conn:
-            rows = await conn.execute(stmt)
-        return {str(key): n for key, n in rows}
+        return {str(key[0]): n for key, n in (await self.count_grouped(where, (by,))).items()}
 
     async def get_logs(
         self, job_id: UUID, *, min_level: LogLevel | None, limit: int, offset: int

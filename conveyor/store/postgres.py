@@ -30,6 +30,7 @@ from conveyor.model import FINISHED, Job, LogEntry, Outcome, OutcomeKind, Progre
 from conveyor.store.base import Listener
 from conveyor.store.listener import PostgresListener, libpq_dsn
 from conveyor.store.portable import SqlStore
+from conveyor.store.rollups import PostgresRollups
 from conveyor.store.rows import CLAIMED_COLUMNS, OUTCOME_STATUS, claimed_job, dumps
 
 CHANNEL = "conveyor"
@@ -187,7 +188,7 @@ def _json(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value, dumps)
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(PostgresRollups, SqlStore):
     dialect = "postgresql"
     _echoes_notifications = True
 

@@ -167,3 +167,37 @@ workers = sa.Table(
     sa.Column("started_at", UTCDateTime(), nullable=False),
     sa.Column("last_seen_at", UTCDateTime(), nullable=False),
 )
+
+# --- roll-ups (PostgreSQL): counts and per-minute activity, kept by triggers ------------------
+# Statement-level triggers on conveyor_jobs append signed deltas here (append-only: concurrent
+# writers never wait on one counter row); maintenance folds them (compact_rollups). A count is
+# the sum over matching rows, so it is right between folds too. SQLite counts the jobs table.
+
+job_counts = sa.Table(
+    "conveyor_job_counts",
+    metadata,
+    sa.Column("org_id", sa.String(200)),
+    sa.Column("user_id", sa.String(200)),
+    sa.Column("study_id", sa.String(200)),
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("priority", sa.SmallInteger(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("n", sa.BigInteger(), nullable=False),
+)
+
+job_minutes = sa.Table(
+    "conveyor_job_minutes",
+    metadata,
+    sa.Column("minute", UTCDateTime(), nullable=False),
+    sa.Column("org_id", sa.String(200)),
+    sa.Column("user_id", sa.String(200)),
+    sa.Column("study_id", sa.String(200)),
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # a finished status; 'running' for samples
+    sa.Column("n", sa.BigInteger(), nullable=False),  # jobs that reached the status in the minute
+    sa.Column("seconds", sa.Float(), nullable=False),  # their run time (started -> completed), summed
+    sa.Column("running_peak", sa.Integer(), nullable=False, server_default="0"),  # most seen running
+    sa.Index("ix_conveyor_job_minutes_minute", "minute"),
+)

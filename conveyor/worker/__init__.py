@@ -407,6 +407,7 @@ class Worker:
                 await self.store.stage_due()
                 rescued = await self.store.rescue_expired()
                 await self.store.forget_workers(unseen_for=FORGET_WORKERS_AFTER)
+                await self.store.compact_rollups()
                 if rescued:
                     log.warning("rescued %d jobs whose worker stopped answering", len(rescued))
             except Exception:

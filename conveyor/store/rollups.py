@@ -1,0 +1,161 @@
+"""Statistics from the roll-up tables that PostgreSQL's triggers keep (migration 0003).
+
+Counts by status, kind, queue and priority — for any visibility — are sums over
+conveyor_job_counts instead of scans of a million jobs; recent performance is read from the
+per-minute rows of conveyor_job_minutes (so windows are whole minutes). A filter the roll-ups
+cannot answer (dates, labels, a batch) falls back to counting the jobs table.
+
+Maintenance folds the appended deltas (`compact_rollups`), one process at a time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from conveyor.model import JobFilter, Status
+from conveyor.store.schema import job_counts, job_minutes
+from conveyor.store.statistics import FinishedGroup
+
+# Keys of the advisory lock that lets one process fold at a time (arbitrary constants).
+COMPACT_LOCK = 7_412_202_612
+# Deltas for a minute keep arriving while jobs of that minute are still being recorded.
+RECENT_MINUTES = "10 minutes"
+KEEP_MINUTES = "30 days"
+
+FINISHED_STATUSES = (Status.COMPLETED.value, Status.FAILED.value, Status.CANCELLED.value, Status.TIMEOUT.value)
+
+COMPACT = [
+    """
+    WITH gone AS (DELETE FROM conveyor_job_counts RETURNING *)
+    INSERT INTO conveyor_job_counts (org_id, user_id, study_id, kind, queue, priority, status, n)
+    SELECT org_id, user_id, study_id, kind, queue, priority, status, sum(n) FROM gone
+    GROUP BY org_id, user_id, study_id, kind, queue, priority, status HAVING sum(n) <> 0
+    """,
+    # A sample of what runs now, for each owner: the minute's peak is the largest sample.
+    """
+    INSERT INTO conveyor_job_minutes (minute, org_id, user_id, study_id, kind, queue, status, n, seconds, running_peak)
+    SELECT date_trunc('minute', now()), org_id, user_id, study_id, kind, queue, 'running', 0, 0, sum(n)
+    FROM conveyor_job_counts WHERE status = 'running'
+    GROUP BY org_id, user_id, study_id, kind, queue HAVING sum(n) > 0
+    """,
+    f"""
+    WITH gone AS (
+        DELETE FROM conveyor_job_minutes
+        WHERE minute >= date_trunc('minute', now()) - interval '{RECENT_MINUTES}' RETURNING *
+    )
+    INSERT INTO conveyor_job_minutes (minute, org_id, user_id, study_id, kind, queue, status, n, seconds, running_peak)
+    SELECT minute, org_id, user_id, study_id, kind, queue, status, sum(n), sum(seconds), max(running_peak)
+    FROM gone GROUP BY minute, org_id, user_id, study_id, kind, queue, status
+    """,
+    f"DELETE FROM conveyor_job_minutes WHERE minute < now() - interval '{KEEP_MINUTES}'",
+]
+
+
+def rollup_clauses(where: JobFilter, table: sa.Table, *, with_priority: bool = True) -> list[Any] | None:
+    """The filter over a roll-up table; None when the roll-up cannot answer it."""
+    if where.created_after or where.created_before or where.labels or where.batch_id is not None:
+        return None
+    if where.priorities and not with_priority:
+        return None
+    c = table.c
+    clauses: list[Any] = []
+    if where.statuses:
+        clauses.append(c.status.in_([s.value for s in where.statuses]))
+    if where.kinds:
+        clauses.append(c.kind.in_(where.kinds))
+    if where.queues:
+        clauses.append(c.queue.in_(where.queues))
+    if where.priorities:
+        clauses.append(c.priority.in_(where.priorities))
+    if where.owner_user_id is not None:
+        clauses.append(c.user_id == where.owner_user_id)
+    if where.owner_org_id is not None:
+        clauses.append(c.org_id == where.owner_org_id)
+    scope = where.visible_to
+    if scope is not None:
+        clauses.append(c.org_id.is_(None) if scope.org_id is None else c.org_id == scope.org_id)
+        if scope.study_id is not None:
+            clauses.append(c.study_id == scope.study_id)
+        if scope.user_id is not None:
+            clauses.append(c.user_id == scope.user_id)
+    return clauses
+
+
+class PostgresRollups:
+    """Mixed into PostgresStore, ahead of SqlStore: answers from the roll-ups where it can."""
+
+    async def count_grouped(self, where: JobFilter, by: tuple[str, ...]) -> dict[tuple[Any, ...], int]:
+        clauses = rollup_clauses(where, job_counts)
+        if clauses is None:
+            return await super().count_grouped(where, by)  # type: ignore[misc, no-any-return]
+        columns = [job_counts.c[name] for name in by]
+        total = sa.func.sum(job_counts.c.n)
+        stmt = sa.select(*columns, total).where(*clauses).group_by(*columns).having(total != 0)
+        async with self._read_engine.connect() as conn:  # type: ignore[attr-defined]
+            return {tuple(row[:-1]): int(row[-1]) for row in await conn.execute(stmt)}
+
+    async def _count_matching(self, conn: AsyncConnection, where: JobFilter) -> int:
+        clauses = rollup_clauses(where, job_counts)
+        if clauses is None:
+            return await super()._count_matching(conn, where)  # type: ignore[misc, no-any-return]
+        stmt = sa.select(sa.func.coalesce(sa.func.sum(job_counts.c.n), 0)).where(*clauses)
+        return int((await conn.execute(stmt)).scalar_one())
+
+    async def finished_since(self, where: JobFilter, since: datetime, *, by: str) -> list[FinishedGroup]:
+        clauses = rollup_clauses(where, job_minutes, with_priority=False)
+        if clauses is None or by not in ("status", "kind", "queue"):
+            return await super().finished_since(where, since, by=by)  # type: ignore[misc, no-any-return]
+        m = job_minutes.c
+        key = m[by]
+        completed = m.status == Status.COMPLETED.value
+        stmt = (
+            sa.select(
+                key,
+                sa.func.coalesce(sa.func.sum(m.n).filter(completed), 0),
+                sa.func.coalesce(sa.func.sum(m.n).filter(m.status.in_([Status.FAILED.value, Status.TIMEOUT.value])), 0),
+                sa.func.coalesce(sa.func.sum(m.n).filter(m.status == Status.CANCELLED.value), 0),
+                sa.func.sum(m.seconds).filter(completed),
+            )
+            .where(m.minute >= sa.func.date_trunc("minute", since), m.status.in_(FINISHED_STATUSES), *clauses)
+            .group_by(key)
+        )
+        async with self._read_engine.connect() as conn:  # type: ignore[attr-defined]
+            rows = (await conn.execute(stmt)).all()
+        out = []
+        for k, done, failed, cancelled, seconds in rows:
+            done = int(done)
+            average = float(seconds) / done if done and seconds is not None else None
+            out.append(FinishedGroup(str(k), int(done), int(failed), int(cancelled), average))
+        return out
+
+    async def peak_concurrency(self, where: JobFilter, since: datetime) -> int:
+        clauses = rollup_clauses(where, job_minutes, with_priority=False)
+        if clauses is None:
+            return await super().peak_concurrency(where, since)  # type: ignore[misc, no-any-return]
+        m = job_minutes.c
+        # Samples are taken every few seconds and miss short jobs; a minute in which a job
+        # finished had at least one running, so the peak is at least 1 then (a lower bound).
+        sampled = sa.func.coalesce(sa.func.sum(m.running_peak).filter(m.status == Status.RUNNING.value), 0)
+        finished_any = sa.case(
+            (sa.func.coalesce(sa.func.sum(m.n).filter(m.status != Status.RUNNING.value), 0) > 0, 1), else_=0
+        )
+        per_minute = (
+            sa.select(sa.func.greatest(sampled, finished_any).label("peak"))
+            .where(m.minute >= sa.func.date_trunc("minute", since), *clauses)
+            .group_by(m.minute)
+            .subquery()
+        )
+        async with self._read_engine.connect() as conn:  # type: ignore[attr-defined]
+            return int((await conn.execute(sa.select(sa.func.max(per_minute.c.peak)))).scalar() or 0)
+
+    async def compact_rollups(self) -> None:
+        async with self._engine.begin() as conn:  # type: ignore[attr-defined]
+            locked = (await conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": COMPACT_LOCK})).scalar()
+            if not locked:
+                return  # another process is folding right now
+            for statement in COMPACT:
+                await conn.execute(sa.text(statement))

@@ -1,0 +1,112 @@
+"""PostgreSQL's roll-ups (trigger-kept counts and minutes) agree with counting the jobs table."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import make_settings, running_worker
+from jobtypes_for_tests import jobtypes
+
+from conveyor import Conveyor
+from conveyor.engine import JobRequest
+from conveyor.model import JobFilter, Owner, Status, Visibility, utc_now
+from conveyor.store.portable import SqlStore
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> Any:
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE conveyor_jobs, conveyor_job_logs, conveyor_job_counts, conveyor_job_minutes")
+    app = Conveyor.from_settings(make_settings(postgres_url), registries=[jobtypes])
+    await app.start()
+    yield app
+    await app.close()
+
+
+async def direct(app: Conveyor, where: JobFilter, by: tuple[str, ...]) -> dict[tuple[Any, ...], int]:
+    return await SqlStore.count_grouped(app.store, where, by)
+
+
+OWNERS = [Owner("u1", "org-a"), Owner("u2", "org-a", "study-1"), Owner("u3", "org-b"), Owner()]
+SCOPES = [None, Visibility("org-a"), Visibility("org-a", study_id="study-1"), Visibility("org-a", user_id="u1"),
+          Visibility(None), Visibility("org-b")]  # fmt: skip
+
+
+async def assert_rollups_agree(app: Conveyor) -> None:
+    for scope in SCOPES:
+        for by in [("status",), ("kind", "status", "priority"), ("queue", "status")]:
+            where = JobFilter(visible_to=scope)
+            assert await app.store.count_grouped(where, by) == await direct(app, where, by), (scope, by)
+        where = JobFilter(statuses=(Status.COMPLETED, Status.FAILED), visible_to=scope)
+        _jobs, total = await app.store.list_jobs(where, limit=1, offset=0)
+        assert total == sum((await direct(app, where, ("status",))).values())
+
+
+async def test_counts_follow_every_transition(pg: Conveyor) -> None:
+    engine = pg.engine
+    requests = []
+    for i in range(120):
+        owner = OWNERS[i % len(OWNERS)]
+        kind = ["t.echo", "t.fail", "t.report"][i % 3]
+        data = {"name": "r", "count": 1} if kind == "t.report" else {"permanent": True} if kind == "t.fail" else {}
+        requests.append(JobRequest(kind, data, owner=owner, priority=1 + i % 10))
+    jobs = await engine.enqueue_many(requests)
+    await engine.enqueue("t.echo", {}, delay=timedelta(hours=1), owner=OWNERS[0])  # scheduled
+    await engine.cancel(jobs[0].id)
+    await assert_rollups_agree(pg)
+    async with running_worker(pg, queues=["default", "reports"]):
+        for _ in range(200):
+            counts = await pg.store.count_jobs(JobFilter())
+            if counts.get("pending", 0) == 0 and counts.get("running", 0) == 0:
+                break
+            await asyncio.sleep(0.05)
+    await assert_rollups_agree(pg)
+    await pg.store.compact_rollups()
+    await assert_rollups_agree(pg)
+    with psycopg.connect(pg.settings.database_url, autocommit=True) as conn:
+        folded = conn.execute("SELECT count(*) FROM conveyor_job_counts").fetchone()
+        groups = conn.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT owner_org_id, owner_user_id, owner_study_id, kind, queue,"
+            " priority, status FROM conveyor_jobs) g"
+        ).fetchone()
+        assert folded == groups  # one row per group after folding
+        conn.execute("DELETE FROM conveyor_jobs WHERE status = 'failed'")
+    await assert_rollups_agree(pg)
+
+
+async def test_performance_from_minutes_matches_the_jobs(pg: Conveyor) -> None:
+    await pg.engine.enqueue_many([JobRequest("t.echo", {}, owner=OWNERS[i % 2]) for i in range(20)])
+    await pg.engine.enqueue_many([JobRequest("t.fail", {"permanent": True}, owner=OWNERS[0]) for _ in range(5)])
+    async with running_worker(pg):
+        for _ in range(200):
+            if (await pg.store.count_jobs(JobFilter())).keys() <= {"completed", "failed"}:
+                break
+            await asyncio.sleep(0.05)
+    since = utc_now() - timedelta(hours=1)
+    for scope in [None, Visibility("org-a"), Visibility("org-a", user_id="u1")]:
+        where = JobFilter(visible_to=scope)
+        fast = {g.key: g for g in await pg.store.finished_since(where, since, by="status")}
+        slow = {g.key: g for g in await SqlStore.finished_since(pg.store, where, since, by="status")}
+        assert fast.keys() == slow.keys()
+        for key in fast:
+            assert (fast[key].completed, fast[key].failed) == (slow[key].completed, slow[key].failed)
+            if slow[key].average_seconds is not None:
+                assert fast[key].average_seconds == pytest.approx(slow[key].average_seconds, rel=1e-6)
+        assert await pg.store.peak_concurrency(where, since) >= 1
+
+
+async def test_folding_while_jobs_arrive_loses_nothing(pg: Conveyor) -> None:
+    async def enqueue() -> None:
+        for _ in range(20):
+            await pg.engine.enqueue_many([JobRequest("t.echo", {}, owner=OWNERS[0]) for _ in range(10)])
+
+    async def fold() -> None:
+        for _ in range(20):
+            await pg.store.compact_rollups()
+
+    await asyncio.gather(enqueue(), fold(), fold())
+    assert await pg.store.count_jobs(JobFilter()) == {"pending": 200}
