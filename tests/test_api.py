@@ -4,6 +4,7 @@ seeds' own example requests, health, metrics, keys, and the wait endpoint's wake
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -405,6 +406,9 @@ async def test_openapi_describes_every_route(api: ApiHarness) -> None:
     spec = (await api.client.get("/openapi.json")).json()
     for route in route_table():
         assert route.method.lower() in spec["paths"][route.path], f"{route.method} {route.path} undocumented"
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert "example" in json.dumps(operation), f"{method.upper()} {path} has no example"
     create_body = spec["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert create_body  # the create request's model, with its examples
     assert "examples" in spec["components"]["schemas"]["CreateJobRequest"]
@@ -425,3 +429,40 @@ def test_readme_lists_every_endpoint() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [f"{r.method} {r.path}" for r in route_table() if f"{r.method} {r.path}" not in readme]
     assert not missing, f"README's endpoint table lacks {missing}"
+
+
+async def test_rs256_tokens_verified_with_the_configured_public_key(tmp_path: Any, sqlite_template: Any) -> None:
+    import shutil
+
+    import httpx
+    import jwt as pyjwt
+    from conftest import make_settings
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jobtypes_for_tests import jobtypes
+
+    from conveyor import Conveyor
+    from conveyor.api import create_app
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    key_file = tmp_path / "jwt.pub"
+    key_file.write_bytes(pem)
+    db = tmp_path / "rs.db"
+    shutil.copy(sqlite_template, db)
+    settings = make_settings(f"sqlite:///{db}", jwt_public_key=str(key_file))
+    app = create_app(Conveyor.from_settings(settings, registries=[jobtypes]), bootstrap_keys=False)
+    claims = {"sub": "u-9", "org_id": "org-r", "roles": ["user"], "exp": int(time.time()) + 60}
+    good = pyjwt.encode(claims, private, algorithm="RS256")
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = pyjwt.encode(claims, other, algorithm="RS256")
+    hs = pyjwt.encode(claims, "guessable-secret-guessable-secret-32b", algorithm="HS256")
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        created = await client.post(
+            "/api/v1/jobs", json={"type": "t.echo", "data": {}}, headers={"Authorization": f"Bearer {good}"}
+        )
+        assert created.status_code == 201 and created.json()["data"]["owner"]["orgId"] == "org-r"
+        for token in (forged, hs):  # another key; HS256 when only RS256 is configured
+            refused = await client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"})
+            assert refused.status_code == 401

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.access import Permission, Principal
+from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
 from conveyor.api.params import aware, labels_filter, priorities, statuses
@@ -83,7 +84,19 @@ class CreateJobRequest(BaseModel):
     labels: dict[str, Annotated[str, Field(max_length=200)]] | None = Field(None, max_length=50)
 
 
-@router.post("", status_code=201, summary="Create a job")
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a job",
+    responses={
+        **ex.example(201, ex.CREATED),
+        **ex.example(
+            400,
+            ex.CANONICAL_ERROR
+            | {"details": {"code": "INVALID_JOB_TYPE", "allowedTypes": ["sentiment_analysis_batch"]}},
+        ),
+    },
+)
 async def create_job(
     svc: Svc,
     principal: Creator,
@@ -126,7 +139,7 @@ def _scoped_key(principal: Principal, key: str | None) -> str | None:
 # --- list ---------------------------------------------------------------------------------------
 
 
-@router.get("", summary="List jobs (seed 002 and seed 003 contracts at once)")
+@router.get("", summary="List jobs (seed 002 and seed 003 contracts at once)", responses=ex.example(200, ex.LIST))
 async def list_jobs(
     svc: Svc,
     principal: Reader,
@@ -177,7 +190,7 @@ async def list_jobs(
 # --- stats ----------------------------------------------------------------------------------------
 
 
-@router.get("/stats/summary", summary="Queue statistics (seed 002)")
+@router.get("/stats/summary", summary="Queue statistics (seed 002)", responses=ex.example(200, ex.SUMMARY))
 async def stats_summary(svc: Svc, principal: Reader) -> dict[str, Any]:
     """Counts by status, type and priority over the jobs the caller may see; performance over
     the last hour (throughput, peak concurrency) and day (average time, success rate)."""
@@ -188,7 +201,11 @@ async def stats_summary(svc: Svc, principal: Reader) -> dict[str, Any]:
 # --- one job ------------------------------------------------------------------------------------------
 
 
-@router.get("/{job_id}", summary="Get a job's status and progress")
+@router.get(
+    "/{job_id}",
+    summary="Get a job's status and progress",
+    responses={**ex.example(200, ex.RUNNING_JOB), **ex.example(404, ex.CANONICAL_ERROR)},
+)
 async def get_job(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
     job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility)
     return ok(canonical_job(job))
@@ -203,26 +220,39 @@ async def _cancel(svc: Services, principal: Principal, job_id: str) -> dict[str,
     return {"success": True, "message": message, "data": canonical_job(job), "timestamp": iso_now()}
 
 
-@router.delete("/{job_id}", summary="Cancel a job (seed 002)")
+@router.delete(
+    "/{job_id}",
+    summary="Cancel a job (seed 002)",
+    responses={**ex.example(200, ex.CANCELLED), **ex.example(409, ex.NOT_CANCELLABLE)},
+)
 async def delete_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
     """Pending and scheduled jobs are cancelled at once; a running job at its next checkpoint;
     finished jobs are refused with JOB_NOT_CANCELLABLE and their current status."""
     return await _cancel(svc, principal, job_id)
 
 
-@router.post("/{job_id}/cancel", summary="Cancel a job")
+@router.post(
+    "/{job_id}/cancel",
+    summary="Cancel a job",
+    responses={**ex.example(200, ex.CANCELLED), **ex.example(409, ex.NOT_CANCELLABLE)},
+)
 async def cancel_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
     return await _cancel(svc, principal, job_id)
 
 
-@router.post("/{job_id}/retry", status_code=201, summary="Run a failed, cancelled or timed-out job again")
+@router.post(
+    "/{job_id}/retry",
+    status_code=201,
+    summary="Run a failed, cancelled or timed-out job again",
+    responses=ex.example(201, ex.CREATED),
+)
 async def retry_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
     """A new job with the same type, data and options; `retryOf` names the original."""
     job = await svc.engine.retry(parse_job_id(job_id), visible_to=principal.visibility)
     return ok({"jobId": str(job.id), **canonical_job(job)})
 
 
-@router.get("/{job_id}/logs", summary="A job's log lines")
+@router.get("/{job_id}/logs", summary="A job's log lines", responses=ex.example(200, ex.LOGS))
 async def job_logs(
     svc: Svc,
     principal: Reader,
@@ -259,7 +289,11 @@ class WaitRequest(BaseModel):
     timeout: int = Field(WAIT_DEFAULT_MS, ge=0, le=WAIT_MAX_MS, description="milliseconds (max 300000)")
 
 
-@router.post("/{job_id}/wait", summary="Wait for a job to finish")
+@router.post(
+    "/{job_id}/wait",
+    summary="Wait for a job to finish",
+    responses={**ex.example(200, ex.WAITED), **ex.example(408, ex.WAIT_TIMEOUT)},
+)
 async def wait_for_job(
     svc: Svc, principal: Reader, job_id: str, body: Annotated[WaitRequest | None, Body()] = None
 ) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.access import Permission, Principal, Role
+from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
 from conveyor.api.services import Services, services
@@ -53,7 +54,12 @@ def _may_manage(principal: Principal, record: ApiKeyRecord) -> bool:
     return principal.is_super_admin or record.org_id == principal.org_id
 
 
-@router.post("", status_code=201, summary="Create an API key (shown once)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Create an API key (shown once)",
+    responses=ex.example(201, {**ex.KEYS, "data": {**ex.API_KEY, "key": "cvk_9f2c4a1b7d3e5f60_…"}}),
+)
 async def create_key(svc: Svc, principal: Admin, body: CreateKeyRequest) -> dict[str, Any]:
     org_id, study_id = body.orgId, body.studyId
     if not principal.is_super_admin:
@@ -72,13 +78,13 @@ async def create_key(svc: Svc, principal: Admin, body: CreateKeyRequest) -> dict
     return {"success": True, "data": {**_key_json(new.record), "key": new.key}, "timestamp": iso_now()}
 
 
-@router.get("", summary="List API keys")
+@router.get("", summary="List API keys", responses=ex.example(200, ex.KEYS))
 async def list_keys(svc: Svc, principal: Admin) -> dict[str, Any]:
     records = await svc.keys.list(org_id=principal.org_id, every_org=principal.is_super_admin)
     return {"success": True, "data": {"keys": [_key_json(r) for r in records]}, "timestamp": iso_now()}
 
 
-@router.delete("/{key_id}", summary="Revoke an API key")
+@router.delete("/{key_id}", summary="Revoke an API key", responses=ex.example(200, ex.REVOKED))
 async def revoke_key(svc: Svc, principal: Admin, key_id: str) -> dict[str, Any]:
     record = await svc.keys.get(key_id)
     if record is None or not _may_manage(principal, record):

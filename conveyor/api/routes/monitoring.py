@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query
 
 from conveyor.access import Permission, Principal
+from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.params import aware, priorities, statuses
 from conveyor.api.render import monitoring_job
@@ -32,7 +33,11 @@ Svc = Annotated[Services, Depends(services)]
 QueueName = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
-@router.get("/jobs", summary="List jobs")
+@router.get(
+    "/jobs",
+    summary="List jobs",
+    responses=ex.example(400, ex.MONITORING_ERROR | {"error": {**ex.MONITORING_ERROR["error"], "code": "JOB002"}}),
+)
 async def list_jobs(
     svc: Svc,
     principal: Reader,
@@ -69,13 +74,13 @@ async def list_jobs(
     }
 
 
-@router.get("/jobs/{job_id}", summary="Get job details")
+@router.get("/jobs/{job_id}", summary="Get job details", responses=ex.example(404, ex.MONITORING_ERROR))
 async def get_job(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
     job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility)
     return {"job": monitoring_job(job), "timestamp": iso_now()}
 
 
-@router.post("/jobs/{job_id}/cancel", summary="Cancel job")
+@router.post("/jobs/{job_id}/cancel", summary="Cancel job", responses=ex.example(404, ex.MONITORING_ERROR))
 async def cancel_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
     """At once when pending or scheduled; at the next checkpoint when running (the job shows
     `cancel_requested`); a finished job is a conflict (JOB004)."""
@@ -88,7 +93,9 @@ async def cancel_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any
     }
 
 
-@router.post("/jobs/{job_id}/retry", status_code=201, summary="Retry job")
+@router.post(
+    "/jobs/{job_id}/retry", status_code=201, summary="Retry job", responses=ex.example(404, ex.MONITORING_ERROR)
+)
 async def retry_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
     """A failed, cancelled or timed-out job runs again as a new job naming it in `retry_of`."""
     job = await svc.engine.retry(parse_job_id(job_id), visible_to=principal.visibility)
@@ -115,7 +122,7 @@ def _queue(info: QueueInfo, now: datetime) -> dict[str, Any]:
     }
 
 
-@router.get("/queues", summary="Get queue status")
+@router.get("/queues", summary="Get queue status", responses=ex.example(200, ex.QUEUES))
 async def queues(svc: Svc, principal: QueueReader) -> dict[str, Any]:
     """Per queue: jobs by state, age of the oldest pending job, throughput over the last hour,
     the concurrency of the live workers serving it, and whether it is paused."""
@@ -133,21 +140,27 @@ async def _set_paused(svc: Services, principal: Principal, name: str, paused: bo
     }
 
 
-@router.post("/queues/{name}/pause", summary="Pause a queue: workers stop claiming from it")
+@router.post(
+    "/queues/{name}/pause", summary="Pause a queue: workers stop claiming from it", responses=ex.example(200, ex.PAUSED)
+)
 async def pause_queue(svc: Svc, principal: QueueManager, name: QueueName) -> dict[str, Any]:
     """Running jobs finish; pending ones wait until the queue is resumed. Holds across every
     worker process at once (the claim itself checks it)."""
     return await _set_paused(svc, principal, name, True)
 
 
-@router.post("/queues/{name}/resume", summary="Resume a paused queue")
+@router.post(
+    "/queues/{name}/resume",
+    summary="Resume a paused queue",
+    responses=ex.example(200, ex.PAUSED | {"queue": {**ex.PAUSED["queue"], "paused": False}}),
+)
 async def resume_queue(svc: Svc, principal: QueueManager, name: QueueName) -> dict[str, Any]:
     result = await _set_paused(svc, principal, name, False)
     svc.engine.notifier.publish("insert", name)  # wake this process's idle workers at once
     return result
 
 
-@router.get("/statistics", summary="Get job statistics")
+@router.get("/statistics", summary="Get job statistics", responses=ex.example(200, ex.STATISTICS))
 async def statistics(svc: Svc, principal: Reader) -> dict[str, Any]:
     summary = await svc.insights.summary(JobFilter(visible_to=principal.visibility))
     hour, day = summary.last_hour, summary.last_day

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from conveyor.access import Permission, Principal
+from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
 from conveyor.api.services import Services, services
@@ -25,7 +26,7 @@ HEALTH_TIMEOUT_SECONDS = 5.0
 @router.get(
     "/api/v1/jobs/health",
     summary="Service health (no credentials needed)",
-    responses={503: {"description": "the database cannot be reached"}},
+    responses={**ex.example(200, ex.HEALTH), 503: {"description": "the database cannot be reached"}},
 )
 async def health(svc: Svc) -> JSONResponse:
     """`healthy`: the database answers and a worker is alive; `degraded`: no live worker
@@ -63,7 +64,7 @@ async def health(svc: Svc) -> JSONResponse:
     "/metrics",
     summary="Prometheus metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={200: {"content": {"text/plain": {"example": ex.PROMETHEUS}}}},
 )
 async def prometheus_metrics(
     svc: Svc, _principal: Annotated[Principal, Depends(require(Permission.METRICS_READ))]
@@ -76,7 +77,11 @@ async def prometheus_metrics(
 TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
-@router.get("/api/v1/jobs/metrics", summary="Job metrics over a time range (seed 003)")
+@router.get(
+    "/api/v1/jobs/metrics",
+    summary="Job metrics over a time range (seed 003)",
+    responses=ex.example(200, ex.JOB_METRICS),
+)
 async def job_metrics(
     svc: Svc,
     principal: Annotated[Principal, Depends(require(Permission.JOBS_READ))],
