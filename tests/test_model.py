@@ -75,3 +75,16 @@ def test_settings_read_seed_variable_names(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.default_timeout == timedelta(minutes=30)
     assert settings.max_timeout == timedelta(minutes=120)
     assert settings.queue_list == ["a", "b"]
+
+
+def test_settings_read_seed_003s_api_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_HOST", "0.0.0.0")
+    monkeypatch.setenv("API_PORT", "9001")
+    monkeypatch.setenv("CORS_ORIGINS", '["*"]')
+    settings = Settings()
+    assert (settings.api_host, settings.api_port, settings.cors_origin_list) == ("0.0.0.0", 9001, ["*"])
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
+    assert Settings().cors_origin_list == ["https://a.example", "https://b.example"]
+    monkeypatch.setenv("CORS_ORIGINS", "[not json")
+    with pytest.raises(ValueError, match="JSON list"):
+        Settings()
