@@ -161,3 +161,22 @@ async def test_class_based_job_type_declares_its_cache_key(app: Conveyor) -> Non
     assert (job.queue, job.cache_key) == ("estimates", "sum:1,2")
     definition = app.engine.registry.get("t.estimated")
     assert definition.implementation.estimate_time(definition.parse({"items": [1, 2, 3]})) == timedelta(seconds=3)
+
+
+async def test_values_the_databases_cannot_store_are_refused_naming_the_field(app: Conveyor) -> None:
+    for data, field in [
+        ({"value": "a\x00b"}, "value"),
+        ({"value": ["ok", "\ud800"]}, "value.1"),
+        ({"value": {"k\x00": 1}}, "value"),
+        ({"value": float("nan")}, "value"),
+    ]:
+        with pytest.raises(InvalidJobData) as caught:
+            await app.engine.enqueue("t.echo", data)
+        assert caught.value.errors[0]["field"] == field
+    with pytest.raises(InvalidJobOptions) as bad_label:
+        await app.engine.enqueue("t.echo", {}, labels={"country": "Ke\x00nya"})
+    assert bad_label.value.details["field"] == "labels"
+    with pytest.raises(InvalidJobOptions) as far:
+        await app.engine.enqueue("t.echo", {}, run_at=utc_now() + timedelta(days=100_000))
+    assert far.value.details["field"] == "run_at"
+    assert (await app.engine.counts()) == {}  # nothing stored

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,6 +37,7 @@ from conveyor.apikeys import ApiKeys
 from conveyor.errors import ConveyorError
 from conveyor.insights import Insights
 from conveyor.runtime import Conveyor
+from conveyor.storable import text_problem
 
 log = logging.getLogger("conveyor.api")
 
@@ -53,7 +55,10 @@ only `GET /api/v1/jobs/health` is open.
 
 class RequestContext:
     """Every response carries X-Request-ID (the caller's, when it sent a sane one); bodies
-    larger than the limit are refused with 413; each request is timed for /metrics."""
+    larger than the limit are refused with 413, query strings the store cannot hold with 400;
+    an unexpected error is a 500 in the family's shape; each request is timed for /metrics.
+
+    Outermost of the app's own layers, so that all of this holds for every answer."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ApiMetrics) -> None:
         self.app = app
@@ -64,11 +69,13 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else f"req_{secrets.token_hex(8)}"
         scope.setdefault("state", {})["request_id"] = request_id
+        family = family_of(scope["path"])
         started = time.perf_counter()
-        status = 500
+        status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -77,31 +84,70 @@ class RequestContext:
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
             await send(message)
 
+        async def answer(error: ApiError) -> None:
+            await error.render(family, request_id)(scope, receive, send_with_id)
+
         try:
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-                error = ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {self.max_body_bytes} bytes")
-                await error.render(family_of(scope["path"]), request_id)(scope, receive, send_with_id)
+            if (refusal := self._refusal(scope, headers)) is not None:
+                await answer(refusal)
                 return
-            await self.app(scope, self._limited(receive), send_with_id)
+            if b"content-length" not in headers and scope["method"] not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+                # A streamed body (chunked): read it up to the limit before the app sees it,
+                # so that an oversized one is a 413 rather than a failure half-way through parsing.
+                body = await self._read_limited(receive)
+                if body is None:
+                    await answer(ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {self.max_body_bytes} bytes"))
+                    return
+                receive = _replay(body)
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if status == 0:
+                await answer(ApiError(500, "INTERNAL_ERROR", "internal server error"))
+                status = 500
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            self.metrics.observe_request(scope["method"], template, status, time.perf_counter() - started)
+            self.metrics.observe_request(scope["method"], template, status or 500, time.perf_counter() - started)
 
-    def _limited(self, receive: Receive) -> Receive:
-        seen = 0
+    def _refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> ApiError | None:
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+            return ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {self.max_body_bytes} bytes")
+        query = scope.get("query_string", b"").decode("latin-1")
+        for name, value in parse_qsl(query, keep_blank_values=True, errors="surrogateescape"):
+            if text_problem(name) or text_problem(value):
+                return ApiError(400, "INVALID_QUERY", f"query parameter {name!r} cannot be read", field=name)
+        return None
 
-        async def receive_limited() -> Message:
-            nonlocal seen
+    async def _read_limited(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
-                    raise ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {self.max_body_bytes} bytes")
-            return message
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
 
-        return receive_limited
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 ROUTERS = (system.router, monitoring.router, keys.router, canonical.router)  # order: static paths first
@@ -148,7 +194,9 @@ def _validation_error(request: Request, exc: RequestValidationError) -> ApiError
     first = fields[0]["field"] if fields else None
     in_body = bool(errors) and errors[0].get("loc", ("",))[0] == "body"
     if request.url.path == "/api/v1/jobs" and request.method == "POST" and in_body:
-        if first == "type" or (first == "" and not fields[1:]):
+        if first == "body":
+            return ApiError(400, "INVALID_REQUEST", "the body must be a JSON object", field="body", errors=fields)
+        if first == "type":
             services: Services = request.app.state.services
             allowed = services.engine.registry.kinds()
             return ApiError(400, "INVALID_JOB_TYPE", "Invalid job type", field="type", allowedTypes=allowed)
@@ -181,11 +229,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         return render(
             request, ApiError(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), message, headers=headers)
         )
-
-    @app.exception_handler(Exception)
-    async def on_unexpected(request: Request, exc: Exception) -> Any:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return render(request, ApiError(500, "INTERNAL_ERROR", "internal server error"))
 
 
 async def bootstrap_admin_key(keys: ApiKeys) -> str | None:

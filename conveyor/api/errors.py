@@ -22,7 +22,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from conveyor.api.timefmt import iso_now
-from conveyor.errors import ConveyorError, InvalidJobData
+from conveyor.errors import ConveyorError, InvalidJobData, UnknownJobType
 
 
 class Family(enum.StrEnum):
@@ -110,7 +110,9 @@ def field_errors(errors: Sequence[dict[str, Any]], *, skip: int = 1) -> list[dic
     out = []
     for error in errors:
         loc = [str(part) for part in error.get("loc", ())[skip:]]
-        out.append({"field": ".".join(loc), "message": str(error.get("msg", "invalid"))})
+        if "[key]" in loc:  # a bad key of a mapping: name the mapping, do not echo the key
+            loc = loc[: loc.index("[key]") - 1]
+        out.append({"field": ".".join(loc) or "body", "message": str(error.get("msg", "invalid"))})
     return out
 
 
@@ -136,6 +138,8 @@ def api_error_of(exc: ConveyorError) -> ApiError:
     field = exc.details.get("field")
     if isinstance(exc, InvalidJobData) and exc.errors:
         field = exc.errors[0]["field"] or "data"
+    if isinstance(exc, UnknownJobType):
+        field = "type"
     message = {
         "INVALID_JOB_TYPE": "Invalid job type",
         "INVALID_JOB_DATA": "Invalid job data",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from conveyor.api.errors import ApiError
@@ -44,10 +45,21 @@ def priorities(raw: str | None) -> tuple[int, ...]:
     return tuple(out)
 
 
+# Dates outside these never match a job (and some do not fit the databases' timestamps).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def aware(value: datetime | None) -> datetime | None:
+    """A query date in UTC (naive means UTC), clamped to what the store can compare."""
     if value is None:
         return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    value = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        return EARLIEST if value.year < 2000 else LATEST
+    return min(max(value, EARLIEST), LATEST)
 
 
 def labels_filter(pairs: list[str], **named: str | None) -> dict[str, str]:
@@ -57,4 +69,10 @@ def labels_filter(pairs: list[str], **named: str | None) -> dict[str, str]:
         if not sep or not key:
             raise ApiError(400, "INVALID_QUERY", f"label filter {pair!r}: use key:value", field="label")
         labels[key] = value
+    for key in labels:
+        if not LABEL_KEY.match(key):
+            raise ApiError(400, "INVALID_QUERY", f"label key {key!r}: letters, digits, _ . - (1-100)", field="label")
     return labels
+
+
+LABEL_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")

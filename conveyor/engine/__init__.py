@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from uuid_utils.compat import uuid7
 
-from conveyor.errors import InvalidJobOptions, JobNotCancellable, JobNotFound, JobNotRetryable
+from conveyor.errors import InvalidJobData, InvalidJobOptions, JobNotCancellable, JobNotFound, JobNotRetryable
 from conveyor.jobtypes import Definition, JobType, Registry
 from conveyor.model import (
     RETRYABLE_BY_HAND,
@@ -31,9 +31,14 @@ from conveyor.model import (
 )
 from conveyor.notifier import Notifier
 from conveyor.retry import RetryPolicy, policy_for
+from conveyor.storable import unstorable
 from conveyor.store.base import Store
 
 JobTypeRef = str | type[JobType] | Callable[..., Any]
+
+# The furthest ahead a job may be scheduled, and the longest timeout: far beyond any real use,
+# well inside what both databases' timestamps hold.
+MAX_DELAY = timedelta(days=3660)
 
 
 @dataclass(frozen=True)
@@ -132,18 +137,27 @@ class Engine:
         now = now or utc_now()
         run_at = self._run_at(request, now)
         data = definition.parse(request.data)
+        stored = definition.dump_input(data)
+        # The input as given (a NaN would be dumped as null, silently), then as it will be stored.
+        if found := unstorable(request.data) or unstorable(stored):
+            field, problem = found
+            raise InvalidJobData(definition.kind, [{"field": field, "message": problem, "type": "unstorable"}])
+        labels = {str(k): str(v) for k, v in (request.labels or {}).items()}
+        for option, value in [("labels", labels), ("idempotency_key", request.idempotency_key)]:
+            if found := unstorable(value, option):
+                raise InvalidJobOptions(f"{found[0]} {found[1]}", field=option)
         return NewJob(
             id=uuid7(),
             kind=definition.kind,
             queue=plan.queue,
             status=Status.SCHEDULED if run_at > now else Status.PENDING,
             priority=plan.priority,
-            data=definition.dump_input(data),
+            data=stored,
             max_attempts=plan.max_attempts,
             run_at=run_at,
             timeout=plan.timeout,
             idempotency_key=request.idempotency_key,
-            labels={str(k): str(v) for k, v in (request.labels or {}).items()},
+            labels=labels,
             owner=request.owner or Owner(),
             batch_id=request.batch_id,
             schedule_id=request.schedule_id,
@@ -178,11 +192,19 @@ class Engine:
         if request.delay is not None:
             if request.delay < timedelta(0):
                 raise InvalidJobOptions("delay must not be negative", field="delay")
+            if request.delay > MAX_DELAY:
+                raise InvalidJobOptions(f"delay more than {MAX_DELAY.days} days", field="delay")
             return now + request.delay
         if request.run_at is not None:
             if request.run_at.tzinfo is None:
                 raise InvalidJobOptions("run_at must carry a time zone", field="run_at")
-            return max(request.run_at, now)
+            try:
+                run_at = request.run_at.astimezone(UTC)
+            except OverflowError:
+                run_at = datetime.max.replace(tzinfo=UTC)
+            if run_at > now + MAX_DELAY:
+                raise InvalidJobOptions(f"run_at more than {MAX_DELAY.days} days ahead", field="run_at")
+            return max(run_at, now)
         return now
 
     def _max_attempts(self, definition: Definition, priority: int, max_retries: int | None) -> int:
@@ -201,6 +223,8 @@ class Engine:
             return None
         if timeout <= timedelta(0):
             raise InvalidJobOptions("timeout must be positive", field="timeout")
+        if timeout > MAX_DELAY:
+            raise InvalidJobOptions(f"timeout more than {MAX_DELAY.days} days", field="timeout")
         if self.max_timeout is not None and timeout > self.max_timeout:
             raise InvalidJobOptions(
                 f"timeout {timeout.total_seconds():g}s exceeds the maximum of {self.max_timeout.total_seconds():g}s",

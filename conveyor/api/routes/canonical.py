@@ -11,18 +11,19 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.access import Permission, Principal
 from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
-from conveyor.api.params import aware, labels_filter, priorities, statuses
+from conveyor.api.params import LABEL_KEY, aware, labels_filter, priorities, statuses
 from conveyor.api.render import canonical_job, render_summary, seed003_keys
 from conveyor.api.services import Services, services
 from conveyor.api.timefmt import iso, iso_now
-from conveyor.errors import JobNotFound
-from conveyor.model import FINISHED, JobFilter, LogLevel, Priority, Status, utc_now
+from conveyor.engine import MAX_DELAY
+from conveyor.errors import InvalidJobOptions, JobNotFound
+from conveyor.model import FINISHED, JobFilter, LogLevel, Status, priority_level, utc_now
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs (canonical, seed 002)"])
 
@@ -72,16 +73,28 @@ class CreateJobRequest(BaseModel):
 
     type: str = Field(description="the job type", max_length=200)
     data: dict[str, Any] = Field(description="the job type's input")
-    priority: Priority | Annotated[int, Field(ge=1, le=10)] | None = Field(
-        None, description="critical, high, medium (default) or low; or 1-10"
-    )
+    priority: str | int | None = Field(None, description="critical, high, medium (default) or low; or 1-10")
     queue: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
     runAt: datetime | None = Field(None, description="run no earlier than this (ISO 8601 with a time zone)")
     delaySeconds: float | None = Field(None, ge=0, le=366 * 86400)
-    timeoutMinutes: float | None = Field(None, gt=0, description="default DEFAULT_TIMEOUT_MINUTES")
+    timeoutMinutes: float | None = Field(
+        None, gt=0, le=MAX_DELAY.total_seconds() / 60, description="default DEFAULT_TIMEOUT_MINUTES"
+    )
     maxRetries: int | None = Field(None, ge=0, le=100)
     idempotencyKey: str | None = Field(None, min_length=1, max_length=500)
-    labels: dict[str, Annotated[str, Field(max_length=200)]] | None = Field(None, max_length=50)
+    labels: dict[Annotated[str, Field(pattern=LABEL_KEY.pattern)], Annotated[str, Field(max_length=200)]] | None = (
+        Field(None, max_length=50)
+    )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError("use critical, high, medium, low or an integer 1-10")
+        priority_level(value)  # raises ValueError naming the allowed values
+        return value
 
 
 @router.post(
@@ -107,7 +120,32 @@ async def create_job(
     """Validates the job type's input and stores the job. The same idempotency key (body or
     `Idempotency-Key` header) answers with the job it first created (200 instead of 201)."""
     key = body.idempotencyKey or idempotency_key
-    job, created = await svc.engine.submit(
+    try:
+        job, created = await _submit(svc, principal, body, key)
+    except InvalidJobOptions as exc:  # name the request's field, not the engine's argument
+        field = exc.details.get("field")
+        exc.details["field"] = REQUEST_FIELD.get(field, field)
+        raise
+    if not created:
+        response.status_code = 200
+    if not principal.sees(job.owner):  # another scope's key: never reveal its job
+        raise ApiError(409, "IDEMPOTENCY_KEY_IN_USE", "idempotency key already used", field="idempotencyKey")
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    data = {"jobId": str(job.id), **canonical_job(job)}
+    return ok(data)
+
+
+REQUEST_FIELD = {
+    "run_at": "runAt",
+    "delay": "delaySeconds",
+    "timeout": "timeoutMinutes",
+    "max_retries": "maxRetries",
+    "idempotency_key": "idempotencyKey",
+}
+
+
+async def _submit(svc: Services, principal: Principal, body: CreateJobRequest, key: str | None) -> Any:
+    return await svc.engine.submit(
         body.type,
         body.data,
         priority=body.priority,
@@ -120,13 +158,6 @@ async def create_job(
         labels=body.labels,
         owner=principal.owner,
     )
-    if not created:
-        response.status_code = 200
-    if not principal.sees(job.owner):  # another scope's key: never reveal its job
-        raise ApiError(409, "IDEMPOTENCY_KEY_IN_USE", "idempotency key already used", field="idempotencyKey")
-    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
-    data = {"jobId": str(job.id), **canonical_job(job)}
-    return ok(data)
 
 
 def _scoped_key(principal: Principal, key: str | None) -> str | None:
@@ -259,7 +290,7 @@ async def job_logs(
     job_id: str,
     level: Annotated[str | None, Query(description="lowest level: debug, info, warning, error, critical")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> dict[str, Any]:
     try:
         min_level = LogLevel.parse(level) if level else None

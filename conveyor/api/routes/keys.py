@@ -7,10 +7,11 @@ answer that creates it.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.access import Permission, Principal, Role
 from conveyor.api import examples as ex
@@ -18,6 +19,7 @@ from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
 from conveyor.api.services import Services, services
 from conveyor.api.timefmt import iso, iso_now
+from conveyor.storable import text_problem
 from conveyor.store.control import ApiKeyRecord
 
 router = APIRouter(prefix="/api/v1/api-keys", tags=["API keys"])
@@ -34,6 +36,16 @@ class CreateKeyRequest(BaseModel):
     role: Role
     orgId: str | None = Field(None, max_length=200, description="super admins only: another organisation")
     studyId: str | None = Field(None, max_length=200)
+
+    @field_validator("name", "orgId", "studyId")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        if value is not None and (problem := text_problem(value)):
+            raise ValueError(problem)
+        return value
+
+
+KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 def _key_json(record: ApiKeyRecord) -> dict[str, Any]:
@@ -86,7 +98,7 @@ async def list_keys(svc: Svc, principal: Admin) -> dict[str, Any]:
 
 @router.delete("/{key_id}", summary="Revoke an API key", responses=ex.example(200, ex.REVOKED))
 async def revoke_key(svc: Svc, principal: Admin, key_id: str) -> dict[str, Any]:
-    record = await svc.keys.get(key_id)
+    record = await svc.keys.get(key_id) if KEY_ID.match(key_id) else None
     if record is None or not _may_manage(principal, record):
         raise ApiError(404, "API_KEY_NOT_FOUND", "API key not found", keyId=key_id)
     revoked = await svc.keys.revoke(key_id)
