@@ -66,6 +66,8 @@ class Settings(BaseSettings):
         validation_alias=_alias("cors_origins", "CORS_ORIGINS"),
         description='origins browsers may call the API from: a JSON list (["*"]) or comma-separated',
     )
+    api_workers: int = Field(1, ge=1, le=64, description="API processes `conveyor serve` runs")
+    serve_worker: bool = Field(True, description="`conveyor serve` runs a worker in each API process")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body the API reads")
     public_docs: bool = Field(True, description="serve /docs and /openapi.json without credentials")
     jwt_secret: str | None = Field(None, description="HS256 key for bearer JWTs")

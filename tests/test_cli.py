@@ -76,11 +76,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_serve_runs_api_and_worker_and_prints_a_bootstrap_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 2])
+def test_serve_runs_api_and_worker_and_prints_a_bootstrap_key(tmp_path: Path, processes: int) -> None:
     port = _free_port()
     env = {**os.environ, "CONVEYOR_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}", "API_PORT": str(port)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "serve"],
+        [sys.executable, "-m", "conveyor", "serve", "--workers", str(processes)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -91,13 +92,14 @@ def test_serve_runs_api_and_worker_and_prints_a_bootstrap_key(tmp_path: Path) ->
         key = None
         deadline = time.monotonic() + 30
         assert server.stdout is not None
-        while key is None and time.monotonic() < deadline:
+        while not any("conveyor serve" in line for line in lines) and time.monotonic() < deadline:
             line = server.stdout.readline()
             lines.append(line)
             if line.strip().startswith("cvk_"):
                 key = line.strip()
         assert key, "".join(lines)
         assert any(f"http://127.0.0.1:{port}" in line for line in lines)
+        assert sum(line.startswith("  cvk_") for line in lines) == 1  # one key, however many processes
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=base, timeout=10) as client:

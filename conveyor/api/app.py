@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.access import Permission, Role
-from conveyor.api.auth import Authenticator, JwtVerifier
+from conveyor.api.auth import SECURITY_SCHEMES, Authenticator, JwtVerifier
 from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors
 from conveyor.api.metrics import ApiMetrics
 from conveyor.api.routes import canonical, keys, monitoring, system
@@ -37,6 +37,7 @@ from conveyor.apikeys import ApiKeys
 from conveyor.errors import ConveyorError
 from conveyor.insights import Insights
 from conveyor.runtime import Conveyor
+from conveyor.settings import Settings
 from conveyor.storable import text_problem
 
 log = logging.getLogger("conveyor.api")
@@ -246,8 +247,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         from fastapi.openapi.utils import get_openapi
 
         spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        for operations in spec.get("paths", {}).values():
-            for operation in operations.values():
+        secured = {(r.method.lower(), r.path): r.permission for r in route_table() if r.permission is not None}
+        spec.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        for path, operations in spec.get("paths", {}).items():
+            for method, operation in operations.items():
+                if (method, path) in secured:
+                    operation["security"] = [{"bearer": []}, {"apiKey": []}]
+                    operation["description"] = (
+                        operation.get("description", "") + f"\n\nNeeds the `{secured[method, path].value}` permission."
+                    ).strip()
                 responses = operation.get("responses", {})
                 if responses.pop("422", None) is not None:
                     responses.setdefault("400", {"description": "invalid input; the error names the field"})
@@ -337,3 +345,10 @@ def create_app(
         )
     app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app `conveyor serve` runs in each of its processes: settings from the environment,
+    migrations and the first admin key already seen to by the parent."""
+    settings = Settings()
+    return create_app(Conveyor.from_settings(settings), run_worker=settings.serve_worker, bootstrap_keys=False)

@@ -38,5 +38,5 @@ class Services:
         return self.conveyor.settings
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -154,27 +155,54 @@ def stats(database_url: DatabaseOpt = None) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on (default: API_HOST or 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default: API_PORT or 8000)")] = None,
+    workers: Annotated[int | None, typer.Option(help="API processes (default: CONVEYOR_API_WORKERS or 1)")] = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="API only: run no jobs in this process")] = False,
     database_url: DatabaseOpt = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
-    """Run the HTTP API, a worker and the maintenance loop in one process."""
+    """Run the HTTP API, a worker and the maintenance loop (in each of --workers processes)."""
     import uvicorn
 
-    from conveyor.api import create_app
+    from conveyor.api.app import bootstrap_admin_key
+    from conveyor.apikeys import ApiKeys
+    from conveyor.store.migrate import upgrade
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = _settings(database_url=database_url, api_host=host, api_port=port)
+    overrides = {"database_url": database_url, "api_host": host, "api_port": port, "api_workers": workers}
+    if no_worker:
+        overrides["serve_worker"] = False
+    # The API processes read their settings from the environment, like any conveyor process.
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"CONVEYOR_{name.upper()}"] = str(value)
+    settings = Settings()
+    # Once, here, before the API processes start: they would race to migrate and to bootstrap.
+    if settings.auto_migrate:
+        upgrade(settings.database_url)
 
-    def announce_key(key: str) -> None:
+    async def first_key() -> str | None:
+        async with Conveyor.from_settings(settings) as conveyor:
+            return await bootstrap_admin_key(ApiKeys(conveyor.store))
+
+    key = asyncio.run(first_key())
+    if key is not None:
         typer.echo("A fresh database: created an admin API key. It is shown this once; keep it safe:")
         typer.echo(f"  {key}")
-
-    api = create_app(Conveyor.from_settings(settings), run_worker=not no_worker, on_admin_key=announce_key)
     where = f"http://{settings.api_host}:{settings.api_port}"
-    role = "API only" if no_worker else "API + worker"
-    typer.echo(f"conveyor serve ({role}) on {where}  (docs: {where}/docs, database: {_safe_url(settings)})")
-    uvicorn.run(api, host=settings.api_host, port=settings.api_port, log_level=log_level.lower(), access_log=False)
+    role = "API + worker" if settings.serve_worker else "API only"
+    typer.echo(
+        f"conveyor serve ({role}, {settings.api_workers} process{'es' if settings.api_workers > 1 else ''}) on"
+        f" {where}  (docs: {where}/docs, database: {_safe_url(settings)})"
+    )
+    uvicorn.run(
+        "conveyor.api.app:app_from_environment",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        log_level=log_level.lower(),
+        access_log=False,
+    )
 
 
 def _safe_url(settings: Settings) -> str:

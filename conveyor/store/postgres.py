@@ -22,6 +22,7 @@ from uuid import UUID
 
 import psycopg
 import sqlalchemy as sa
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -31,7 +32,7 @@ from conveyor.store.base import Listener
 from conveyor.store.listener import PostgresListener, libpq_dsn
 from conveyor.store.portable import SqlStore
 from conveyor.store.rollups import PostgresRollups
-from conveyor.store.rows import CLAIMED_COLUMNS, OUTCOME_STATUS, claimed_job, dumps
+from conveyor.store.rows import CLAIMED_COLUMNS, OUTCOME_STATUS, claimed_job, dumps, job_from_mapping
 
 CHANNEL = "conveyor"
 
@@ -193,7 +194,9 @@ class PostgresStore(PostgresRollups, SqlStore):
     _echoes_notifications = True
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
-        engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=pool_size)
+        # No overflow: connections opened past the pool would be closed on return, and a busy API
+        # would open and close a PostgreSQL session per request; callers queue for one instead.
+        engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=0)
         super().__init__(engine, url=url)
         self._listener: PostgresListener | None = None
         # UTC sessions: timestamps come back in UTC, as SQLAlchemy's reads give them.
@@ -284,6 +287,17 @@ class PostgresStore(PostgresRollups, SqlStore):
                 "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, [f"insert:{q}" for q in ready])
             )
         return {r["id"] for r in rows}
+
+    # --- reads -------------------------------------------------------------------------------
+
+    async def get_job(self, job_id: UUID) -> Job | None:
+        # The API's most frequent read: one statement on an autocommit connection, rows as
+        # dicts (SQLAlchemy's transaction and result layers cost several times the query).
+        async with self._raw() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute("SELECT * FROM conveyor_jobs WHERE id = %s", (job_id,))
+            row = await cursor.fetchone()
+        return job_from_mapping(row) if row else None
 
     # --- the worker's side -------------------------------------------------------------------
 
