@@ -12,6 +12,7 @@ from uuid import UUID
 
 from uuid_utils.compat import uuid7
 
+from conveyor.engine.coalescer import EnqueueCoalescer
 from conveyor.errors import InvalidJobData, InvalidJobOptions, JobNotCancellable, JobNotFound, JobNotRetryable
 from conveyor.jobtypes import Definition, JobType, Registry
 from conveyor.model import (
@@ -91,6 +92,8 @@ class Engine:
         self.max_timeout = max_timeout
         self._wait_poll_interval = wait_poll_interval
         self._listening = False
+        # Concurrent single enqueues share statements (see coalescer.py).
+        self._coalescer = EnqueueCoalescer(store.insert_jobs)
 
     async def start(self) -> None:
         """Feed the store's notifications to the notifier (once per engine)."""
@@ -107,14 +110,14 @@ class Engine:
 
             job = await engine.enqueue("sleep", {"seconds": 2}, priority="high")
         """
-        [job] = await self.enqueue_many([JobRequest(job_type, {} if data is None else data, **options)])
+        job, _created = await self.submit(job_type, data, **options)
         return job
 
     async def submit(self, job_type: JobTypeRef, data: Any = None, **options: Any) -> tuple[Job, bool]:
         """As enqueue, and whether the job was created now (False: its idempotency key was
         known, and the job returned is the one it named)."""
-        [(job, created)] = await self.store.insert_jobs([self.prepare(JobRequest(job_type, data or {}, **options))])
-        return job, created
+        new_job = self.prepare(JobRequest(job_type, {} if data is None else data, **options))
+        return await self._coalescer.insert(new_job)
 
     async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
         """All or nothing: every request is validated first, then all are stored in one transaction."""
