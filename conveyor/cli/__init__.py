@@ -50,6 +50,12 @@ def _fail(exc: ConveyorError) -> None:
     raise typer.Exit(1)
 
 
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic narrates every step of a migration at INFO; keep the service's own lines readable.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
 DatabaseOpt = Annotated[str | None, typer.Option("--database-url", help="overrides CONVEYOR_DATABASE_URL")]
 
 
@@ -71,7 +77,7 @@ def worker(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run a worker until SIGTERM or SIGINT; then drain (running jobs finish or are released)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(log_level)
     settings = _settings(database_url=database_url, queues=queues, concurrency=concurrency)
 
     async def run() -> None:
@@ -167,7 +173,7 @@ def serve(
     from conveyor.apikeys import ApiKeys
     from conveyor.store.migrate import upgrade
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(log_level)
     overrides = {"database_url": database_url, "api_host": host, "api_port": port, "api_workers": workers}
     if no_worker:
         overrides["serve_worker"] = False
