@@ -247,6 +247,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         from fastapi.openapi.utils import get_openapi
 
         spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        # Bodies the handlers validate themselves (see canonical.create_job).
+        from conveyor.api.routes.canonical import CreateJobRequest
+
+        spec.setdefault("components", {}).setdefault("schemas", {})["CreateJobRequest"] = (
+            CreateJobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
         secured = {(r.method.lower(), r.path): r.permission for r in route_table() if r.permission is not None}
         spec.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
         for path, operations in spec.get("paths", {}).items():

@@ -7,11 +7,13 @@ conveyor.api.errors. `GET /api/v1/jobs` also answers seed 003's list contract (s
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from conveyor.access import Permission, Principal
 from conveyor.api import examples as ex
@@ -24,6 +26,8 @@ from conveyor.api.timefmt import iso, iso_now
 from conveyor.engine import MAX_DELAY
 from conveyor.errors import InvalidJobOptions, JobNotFound
 from conveyor.model import FINISHED, JobFilter, LogLevel, Status, priority_level, utc_now
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs (canonical, seed 002)"])
 
@@ -109,30 +113,55 @@ class CreateJobRequest(BaseModel):
             | {"details": {"code": "INVALID_JOB_TYPE", "allowedTypes": ["sentiment_analysis_batch"]}},
         ),
     },
+    # The body is read and validated by the handler (below); documented here as FastAPI would.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateJobRequest"}}},
+        },
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 500},
+                "description": "the same as idempotencyKey in the body",
+            }
+        ],
+    },
 )
-async def create_job(
-    svc: Svc,
-    principal: Creator,
-    response: Response,
-    body: CreateJobRequest,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=500)] = None,
-) -> dict[str, Any]:
+async def create_job(request: Request, svc: Svc, principal: Creator) -> JSONResponse:
     """Validates the job type's input and stores the job. The same idempotency key (body or
     `Idempotency-Key` header) answers with the job it first created (200 instead of 201)."""
-    key = body.idempotencyKey or idempotency_key
+    # The API's busiest route: pydantic validates the raw JSON in one pass, and the answer is
+    # rendered directly, without FastAPI's body and response layers (a third of its CPU).
+    body = parse_body(CreateJobRequest, await request.body(), request.headers.get("content-type"))
+    header_key = request.headers.get("idempotency-key")
+    if header_key is not None and not 1 <= len(header_key) <= 500:
+        raise ApiError(400, "INVALID_REQUEST", "Idempotency-Key must be 1-500 characters", field="Idempotency-Key")
+    key = body.idempotencyKey or header_key
     try:
         job, created = await _submit(svc, principal, body, key)
     except InvalidJobOptions as exc:  # name the request's field, not the engine's argument
         field = exc.details.get("field")
         exc.details["field"] = REQUEST_FIELD.get(field, field)
         raise
-    if not created:
-        response.status_code = 200
     if not principal.sees(job.owner):  # another scope's key: never reveal its job
         raise ApiError(409, "IDEMPOTENCY_KEY_IN_USE", "idempotency key already used", field="idempotencyKey")
-    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     data = {"jobId": str(job.id), **canonical_job(job)}
-    return ok(data)
+    return JSONResponse(ok(data), status_code=201 if created else 200, headers={"Location": f"/api/v1/jobs/{job.id}"})
+
+
+def parse_body(model: type[ModelT], raw: bytes, content_type: str | None) -> ModelT:
+    """The body validated against `model`; errors exactly as FastAPI would raise them."""
+    media = (content_type or "application/json").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "send the body as application/json", field="Content-Type")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
 
 
 REQUEST_FIELD = {
