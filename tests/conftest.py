@@ -15,7 +15,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,19 +44,40 @@ def _with_database(url: str, name: str) -> str:
     return sa.make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Any:
+@contextlib.contextmanager
+def migrated_postgres_database(prefix: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of its own (`<prefix>_<pid>_<random>`), dropped after."""
     admin = pg_admin_url()
-    name = f"conveyor_test_{os.getpid()}_{secrets.token_hex(3)}"
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     try:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as exc:
         pytest.fail(f"PostgreSQL is not reachable at {admin} ({exc}); run scripts/postgres-up.sh")
     url = _with_database(admin, name)
-    upgrade(url)
-    yield url
-    _drop_database(admin, name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        _drop_database(admin, name)
+
+
+@contextlib.contextmanager
+def own_database_url(kind: str, prefix: str, directory: Path, sqlite_template: Path) -> Iterator[str]:
+    """A database of one module's own, on `kind` ("sqlite" or "postgres")."""
+    if kind == "sqlite":
+        path = directory / "conveyor.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+    else:
+        with migrated_postgres_database(prefix) as url:
+            yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with migrated_postgres_database("conveyor_test") as url:
+        yield url
 
 
 def _drop_database(admin: str, name: str) -> None:
@@ -175,18 +196,33 @@ class ApiHarness:
         return {"Authorization": f"Bearer {pyjwt.encode(payload, JWT_SECRET, algorithm='HS256')}"}
 
 
-@pytest.fixture
-async def api(database_url: str) -> AsyncIterator[ApiHarness]:
+API_MAX_BODY_BYTES = 64 * 1024  # the test apps' body limit
+
+
+@contextlib.asynccontextmanager
+async def api_harness(database_url: str, *, raise_app_exceptions: bool = True) -> AsyncIterator[ApiHarness]:
+    """The app over `database_url` (JWTs as `ApiHarness.jwt` makes them), started, with a client.
+    `raise_app_exceptions=False`: a server error comes back as a 500 instead of being raised."""
     import httpx
 
     from conveyor.api import create_app
 
     settings = make_settings(
-        database_url, jwt_secret=JWT_SECRET, jwt_audience=JWT_AUDIENCE, jwt_issuer=JWT_ISSUER, max_body_bytes=64 * 1024
+        database_url,
+        jwt_secret=JWT_SECRET,
+        jwt_audience=JWT_AUDIENCE,
+        jwt_issuer=JWT_ISSUER,
+        max_body_bytes=API_MAX_BODY_BYTES,
     )
     conveyor = Conveyor.from_settings(settings, registries=[jobtypes])
     fastapi_app = create_app(conveyor, bootstrap_keys=False)
     async with fastapi_app.router.lifespan_context(fastapi_app):
-        transport = httpx.ASGITransport(app=fastapi_app)
+        transport = httpx.ASGITransport(app=fastapi_app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test") as client:
             yield ApiHarness(conveyor, fastapi_app, client)
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[ApiHarness]:
+    async with api_harness(database_url) as harness:
+        yield harness

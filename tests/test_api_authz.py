@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import secrets
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,7 +26,6 @@ from typing import Any
 
 import httpx
 import jwt as pyjwt
-import psycopg
 import pytest
 import pytest_asyncio
 from conftest import (
@@ -36,18 +33,12 @@ from conftest import (
     JWT_ISSUER,
     JWT_SECRET,
     ApiHarness,
-    _drop_database,
-    _with_database,
-    make_settings,
-    pg_admin_url,
+    api_harness,
+    own_database_url,
 )
-from jobtypes_for_tests import jobtypes
 
-from conveyor import Conveyor
 from conveyor.access import ROLE_PERMISSIONS, Role
-from conveyor.api import create_app
 from conveyor.api.app import RouteInfo, route_table
-from conveyor.store.migrate import upgrade
 
 ROUTES = route_table()
 ROLES = tuple(Role)
@@ -141,22 +132,8 @@ def module_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
 ) -> Iterator[str]:
     """A database of this module's own (PostgreSQL: not the per-test one other tests TRUNCATE)."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("authz") / "conveyor.db"
-        shutil.copy(sqlite_template, path)
-        yield f"sqlite:///{path}"
-        return
-    admin = pg_admin_url()
-    name = f"conveyor_authz_{os.getpid()}_{secrets.token_hex(3)}"
-    try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {admin} ({exc}); run scripts/postgres-up.sh")
-    url = _with_database(admin, name)
-    upgrade(url)
-    yield url
-    _drop_database(admin, name)
+    with own_database_url(request.param, "conveyor_authz", tmp_path_factory.mktemp("authz"), sqlite_template) as url:
+        yield url
 
 
 class Shared:
@@ -181,19 +158,8 @@ class Shared:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared(module_database_url: str) -> AsyncIterator[Shared]:
-    settings = make_settings(
-        module_database_url,
-        jwt_secret=JWT_SECRET,
-        jwt_audience=JWT_AUDIENCE,
-        jwt_issuer=JWT_ISSUER,
-        max_body_bytes=64 * 1024,
-    )
-    conveyor = Conveyor.from_settings(settings, registries=[jobtypes])
-    fastapi_app = create_app(conveyor, bootstrap_keys=False)
-    async with fastapi_app.router.lifespan_context(fastapi_app):
-        transport = httpx.ASGITransport(app=fastapi_app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test") as client:
-            yield Shared(ApiHarness(conveyor, fastapi_app, client))
+    async with api_harness(module_database_url, raise_app_exceptions=False) as harness:
+        yield Shared(harness)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -16,39 +16,28 @@ is invisible to every other.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import pytest_asyncio
 from conftest import (
-    JWT_AUDIENCE,
-    JWT_ISSUER,
-    JWT_SECRET,
+    API_MAX_BODY_BYTES,
     ApiHarness,
-    _drop_database,
-    _with_database,
-    make_settings,
-    pg_admin_url,
+    api_harness,
+    own_database_url,
 )
-from jobtypes_for_tests import jobtypes
 
-from conveyor import Conveyor
-from conveyor.api import create_app
 from conveyor.api.app import RouteInfo, route_table
-from conveyor.store.migrate import upgrade
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-MAX_BODY = 64 * 1024  # the test app's max_body_bytes
+MAX_BODY = API_MAX_BODY_BYTES
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 JSON = {"content-type": "application/json"}
 MISSING: Any = object()
@@ -120,40 +109,15 @@ def module_database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
 ) -> Iterator[str]:
     """A database of this module's own (PostgreSQL: not the per-test one other tests TRUNCATE)."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("input") / "conveyor.db"
-        shutil.copy(sqlite_template, path)
-        yield f"sqlite:///{path}"
-        return
-    admin = pg_admin_url()
-    name = f"conveyor_input_{os.getpid()}_{secrets.token_hex(3)}"
-    try:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {admin} ({exc}); run scripts/postgres-up.sh")
-    url = _with_database(admin, name)
-    upgrade(url)
-    yield url
-    _drop_database(admin, name)
+    with own_database_url(request.param, "conveyor_input", tmp_path_factory.mktemp("input"), sqlite_template) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def harness(module_database_url: str) -> AsyncIterator[ApiHarness]:
     """The app as conftest's `api` builds it; its client returns a 500 instead of raising it."""
-    settings = make_settings(
-        module_database_url,
-        jwt_secret=JWT_SECRET,
-        jwt_audience=JWT_AUDIENCE,
-        jwt_issuer=JWT_ISSUER,
-        max_body_bytes=MAX_BODY,
-    )
-    conveyor = Conveyor.from_settings(settings, registries=[jobtypes])
-    fastapi_app = create_app(conveyor, bootstrap_keys=False)
-    async with fastapi_app.router.lifespan_context(fastapi_app):
-        transport = httpx.ASGITransport(app=fastapi_app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test") as client:
-            yield ApiHarness(conveyor, fastapi_app, client)
+    async with api_harness(module_database_url, raise_app_exceptions=False) as harness:
+        yield harness
 
 
 @pytest.fixture
