@@ -22,11 +22,11 @@ from conveyor.model import (
     OutcomeKind,
     ProgressUpdate,
     Status,
-    Visibility,
     utc_now,
 )
 from conveyor.store.base import Listener
 from conveyor.store.control import ControlTables
+from conveyor.store.filters import filter_clauses
 from conveyor.store.rows import (
     CLAIMED_COLUMNS,
     claimed_job,
@@ -37,44 +37,6 @@ from conveyor.store.rows import (
 )
 from conveyor.store.schema import job_logs, jobs, queue_states
 from conveyor.store.statistics import JobStatistics
-
-
-def filter_clauses(where: JobFilter) -> list[sa.ColumnElement[bool]]:
-    c = jobs.c
-    clauses: list[sa.ColumnElement[bool]] = []
-    if where.statuses:
-        clauses.append(c.status.in_([s.value for s in where.statuses]))
-    if where.kinds:
-        clauses.append(c.kind.in_(where.kinds))
-    if where.queues:
-        clauses.append(c.queue.in_(where.queues))
-    if where.priorities:
-        clauses.append(c.priority.in_(where.priorities))
-    if where.created_after:
-        clauses.append(c.created_at >= where.created_after)
-    if where.created_before:
-        clauses.append(c.created_at < where.created_before)
-    if where.owner_user_id is not None:
-        clauses.append(c.owner_user_id == where.owner_user_id)
-    if where.owner_org_id is not None:
-        clauses.append(c.owner_org_id == where.owner_org_id)
-    if where.batch_id is not None:
-        clauses.append(c.batch_id == where.batch_id)
-    for key, value in where.labels.items():
-        clauses.append(c.labels[key].as_string() == value)
-    if where.visible_to is not None:
-        clauses.extend(visibility_clauses(where.visible_to))
-    return clauses
-
-
-def visibility_clauses(scope: Visibility) -> list[sa.ColumnElement[bool]]:
-    c = jobs.c
-    clauses = [c.owner_org_id.is_(None) if scope.org_id is None else c.owner_org_id == scope.org_id]
-    if scope.study_id is not None:
-        clauses.append(c.owner_study_id == scope.study_id)
-    if scope.user_id is not None:
-        clauses.append(c.owner_user_id == scope.user_id)
-    return clauses
 
 
 def paused_queues() -> sa.Select[Any]:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.model import JobFilter, Status
+from conveyor.store.filters import COUNT_COLUMNS, MINUTE_COLUMNS, clauses_for
 from conveyor.store.schema import job_counts, job_minutes
 from conveyor.store.statistics import FinishedGroup
 
@@ -55,41 +56,11 @@ COMPACT = [
 ]
 
 
-def rollup_clauses(where: JobFilter, table: sa.Table, *, with_priority: bool = True) -> list[Any] | None:
-    """The filter over a roll-up table; None when the roll-up cannot answer it."""
-    if where.created_after or where.created_before or where.labels or where.batch_id is not None:
-        return None
-    if where.priorities and not with_priority:
-        return None
-    c = table.c
-    clauses: list[Any] = []
-    if where.statuses:
-        clauses.append(c.status.in_([s.value for s in where.statuses]))
-    if where.kinds:
-        clauses.append(c.kind.in_(where.kinds))
-    if where.queues:
-        clauses.append(c.queue.in_(where.queues))
-    if where.priorities:
-        clauses.append(c.priority.in_(where.priorities))
-    if where.owner_user_id is not None:
-        clauses.append(c.user_id == where.owner_user_id)
-    if where.owner_org_id is not None:
-        clauses.append(c.org_id == where.owner_org_id)
-    scope = where.visible_to
-    if scope is not None:
-        clauses.append(c.org_id.is_(None) if scope.org_id is None else c.org_id == scope.org_id)
-        if scope.study_id is not None:
-            clauses.append(c.study_id == scope.study_id)
-        if scope.user_id is not None:
-            clauses.append(c.user_id == scope.user_id)
-    return clauses
-
-
 class PostgresRollups:
     """Mixed into PostgresStore, ahead of SqlStore: answers from the roll-ups where it can."""
 
     async def count_grouped(self, where: JobFilter, by: tuple[str, ...]) -> dict[tuple[Any, ...], int]:
-        clauses = rollup_clauses(where, job_counts)
+        clauses = clauses_for(where, COUNT_COLUMNS)
         if clauses is None:
             return await super().count_grouped(where, by)  # type: ignore[misc, no-any-return]
         columns = [job_counts.c[name] for name in by]
@@ -99,14 +70,14 @@ class PostgresRollups:
             return {tuple(row[:-1]): int(row[-1]) for row in await conn.execute(stmt)}
 
     async def _count_matching(self, conn: AsyncConnection, where: JobFilter) -> int:
-        clauses = rollup_clauses(where, job_counts)
+        clauses = clauses_for(where, COUNT_COLUMNS)
         if clauses is None:
             return await super()._count_matching(conn, where)  # type: ignore[misc, no-any-return]
         stmt = sa.select(sa.func.coalesce(sa.func.sum(job_counts.c.n), 0)).where(*clauses)
         return int((await conn.execute(stmt)).scalar_one())
 
     async def finished_since(self, where: JobFilter, since: datetime, *, by: str) -> list[FinishedGroup]:
-        clauses = rollup_clauses(where, job_minutes, with_priority=False)
+        clauses = clauses_for(where, MINUTE_COLUMNS)
         if clauses is None or by not in ("status", "kind", "queue"):
             return await super().finished_since(where, since, by=by)  # type: ignore[misc, no-any-return]
         m = job_minutes.c
@@ -133,7 +104,7 @@ class PostgresRollups:
         return out
 
     async def peak_concurrency(self, where: JobFilter, since: datetime) -> int:
-        clauses = rollup_clauses(where, job_minutes, with_priority=False)
+        clauses = clauses_for(where, MINUTE_COLUMNS)
         if clauses is None:
             return await super().peak_concurrency(where, since)  # type: ignore[misc, no-any-return]
         m = job_minutes.c
