@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from conveyor.model import JobFilter, Priority, Status, utc_now
+from conveyor.store.control import WorkerRecord
 from conveyor.store.portable import SqlStore
 
 HOUR = timedelta(hours=1)
@@ -116,7 +117,7 @@ class Insights:
         oldest = await self.store.oldest_pending(where)
         recent = {g.key: g for g in await self.store.finished_since(where, utc_now() - HOUR, by="queue")}
         states = await self.store.queue_states()
-        live = [w for w in await self.store.list_workers() if utc_now() - w.last_seen_at < WORKER_FRESH]
+        live = await self.live_workers()
         names = {q for q, _ in counts} | set(states) | {q for w in live for q in w.queues}
         out = []
         for name in sorted(names):
@@ -134,5 +135,5 @@ class Insights:
             out.append(info)
         return out
 
-    async def live_workers(self) -> list:
+    async def live_workers(self) -> list[WorkerRecord]:
         return [w for w in await self.store.list_workers() if utc_now() - w.last_seen_at < WORKER_FRESH]

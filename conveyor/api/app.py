@@ -39,6 +39,7 @@ from conveyor.insights import Insights
 from conveyor.runtime import Conveyor
 from conveyor.settings import Settings
 from conveyor.storable import text_problem
+from conveyor.worker import HOUSEKEEPING_INTERVAL
 
 log = logging.getLogger("conveyor.api")
 
@@ -269,12 +270,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-ROLLUP_INTERVAL_SECONDS = 5.0
-
-
 async def _fold_rollups(conveyor: Conveyor) -> None:
     while True:
-        await asyncio.sleep(ROLLUP_INTERVAL_SECONDS)
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL.total_seconds())
         try:
             await conveyor.store.compact_rollups()
         except Exception:
@@ -309,17 +307,18 @@ def create_app(
                 on_admin_key(key)
         worker_task = None
         worker = None
-        # API-only nodes fold the roll-ups too (workers do it in their maintenance loop).
-        folding = asyncio.create_task(_fold_rollups(conveyor), name="conveyor-rollups")
+        # API-only nodes fold the roll-ups themselves; a worker's maintenance does it otherwise.
+        folding = None if run_worker else asyncio.create_task(_fold_rollups(conveyor), name="conveyor-rollups")
         if run_worker:
             worker = conveyor.worker(on_finished=metrics.observe_job)
             worker_task = asyncio.create_task(worker.run(), name="conveyor-worker")
         try:
             yield
         finally:
-            folding.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await folding
+            if folding is not None:
+                folding.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await folding
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task

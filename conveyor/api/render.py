@@ -18,6 +18,11 @@ def _compact(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
+def shown_progress(job: Job) -> float:
+    """A completed job is at 100 %, whatever its last progress report said."""
+    return 100.0 if job.status is Status.COMPLETED else job.progress.percentage
+
+
 def processing_stats(job: Job, now: datetime | None = None) -> dict[str, Any] | None:
     """Seed 002's processingStats, for jobs that count items."""
     p = job.progress
@@ -58,13 +63,12 @@ def job_links(job: Job) -> dict[str, str]:
 def canonical_job(job: Job, *, full: bool = True) -> dict[str, Any]:
     """Seed 002's job (camelCase). `full` adds result, error, stats and everything else the
     detail view shows; the list shows the summary keys."""
-    progress = 100.0 if job.status is Status.COMPLETED else job.progress.percentage
     out: dict[str, Any] = {
         "id": str(job.id),
         "type": job.kind,
         "status": job.status.value,
         "priority": job.priority_class.value,
-        "progress": progress,
+        "progress": shown_progress(job),
         "createdAt": iso(job.created_at),
     }
     out.update(_compact({"startedAt": iso(job.started_at), "completedAt": iso(job.completed_at)}))
@@ -136,7 +140,7 @@ def monitoring_job(job: Job) -> dict[str, Any]:
         "status": job.status.value,
         "priority": job.priority_class.value,
         "priority_level": job.priority,
-        "progress": 100.0 if job.status is Status.COMPLETED else job.progress.percentage,
+        "progress": shown_progress(job),
         "attempts": job.attempt,
         "max_attempts": job.max_attempts,
         "created_at": iso(job.created_at),

@@ -43,6 +43,8 @@ log = logging.getLogger("conveyor.worker")
 
 # A worker that has not refreshed its registry row for this long is gone (killed, machine lost).
 FORGET_WORKERS_AFTER = timedelta(hours=1)
+# How often maintenance forgets gone workers and folds the statistics roll-ups.
+HOUSEKEEPING_INTERVAL = timedelta(seconds=5)
 
 
 class Released(BaseException):
@@ -401,13 +403,17 @@ class Worker:
 
     async def _maintenance_loop(self) -> None:
         interval = self.maintenance_interval.total_seconds()
+        housekept = time.monotonic()
         while True:
             await asyncio.sleep(interval * random.uniform(0.8, 1.2))
             try:
                 await self.store.stage_due()
                 rescued = await self.store.rescue_expired()
-                await self.store.forget_workers(unseen_for=FORGET_WORKERS_AFTER)
-                await self.store.compact_rollups()
+                # Slower chores: a write each, not worth taking the write lock every tick.
+                if time.monotonic() - housekept >= HOUSEKEEPING_INTERVAL.total_seconds():
+                    housekept = time.monotonic()
+                    await self.store.forget_workers(unseen_for=FORGET_WORKERS_AFTER)
+                    await self.store.compact_rollups()
                 if rescued:
                     log.warning("rescued %d jobs whose worker stopped answering", len(rescued))
             except Exception:
