@@ -60,9 +60,9 @@ class Conveyor:
         return cls(settings, store, engine)
 
     async def start(self) -> None:
+        # Notifications are listened for by what needs them (a worker, a wait), when it starts.
         if self.settings.auto_migrate:
             await self.store.migrate()
-        await self.engine.start()
 
     async def close(self) -> None:
         await self.store.close()

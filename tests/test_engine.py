@@ -180,3 +180,25 @@ async def test_values_the_databases_cannot_store_are_refused_naming_the_field(ap
         await app.engine.enqueue("t.echo", {}, run_at=utc_now() + timedelta(days=100_000))
     assert far.value.details["field"] == "run_at"
     assert (await app.engine.counts()) == {}  # nothing stored
+
+
+async def test_a_waiter_rechecks_when_the_listener_reconnects(app: Conveyor, database_url: str) -> None:
+    """Notifications sent while the LISTEN connection is down are lost: on reconnecting the
+    listener wakes every waiter, so a job finished meanwhile is still seen at once."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    import psycopg
+
+    job = await app.engine.enqueue("t.echo", {"value": 1})
+    waiting = asyncio.create_task(app.engine.wait(job.id, timeout=30))
+    await asyncio.sleep(0.3)  # listening, and waiting on the job
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # Finished behind the notifier's back (no NOTIFY), then the listener's connection cut.
+        conn.execute("UPDATE conveyor_jobs SET status = 'completed', completed_at = now() WHERE id = %s", (job.id,))
+        listeners = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    assert listeners, "no LISTEN connection found"
+    finished = await asyncio.wait_for(waiting, timeout=10)
+    assert finished.status is Status.COMPLETED

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,13 +33,15 @@ from conveyor.model import (
 from conveyor.notifier import Notifier
 from conveyor.retry import RetryPolicy, policy_for
 from conveyor.storable import unstorable
-from conveyor.store.base import Store
+from conveyor.store.base import TOPICS, Store
 
 JobTypeRef = str | type[JobType] | Callable[..., Any]
 
 # The furthest ahead a job may be scheduled, and the longest timeout: far beyond any real use,
 # well inside what both databases' timestamps hold.
 MAX_DELAY = timedelta(days=3660)
+# Distinct (job type, options) plans an engine remembers before starting afresh.
+MAX_PLANS = 1024
 
 
 @dataclass(frozen=True)
@@ -91,15 +93,20 @@ class Engine:
         self.default_timeout = default_timeout
         self.max_timeout = max_timeout
         self._wait_poll_interval = wait_poll_interval
-        self._listening = False
+        self._listening: set[str] = set()
+        self._listen_lock = asyncio.Lock()
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
         # Concurrent single enqueues share statements (see coalescer.py).
         self._coalescer = EnqueueCoalescer(store.insert_jobs)
 
-    async def start(self) -> None:
-        """Feed the store's notifications to the notifier (once per engine)."""
-        if not self._listening:
-            self._listening = True
-            await self.store.listen(self.notifier.publish)
+    async def start(self, topics: Collection[str] = TOPICS) -> None:
+        """Feed the store's notifications of `topics` to the notifier. Only what is listened
+        for is heard from other processes: a process that only enqueues hears nothing."""
+        if not self._listening.issuperset(topics):
+            async with self._listen_lock:  # a second caller returns once the first is listening
+                if missing := set(topics) - self._listening:
+                    await self.store.listen(self.notifier.publish, missing)
+                    self._listening |= missing
 
     # --- enqueue ------------------------------------------------------------------------
 
@@ -131,11 +138,13 @@ class Engine:
     ) -> NewJob:
         """The job `request` describes, validated and with its defaults applied."""
         key = (request.job_type, request.queue, request.priority, request.max_retries, request.timeout)
-        plan = plans.get(key) if plans is not None else None
+        if plans is None:  # single enqueues remember plans across calls, as bulk ones do within one
+            plans = self._plans
+            if len(plans) > MAX_PLANS:
+                plans.clear()
+        plan = plans.get(key)
         if plan is None:
-            plan = self._plan(request)
-            if plans is not None:
-                plans[key] = plan
+            plan = plans[key] = self._plan(request)
         definition = plan.definition
         now = now or utc_now()
         run_at = self._run_at(request, now)
@@ -301,7 +310,7 @@ class Engine:
         Woken by the finish notification; where other processes' finishes are not announced
         (SQLite), it also looks every `wait_poll_interval` seconds.
         """
-        await self.start()
+        await self.start(("finish",))
         future, unsubscribe = self.notifier.future_for("finish", str(job_id))
         try:
             deadline = asyncio.get_running_loop().time() + timeout

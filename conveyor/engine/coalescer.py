@@ -4,8 +4,8 @@ Under concurrent load (an API answering many create requests) each single INSERT
 own round trip, statement, trigger, NOTIFY and commit. Here an enqueue that arrives while
 another batch is being written waits for the next batch instead, so a busy process writes
 a few multi-row statements instead of many one-row ones; an enqueue that arrives when
-nothing is in flight is written at once (no waiting for company, so no added latency when
-idle).
+nothing is in flight is written at once, by its own caller (no waiting for company and no
+hand-off to another task, so no added latency when idle).
 
 Each job is validated before it joins a batch, so a batch can only fail as a whole for a
 reason that is not the job's own (the database is gone); every caller in it then gets that
@@ -32,12 +32,24 @@ class EnqueueCoalescer:
         self._in_flight = 0
 
     async def insert(self, new_job: NewJob) -> tuple[Job, bool]:
+        if self._in_flight < self._max_in_flight and not self._waiting:
+            self._in_flight += 1
+            try:
+                [result] = await self._insert([new_job])
+            finally:
+                self._in_flight -= 1
+                self._hand_over()
+            return result
         future: asyncio.Future[tuple[Job, bool]] = asyncio.get_running_loop().create_future()
         self._waiting.append((new_job, future))
-        if self._in_flight < self._max_in_flight:
+        self._hand_over()
+        return await future
+
+    def _hand_over(self) -> None:
+        """Start a writer for the jobs waiting, if a statement may be in flight now."""
+        if self._waiting and self._in_flight < self._max_in_flight:
             self._in_flight += 1
             asyncio.create_task(self._write())  # noqa: RUF006 - it resolves the futures it holds
-        return await future
 
     async def _write(self) -> None:
         try:

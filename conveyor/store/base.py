@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -20,6 +20,7 @@ from conveyor.model import (
 # A notification: (topic, payload). Topics: "insert" (payload: queue name), "cancel"
 # (payload: job id), "finish" (payload: job id).
 Listener = Callable[[str, str], None]
+TOPICS = ("insert", "cancel", "finish")
 
 
 class Store(Protocol):
@@ -33,8 +34,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def listen(self, listener: Listener) -> None:
-        """Deliver every notification, from this process and (PostgreSQL) every other, to `listener`."""
+    async def listen(self, listener: Listener, topics: Collection[str] = TOPICS) -> None:
+        """Deliver notifications of `topics`, from this process and (PostgreSQL) every other, to
+        `listener` (registered once however often it is given; later calls add topics). Other
+        topics may be delivered too; a process hears other processes only on topics asked for."""
 
     @property
     def notifies_across_processes(self) -> bool:

@@ -2,8 +2,8 @@
 
 Wake-ups must not depend on a poll interval, so the listener holds its own autocommit
 connection (a pooled one would be handed back between statements and miss notifications).
-When the connection drops it reconnects with backoff and then reports a synthetic wake-up,
-since notifications sent while it was away are gone.
+When the connection drops it reconnects with backoff and then reports a synthetic wake-up
+("*") on every channel, since notifications sent while it was away are gone.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import psycopg
 import sqlalchemy as sa
@@ -25,9 +25,10 @@ def libpq_dsn(url: str) -> str:
 
 
 class PostgresListener:
-    def __init__(self, url: str, channel: str, deliver: Callable[[str], None]) -> None:
+    def __init__(self, url: str, channels: Collection[str], deliver: Callable[[str, str], None]) -> None:
+        """`deliver(channel, payload)` is called on the event loop for each notification."""
         self._dsn = libpq_dsn(url)
-        self._channel = channel
+        self._channels = sorted(channels)
         self._deliver = deliver
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -50,13 +51,15 @@ class PostgresListener:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
-                    await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    for channel in self._channels:
+                        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     self._ready.set()
                     if not first:
-                        self._deliver("insert:*")  # anything may have arrived while we were away
+                        for channel in self._channels:  # anything may have happened while we were away
+                            self._deliver(channel, "*")
                     first, delay = False, 0.1
                     async for note in conn.notifies():
-                        self._deliver(note.payload)
+                        self._deliver(note.channel, note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any connection failure: reconnect

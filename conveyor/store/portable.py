@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +24,7 @@ from conveyor.model import (
     Status,
     utc_now,
 )
-from conveyor.store.base import Listener
+from conveyor.store.base import TOPICS, Listener
 from conveyor.store.control import ControlTables
 from conveyor.store.filters import filter_clauses
 from conveyor.store.rows import (
@@ -70,8 +70,9 @@ class SqlStore(ControlTables, JobStatistics):
         if self._read_engine is not self._engine:
             await self._read_engine.dispose()
 
-    async def listen(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+    async def listen(self, listener: Listener, topics: Collection[str] = TOPICS) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
 
     @property
     def notifies_across_processes(self) -> bool:

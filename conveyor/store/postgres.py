@@ -14,7 +14,8 @@ portable SQLAlchemy Core statements of SqlStore.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import functools
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -28,13 +29,16 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from conveyor.model import FINISHED, Job, LogEntry, Outcome, OutcomeKind, ProgressUpdate, Status
-from conveyor.store.base import Listener
+from conveyor.store.base import TOPICS, Listener
 from conveyor.store.listener import PostgresListener, libpq_dsn
 from conveyor.store.portable import SqlStore
 from conveyor.store.rollups import PostgresRollups
 from conveyor.store.rows import CLAIMED_COLUMNS, OUTCOME_STATUS, claimed_job, dumps, job_from_mapping
 
-CHANNEL = "conveyor"
+# One channel per topic, so that a process hears only what it listens for: an API node that
+# never waits for a job does not wake for every insert.
+CHANNELS = {topic: f"conveyor_{topic}" for topic in TOPICS}
+TOPIC_OF_CHANNEL = {channel: topic for topic, channel in CHANNELS.items()}
 
 _COLUMNS = (
     "id", "kind", "queue", "status", "priority", "data", "max_attempts", "timeout_seconds",
@@ -56,17 +60,23 @@ _COLUMN_TYPES = {
     "owner_study_id": "text", "created_by": "text",
 }  # fmt: skip
 
-# One job. The NOTIFY rides in the same statement (a CTE the select list reads); ON CONFLICT
-# leaves a known idempotency key's job alone and returns nothing for it.
-INSERT_ONE = f"""
+
+@functools.cache
+def insert_one(present: tuple[str, ...]) -> str:
+    """One job with these columns set: NULL ones are left out (most of a job's optional
+    columns are NULL; fewer parameters to dump and send), one statement per shape. The
+    NOTIFY rides in the same statement (a CTE the select list reads); ON CONFLICT leaves a
+    known idempotency key's job alone and returns nothing for it."""
+    return f"""
     WITH ins AS (
-        INSERT INTO conveyor_jobs ({", ".join(_COLUMNS)})
-        VALUES ({", ".join(f"%({c})s" for c in _COLUMNS)})
+        INSERT INTO conveyor_jobs ({", ".join(present)})
+        VALUES ({", ".join(f"%({c})s" for c in present)})
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, queue, status
     )
-    SELECT id, CASE WHEN status = 'pending' THEN pg_notify(%(channel)s, 'insert:' || queue) END FROM ins
-"""
+    SELECT id, CASE WHEN status = 'pending' THEN pg_notify('conveyor_insert', queue) END FROM ins
+    """
+
 
 # Many jobs with idempotency keys: columns travel as arrays, one binary parameter each.
 INSERT_MANY = f"""
@@ -76,7 +86,7 @@ INSERT_MANY = f"""
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, queue, status
     ), notified AS (
-        SELECT pg_notify(%(channel)s, 'insert:' || q)
+        SELECT pg_notify('conveyor_insert', q)
         FROM (SELECT DISTINCT queue AS q FROM ins WHERE status = 'pending') AS ready
     )
     SELECT ins.id, (SELECT count(*) FROM notified) FROM ins
@@ -150,9 +160,9 @@ APPLY_OUTCOMES = """
     numbered AS (SELECT id, (row_number() OVER ()) / 100 AS chunk FROM done WHERE status <> 'pending'),
     chunks AS (SELECT string_agg(id::text, ',') AS ids FROM numbered GROUP BY chunk),
     notified AS (
-        SELECT pg_notify(%(channel)s, 'finish:' || ids) FROM chunks
+        SELECT pg_notify('conveyor_finish', ids) FROM chunks
         UNION ALL
-        SELECT pg_notify(%(channel)s, 'insert:' || queue)
+        SELECT pg_notify('conveyor_insert', queue)
         FROM (SELECT DISTINCT queue FROM done WHERE status = 'pending') AS released
     )
     SELECT done.id, (SELECT count(*) FROM notified) FROM done
@@ -199,6 +209,7 @@ class PostgresStore(PostgresRollups, SqlStore):
         engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=0)
         super().__init__(engine, url=url)
         self._listener: PostgresListener | None = None
+        self._topics: set[str] = set()
         # UTC sessions: timestamps come back in UTC, as SQLAlchemy's reads give them.
         self._pool = _autocommit_pool(url, pool_size, "-c TimeZone=UTC")
         # Claims and heartbeats need not wait for their commit to reach the disk: if the
@@ -218,15 +229,20 @@ class PostgresStore(PostgresRollups, SqlStore):
         async with pool.connection() as conn:
             yield conn
 
-    async def listen(self, listener: Listener) -> None:
-        await super().listen(listener)
-        if self._listener is None:
-            self._listener = PostgresListener(self._url, CHANNEL, self._publish_raw)
-            await self._listener.start()
+    async def listen(self, listener: Listener, topics: Collection[str] = TOPICS) -> None:
+        await super().listen(listener, topics)
+        wanted = self._topics | set(topics)
+        if self._listener is not None and wanted == self._topics:
+            return
+        # A new connection for the wider set; the old one listens until the new one does.
+        replaced, self._topics = self._listener, wanted
+        self._listener = PostgresListener(self._url, [CHANNELS[t] for t in wanted], self._publish_raw)
+        await self._listener.start()
+        if replaced is not None:
+            await replaced.stop()
 
-    def _publish_raw(self, payload: str) -> None:
-        topic, _, rest = payload.partition(":")
-        self._publish(topic, rest.split(","))
+    def _publish_raw(self, channel: str, payload: str) -> None:
+        self._publish(TOPIC_OF_CHANNEL[channel], payload.split(","))
 
     @property
     def notifies_across_processes(self) -> bool:
@@ -255,8 +271,8 @@ class PostgresStore(PostgresRollups, SqlStore):
         if not payloads:
             return
         # A NOTIFY payload holds at most 8000 bytes: ids go in chunks of 100 (3,700 bytes).
-        chunks = [f"{topic}:" + ",".join(payloads[i : i + 100]) for i in range(0, len(payloads), 100)]
-        await conn.execute(NOTIFY, {"channel": CHANNEL, "payloads": chunks})
+        chunks = [",".join(payloads[i : i + 100]) for i in range(0, len(payloads), 100)]
+        await conn.execute(NOTIFY, {"channel": CHANNELS[topic], "payloads": chunks})
 
     # --- enqueue ---------------------------------------------------------------------------
 
@@ -265,12 +281,17 @@ class PostgresStore(PostgresRollups, SqlStore):
             return await self._copy_rows(rows)
         if len(rows) == 1:
             [row] = rows
-            params = {**row, **{c: _json(row[c]) for c in _JSON_COLUMNS}, "channel": CHANNEL}
+            params = {c: v for c, v in row.items() if v is not None and c in _COLUMN_TYPES}
+            for c in _JSON_COLUMNS:
+                if c in params:
+                    params[c] = Jsonb(params[c], dumps)
+            statement = insert_one(tuple(params))
         else:
             params = {c: [r[c] for r in rows] for c in _COLUMNS}
-            params.update({c: [_json(r[c]) for r in rows] for c in _JSON_COLUMNS}, channel=CHANNEL)
+            params.update({c: [_json(r[c]) for r in rows] for c in _JSON_COLUMNS})
+            statement = INSERT_MANY
         async with self._raw() as conn:
-            cursor = await conn.execute(INSERT_ONE if len(rows) == 1 else INSERT_MANY, params)
+            cursor = await conn.execute(statement, params)
             return {row[0] for row in await cursor.fetchall()}
 
     async def _copy_rows(self, rows: list[dict[str, Any]]) -> set[UUID]:
@@ -283,9 +304,7 @@ class PostgresStore(PostgresRollups, SqlStore):
                         (*[r[c] for c in _PLAIN_PREFIX], _json(r["data"]), *[r[c] for c in _PLAIN_MIDDLE],
                          _json(r["labels"]), _json(r["file_info"]), *[r[c] for c in _PLAIN_SUFFIX])
                     )  # fmt: skip
-            await conn.execute(
-                "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, [f"insert:{q}" for q in ready])
-            )
+            await conn.execute("SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q", (CHANNELS["insert"], ready))
         return {r["id"] for r in rows}
 
     # --- reads -------------------------------------------------------------------------------
@@ -342,9 +361,7 @@ class PostgresStore(PostgresRollups, SqlStore):
         applied: list[UUID] = []
         for worker_id in sorted({o.worker_id for o in outcomes}):
             batch = [_outcome_record(o) for o in outcomes if o.worker_id == worker_id]
-            cursor = await conn.execute(
-                APPLY_OUTCOMES, {"batch": Jsonb(batch, dumps), "worker_id": worker_id, "channel": CHANNEL}
-            )
+            cursor = await conn.execute(APPLY_OUTCOMES, {"batch": Jsonb(batch, dumps), "worker_id": worker_id})
             applied.extend(row[0] for row in await cursor.fetchall())
         return applied
 

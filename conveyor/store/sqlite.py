@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from conveyor.model import FINISHED, Outcome, OutcomeKind, utc_now
-from conveyor.store.base import Listener
+from conveyor.store.base import TOPICS, Listener
 from conveyor.store.portable import SqlStore
 from conveyor.store.rows import OUTCOME_STATUS, dumps
 from conveyor.store.schema import UTCDateTime, jobs
@@ -121,8 +121,8 @@ class SqliteStore(SqlStore):
         self._path = async_url.database
         self._watcher: SqliteWatcher | None = None
 
-    async def listen(self, listener: Listener) -> None:
-        await super().listen(listener)
+    async def listen(self, listener: Listener, topics: Collection[str] = TOPICS) -> None:
+        await super().listen(listener, topics)
         if self._watcher is None and self._path and self._path != ":memory:":
             self._watcher = SqliteWatcher(self._path, self._on_commit_elsewhere)
             self._watcher.start()

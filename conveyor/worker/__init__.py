@@ -134,7 +134,7 @@ class Worker:
             self.engine.notifier.subscribe("insert", self._on_insert),
             self.engine.notifier.subscribe("cancel", self._on_cancel),
         ]
-        await self.engine.start()
+        await self.engine.start(("insert", "cancel"))
         # Known once the store listens: with notifications from other processes the poll is
         # only a safety net.
         across = self.store.notifies_across_processes
