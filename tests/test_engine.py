@@ -78,6 +78,62 @@ async def test_bulk_enqueue_is_all_or_nothing(app: Conveyor) -> None:
     assert await app.engine.counts() == {"pending": 300}
 
 
+async def test_a_bad_request_late_in_a_big_bulk_enqueue_stores_nothing(app: Conveyor) -> None:
+    # Big bulks are validated and written a batch at a time (bulk_insert): the bad request
+    # comes after whole batches have been sent to the database.
+    requests = [JobRequest("t.echo", {"value": i}) for i in range(2_500)]
+    requests[2_300] = JobRequest("t.report", {"name": ""})
+    with pytest.raises(InvalidJobData):
+        await app.engine.enqueue_many(requests)
+    assert await app.engine.counts() == {}
+
+
+# Text that a row format could mistake for its own separators, escapes or NULL marker.
+AWKWARD = ["tab\there", "new\nline\r\n", "back\\slash\\N", "\\N", "NULL", "quote\"s'", "ünï☃", "𝄞 emoji 🚀", ""]
+
+
+async def test_bulk_enqueue_stores_every_value_as_given(app: Conveyor) -> None:
+    batch_id, retry_of = uuid4(), uuid4()
+    run_at = utc_now() + timedelta(hours=2)
+    requests = [
+        JobRequest(
+            "t.echo",
+            {"value": {"text": text, "list": [text, 1.5, None, True], text or "k": -3}},
+            queue=f"q{text}" if i % 2 else None,
+            priority=i % 10 + 1,
+            timeout=timedelta(seconds=12.5) if i % 3 else None,
+            max_retries=i % 4,
+            labels={"kind": text, text or "empty": "x"} if i % 2 else None,
+            owner=Owner(user_id=f"u{text}", org_id=text, study_id=None, created_by=f"by {text}") if i % 3 else None,
+            batch_id=batch_id if i % 2 else None,
+            schedule_id=f"s{text}" if i % 5 == 0 else None,
+            retry_of=retry_of if i % 7 == 0 else None,
+            file_info={"name": f"{text}.csv", "size": i} if i % 4 == 0 else None,
+            run_at=run_at if i % 6 == 0 else None,
+        )
+        for i, text in enumerate(AWKWARD * 30)  # 270: the bulk path
+    ]
+    returned = await app.engine.enqueue_many(requests)
+    for request, job in zip(requests, returned, strict=True):
+        stored = await app.engine.get(job.id)
+        for got in (job, stored):
+            assert got.data == request.data
+            assert got.queue == (request.queue or "default")
+            assert got.priority == request.priority
+            assert got.timeout == request.timeout
+            assert got.max_attempts == request.max_retries + 1  # type: ignore[operator]
+            assert got.labels == (request.labels or {})
+            assert got.owner == (request.owner or Owner())
+            assert (got.batch_id, got.schedule_id, got.retry_of) == (
+                request.batch_id, request.schedule_id, request.retry_of
+            )  # fmt: skip
+            assert got.file_info == request.file_info
+            assert got.status is (Status.SCHEDULED if request.run_at else Status.PENDING)
+            if request.run_at:
+                assert got.run_at == request.run_at
+        assert stored.created_at == job.created_at and stored.run_at == job.run_at
+
+
 async def test_delayed_job_is_scheduled_then_staged_when_due(app: Conveyor) -> None:
     job = await app.engine.enqueue("t.echo", delay=timedelta(hours=1))
     assert job.status is Status.SCHEDULED

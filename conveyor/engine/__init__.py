@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from uuid_utils.compat import uuid7
-
 from conveyor.engine.coalescer import EnqueueCoalescer
 from conveyor.errors import InvalidJobData, InvalidJobOptions, JobNotCancellable, JobNotFound, JobNotRetryable
 from conveyor.jobtypes import Definition, JobType, Registry
@@ -27,6 +25,7 @@ from conveyor.model import (
     PriorityLike,
     Status,
     Visibility,
+    new_job_id,
     priority_level,
     utc_now,
 )
@@ -40,11 +39,16 @@ JobTypeRef = str | type[JobType] | Callable[..., Any]
 # The furthest ahead a job may be scheduled, and the longest timeout: far beyond any real use,
 # well inside what both databases' timestamps hold.
 MAX_DELAY = timedelta(days=3660)
+# Members read once: an enum attribute lookup is a descriptor call, paid per job in bulk.
+_SCHEDULED, _PENDING = Status.SCHEDULED, Status.PENDING
+_NO_OWNER = Owner()
+# Jobs validated at a time in a bulk enqueue, while the previous batch is being written.
+BULK_BATCH = 1000
 # Distinct (job type, options) plans an engine remembers before starting afresh.
 MAX_PLANS = 1024
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobRequest:
     """One job to enqueue. Unset options take the job type's defaults."""
 
@@ -127,11 +131,18 @@ class Engine:
         return await self._coalescer.insert(new_job)
 
     async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
-        """All or nothing: every request is validated first, then all are stored in one transaction."""
+        """All or nothing: one transaction, and an invalid request stores none of them."""
         now = utc_now()
         plans: dict[tuple[Any, ...], _Plan] = {}  # bulk requests mostly share a type and options
-        new_jobs = [self.prepare(r, now=now, plans=plans) for r in requests]
-        return [job for job, _created in await self.store.insert_jobs(new_jobs)]
+        if any(r.idempotency_key is not None for r in requests):
+            new_jobs = [self.prepare(r, now=now, plans=plans) for r in requests]
+            return [job for job, _created in await self.store.insert_jobs(new_jobs)]
+        # Prepared a batch at a time, so that the store may write one while the next is made.
+        batches = (
+            [self.prepare(r, now=now, plans=plans) for r in requests[i : i + BULK_BATCH]]
+            for i in range(0, len(requests), BULK_BATCH)
+        )
+        return await self.store.insert_batches(batches)
 
     def prepare(
         self, request: JobRequest, *, now: datetime | None = None, plans: dict[tuple[Any, ...], _Plan] | None = None
@@ -154,15 +165,15 @@ class Engine:
         if found := unstorable(request.data) or unstorable(stored):
             field, problem = found
             raise InvalidJobData(definition.kind, [{"field": field, "message": problem, "type": "unstorable"}])
-        labels = {str(k): str(v) for k, v in (request.labels or {}).items()}
+        labels = {str(k): str(v) for k, v in request.labels.items()} if request.labels else {}
         for option, value in [("labels", labels), ("idempotency_key", request.idempotency_key)]:
-            if found := unstorable(value, option):
+            if value and (found := unstorable(value, option)):
                 raise InvalidJobOptions(f"{found[0]} {found[1]}", field=option)
         return NewJob(
-            id=uuid7(),
+            id=new_job_id(),
             kind=definition.kind,
             queue=plan.queue,
-            status=Status.SCHEDULED if run_at > now else Status.PENDING,
+            status=_SCHEDULED if run_at > now else _PENDING,
             priority=plan.priority,
             data=stored,
             max_attempts=plan.max_attempts,
@@ -170,7 +181,7 @@ class Engine:
             timeout=plan.timeout,
             idempotency_key=request.idempotency_key,
             labels=labels,
-            owner=request.owner or Owner(),
+            owner=request.owner or _NO_OWNER,
             batch_id=request.batch_id,
             schedule_id=request.schedule_id,
             retry_of=request.retry_of,

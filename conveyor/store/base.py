@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
@@ -46,6 +46,11 @@ class Store(Protocol):
     async def insert_jobs(self, jobs: Sequence[NewJob]) -> list[tuple[Job, bool]]:
         """Insert in one transaction. A job whose idempotency key exists already is not
         inserted: the existing job comes back instead, with False."""
+
+    async def insert_batches(self, batches: Iterable[Sequence[NewJob]]) -> list[Job]:
+        """Insert jobs without idempotency keys, all in one transaction. `batches` may be lazy:
+        a store may write one batch while the next is made, and if making one raises,
+        nothing is stored."""
 
     async def get_job(self, job_id: UUID) -> Job | None: ...
 

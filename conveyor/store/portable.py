@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +31,7 @@ from conveyor.store.rows import (
     CLAIMED_COLUMNS,
     claimed_job,
     job_from_row,
-    job_of_row,
+    job_of_new,
     log_row,
     row_of,
 )
@@ -122,19 +122,22 @@ class SqlStore(ControlTables, JobStatistics):
         now = utc_now()
         rows = [row_of(n, now) for n in new_jobs]
         inserted = await self._insert_rows(rows)
-        missing = [r["idempotency_key"] for r in rows if r["id"] not in inserted]
+        missing = [n.idempotency_key for n in new_jobs if n.id not in inserted]
         existing: dict[str, Job] = {}
         if missing:
             async with self._read_engine.connect() as conn:
                 found = await conn.execute(sa.select(jobs).where(jobs.c.idempotency_key.in_(missing)))
                 existing = {j.idempotency_key: j for j in map(job_from_row, found)}  # type: ignore[misc]
         out: list[tuple[Job, bool]] = []
-        for row in rows:
-            if row["id"] in inserted:
-                out.append((job_of_row(row), True))
+        for new in new_jobs:
+            if new.id in inserted:
+                out.append((job_of_new(new, now), True))
             else:
-                out.append((existing[row["idempotency_key"]], False))
+                out.append((existing[new.idempotency_key], False))  # type: ignore[index]
         return out
+
+    async def insert_batches(self, batches: Iterable[Sequence[NewJob]]) -> list[Job]:
+        return [job for job, _ in await self.insert_jobs([n for batch in batches for n in batch])]
 
     async def _insert_rows(self, rows: list[dict[str, Any]]) -> set[UUID]:
         """Insert in one transaction, skipping known idempotency keys; the ids inserted."""

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Collection, Sequence
+import itertools
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -28,12 +29,14 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from conveyor.model import FINISHED, Job, LogEntry, Outcome, OutcomeKind, ProgressUpdate, Status
+from conveyor.model import FINISHED, Job, LogEntry, NewJob, Outcome, OutcomeKind, ProgressUpdate, Status, utc_now
+from conveyor.store import copytext
 from conveyor.store.base import TOPICS, Listener
+from conveyor.store.copytext import copy_text
 from conveyor.store.listener import PostgresListener, libpq_dsn
 from conveyor.store.portable import SqlStore
 from conveyor.store.rollups import PostgresRollups
-from conveyor.store.rows import CLAIMED_COLUMNS, OUTCOME_STATUS, claimed_job, dumps, job_from_mapping
+from conveyor.store.rows import CLAIMED_COLUMNS, OUTCOME_STATUS, claimed_job, dumps, job_from_mapping, job_of_new
 
 # One channel per topic, so that a process hears only what it listens for: an API node that
 # never waits for a job does not wake for every insert.
@@ -47,10 +50,6 @@ _COLUMNS = (
     "created_by",
 )  # fmt: skip
 _JSON_COLUMNS = ("data", "labels", "file_info")
-# _COLUMNS cut around its JSON columns, so that COPY rows are built without a test per cell.
-_PLAIN_PREFIX = _COLUMNS[: _COLUMNS.index("data")]
-_PLAIN_MIDDLE = _COLUMNS[_COLUMNS.index("data") + 1 : _COLUMNS.index("labels")]
-_PLAIN_SUFFIX = _COLUMNS[_COLUMNS.index("file_info") + 1 :]
 _COLUMN_TYPES = {
     "id": "uuid", "kind": "text", "queue": "text", "status": "text", "priority": "int2",
     "data": "jsonb", "max_attempts": "int4", "timeout_seconds": "float8", "run_at": "timestamptz",
@@ -92,9 +91,10 @@ INSERT_MANY = f"""
     SELECT ins.id, (SELECT count(*) FROM notified) FROM ins
 """
 
-# Many jobs without keys: binary COPY, several times quicker than INSERT for big batches.
+# Many jobs without keys: COPY, several times quicker than INSERT for big batches.
 COPY_THRESHOLD = 100
-COPY_JOBS = f"COPY conveyor_jobs ({', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_PENDING = Status.PENDING
+COPY_JOBS = f"COPY conveyor_jobs ({', '.join(copytext.COLUMNS)}) FROM STDIN"
 
 CLAIM = """
     WITH next AS (
@@ -276,9 +276,29 @@ class PostgresStore(PostgresRollups, SqlStore):
 
     # --- enqueue ---------------------------------------------------------------------------
 
+    async def insert_batches(self, batches: Iterable[Sequence[NewJob]]) -> list[Job]:
+        # COPY, fed batch by batch: the server stores one batch on its core while this process
+        # makes the next on its own. An exception while making one aborts the COPY and with
+        # it the transaction.
+        remaining = iter(batches)
+        first = next(remaining, [])
+        if len(first) < COPY_THRESHOLD:  # one small batch: a plain INSERT is quicker
+            return [job for job, _ in await self.insert_jobs(first)] if first else []
+        now = utc_now()
+        stored: list[Job] = []
+        ready: set[str] = set()
+        async with self._raw() as conn, conn.transaction():
+            async with conn.cursor().copy(COPY_JOBS) as copy:
+                for batch in itertools.chain([first], remaining):
+                    await copy.write(copy_text(batch, now))
+                    stored.extend(job_of_new(n, now) for n in batch)
+                    ready.update(n.queue for n in batch if n.status is _PENDING)
+            await conn.execute(
+                "SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q", (CHANNELS["insert"], sorted(ready))
+            )
+        return stored
+
     async def _insert_rows(self, rows: list[dict[str, Any]]) -> set[UUID]:
-        if len(rows) >= COPY_THRESHOLD and all(r["idempotency_key"] is None for r in rows):
-            return await self._copy_rows(rows)
         if len(rows) == 1:
             [row] = rows
             params = {c: v for c, v in row.items() if v is not None and c in _COLUMN_TYPES}
@@ -293,19 +313,6 @@ class PostgresStore(PostgresRollups, SqlStore):
         async with self._raw() as conn:
             cursor = await conn.execute(statement, params)
             return {row[0] for row in await cursor.fetchall()}
-
-    async def _copy_rows(self, rows: list[dict[str, Any]]) -> set[UUID]:
-        ready = sorted({r["queue"] for r in rows if r["status"] == Status.PENDING})
-        async with self._raw() as conn, conn.transaction():
-            async with conn.cursor().copy(COPY_JOBS) as copy:
-                copy.set_types([_COLUMN_TYPES[c] for c in _COLUMNS])
-                for r in rows:
-                    await copy.write_row(
-                        (*[r[c] for c in _PLAIN_PREFIX], _json(r["data"]), *[r[c] for c in _PLAIN_MIDDLE],
-                         _json(r["labels"]), _json(r["file_info"]), *[r[c] for c in _PLAIN_SUFFIX])
-                    )  # fmt: skip
-            await conn.execute("SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q", (CHANNELS["insert"], ready))
-        return {r["id"] for r in rows}
 
     # --- reads -------------------------------------------------------------------------------
 

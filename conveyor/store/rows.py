@@ -160,28 +160,29 @@ def row_of(new: NewJob, now: datetime) -> dict[str, Any]:
     }
 
 
-def job_of_row(row: dict[str, Any]) -> Job:
+def job_of_new(new: NewJob, now: datetime) -> Job:
+    """The job `new` became when stored at `now`."""
     return Job(
-        id=row["id"],
-        kind=row["kind"],
-        queue=row["queue"],
-        status=Status(row["status"]),
-        priority=row["priority"],
-        data=row["data"],
-        attempt=0,
-        max_attempts=row["max_attempts"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        run_at=row["run_at"],
-        timeout=timedelta(seconds=row["timeout_seconds"]) if row["timeout_seconds"] else None,
-        batch_id=row["batch_id"],
-        schedule_id=row["schedule_id"],
-        retry_of=row["retry_of"],
-        cache_key=row["cache_key"],
-        idempotency_key=row["idempotency_key"],
-        labels=row["labels"] or {},
-        file_info=row["file_info"],
-        owner=Owner(row["owner_user_id"], row["owner_org_id"], row["owner_study_id"], row["created_by"]),
+        new.id,
+        new.kind,
+        new.queue,
+        new.status,
+        new.priority,
+        new.data,
+        0,
+        new.max_attempts,
+        now,
+        now,
+        new.run_at,
+        timeout=new.timeout,
+        batch_id=new.batch_id,
+        schedule_id=new.schedule_id,
+        retry_of=new.retry_of,
+        cache_key=new.cache_key,
+        idempotency_key=new.idempotency_key,
+        labels=new.labels,
+        file_info=new.file_info,
+        owner=new.owner,
     )
 
 

@@ -1,0 +1,75 @@
+"""New jobs as the text rows of PostgreSQL's COPY, built with as little work per job as possible.
+
+Bulk enqueue is bounded by the Python spent per job, not by the database (which takes the
+rows on its own core while they stream). Building each row as one formatted line, with the
+parts that a job type and its options fix (kind, queue, priority, attempts, timeout)
+formatted once per batch, costs a fraction of dumping the same cells one by one.
+
+COPY's text format: columns separated by tabs, rows by newlines, NULL written as \\N, and a
+backslash, tab, newline or carriage return inside a value escaped with a backslash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from conveyor.model import NewJob, Owner, Status
+from conveyor.store.rows import dumps
+
+# The jobs table's columns as the lines below fill them (the rest take their defaults).
+COLUMNS = (
+    "id", "kind", "queue", "priority", "max_attempts", "timeout_seconds", "status", "data", "run_at",
+    "created_at", "updated_at", "batch_id", "schedule_id", "retry_of", "cache_key", "labels", "file_info",
+    "owner_user_id", "owner_org_id", "owner_study_id", "created_by",
+)  # fmt: skip
+
+NULL = "\\N"
+STATUS_TEXT = {status: status.value for status in Status}  # .value is a descriptor call
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def text(value: str | None) -> str:
+    if value is None:
+        return NULL
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_ESCAPES)
+    return value
+
+
+def json_text(value: Any) -> str:
+    # JSON escapes every control character itself; only its backslashes need doubling.
+    return "{}" if value == {} else text(dumps(value))
+
+
+def _optional(value: Any) -> str:
+    return NULL if value is None else text(str(value))
+
+
+def copy_text(new_jobs: Sequence[NewJob], now: datetime) -> str:
+    """The COPY text of `new_jobs`, created (and updated) at `now`, in COLUMNS order."""
+    now_text = now.isoformat()
+    fixed: dict[tuple[Any, ...], str] = {}
+    owners: dict[Owner, str] = {}
+    last_run_at, run_at_text = now, now_text
+    lines = []
+    for n in new_jobs:
+        key = (n.kind, n.queue, n.priority, n.max_attempts, n.timeout)
+        head = fixed.get(key)
+        if head is None:
+            timeout = NULL if n.timeout is None else repr(n.timeout.total_seconds())
+            head = fixed[key] = f"{text(n.kind)}\t{text(n.queue)}\t{n.priority}\t{n.max_attempts}\t{timeout}"
+        owner = owners.get(n.owner)
+        if owner is None:
+            o = n.owner
+            owner = owners[o] = f"{text(o.user_id)}\t{text(o.org_id)}\t{text(o.study_id)}\t{text(o.created_by)}"
+        if n.run_at is not last_run_at:
+            last_run_at, run_at_text = n.run_at, n.run_at.isoformat()
+        lines.append(
+            f"{n.id.hex}\t{head}\t{STATUS_TEXT[n.status]}\t{json_text(n.data)}\t{run_at_text}\t{now_text}\t{now_text}\t"
+            f"{_optional(n.batch_id)}\t{text(n.schedule_id)}\t{_optional(n.retry_of)}\t{text(n.cache_key)}\t"
+            f"{json_text(n.labels) if n.labels else NULL}\t{NULL if n.file_info is None else json_text(n.file_info)}\t"
+            f"{owner}\n"
+        )
+    return "".join(lines)
