@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from conveyor.model import FINISHED, Outcome, OutcomeKind, utc_now
+from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, Owner, Status, utc_now
 from conveyor.store.base import TOPICS, Listener
 from conveyor.store.portable import SqlStore
 from conveyor.store.rows import OUTCOME_STATUS, dumps
@@ -64,6 +65,69 @@ APPLY_OUTCOMES = (
     .bindparams(sa.bindparam("now", type_=UTCDateTime()))
     .columns(id=sa.Uuid())
 )
+
+
+# The claim, in SQL as SQLite takes it: rows come back as stored (text, integers) and are
+# turned into jobs here, which costs a fraction of SQLAlchemy's per-column result processing.
+# started_at, updated_at and lease_expires_at are the values this claim writes.
+CLAIM = """
+    UPDATE conveyor_jobs SET status = 'running', attempt = attempt + 1, worker_id = ?,
+        started_at = ?, updated_at = ?, lease_expires_at = ?
+    WHERE id IN (
+        SELECT id FROM conveyor_jobs
+        WHERE status = 'pending' AND queue IN ({queues})
+          AND queue NOT IN (SELECT name FROM conveyor_queues WHERE paused)
+        ORDER BY priority DESC, id LIMIT ?
+    )
+    RETURNING id, kind, queue, priority, data, attempt, max_attempts, timeout_seconds, run_at, created_at,
+        cancel_requested, batch_id, schedule_id, retry_of, cache_key, idempotency_key, labels, file_info,
+        owner_user_id, owner_org_id, owner_study_id, created_by
+"""
+
+
+def _time(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _uuid(text: str | None) -> UUID | None:
+    return None if text is None else UUID(text)
+
+
+def _json(text: str | None) -> Any:
+    if text is None or text == "null":  # SQLAlchemy's JSON type stores None as JSON null
+        return None
+    return {} if text == "{}" else json.loads(text)
+
+
+def _claimed(row: Any, now: datetime, lease_expires_at: datetime, worker_id: str) -> Job:
+    (id_, kind, queue, priority, data, attempt, max_attempts, timeout_seconds, run_at, created_at, cancel_requested,
+     batch_id, schedule_id, retry_of, cache_key, idempotency_key, labels, file_info, *owner) = row  # fmt: skip
+    return Job(
+        UUID(id_),
+        kind,
+        queue,
+        Status.RUNNING,
+        priority,
+        _json(data),
+        attempt,
+        max_attempts,
+        _time(created_at),
+        now,
+        _time(run_at),
+        timeout=timedelta(seconds=timeout_seconds) if timeout_seconds is not None else None,
+        started_at=now,
+        worker_id=worker_id,
+        lease_expires_at=lease_expires_at,
+        cancel_requested=bool(cancel_requested),
+        batch_id=_uuid(batch_id),
+        schedule_id=schedule_id,
+        retry_of=_uuid(retry_of),
+        cache_key=cache_key,
+        idempotency_key=idempotency_key,
+        labels=_json(labels) or {},
+        file_info=_json(file_info),
+        owner=Owner(*owner),
+    )
 
 
 def _stored_time(value: datetime | None) -> str | None:
@@ -148,6 +212,19 @@ class SqliteStore(SqlStore):
         # milliseconds. Other processes still wait there (busy_timeout).
         async with self._write_lock, self._engine.begin() as conn:
             yield conn
+
+    async def claim_jobs(self, queues: Sequence[str], limit: int, worker_id: str, lease: timedelta) -> list[Job]:
+        if limit <= 0:
+            return []
+        now = utc_now()
+        expires = now + lease
+        statement = CLAIM.format(queues=", ".join("?" * len(queues)))
+        params = (worker_id, _stored_time(now), _stored_time(now), _stored_time(expires), *queues, limit)
+        async with self._write() as conn:
+            rows = (await conn.exec_driver_sql(statement, params)).all()
+        claimed = [_claimed(row, now, expires, worker_id) for row in rows]
+        claimed.sort(key=lambda j: (-j.priority, j.id))  # RETURNING keeps no order
+        return claimed
 
     async def _apply_outcomes(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> list[UUID]:
         applied: list[UUID] = []
