@@ -19,6 +19,7 @@ from conveyor.access import Permission, Principal
 from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
+from conveyor.api.lean import LeanRoute
 from conveyor.api.params import LABEL_KEY, aware, labels_filter, priorities, statuses
 from conveyor.api.render import canonical_job, render_summary, seed003_keys
 from conveyor.api.services import Services, services
@@ -29,7 +30,7 @@ from conveyor.model import FINISHED, JobFilter, LogLevel, Status, priority_level
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs (canonical, seed 002)"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs (canonical, seed 002)"], route_class=LeanRoute)
 
 Reader = Annotated[Principal, Depends(require(Permission.JOBS_READ))]
 Creator = Annotated[Principal, Depends(require(Permission.JOBS_CREATE))]

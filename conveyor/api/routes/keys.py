@@ -17,12 +17,13 @@ from conveyor.access import Permission, Principal, Role
 from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
+from conveyor.api.lean import LeanRoute
 from conveyor.api.services import Services, services
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.storable import text_problem
 from conveyor.store.control import ApiKeyRecord
 
-router = APIRouter(prefix="/api/v1/api-keys", tags=["API keys"])
+router = APIRouter(prefix="/api/v1/api-keys", tags=["API keys"], route_class=LeanRoute)
 Admin = Annotated[Principal, Depends(require(Permission.KEYS_MANAGE))]
 Svc = Annotated[Services, Depends(services)]
 

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from conveyor.access import Permission, Principal
 from conveyor.api import examples as ex
 from conveyor.api.auth import require
+from conveyor.api.lean import LeanRoute
 from conveyor.api.params import aware, priorities, statuses
 from conveyor.api.render import monitoring_job
 from conveyor.api.routes.canonical import parse_job_id
@@ -23,7 +24,7 @@ from conveyor.api.timefmt import iso, iso_now
 from conveyor.insights import QueueInfo
 from conveyor.model import JobFilter, Status, utc_now
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["monitoring (seed 000)"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["monitoring (seed 000)"], route_class=LeanRoute)
 
 Reader = Annotated[Principal, Depends(require(Permission.JOBS_READ))]
 Manager = Annotated[Principal, Depends(require(Permission.JOBS_MANAGE))]

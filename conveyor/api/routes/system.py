@@ -13,11 +13,12 @@ from conveyor.access import Permission, Principal
 from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
+from conveyor.api.lean import LeanRoute
 from conveyor.api.services import Services, services
 from conveyor.api.timefmt import iso_now
 from conveyor.model import JobFilter, Status
 
-router = APIRouter(tags=["health and metrics"])
+router = APIRouter(tags=["health and metrics"], route_class=LeanRoute)
 Svc = Annotated[Services, Depends(services)]
 
 HEALTH_TIMEOUT_SECONDS = 5.0
