@@ -8,6 +8,8 @@ this process (`conveyor serve`), through the worker's on_finished hook.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from conveyor.insights import Insights
@@ -46,12 +48,25 @@ class ApiMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
-        if status >= 400:
-            self.errors.labels(method, route, str(status)).inc()
+        # labels() validates and locks on every call; the children of a (method, route, status)
+        # are looked up once. Routes are templates, so the keys are few.
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            error = self.errors.labels(method, route, str(status)) if status >= 400 else None
+            children = self._request_children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+                error,
+            )
+        requests, latency, errors = children
+        requests.inc()
+        latency.observe(seconds)
+        if errors is not None:
+            errors.inc()
 
     def observe_job(self, job: Job, status: Status, seconds: float) -> None:
         self.job_duration.labels(job.kind, status.value).observe(seconds)

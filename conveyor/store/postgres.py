@@ -77,11 +77,14 @@ def insert_one(present: tuple[str, ...]) -> str:
     """
 
 
-# Many jobs with idempotency keys: columns travel as arrays, one binary parameter each.
-INSERT_MANY = f"""
+@functools.cache
+def insert_many(present: tuple[str, ...]) -> str:
+    """Several jobs, with these columns set in at least one of them (as insert_one): each
+    column travels as one binary array parameter."""
+    return f"""
     WITH ins AS (
-        INSERT INTO conveyor_jobs ({", ".join(_COLUMNS)})
-        SELECT * FROM unnest({", ".join(f"%({c})b::{_COLUMN_TYPES[c]}[]" for c in _COLUMNS)})
+        INSERT INTO conveyor_jobs ({", ".join(present)})
+        SELECT * FROM unnest({", ".join(f"%({c})b::{_COLUMN_TYPES[c]}[]" for c in present)})
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, queue, status
     ), notified AS (
@@ -89,7 +92,8 @@ INSERT_MANY = f"""
         FROM (SELECT DISTINCT queue AS q FROM ins WHERE status = 'pending') AS ready
     )
     SELECT ins.id, (SELECT count(*) FROM notified) FROM ins
-"""
+    """
+
 
 # Many jobs without keys: COPY, several times quicker than INSERT for big batches.
 COPY_THRESHOLD = 100
@@ -307,9 +311,12 @@ class PostgresStore(PostgresRollups, SqlStore):
                     params[c] = Jsonb(params[c], dumps)
             statement = insert_one(tuple(params))
         else:
-            params = {c: [r[c] for r in rows] for c in _COLUMNS}
-            params.update({c: [_json(r[c]) for r in rows] for c in _JSON_COLUMNS})
-            statement = INSERT_MANY
+            present = tuple(c for c in _COLUMNS if any(r[c] is not None for r in rows))
+            params = {c: [r[c] for r in rows] for c in present}
+            for c in _JSON_COLUMNS:
+                if c in params:
+                    params[c] = [_json(v) for v in params[c]]
+            statement = insert_many(present)
         async with self._raw() as conn:
             cursor = await conn.execute(statement, params)
             return {row[0] for row in await cursor.fetchall()}
