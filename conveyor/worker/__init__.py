@@ -212,8 +212,11 @@ class Worker:
         return self.concurrency - len(self._running) - unwritten_beyond_slack
 
     async def _wait_for_work(self) -> None:
+        # asyncio.timeout, not wait_for: no task wrapped around the wait, so a wake-up reaches
+        # the next claim a few loop iterations sooner (pickup latency).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.poll_interval.total_seconds())
+            async with asyncio.timeout(self.poll_interval.total_seconds()):
+                await self._wake.wait()
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
