@@ -6,7 +6,7 @@
    (default postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor; its role needs CREATEDB),
    and drops it at the end, also when something failed.
 2. Seeds `--jobs` noop jobs in this process through the library (`enqueue_many`, 10,000 a call,
-   binary COPY), then one UPDATE spreads their creation over the last 24 hours (in id order)
+   COPY), then one UPDATE spreads their creation over the last 24 hours (in id order)
    and marks a random 90 % completed (started 0-2 s after creation, ran 10-510 ms), and
    VACUUM ANALYZE tidies up after it, as autovacuum would.
 3. Creates an admin API key with `conveyor apikey create`, then starts
