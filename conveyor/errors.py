@@ -74,6 +74,23 @@ class DuplicateJobType(ConveyorError):
     code = "DUPLICATE_JOB_TYPE"
 
 
+class InvalidSchedule(ConveyorError):
+    """A schedule's own settings are wrong (cron, time zone, interval, policy, name);
+    `details["field"]` names the one at fault. Its job's type and data fail as jobs do."""
+
+    code = "INVALID_SCHEDULE"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message, field=field)
+
+
+class ScheduleNotFound(ConveyorError):
+    code = "SCHEDULE_NOT_FOUND"
+
+    def __init__(self, schedule_id: str) -> None:
+        super().__init__(f"schedule {schedule_id} not found", schedule_id=schedule_id)
+
+
 # --- raised inside execute() -------------------------------------------------------------
 
 
