@@ -32,7 +32,7 @@ DEFAULT_PG = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 # Emptied between tests (every table a test may fill).
 TABLES = (
     "conveyor_jobs", "conveyor_job_logs", "conveyor_api_keys", "conveyor_queues", "conveyor_workers",
-    "conveyor_job_counts", "conveyor_job_minutes",
+    "conveyor_job_counts", "conveyor_job_minutes", "conveyor_schedules", "conveyor_leaders",
 )  # fmt: skip
 
 

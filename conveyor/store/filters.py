@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from conveyor.model import JobFilter
+from conveyor.model import JobFilter, Visibility
 from conveyor.store.schema import job_counts, job_minutes, jobs
 
 Column = Any  # a SQLAlchemy column
@@ -94,13 +94,19 @@ def clauses_for(where: JobFilter, cols: FilterColumns) -> list[sa.ColumnElement[
         clauses.append(cols.batch_id == where.batch_id)
     for key, value in where.labels.items():
         clauses.append(cols.labels[key].as_string() == value)
-    scope = where.visible_to
-    if scope is not None:  # the rule itself is access.Principal.visibility's; this is its SQL
-        clauses.append(cols.org_id.is_(None) if scope.org_id is None else cols.org_id == scope.org_id)
-        if scope.study_id is not None:
-            clauses.append(cols.study_id == scope.study_id)
-        if scope.user_id is not None:
-            clauses.append(cols.user_id == scope.user_id)
+    if where.visible_to is not None:
+        clauses.extend(scope_clauses(where.visible_to, cols.org_id, cols.study_id, cols.user_id))
+    return clauses
+
+
+def scope_clauses(scope: Visibility, org_id: Column, study_id: Column, user_id: Column) -> list[sa.ColumnElement[bool]]:
+    """What `scope` may see, over a table's owner columns (jobs, schedules). The rule itself
+    is access.Principal.visibility's; this is its SQL."""
+    clauses = [org_id.is_(None) if scope.org_id is None else org_id == scope.org_id]
+    if scope.study_id is not None:
+        clauses.append(study_id == scope.study_id)
+    if scope.user_id is not None:
+        clauses.append(user_id == scope.user_id)
     return clauses
 
 

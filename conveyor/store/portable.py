@@ -35,6 +35,7 @@ from conveyor.store.rows import (
     log_row,
     row_of,
 )
+from conveyor.store.schedules import ScheduleTables
 from conveyor.store.schema import job_logs, jobs, queue_states
 from conveyor.store.statistics import JobStatistics
 
@@ -43,7 +44,7 @@ def paused_queues() -> sa.Select[Any]:
     return sa.select(queue_states.c.name).where(queue_states.c.paused)
 
 
-class SqlStore(ControlTables, JobStatistics):
+class SqlStore(ControlTables, ScheduleTables, JobStatistics):
     """The Store protocol over an async SQLAlchemy engine.
 
     `_engine` runs writes; `_read_engine` runs reads (the same engine on PostgreSQL; on

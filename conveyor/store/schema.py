@@ -201,3 +201,42 @@ job_minutes = sa.Table(
     sa.Column("running_peak", sa.Integer(), nullable=False, server_default="0"),  # most seen running
     sa.Index("ix_conveyor_job_minutes_minute", "minute"),
 )
+
+# --- schedules: cron and interval schedules, and the leases that elect one scheduler -----------
+
+schedules = sa.Table(
+    "conveyor_schedules",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),  # a UUIDv7, as text: jobs name it in schedule_id
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("priority", sa.SmallInteger()),  # NULL: the job type's
+    sa.Column("queue", sa.String(100)),  # NULL: the job type's
+    sa.Column("cron", sa.String(200)),  # a cron expression, or NULL for an interval
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("interval_seconds", sa.Float()),
+    sa.Column("enabled", sa.Boolean(), nullable=False),
+    sa.Column("missed_policy", sa.String(16), nullable=False),
+    sa.Column("owner_user_id", sa.String(200)),
+    sa.Column("owner_org_id", sa.String(200)),
+    sa.Column("owner_study_id", sa.String(200)),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("last_run_at", UTCDateTime()),  # the latest tick that fired
+    sa.Column("next_run_at", UTCDateTime()),  # the first tick not yet fired; NULL while paused
+    # The scheduler reads the due ones, soonest first.
+    sa.Index("ix_conveyor_schedules_next_run", "next_run_at"),
+    sa.Index("ix_conveyor_schedules_org_created", "owner_org_id", "created_at"),
+)
+
+# One row per leader-only service: who holds it, until when (on the database's clock).
+leaders = sa.Table(
+    "conveyor_leaders",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("elected_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)
