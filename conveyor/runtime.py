@@ -9,7 +9,9 @@ from typing import Any
 
 from conveyor.builtin import jobtypes as builtin_jobtypes
 from conveyor.engine import Engine
+from conveyor.engine.schedules import Schedules
 from conveyor.jobtypes import Registry
+from conveyor.services.scheduler import Scheduler
 from conveyor.settings import Settings
 from conveyor.store import SqlStore, open_store
 from conveyor.worker import Worker
@@ -40,6 +42,11 @@ class Conveyor:
         self.settings = settings
         self.store = store
         self.engine = engine
+        self.schedules = Schedules(
+            engine,
+            grace=timedelta(seconds=settings.scheduler_grace_seconds),
+            run_all_cap=settings.scheduler_run_all_cap,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, registries: Iterable[Registry] = ()) -> Conveyor:
@@ -85,6 +92,16 @@ class Conveyor:
             "max_log_entries": s.max_log_entries,
             "max_item_errors": s.max_item_errors,
             "process_pool_size": s.process_pool_size,
+            "scheduler": self.scheduler() if s.scheduler_enabled else None,
         }
         options.update(overrides)
         return Worker(self.engine, **options)
+
+    def scheduler(self, **overrides: Any) -> Scheduler:
+        """The scheduler a worker (or an API-only process) runs beside its maintenance."""
+        options: dict[str, Any] = {
+            "interval": timedelta(seconds=self.settings.scheduler_interval_seconds),
+            "lease": timedelta(seconds=self.settings.scheduler_lease_seconds),
+        }
+        options.update(overrides)
+        return Scheduler(self.schedules, **options)

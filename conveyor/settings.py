@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,6 +58,21 @@ class Settings(BaseSettings):
     max_log_entries: int = Field(1000, ge=1, validation_alias=_alias("max_log_entries", "MAX_LOG_ENTRIES"))
     max_item_errors: int = Field(100, ge=0)
 
+    # --- the scheduler (in every worker and serve process; one of them leads) ---
+    scheduler_enabled: bool = Field(True, description="run the scheduler in worker and serve processes")
+    scheduler_interval_seconds: float = Field(
+        1, gt=0, le=60, description="how often the scheduler renews its lease and fires due schedules"
+    )
+    scheduler_lease_seconds: float = Field(
+        20, gt=0, description="a leader that stops renewing is replaced this long after its last renewal"
+    )
+    scheduler_grace_seconds: float = Field(
+        60, ge=0, description="missed policy skip: how late the latest due tick may be and still fire"
+    )
+    scheduler_run_all_cap: int = Field(
+        100, ge=1, le=10_000, description="missed policy run_all: most missed ticks fired at once"
+    )
+
     # --- the HTTP service (conveyor serve) ---
     api_host: str = Field("127.0.0.1", validation_alias=_alias("api_host", "API_HOST"))
     api_port: int = Field(8000, ge=0, le=65535, validation_alias=_alias("api_port", "API_PORT"))
@@ -77,6 +92,12 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = Field(
         10, ge=0, description="how long a process trusts an API key lookup (a revocation elsewhere takes this long)"
     )
+
+    @model_validator(mode="after")
+    def _lease_outlasts_interval(self) -> Settings:
+        if self.scheduler_lease_seconds <= self.scheduler_interval_seconds:
+            raise ValueError("scheduler_lease_seconds must be longer than scheduler_interval_seconds")
+        return self
 
     @field_validator("queues")
     @classmethod

@@ -279,6 +279,13 @@ async def _fold_rollups(conveyor: Conveyor) -> None:
             log.exception("folding the roll-ups failed")
 
 
+def _api_only_services(conveyor: Conveyor) -> list[asyncio.Task[None]]:
+    tasks = [asyncio.create_task(_fold_rollups(conveyor), name="conveyor-rollups")]
+    if conveyor.settings.scheduler_enabled:
+        tasks.append(asyncio.create_task(conveyor.scheduler().run(), name="conveyor-scheduler"))
+    return tasks
+
+
 def create_app(
     conveyor: Conveyor,
     *,
@@ -307,18 +314,18 @@ def create_app(
                 on_admin_key(key)
         worker_task = None
         worker = None
-        # API-only nodes fold the roll-ups themselves; a worker's maintenance does it otherwise.
-        folding = None if run_worker else asyncio.create_task(_fold_rollups(conveyor), name="conveyor-rollups")
+        # API-only nodes fold the roll-ups and run the scheduler themselves; a worker's
+        # maintenance does both otherwise.
+        background = [] if run_worker else _api_only_services(conveyor)
         if run_worker:
             worker = conveyor.worker(on_finished=metrics.observe_job)
             worker_task = asyncio.create_task(worker.run(), name="conveyor-worker")
         try:
             yield
         finally:
-            if folding is not None:
-                folding.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await folding
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task

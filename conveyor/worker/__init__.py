@@ -6,7 +6,8 @@ Inside, a few loops share one event loop:
 - each job runs under its runner (loop, thread, process), watched for cancel and timeout;
 - the completer writes outcomes, progress and logs in batches;
 - the heartbeat extends the leases of running jobs and learns of cancels and lost leases;
-- maintenance stages due scheduled jobs and rescues jobs whose worker died.
+- maintenance stages due scheduled jobs and rescues jobs whose worker died; beside it the
+  scheduler (when given) fires due schedules if this process leads.
 SIGTERM drains: no new claims; running jobs get `shutdown_grace` to finish, then are
 released back to pending (their attempt not counted). Nothing is lost.
 """
@@ -25,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from conveyor.context import DEFAULT_MAX_ITEM_ERRORS, DEFAULT_MAX_LOG_ENTRIES, Context
@@ -45,6 +46,12 @@ log = logging.getLogger("conveyor.worker")
 FORGET_WORKERS_AFTER = timedelta(hours=1)
 # How often maintenance forgets gone workers and folds the statistics roll-ups.
 HOUSEKEEPING_INTERVAL = timedelta(seconds=5)
+
+
+class Service(Protocol):
+    """A loop run beside maintenance until cancelled (the scheduler)."""
+
+    async def run(self) -> None: ...
 
 
 class Released(BaseException):
@@ -87,6 +94,7 @@ class Worker:
         process_pool_size: int | None = None,
         on_finished: Callable[[Job, Status, float], None] | None = None,
         presence_interval: timedelta = timedelta(seconds=5),
+        scheduler: Service | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -112,6 +120,7 @@ class Worker:
         # Told of every attempt that ends the job (status and seconds run), e.g. for metrics.
         self.on_finished = on_finished
         self.presence_interval = presence_interval
+        self.scheduler = scheduler
         self._started_at = utc_now()
 
         self._running: dict[UUID, Running] = {}
@@ -148,6 +157,8 @@ class Worker:
         ]
         if self.run_maintenance:
             helpers.append(asyncio.create_task(self._maintenance_loop(), name="maintenance"))
+            if self.scheduler is not None:
+                helpers.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         try:
             await self._produce()
             await self._drain()

@@ -1,0 +1,1 @@
+"""Services that run beside workers: leader-only chores such as the scheduler."""

@@ -1,0 +1,73 @@
+"""Scheduler: fires due schedules, from the one process that holds the scheduler's lease.
+
+Every `conveyor worker` and `conveyor serve` process runs one. Each pass (every `interval`)
+takes or renews the lease `scheduler` in the database (`Store.elect_leader`, on the
+database's clock); the process holding it fires what is due, the others do nothing. A leader
+that dies stops renewing, and another process takes over once the lease runs out; on a clean
+shutdown it gives the lease up at once. Exactly-once firing does not rest on the lease (two
+processes may both believe they lead for a moment): see conveyor.store.schedules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+from conveyor.engine.schedules import Schedules
+from conveyor.model import Job
+
+log = logging.getLogger("conveyor.scheduler")
+
+LEASE_NAME = "scheduler"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        schedules: Schedules,
+        *,
+        node_id: str | None = None,
+        interval: timedelta = timedelta(seconds=1),
+        lease: timedelta = timedelta(seconds=20),
+    ) -> None:
+        if lease <= interval:
+            raise ValueError("the scheduler's lease must outlast the interval it is renewed at")
+        self.schedules = schedules
+        self.store = schedules.store
+        self.node_id = node_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.interval = interval
+        self.lease = lease
+        self.is_leader = False
+
+    async def run_once(self, now: datetime | None = None) -> list[Job]:
+        """One pass: lead (take or renew the lease), then fire what is due; the jobs made.
+        `now` fixes the clock for both (tests step through time with it); by default the
+        database's clock decides."""
+        leading = await self.store.elect_leader(LEASE_NAME, self.node_id, self.lease, now=now)
+        if leading != self.is_leader:
+            log.info("scheduler %s: %s", self.node_id, "leading" if leading else "no longer leading")
+        self.is_leader = leading
+        if not leading:
+            return []
+        return await self.schedules.fire_due(now or await self.store.database_now())
+
+    async def run(self) -> None:
+        """Pass after pass until cancelled; then give up the lease if held."""
+        try:
+            while True:
+                try:
+                    await self.run_once()
+                except Exception:
+                    log.exception("scheduler pass failed")
+                await asyncio.sleep(self.interval.total_seconds() * random.uniform(0.9, 1.1))
+        finally:
+            if self.is_leader:
+                with contextlib.suppress(Exception):
+                    await self.store.resign_leader(LEASE_NAME, self.node_id)
+                self.is_leader = False
