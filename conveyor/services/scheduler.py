@@ -58,16 +58,28 @@ class Scheduler:
         return await self.schedules.fire_due(now or await self.store.database_now())
 
     async def run(self) -> None:
-        """Pass after pass until cancelled; then give up the lease if held."""
+        """Pass after pass until cancelled; then give up the lease if held.
+
+        A cancel lets the pass under way finish first: a statement cut off half-way would
+        leave its connection behind (SQLite's driver thread would still be running it)."""
+        current: asyncio.Future[None] | None = None
         try:
             while True:
-                try:
-                    await self.run_once()
-                except Exception:
-                    log.exception("scheduler pass failed")
+                # First a pause, as every maintenance loop: a process that starts and stops at
+                # once (a command, a test) need not take the lease.
                 await asyncio.sleep(self.interval.total_seconds() * random.uniform(0.9, 1.1))
+                current = asyncio.ensure_future(self._pass())
+                await asyncio.shield(current)
         finally:
+            if current is not None:
+                await current
             if self.is_leader:
                 with contextlib.suppress(Exception):
                     await self.store.resign_leader(LEASE_NAME, self.node_id)
                 self.is_leader = False
+
+    async def _pass(self) -> None:
+        try:
+            await self.run_once()
+        except Exception:
+            log.exception("scheduler pass failed")
