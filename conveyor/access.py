@@ -37,13 +37,14 @@ class Permission(enum.StrEnum):
     JOBS_MANAGE = "jobs:manage"  # cancel, delete, retry visible jobs
     QUEUES_READ = "queues:read"
     QUEUES_MANAGE = "queues:manage"  # pause, resume
+    SCHEDULES_MANAGE = "schedules:manage"  # create, change, pause, resume, delete schedules
     METRICS_READ = "metrics:read"  # /metrics: counts across the whole installation
     KEYS_MANAGE = "keys:manage"  # API keys of the caller's organisation
 
 
 _VIEWER = {Permission.JOBS_READ, Permission.QUEUES_READ}
 _USER = _VIEWER | {Permission.JOBS_CREATE, Permission.JOBS_MANAGE}
-_OPERATOR = _USER | {Permission.QUEUES_MANAGE, Permission.METRICS_READ}
+_OPERATOR = _USER | {Permission.QUEUES_MANAGE, Permission.SCHEDULES_MANAGE, Permission.METRICS_READ}
 _ADMIN = _OPERATOR | {Permission.KEYS_MANAGE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

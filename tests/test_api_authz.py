@@ -20,7 +20,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,15 @@ from conftest import (
     own_database_url,
 )
 
-from conveyor.access import ROLE_PERMISSIONS, Role
+from conveyor.access import ROLE_PERMISSIONS, Principal, Role
 from conveyor.api.app import RouteInfo, route_table
+from conveyor.engine.schedules import ScheduleSpec
+from conveyor.model import Owner
 
 ROUTES = route_table()
 ROLES = tuple(Role)
 JOB_ROUTES = [r for r in ROUTES if "{job_id}" in r.path]
+SCHEDULE_ROUTES = [r for r in ROUTES if "{schedule_id}" in r.path]
 OPEN = [r for r in ROUTES if r.permission is None]
 
 MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
@@ -58,7 +61,7 @@ def holds(role: Role, route: RouteInfo) -> bool:
 
 # --- response shapes, by family (decided by the path, as the API documents) -------------------
 
-_MONITORING = ("/api/v1/jobs/jobs", "/api/v1/jobs/queues", "/api/v1/jobs/statistics")
+_MONITORING = ("/api/v1/jobs/jobs", "/api/v1/jobs/queues", "/api/v1/jobs/schedules", "/api/v1/jobs/statistics")
 _CALIBRATION = ("/api/v1/jobs/health", "/api/v1/jobs/metrics")
 
 
@@ -175,6 +178,10 @@ def body_for(route: RouteInfo) -> dict[str, Any] | None:
         return {"type": "t.echo", "data": {"value": 1}}
     if (route.method, route.path) == ("POST", "/api/v1/api-keys"):
         return {"name": "matrix key", "role": "viewer"}
+    if (route.method, route.path) == ("POST", "/api/v1/jobs/schedules"):
+        return {"name": "matrix", "job_type": "t.echo", "data": {"value": 1}, "cron": "0 0 1 1 *"}
+    if route.method == "PATCH" and route.path.endswith("{schedule_id}"):
+        return {"name": "renamed by the matrix"}
     if route.path.endswith("/wait"):
         return {"timeout": 0}  # never block the matrix
     return None
@@ -203,10 +210,28 @@ async def job_status(client: httpx.AsyncClient, admin: dict[str, str], job_id: s
     return data["status"], data["cancelRequested"]
 
 
+async def principal_of(shared: Shared, headers: dict[str, str]) -> Principal:
+    auth = shared.harness.fastapi.state.services.auth
+    bearer = headers.get("Authorization", "").removeprefix("Bearer ") or None
+    return await auth.principal(bearer, headers.get("X-API-Key"))
+
+
+async def create_schedule(shared: Shared, owner: Owner) -> str:
+    """A schedule of `owner`'s (made in the core: users may read schedules but not create them),
+    that will not fire while the tests run."""
+    spec = ScheduleSpec("matrix", "t.echo", {"value": 1}, cron="0 0 1 1 *")
+    return (await shared.harness.conveyor.schedules.create(spec, owner=owner)).id
+
+
+async def schedule_state(shared: Shared, schedule_id: str) -> Any:
+    schedule = await shared.harness.conveyor.store.get_schedule(schedule_id)
+    return None if schedule is None else (schedule.name, schedule.enabled, schedule.updated_at)
+
+
 async def fill(shared: Shared, route: RouteInfo, owner: dict[str, str]) -> tuple[str, dict[str, str]]:
     """The route's path with real objects: a job created by `owner` in org-a (cancelled first
-    where the route needs a finished job: retry, wait), the queue `default`, a fresh org-a
-    API key. Also what was filled, by parameter name."""
+    where the route needs a finished job: retry, wait), a schedule of `owner`'s, the queue
+    `default`, a fresh org-a API key. Also what was filled, by parameter name."""
     filled: dict[str, str] = {}
     for name in re.findall(r"{(\w+)}", route.path):
         if name == "job_id":
@@ -216,6 +241,8 @@ async def fill(shared: Shared, route: RouteInfo, owner: dict[str, str]) -> tuple
                 cancelled = await shared.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin)
                 assert cancelled.status_code == 200, cancelled.text
             filled[name] = job_id
+        elif name == "schedule_id":
+            filled[name] = await create_schedule(shared, (await principal_of(shared, owner)).owner)
         elif name == "name":
             filled[name] = "default"
         elif name == "key_id":
@@ -277,6 +304,7 @@ async def test_role_matrix(shared: Shared, route: RouteInfo, role: Role) -> None
     path, filled = await fill(shared, route, owner)
     before = await job_status(shared.client, admin, filled["job_id"]) if "job_id" in filled else None
     queue_before = await queue_state(shared, filled["name"]) if "name" in filled else None
+    schedule_before = await schedule_state(shared, filled["schedule_id"]) if "schedule_id" in filled else None
 
     response = await call(shared.client, route, path, caller)
 
@@ -294,6 +322,8 @@ async def test_role_matrix(shared: Shared, route: RouteInfo, role: Role) -> None
         assert [k["active"] for k in keys if k["id"] == filled["key_id"]] == [True], "a refused call revoked a key"
     if "name" in filled:
         assert await queue_state(shared, filled["name"]) == queue_before, "a refused call paused or resumed the queue"
+    if "schedule_id" in filled:
+        assert await schedule_state(shared, filled["schedule_id"]) == schedule_before, "a refused call changed it"
 
 
 # --- isolation: a job outside the caller's scope does not exist --------------------------------
@@ -303,36 +333,29 @@ def jwt_headers(sub: str, roles: tuple[str, ...], org: str | None) -> dict[str, 
     return ApiHarness.jwt(sub=sub, roles=roles, org=org)
 
 
-@MODULE_LOOP
-@pytest.mark.parametrize("route", JOB_ROUTES, ids=route_id)
-async def test_jobs_outside_the_callers_scope_are_not_found(shared: Shared, route: RouteInfo) -> None:
-    alice = jwt_headers("alice", ("user",), "org-a")
-    admin = await shared.key(Role.ADMIN)
-    job_id = await create_job(shared.client, alice)
-    path = route.path.format(job_id=job_id)
-    unknown_path = route.path.format(job_id=str(uuid.uuid4()))
-    failures: list[str] = []
+Caller = tuple[str, dict[str, str], Role]
 
-    outsiders: list[tuple[str, dict[str, str], Role]] = [
+
+def alice() -> dict[str, str]:
+    """A user of org-a, whose jobs and schedules the isolation tests hide from others."""
+    return jwt_headers("alice", ("user",), "org-a")
+
+
+async def outsiders(shared: Shared) -> list[Caller]:
+    """Callers who must not see what alice (a user of org-a) owns."""
+    return [
         *[(f"org-b {role.value} key", await shared.key(role, "org-b"), role) for role in ROLES[:-1]],
         ("org-a user bob (JWT)", jwt_headers("bob", ("user",), "org-a"), Role.USER),
         ("org-a user API key", await shared.key(Role.USER, "org-a"), Role.USER),
         ("org-b user with alice's sub (JWT)", jwt_headers("alice", ("user",), "org-b"), Role.USER),
         ("org-b admin JWT", jwt_headers("carol", ("admin",), "org-b"), Role.ADMIN),
     ]
-    for label, headers, role in outsiders:
-        response = await call(shared.client, route, path, headers)
-        if holds(role, route):
-            failures += [f"{label}: {p}" for p in error_problems(response, path, 404, "JOB_NOT_FOUND")]
-        else:  # refused for the permission alone: the same answer as for a job that does not exist
-            unknown = await call(shared.client, route, unknown_path, headers)
-            if (response.status_code, unknown.status_code) != (403, 403):
-                failures.append(f"{label}: {response.status_code} for the job, {unknown.status_code} for none")
-    if await job_status(shared.client, admin, job_id) != ("pending", False):
-        failures.append("callers who cannot see the job changed it")
 
-    insiders: list[tuple[str, dict[str, str], Role]] = [
-        ("alice herself", alice, Role.USER),
+
+async def insiders(shared: Shared) -> list[Caller]:
+    """Callers who see what alice owns."""
+    return [
+        ("alice herself", alice(), Role.USER),
         *[
             (f"org-a {role.value} key", await shared.key(role, "org-a"), role)
             for role in ROLES[:-1]
@@ -342,12 +365,71 @@ async def test_jobs_outside_the_callers_scope_are_not_found(shared: Shared, rout
         ("org-b super_admin key", await shared.key(Role.SUPER_ADMIN, "org-b"), Role.SUPER_ADMIN),
         ("super_admin JWT without org", jwt_headers("root", ("super_admin",), None), Role.SUPER_ADMIN),
     ]
-    for label, headers, role in insiders:
+
+
+async def outsider_failures(shared: Shared, route: RouteInfo, path: str, unknown_path: str, code: str) -> list[str]:
+    """Outsiders holding the route's permission get 404 `code`; the others 403, as for an
+    object that does not exist."""
+    failures = []
+    for label, headers, role in await outsiders(shared):
+        response = await call(shared.client, route, path, headers)
+        if holds(role, route):
+            failures += [f"{label}: {p}" for p in error_problems(response, path, 404, code)]
+        else:  # refused for the permission alone: the same answer as for an object that does not exist
+            unknown = await call(shared.client, route, unknown_path, headers)
+            if (response.status_code, unknown.status_code) != (403, 403):
+                failures.append(f"{label}: {response.status_code} for the object, {unknown.status_code} for none")
+    return failures
+
+
+async def insider_failures(shared: Shared, route: RouteInfo, path_for: Callable[[], Awaitable[str]]) -> list[str]:
+    """Insiders holding the route's permission are served; the others get 403."""
+    failures = []
+    for label, headers, role in await insiders(shared):
+        path = await path_for()
         response = await call(shared.client, route, path, headers)
         if not holds(role, route):
             failures += [f"{label}: {p}" for p in error_problems(response, path, 403, "FORBIDDEN")]
         elif response.status_code in (401, 403, 404) or response.status_code >= 500:
-            failures.append(f"{label} should see the job: {response.status_code} {response.text[:200]}")
+            failures.append(f"{label} should see it: {response.status_code} {response.text[:200]}")
+    return failures
+
+
+@MODULE_LOOP
+@pytest.mark.parametrize("route", JOB_ROUTES, ids=route_id)
+async def test_jobs_outside_the_callers_scope_are_not_found(shared: Shared, route: RouteInfo) -> None:
+    admin = await shared.key(Role.ADMIN)
+    job_id = await create_job(shared.client, alice())
+    path = route.path.format(job_id=job_id)
+    failures = await outsider_failures(
+        shared, route, path, route.path.format(job_id=str(uuid.uuid4())), "JOB_NOT_FOUND"
+    )
+    if await job_status(shared.client, admin, job_id) != ("pending", False):
+        failures.append("callers who cannot see the job changed it")
+
+    async def same_job() -> str:
+        return path
+
+    failures += await insider_failures(shared, route, same_job)
+    assert not failures, f"{route_id(route)}\n" + "\n".join(failures)
+
+
+@MODULE_LOOP
+@pytest.mark.parametrize("route", SCHEDULE_ROUTES, ids=route_id)
+async def test_schedules_outside_the_callers_scope_are_not_found(shared: Shared, route: RouteInfo) -> None:
+    owner = (await principal_of(shared, alice())).owner
+
+    async def fresh_schedule() -> str:  # one each: an insider's DELETE must not hide it from the next
+        return route.path.format(schedule_id=await create_schedule(shared, owner))
+
+    path = await fresh_schedule()
+    schedule_id = path.split("/")[5]
+    before = await schedule_state(shared, schedule_id)
+    unknown_path = route.path.format(schedule_id=str(uuid.uuid4()))
+    failures = await outsider_failures(shared, route, path, unknown_path, "SCHEDULE_NOT_FOUND")
+    if await schedule_state(shared, schedule_id) != before:
+        failures.append("callers who cannot see the schedule changed it")
+    failures += await insider_failures(shared, route, fresh_schedule)
     assert not failures, f"{route_id(route)}\n" + "\n".join(failures)
 
 

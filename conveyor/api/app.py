@@ -31,7 +31,7 @@ from conveyor.access import Permission, Role
 from conveyor.api.auth import SECURITY_SCHEMES, Authenticator, JwtVerifier
 from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors
 from conveyor.api.metrics import ApiMetrics
-from conveyor.api.routes import canonical, keys, monitoring, system
+from conveyor.api.routes import canonical, keys, monitoring, schedules, system
 from conveyor.api.services import Services
 from conveyor.apikeys import ApiKeys
 from conveyor.errors import ConveyorError
@@ -48,7 +48,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 DESCRIPTION = """
 conveyor's job API. Several endpoint families share one engine, each answering in the shape its
 clients expect: the canonical family (`/api/v1/jobs…`, seed 002), the monitoring family
-(`/api/v1/jobs/jobs…`, `/queues`, `/statistics`, seed 000), health and metrics.
+(`/api/v1/jobs/jobs…`, `/queues`, `/schedules`, `/statistics`, seed 000), health and metrics.
 
 Authenticate with `Authorization: Bearer <JWT or API key>` or `X-API-Key: <API key>`;
 only `GET /api/v1/jobs/health` is open.
@@ -152,7 +152,8 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-ROUTERS = (system.router, monitoring.router, keys.router, canonical.router)  # order: static paths first
+# Order: static paths first (/api/v1/jobs/schedules before /api/v1/jobs/{job_id}).
+ROUTERS = (system.router, monitoring.router, schedules.router, keys.router, canonical.router)
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,6 +124,8 @@ _STATUS_OF_CODE = {
     "JOB_NOT_FOUND": 404,
     "JOB_NOT_CANCELLABLE": 409,
     "JOB_NOT_RETRYABLE": 409,
+    "INVALID_SCHEDULE": 400,
+    "SCHEDULE_NOT_FOUND": 404,
 }
 
 
@@ -145,5 +147,6 @@ def api_error_of(exc: ConveyorError) -> ApiError:
         "INVALID_JOB_DATA": "Invalid job data",
         "JOB_NOT_FOUND": "Job not found",
         "JOB_NOT_CANCELLABLE": "Job not found or cannot be cancelled",
+        "SCHEDULE_NOT_FOUND": "Schedule not found",
     }.get(exc.code, exc.message)
     return ApiError(_STATUS_OF_CODE.get(exc.code, 400), exc.code, message, field=field, **details)

@@ -264,3 +264,40 @@ conveyor_jobs{queue="default",status="completed",type="sleep"} 135.0
 # TYPE conveyor_queue_depth gauge
 conveyor_queue_depth{queue="default"} 5.0
 """
+
+SCHEDULE_ID = "0190a3c4-5b6d-7e8f-9a0b-1c2d3e4f5a6b"
+SCHEDULE = {
+    "id": SCHEDULE_ID,
+    "name": "nightly supply check",
+    "job_type": "medication.supply_monitor",
+    "data": {"facility_id": "ward-7"},
+    "cron": "0 2 * * *",
+    "timezone": "Europe/Berlin",
+    "interval_seconds": None,
+    "priority": "high",
+    "priority_level": 8,
+    "queue": None,
+    "enabled": True,
+    "missed_policy": "run_once",
+    "owner": {"user_id": "u-42", "org_id": "org-a", "study_id": None, "created_by": "Dr. A. Operator"},
+    "created_at": TS,
+    "updated_at": TS,
+    "last_run_at": "2025-06-15T00:00:00.000Z",
+    "next_run_at": "2025-06-16T00:00:00.000Z",
+}
+SCHEDULE_ANSWER = {"schedule": SCHEDULE, "timestamp": TS}
+SCHEDULES = {
+    "schedules": [SCHEDULE],
+    "pagination": {"page": 1, "page_size": 20, "total": 1, "total_pages": 1, "has_next": False},
+    "timestamp": TS,
+}
+SCHEDULE_ERROR = {
+    "error": {
+        "code": "JOB002",
+        "message": "invalid cron '0 25 * * *': [0 25 * * *] is not acceptable, out of range",
+        "field": "cron",
+        "details": {"reason": "INVALID_SCHEDULE"},
+        "timestamp": TS,
+        "request_id": "req_123456",
+    }
+}

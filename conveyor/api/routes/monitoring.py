@@ -61,18 +61,17 @@ async def list_jobs(
         visible_to=principal.visibility,
     )
     jobs, total = await svc.engine.list(where, limit=page_size, offset=(page - 1) * page_size)
-    pages = (total + page_size - 1) // page_size
     return {
         "jobs": [monitoring_job(j) for j in jobs],
-        "pagination": {
-            "page": page,
-            "page_size": page_size,
-            "total": total,
-            "total_pages": pages,
-            "has_next": page < pages,
-        },
+        "pagination": pagination(page, page_size, total),
         "timestamp": iso_now(),
     }
+
+
+def pagination(page: int, page_size: int, total: int) -> dict[str, Any]:
+    """Seed 000's page of a list (default 20, at most 100)."""
+    pages = (total + page_size - 1) // page_size
+    return {"page": page, "page_size": page_size, "total": total, "total_pages": pages, "has_next": page < pages}
 
 
 @router.get("/jobs/{job_id}", summary="Get job details", responses=ex.example(404, ex.MONITORING_ERROR))
