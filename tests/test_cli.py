@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -68,6 +70,43 @@ def test_apikey_create_prints_the_key_alone_on_the_last_line(db: str) -> None:
     assert runner.invoke(app, ["apikey", "revoke", "nosuchkey"]).exit_code == 1
     bad_role = runner.invoke(app, ["apikey", "create", "--role", "wizard"])
     assert bad_role.exit_code == 1 and "role" in bad_role.stderr
+
+
+def test_schedule_add_list_pause_resume_delete(db: str) -> None:
+    added = runner.invoke(
+        app,
+        ["schedule", "add", "sleep", "--data", '{"seconds": 1}', "--cron", "0 9 * * *", "--timezone", "Europe/Berlin"],
+    )
+    assert added.exit_code == 0, added.output
+    schedule = json.loads(added.stdout)
+    next_run = datetime.fromisoformat(schedule["next_run_at"])
+    assert next_run.astimezone(ZoneInfo("Europe/Berlin")).hour == 9
+    every = json.loads(runner.invoke(app, ["schedule", "add", "noop", "--every", "30", "--name", "pulse"]).stdout)
+
+    def row(schedule_id: str) -> str:
+        listed = runner.invoke(app, ["schedule", "list"])
+        assert listed.exit_code == 0, listed.output
+        assert listed.stdout.splitlines()[0].split() == [
+            "ID", "NAME", "JOB", "TYPE", "WHEN", "MISSED", "STATE", "NEXT", "RUN", "LAST", "RUN",
+        ]  # fmt: skip
+        return next(line for line in listed.stdout.splitlines() if line.startswith(schedule_id))
+
+    line = row(schedule["id"])
+    assert f"{next_run:%Y-%m-%d %H:%M:%S} UTC (09:00 CE" in line  # CET or CEST: the local time shown too
+    assert "0 9 * * * Europe/Berlin" in line and "enabled" in line
+    assert "every 30s" in row(every["id"]) and "pulse" in row(every["id"])
+
+    paused = runner.invoke(app, ["schedule", "pause", schedule["id"]])
+    assert paused.exit_code == 0 and json.loads(paused.stdout)["enabled"] is False
+    assert "paused" in row(schedule["id"]) and " UTC" not in row(schedule["id"])  # no next run while paused
+    assert json.loads(runner.invoke(app, ["schedule", "resume", schedule["id"]]).stdout)["next_run_at"]
+    assert runner.invoke(app, ["schedule", "delete", schedule["id"]]).exit_code == 0
+    assert schedule["id"] not in runner.invoke(app, ["schedule", "list"]).stdout
+
+    unknown = runner.invoke(app, ["schedule", "delete", schedule["id"]])
+    assert unknown.exit_code == 1 and json.loads(unknown.stderr)["error"] == "SCHEDULE_NOT_FOUND"
+    bad = runner.invoke(app, ["schedule", "add", "sleep", "--cron", "0 25 * * *"])
+    assert bad.exit_code == 1 and json.loads(bad.stderr)["field"] == "cron"
 
 
 def _free_port() -> int:
