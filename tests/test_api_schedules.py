@@ -173,6 +173,7 @@ async def test_bad_changes_are_400_naming_the_field_and_change_nothing(api: ApiH
     )
     assert assert_monitoring_error(bad_json, 400, "body")["details"]["reason"] == "INVALID_JSON"
     assert (await api.client.get(path, headers=operator)).json()["schedule"] == schedule
+    assert (await api.client.patch(path, json={}, headers=operator)).json()["schedule"] == schedule  # no change
 
 
 @pytest.mark.parametrize("schedule_id", ["not-a-uuid", "%00", "00000000-0000-0000-0000-000000000000"])

@@ -8,7 +8,7 @@ from typing import Any
 from conveyor.api.timefmt import iso
 from conveyor.insights import Summary
 from conveyor.jobtypes import jsonable
-from conveyor.model import Job, Owner, Status, utc_now
+from conveyor.model import Job, Status, utc_now
 
 # Seed 003 names a completed job "success" (DESIGN section 4: mapped in its own shapes only).
 SEED003_STATUS = {Status.COMPLETED: "success"}
@@ -151,19 +151,14 @@ def monitoring_job(job: Job) -> dict[str, Any]:
         "result": jsonable(job.result) if job.status is Status.COMPLETED else None,
         "error": job.error,
         "labels": job.labels,
-        "owner": owner_json(job.owner),
+        "owner": {
+            "user_id": job.owner.user_id,
+            "org_id": job.owner.org_id,
+            "study_id": job.owner.study_id,
+            "created_by": job.owner.created_by,
+        },
         "retry_of": str(job.retry_of) if job.retry_of else None,
         "cancel_requested": job.cancel_requested,
-    }
-
-
-def owner_json(owner: Owner) -> dict[str, str | None]:
-    """An owner in the monitoring family's snake_case (jobs and schedules alike)."""
-    return {
-        "user_id": owner.user_id,
-        "org_id": owner.org_id,
-        "study_id": owner.study_id,
-        "created_by": owner.created_by,
     }
 
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from conveyor.engine.schedules import Schedules, ScheduleSpec
+from conveyor.engine.schedules import Schedules, ScheduleSpec, describe
 from conveyor.errors import ConveyorError
 from conveyor.jobtypes import jsonable
 from conveyor.model import Job, Owner
@@ -53,6 +53,18 @@ def _job_json(job: Job) -> dict[str, Any]:
 def _fail(exc: ConveyorError) -> None:
     typer.echo(json.dumps({"error": exc.code, "message": exc.message, **jsonable(exc.details)}), err=True)
     raise typer.Exit(1)
+
+
+def _data_option(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        typer.echo(f"--data is not valid JSON: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _priority_option(priority: str | None) -> int | str | None:
+    return int(priority) if priority and priority.isdigit() else priority
 
 
 def _configure_logging(level: str) -> None:
@@ -102,12 +114,7 @@ def enqueue(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Enqueue one job and print it as JSON."""
-    try:
-        payload = json.loads(data)
-    except json.JSONDecodeError as exc:
-        typer.echo(f"--data is not valid JSON: {exc}", err=True)
-        raise typer.Exit(2) from None
-    level: int | str | None = int(priority) if priority and priority.isdigit() else priority
+    payload, level = _data_option(data), _priority_option(priority)
 
     async def run() -> Job:
         async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
@@ -310,23 +317,8 @@ def _schedules(database_url: str | None, act: Callable[[Schedules], Awaitable[An
         _fail(exc)
 
 
-def _schedule_json(s: Schedule) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "name": s.name,
-        "job_type": s.kind,
-        "data": s.data,
-        "cron": s.timing.cron,
-        "timezone": s.timing.timezone,
-        "interval_seconds": s.timing.interval_seconds,
-        "priority": s.priority,
-        "queue": s.queue,
-        "enabled": s.enabled,
-        "missed_policy": s.missed_policy.value,
-        "org_id": s.owner.org_id,
-        "next_run_at": s.next_run_at.isoformat() if s.next_run_at else None,
-        "last_run_at": s.last_run_at.isoformat() if s.last_run_at else None,
-    }
+def _schedule_json(s: Schedule) -> str:
+    return json.dumps(jsonable(describe(s)), indent=2)
 
 
 def _when(moment: datetime | None, timezone: str) -> str:
@@ -378,26 +370,21 @@ def schedule_add(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create a schedule and print it as JSON (with its next fire time)."""
-    try:
-        payload = json.loads(data)
-    except json.JSONDecodeError as exc:
-        typer.echo(f"--data is not valid JSON: {exc}", err=True)
-        raise typer.Exit(2) from None
     spec = ScheduleSpec(
         name=name or kind,
         job_type=kind,
-        data=payload,
+        data=_data_option(data),
         cron=cron,
         interval_seconds=every,
         timezone=timezone,
-        priority=int(priority) if priority and priority.isdigit() else priority,
+        priority=_priority_option(priority),
         queue=queue,
         enabled=not paused,
         missed_policy=missed,
     )
     owner = Owner(org_id=org, study_id=study, created_by="cli")
     schedule = _schedules(database_url, lambda schedules: schedules.create(spec, owner=owner))
-    typer.echo(json.dumps(_schedule_json(schedule), indent=2))
+    typer.echo(_schedule_json(schedule))
 
 
 ScheduleId = Annotated[str, typer.Argument(help="the schedule's id (conveyor schedule list)")]
@@ -407,14 +394,14 @@ ScheduleId = Annotated[str, typer.Argument(help="the schedule's id (conveyor sch
 def schedule_pause(schedule_id: ScheduleId, database_url: DatabaseOpt = None) -> None:
     """No ticks until resumed."""
     schedule = _schedules(database_url, lambda schedules: schedules.pause(schedule_id))
-    typer.echo(json.dumps(_schedule_json(schedule), indent=2))
+    typer.echo(_schedule_json(schedule))
 
 
 @schedule_app.command("resume")
 def schedule_resume(schedule_id: ScheduleId, database_url: DatabaseOpt = None) -> None:
     """Ticks again, from the first one after now."""
     schedule = _schedules(database_url, lambda schedules: schedules.resume(schedule_id))
-    typer.echo(json.dumps(_schedule_json(schedule), indent=2))
+    typer.echo(_schedule_json(schedule))
 
 
 @schedule_app.command("delete")

@@ -18,7 +18,17 @@ from typing import Any
 from conveyor.cron import MissedPolicy, Timing, parse_policy, plan_ticks, tick_key
 from conveyor.engine import Engine, JobRequest
 from conveyor.errors import InvalidJobData, InvalidJobOptions, InvalidSchedule, ScheduleNotFound
-from conveyor.model import Job, NewJob, Owner, PriorityLike, Visibility, new_job_id, priority_level, utc_now
+from conveyor.model import (
+    Job,
+    NewJob,
+    Owner,
+    Priority,
+    PriorityLike,
+    Visibility,
+    new_job_id,
+    priority_level,
+    utc_now,
+)
 from conveyor.storable import text_problem
 from conveyor.store.schedules import Schedule, timing_columns
 
@@ -61,6 +71,29 @@ class ScheduleSpec:
 
 
 SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(ScheduleSpec))
+
+
+def describe(s: Schedule) -> dict[str, Any]:
+    """A schedule as the edges show it (API and CLI): snake_case, datetimes left to the edge."""
+    return {
+        "id": s.id,
+        "name": s.name,
+        "job_type": s.kind,
+        "data": s.data,
+        "cron": s.timing.cron,
+        "timezone": s.timing.timezone,
+        "interval_seconds": s.timing.interval_seconds,
+        "priority": Priority.of(s.priority).value if s.priority is not None else None,
+        "priority_level": s.priority,
+        "queue": s.queue,
+        "enabled": s.enabled,
+        "missed_policy": s.missed_policy.value,
+        "owner": dataclasses.asdict(s.owner),
+        "created_at": s.created_at,
+        "updated_at": s.updated_at,
+        "last_run_at": s.last_run_at,
+        "next_run_at": s.next_run_at,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +195,8 @@ class Schedules:
         if unknown := sorted(set(changes) - SPEC_FIELDS):
             raise InvalidSchedule(f"unknown setting {unknown[0]!r}", field=unknown[0])
         current = await self.get(schedule_id, visible_to=visible_to)
+        if not changes:
+            return current
         changes = dict(changes)
         for one, other in (("cron", "interval_seconds"), ("interval_seconds", "cron")):
             if changes.get(one) is not None and other not in changes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -22,14 +23,12 @@ from conveyor.access import Permission, Principal
 from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError, api_error_of
-from conveyor.api.render import owner_json
 from conveyor.api.routes.monitoring import pagination
 from conveyor.api.services import Services, services
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.cron import MissedPolicy
-from conveyor.engine.schedules import ScheduleSpec
+from conveyor.engine.schedules import ScheduleSpec, describe
 from conveyor.errors import InvalidJobData, ScheduleNotFound, UnknownJobType
-from conveyor.model import Priority
 from conveyor.store.schedules import Schedule
 
 router = APIRouter(prefix="/api/v1/jobs/schedules", tags=["schedules (seed 000)"])
@@ -107,25 +106,7 @@ class UpdateScheduleRequest(BaseModel):
 
 
 def schedule_json(s: Schedule) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "name": s.name,
-        "job_type": s.kind,
-        "data": s.data,
-        "cron": s.timing.cron,
-        "timezone": s.timing.timezone,
-        "interval_seconds": s.timing.interval_seconds,
-        "priority": Priority.of(s.priority).value if s.priority is not None else None,
-        "priority_level": s.priority,
-        "queue": s.queue,
-        "enabled": s.enabled,
-        "missed_policy": s.missed_policy.value,
-        "owner": owner_json(s.owner),
-        "created_at": iso(s.created_at),
-        "updated_at": iso(s.updated_at),
-        "last_run_at": iso(s.last_run_at),
-        "next_run_at": iso(s.next_run_at),
-    }
+    return {k: iso(v) if isinstance(v, datetime) else v for k, v in describe(s).items()}
 
 
 def _answer(schedule: Schedule, message: str | None = None) -> dict[str, Any]:
@@ -227,8 +208,7 @@ async def delete_schedule(svc: Svc, principal: Manager, schedule_id: str) -> dic
     responses={**ex.example(200, ex.SCHEDULE_ANSWER | {"message": "schedule paused"}), **NOT_FOUND},
 )
 async def pause_schedule(svc: Svc, principal: Manager, schedule_id: str) -> dict[str, Any]:
-    schedule = await svc.conveyor.schedules.pause(parse_schedule_id(schedule_id), visible_to=principal.visibility)
-    return _answer(schedule, "schedule paused")
+    return await _set_enabled(svc, principal, schedule_id, False)
 
 
 @router.post(
@@ -238,5 +218,10 @@ async def pause_schedule(svc: Svc, principal: Manager, schedule_id: str) -> dict
 )
 async def resume_schedule(svc: Svc, principal: Manager, schedule_id: str) -> dict[str, Any]:
     """Ticks that passed while paused never fire, whatever the missed-tick policy."""
-    schedule = await svc.conveyor.schedules.resume(parse_schedule_id(schedule_id), visible_to=principal.visibility)
-    return _answer(schedule, "schedule resumed")
+    return await _set_enabled(svc, principal, schedule_id, True)
+
+
+async def _set_enabled(svc: Services, principal: Principal, schedule_id: str, enabled: bool) -> dict[str, Any]:
+    act = svc.conveyor.schedules.resume if enabled else svc.conveyor.schedules.pause
+    schedule = await act(parse_schedule_id(schedule_id), visible_to=principal.visibility)
+    return _answer(schedule, f"schedule {'resumed' if enabled else 'paused'}")
