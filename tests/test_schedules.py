@@ -211,6 +211,10 @@ async def test_schedules_of_job_types_this_process_does_not_know_are_left_for_on
     await app.store.update_schedule(foreign.id, {"kind": "other.service.job"})
     assert await app.schedules.fire_due(START + timedelta(minutes=1)) == []
     assert (await app.schedules.get(foreign.id)).next_run_at == foreign.next_run_at
+    # and it can still be paused, resumed and deleted here
+    assert not (await app.schedules.pause(foreign.id)).enabled
+    assert (await app.schedules.resume(foreign.id)).enabled
+    await app.schedules.delete(foreign.id)
 
 
 # --- racing schedulers ---------------------------------------------------------------------------

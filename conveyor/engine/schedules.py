@@ -229,10 +229,16 @@ class Schedules:
         return await self._set_enabled(schedule_id, True, visible_to)
 
     async def _set_enabled(self, schedule_id: str, enabled: bool, visible_to: Visibility | None) -> Schedule:
+        # Not through update(): pausing needs no validation, and must work for a schedule
+        # whose job type this process does not know.
         current = await self.get(schedule_id, visible_to=visible_to)
         if current.enabled == enabled:
             return current
-        return await self.update(schedule_id, {"enabled": enabled}, visible_to=visible_to)
+        next_run_at = current.timing.first_after(utc_now()) if enabled else None
+        updated = await self.store.update_schedule(schedule_id, {"enabled": enabled, "next_run_at": next_run_at})
+        if updated is None:
+            raise ScheduleNotFound(schedule_id)
+        return updated
 
     async def delete(self, schedule_id: str, *, visible_to: Visibility | None = None) -> Schedule:
         """Delete the schedule (jobs it made stay); the schedule as it was."""
