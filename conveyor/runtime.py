@@ -11,7 +11,7 @@ from conveyor.builtin import jobtypes as builtin_jobtypes
 from conveyor.engine import Engine
 from conveyor.engine.schedules import Schedules
 from conveyor.jobtypes import Registry
-from conveyor.services.scheduler import Scheduler
+from conveyor.scheduler import Scheduler
 from conveyor.settings import Settings
 from conveyor.store import SqlStore, open_store
 from conveyor.worker import Worker

@@ -21,7 +21,7 @@ from conveyor.cron import tick_key
 from conveyor.engine.schedules import ScheduleSpec
 from conveyor.errors import InvalidJobData, InvalidJobOptions, InvalidSchedule, ScheduleNotFound, UnknownJobType
 from conveyor.model import Job, JobFilter, Owner, Visibility
-from conveyor.services.scheduler import LEASE_NAME, Scheduler
+from conveyor.scheduler import LEASE_NAME, Scheduler
 from conveyor.store.schedules import Schedule
 
 START = datetime(2030, 1, 1, tzinfo=UTC)

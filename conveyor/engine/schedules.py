@@ -2,7 +2,7 @@
 
 `Schedules` is what edges call (create, list, get, update, pause, resume, delete), with the
 same visibility rule as jobs; `fire_due` is what the scheduler calls in the leading process
-(conveyor.services.scheduler). A tick's job is validated like any enqueue and carries the
+(conveyor.scheduler). A tick's job is validated like any enqueue and carries the
 schedule's owner, its `schedule_id`, and the tick's idempotency key (cron.tick_key).
 """
 

@@ -23,6 +23,7 @@ from conveyor.access import Permission, Principal
 from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError, api_error_of
+from conveyor.api.lean import LeanRoute
 from conveyor.api.routes.monitoring import pagination
 from conveyor.api.services import Services, services
 from conveyor.api.timefmt import iso, iso_now
@@ -31,7 +32,7 @@ from conveyor.engine.schedules import ScheduleSpec, describe
 from conveyor.errors import InvalidJobData, ScheduleNotFound, UnknownJobType
 from conveyor.store.schedules import Schedule
 
-router = APIRouter(prefix="/api/v1/jobs/schedules", tags=["schedules (seed 000)"])
+router = APIRouter(prefix="/api/v1/jobs/schedules", tags=["schedules (seed 000)"], route_class=LeanRoute)
 
 Reader = Annotated[Principal, Depends(require(Permission.JOBS_READ))]
 Manager = Annotated[Principal, Depends(require(Permission.SCHEDULES_MANAGE))]

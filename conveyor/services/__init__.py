@@ -1,1 +1,0 @@
-"""Services that run beside workers: leader-only chores such as the scheduler."""
