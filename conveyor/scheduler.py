@@ -10,7 +10,6 @@ processes may both believe they lead for a moment): see conveyor.store.schedules
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -21,6 +20,7 @@ from datetime import datetime, timedelta
 
 from conveyor.engine.schedules import Schedules
 from conveyor.model import Job
+from conveyor.periodic import run_periodically
 
 log = logging.getLogger("conveyor.scheduler")
 
@@ -58,21 +58,13 @@ class Scheduler:
         return await self.schedules.fire_due(now or await self.store.database_now())
 
     async def run(self) -> None:
-        """Pass after pass until cancelled; then give up the lease if held.
-
-        A cancel lets the pass under way finish first: a statement cut off half-way would
-        leave its connection behind (SQLite's driver thread would still be running it)."""
-        current: asyncio.Future[None] | None = None
+        """Pass after pass until cancelled (a pass under way finishes first); then give up the
+        lease if held."""
         try:
-            while True:
-                # First a pause, as every maintenance loop: a process that starts and stops at
-                # once (a command, a test) need not take the lease.
-                await asyncio.sleep(self.interval.total_seconds() * random.uniform(0.9, 1.1))
-                current = asyncio.ensure_future(self._pass())
-                await asyncio.shield(current)
+            # First a pause, as every maintenance loop: a process that starts and stops at once
+            # (a command, a test) need not take the lease.
+            await run_periodically(lambda: self.interval.total_seconds() * random.uniform(0.9, 1.1), self._pass)
         finally:
-            if current is not None:
-                await current
             if self.is_leader:
                 with contextlib.suppress(Exception):
                     await self.store.resign_leader(LEASE_NAME, self.node_id)

@@ -35,6 +35,7 @@ from conveyor.engine import lifecycle as lc
 from conveyor.errors import Cancelled, InvalidJobData, TimedOut, UnknownJobType
 from conveyor.jobtypes import jsonable
 from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, Status, utc_now
+from conveyor.periodic import run_periodically
 from conveyor.store.control import WorkerRecord
 from conveyor.store.rows import OUTCOME_STATUS
 from conveyor.worker.completer import Completer
@@ -418,8 +419,9 @@ class Worker:
     async def _maintenance_loop(self) -> None:
         interval = self.maintenance_interval.total_seconds()
         housekept = time.monotonic()
-        while True:
-            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+
+        async def maintain() -> None:
+            nonlocal housekept
             try:
                 await self.store.stage_due()
                 rescued = await self.store.rescue_expired()
@@ -432,6 +434,8 @@ class Worker:
                     log.warning("rescued %d jobs whose worker stopped answering", len(rescued))
             except Exception:
                 log.exception("maintenance failed")
+
+        await run_periodically(lambda: interval * random.uniform(0.8, 1.2), maintain)
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.shutdown_grace.total_seconds()
