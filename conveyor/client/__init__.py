@@ -1,0 +1,86 @@
+"""A Python client for conveyor's HTTP API, blocking (`Client`) or asyncio (`AsyncClient`).
+
+It speaks the canonical job API (`/api/v1/jobs…`: submit, get, list, cancel, retry, wait,
+logs, stats), the queue and schedule endpoints, and health, and answers with its own
+pydantic models. It imports nothing else from conveyor: a program that only submits and
+watches jobs needs httpx and pydantic, not the engine.
+
+Example, seed 003's workflow (create, monitor with progress, fetch the result)::
+
+    from conveyor.client import Client, WaitTimeout
+
+    with Client("http://127.0.0.1:8000", api_key="cvk_…") as client:
+        job = client.submit("sleep", {"seconds": 3}, labels={"country": "Kenya"})
+        while True:
+            try:
+                job = client.wait(job.id, timeout=1)
+                break
+            except WaitTimeout as pending:
+                print(f"{pending.current_status}: {pending.current_progress:.0f}%")
+        print(job.status, job.result)
+
+Errors are `ConveyorError`s: `InvalidRequest` (with `fields`), `Unauthorized`,
+`Forbidden`, `NotFound`, `Conflict`, `WaitTimeout`, `ServerError`, `TransportError`.
+"""
+
+from conveyor.client.async_client import AsyncClient, AsyncSchedules
+from conveyor.client.errors import (
+    Conflict,
+    ConveyorError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    ServerError,
+    TransportError,
+    Unauthorized,
+    WaitTimeout,
+)
+from conveyor.client.models import (
+    CurrentStep,
+    Health,
+    Job,
+    JobFailure,
+    LogEntry,
+    LogPage,
+    Owner,
+    Page,
+    Performance,
+    ProcessingStats,
+    Queue,
+    QueueState,
+    Schedule,
+    Stats,
+    Status,
+)
+from conveyor.client.sync_client import Client, Schedules
+
+__all__ = [
+    "AsyncClient",
+    "AsyncSchedules",
+    "Client",
+    "Conflict",
+    "ConveyorError",
+    "CurrentStep",
+    "Forbidden",
+    "Health",
+    "InvalidRequest",
+    "Job",
+    "JobFailure",
+    "LogEntry",
+    "LogPage",
+    "NotFound",
+    "Owner",
+    "Page",
+    "Performance",
+    "ProcessingStats",
+    "Queue",
+    "QueueState",
+    "Schedule",
+    "Schedules",
+    "ServerError",
+    "Stats",
+    "Status",
+    "TransportError",
+    "Unauthorized",
+    "WaitTimeout",
+]

@@ -1,0 +1,277 @@
+"""`AsyncClient`: the asyncio client (see `conveyor.client` for the whole picture)."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar, Unpack
+
+import httpx
+from pydantic import BaseModel
+
+from conveyor.client import calls
+from conveyor.client.calls import Call, JobFilters, JobId, ScheduleChanges, Seconds
+from conveyor.client.models import Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """An asyncio client for conveyor's HTTP API.
+
+    Args:
+        base_url: where `conveyor serve` listens.
+        api_key: an API key (`cvk_…`), sent as `Authorization: Bearer`.
+        token: a JWT instead of an API key, sent the same way.
+        timeout: seconds (or an `httpx.Timeout`) for each request; `wait` adds the time it
+            asks the server to wait. None: no limit.
+        retries: how many times a call that is safe to repeat is sent again after a
+            connection failure (reads, `wait`, `cancel`, queue pause and resume, and `submit`
+            with an idempotency key). Errors the server answers are never retried.
+        transport: an httpx transport (a test's `httpx.MockTransport`, custom TLS…).
+        headers: more headers for every request.
+
+    Example::
+
+        from conveyor.client import AsyncClient
+
+        async with AsyncClient("http://127.0.0.1:8000", api_key="cvk_…") as client:
+            job = await client.submit("sleep", {"seconds": 2}, priority="high")
+            done = await client.wait(job.id, timeout=60)
+            print(done.status, done.result)
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        token: str | None = None,
+        timeout: float | httpx.Timeout | None = calls.DEFAULT_TIMEOUT,
+        retries: int = 2,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        options = calls.client_options(base_url, api_key=api_key, token=token, timeout=timeout, headers=headers)
+        self._http = httpx.AsyncClient(transport=transport, **options)
+        self._retries = retries
+        self.schedules = AsyncSchedules(self)
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(base_url={str(self._http.base_url)!r})"
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Closes the connections (an `async with` block does it on leaving)."""
+        await self._http.aclose()
+
+    async def _send(self, call: Call[T]) -> T:
+        failures = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method, call.path, params=call.params, json=call.json, timeout=call.timeout(self._http.timeout)
+                )
+            except httpx.TransportError as exc:
+                failures += 1
+                await asyncio.sleep(call.retry_delay(failures, self._retries, exc))
+                continue
+            outcome = call.outcome(response, retried=failures > 0)
+            if not isinstance(outcome, Call):
+                return outcome
+            call, failures = outcome, 0
+
+    # --- jobs -----------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        job_type: str,
+        data: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        priority: str | int | None = None,
+        queue: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        run_at: datetime | None = None,
+        delay: Seconds | None = None,
+        job_timeout: Seconds | None = None,
+        max_retries: int | None = None,
+    ) -> Job:
+        """Creates a job (`POST /api/v1/jobs`) and returns it, `pending` (or `scheduled`).
+
+        Args:
+            job_type: the job type's kind, e.g. `"sleep"`.
+            data: the job type's input (a mapping or a pydantic model).
+            priority: `critical`, `high`, `medium` (the default) or `low`, or 1-10.
+            queue: another queue than the job type's.
+            labels: free key/values to filter on later (`list(labels=…)`).
+            idempotency_key: the same key answers with the job it first created (and makes
+                the call safe to retry).
+            run_at: not before this (timezone-aware); or `delay`, seconds or a timedelta.
+            job_timeout: longest run, seconds or a timedelta.
+            max_retries: attempts after the first, instead of the priority class's.
+
+        Raises:
+            InvalidRequest: an unknown type (`allowed_types`) or bad data (`fields`).
+        """
+        return await self._send(
+            calls.submit(
+                job_type,
+                data,
+                priority=priority,
+                queue=queue,
+                labels=labels,
+                idempotency_key=idempotency_key,
+                run_at=run_at,
+                delay=delay,
+                job_timeout=job_timeout,
+                max_retries=max_retries,
+            )
+        )
+
+    async def get(self, job_id: JobId) -> Job:
+        """The job with its progress, and its result or error once finished. Raises NotFound."""
+        return await self._send(calls.get_job(job_id))
+
+    async def list(self, *, page: int = 1, page_size: int = 50, **filters: Unpack[JobFilters]) -> Page[Job]:
+        """One page of the jobs the caller may see, newest first.
+
+        Filters: `status`, `type`, `priority` (one value or several), `queue`, `labels`
+        (a mapping, all must match), `created_after`, `created_before`. Items carry the
+        summary of each job; `get` gives the result.
+
+        Example::
+
+            page = await client.list(status=["failed", "timeout"], page_size=20)
+            print(page.total, [job.id for job in page.items], page.has_next)
+        """
+        return await self._send(calls.list_jobs(filters, page=page, page_size=page_size))
+
+    async def iter_jobs(self, *, page_size: int = 100, **filters: Unpack[JobFilters]) -> AsyncIterator[Job]:
+        """Every job matching the filters (as `list`), fetching a page at a time as the
+        iteration goes. Jobs created meanwhile are not included; none is yielded twice."""
+        pager = calls.JobPager(filters, page_size)
+        while (call := pager.next_call()) is not None:
+            for job in pager.take(await self._send(call)):
+                yield job
+
+    async def cancel(self, job_id: JobId) -> Job:
+        """Cancels a job: at once when it waits, at its next checkpoint when it runs (the job
+        shows `cancel_requested` until then). Raises Conflict for a finished job."""
+        return await self._send(calls.cancel(job_id))
+
+    async def retry(self, job_id: JobId) -> Job:
+        """Runs a failed, cancelled or timed-out job again, as a new job whose `retry_of`
+        names the old one. Raises Conflict for any other status."""
+        return await self._send(calls.retry(job_id))
+
+    async def wait(self, job_id: JobId, timeout: Seconds | None = 30.0) -> Job:
+        """Waits until the job finishes and returns it, whatever its outcome (check
+        `job.status`: completed, failed, cancelled or timeout).
+
+        The server answers the moment the job finishes. `timeout` is in seconds (None: no
+        limit); past five minutes the client chains the server's waits.
+
+        Raises:
+            WaitTimeout: the time ran out first; it carries `current_status` and
+                `current_progress`. The job goes on.
+        """
+        return await self._send(calls.wait(job_id, timeout))
+
+    async def logs(self, job_id: JobId, *, level: str | None = None, limit: int = 100, offset: int = 0) -> LogPage:
+        """A job's log lines, oldest first; `level` is the lowest to include (debug, info,
+        warning, error, critical)."""
+        return await self._send(calls.logs(job_id, level=level, limit=limit, offset=offset))
+
+    async def stats(self) -> Stats:
+        """Counts by status, type and priority, and recent performance."""
+        return await self._send(calls.stats())
+
+    # --- queues, health -----------------------------------------------------------------------------
+
+    async def queues(self) -> builtins.list[Queue]:
+        """Every queue with its depth, oldest waiting job, throughput and workers."""
+        return await self._send(calls.queues())
+
+    async def pause_queue(self, name: str) -> QueueState:
+        """Workers stop claiming from the queue (running jobs finish). Operators and above."""
+        return await self._send(calls.set_queue_paused(name, True))
+
+    async def resume_queue(self, name: str) -> QueueState:
+        return await self._send(calls.set_queue_paused(name, False))
+
+    async def health(self) -> Health:
+        """The service's health (needs no credentials); `unhealthy` is returned, not raised."""
+        return await self._send(calls.health())
+
+
+class AsyncSchedules:
+    """`client.schedules`: cron and interval schedules (`/api/v1/jobs/schedules`)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(self, *, page: int = 1, page_size: int = 20) -> Page[Schedule]:
+        return await self._client._send(calls.list_schedules(page=page, page_size=page_size))
+
+    async def create(
+        self,
+        name: str,
+        job_type: str,
+        data: Mapping[str, Any] | BaseModel | None = None,
+        *,
+        cron: str | None = None,
+        interval: Seconds | None = None,
+        timezone: str | None = None,
+        priority: str | int | None = None,
+        queue: str | None = None,
+        enabled: bool | None = None,
+        missed_policy: str | None = None,
+    ) -> Schedule:
+        """Creates a schedule: `cron` (five fields, read in `timezone`, UTC by default) or
+        `interval` (seconds or a timedelta). `missed_policy`: skip (default), run_once or
+        run_all. Raises InvalidRequest naming the field at fault.
+
+        Example::
+
+            await client.schedules.create("nightly export", "reports.export", {"format": "csv"},
+                                          cron="0 2 * * *", timezone="Europe/Berlin")
+        """
+        settings = {
+            "cron": cron,
+            "interval": interval,
+            "timezone": timezone,
+            "priority": priority,
+            "queue": queue,
+            "enabled": enabled,
+            "missed_policy": missed_policy,
+        }
+        return await self._client._send(calls.create_schedule(name, job_type, data, settings))
+
+    async def get(self, schedule_id: JobId) -> Schedule:
+        return await self._client._send(calls.get_schedule(schedule_id))
+
+    async def update(self, schedule_id: JobId, **changes: Unpack[ScheduleChanges]) -> Schedule:
+        """Changes the settings given (a new timing starts from now)."""
+        return await self._client._send(calls.update_schedule(schedule_id, changes))
+
+    async def pause(self, schedule_id: JobId) -> Schedule:
+        return await self._client._send(calls.set_schedule_enabled(schedule_id, False))
+
+    async def resume(self, schedule_id: JobId) -> Schedule:
+        """Resumes from the first tick after now (ticks missed while paused never fire)."""
+        return await self._client._send(calls.set_schedule_enabled(schedule_id, True))
+
+    async def delete(self, schedule_id: JobId) -> Schedule:
+        """Deletes the schedule (its jobs stay) and returns it as it was."""
+        return await self._client._send(calls.delete_schedule(schedule_id))

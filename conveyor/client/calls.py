@@ -1,0 +1,426 @@
+"""Every endpoint the clients call, as data: the request to send and how to read its answer.
+
+`Client` and `AsyncClient` only send these `Call`s (and wait between retries), so the two
+share one description of the API: paths, query and body shapes, which calls may be retried,
+and how each answer becomes a model or an error. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import metadata
+from typing import Any, Generic, TypedDict, TypeVar
+from urllib.parse import quote
+from uuid import UUID
+
+import httpx
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
+from conveyor.client.errors import Conflict, ConveyorError, TransportError, WaitTimeout, error_from_response
+from conveyor.client.models import Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
+
+T = TypeVar("T")
+JobId = UUID | str
+Seconds = float | timedelta
+
+JOBS = "/api/v1/jobs"
+SCHEDULES = "/api/v1/jobs/schedules"
+WAIT_MAX_SECONDS = 300.0  # the server's longest single wait
+DEFAULT_TIMEOUT = 10.0
+RETRY_BACKOFF = 0.1  # seconds before the first retry, doubled for each one after
+RETRY_BACKOFF_MAX = 2.0
+# Failures after which the same request may be sent again; others (a bad URL, a protocol
+# the client speaks wrongly) would fail the same way.
+RETRYABLE = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One request and how to read its answer.
+
+    `idempotent` calls are sent again after a connection failure. `recover` may turn an
+    error answer into a result or a follow-up call (given the error and whether this answer
+    came to a retried request); None lets the error be raised. `accept` lists error statuses
+    whose body is still the answer (health's 503).
+    """
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    params: tuple[tuple[str, str | int], ...] = ()
+    json: Any = None
+    idempotent: bool = False
+    extra_read_seconds: float = 0.0
+    recover: Callable[[ConveyorError, bool], Call[T] | None] | None = None
+    accept: frozenset[int] = frozenset()
+
+    def outcome(self, response: httpx.Response, *, retried: bool) -> T | Call[T]:
+        """The result of this call, or the call to make next; raises the answer's error."""
+        if not (response.is_success or response.status_code in self.accept):
+            error = error_from_response(response)
+            follow_up = self.recover(error, retried) if self.recover is not None else None
+            if follow_up is None:
+                raise error
+            return follow_up
+        try:
+            return self.parse(response.json())
+        except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+            raise ConveyorError(
+                f"unexpected answer to {self.method} {self.path}: {exc}",
+                status_code=response.status_code,
+                code="UNEXPECTED_RESPONSE",
+                request_id=response.headers.get("x-request-id"),
+            ) from exc
+
+    def timeout(self, base: httpx.Timeout) -> httpx.Timeout:
+        """The client's timeout, with the read allowed to last as long as the server may wait."""
+        if not self.extra_read_seconds or base.read is None:
+            return base
+        return httpx.Timeout(
+            connect=base.connect, read=base.read + self.extra_read_seconds, write=base.write, pool=base.pool
+        )
+
+    def retry_delay(self, failures: int, retries: int, exc: httpx.TransportError) -> float:
+        """Seconds to wait before sending again after `failures` failed attempts; raises
+        TransportError when this call may not be (or no longer be) sent again."""
+        if not self.idempotent or failures > retries or not isinstance(exc, RETRYABLE):
+            tries = f" after {failures} attempts" if failures > 1 else ""
+            raise TransportError(f"{self.method} {self.path}{tries}: {type(exc).__name__}: {exc}") from exc
+        return float(min(RETRY_BACKOFF * 2 ** (failures - 1), RETRY_BACKOFF_MAX))
+
+
+# --- the client itself ------------------------------------------------------------------------------
+
+
+def client_options(
+    base_url: str,
+    *,
+    api_key: str | None,
+    token: str | None,
+    timeout: float | httpx.Timeout | None,
+    headers: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """Keyword arguments for the httpx client under a conveyor client."""
+    if api_key and token:
+        raise ValueError("give api_key or token, not both")
+    credential = api_key or token
+    sent = {"Accept": "application/json", "User-Agent": f"conveyor-client/{_version()}"}
+    if credential:
+        sent["Authorization"] = f"Bearer {credential}"
+    return {"base_url": base_url, "timeout": httpx.Timeout(timeout), "headers": {**sent, **(headers or {})}}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("conveyor")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# --- jobs ------------------------------------------------------------------------------------------------
+
+
+def _data(body: Any) -> Any:
+    return body["data"]
+
+
+def _job(body: Any) -> Job:
+    return Job.model_validate(_data(body))
+
+
+def _path_part(value: Any) -> str:
+    return quote(str(value), safe="")
+
+
+def _job_path(job_id: JobId, suffix: str = "") -> str:
+    return f"{JOBS}/{_path_part(job_id)}{suffix}"
+
+
+def _seconds(value: Seconds | None, name: str) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0 or math.isnan(seconds):
+        raise ValueError(f"{name} must be zero or more seconds")
+    return seconds
+
+
+def _aware(value: datetime | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware (datetime.now(UTC), not datetime.now())")
+    return value.isoformat()
+
+
+def _jsonable(data: Any) -> Any:
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json", by_alias=True)
+    return to_jsonable_python(data)
+
+
+def submit(
+    job_type: str,
+    data: Mapping[str, Any] | BaseModel | None,
+    *,
+    priority: str | int | None,
+    queue: str | None,
+    labels: Mapping[str, str] | None,
+    idempotency_key: str | None,
+    run_at: datetime | None,
+    delay: Seconds | None,
+    job_timeout: Seconds | None,
+    max_retries: int | None,
+) -> Call[Job]:
+    minutes = _seconds(job_timeout, "job_timeout")
+    body = {
+        "type": job_type,
+        "data": _jsonable(data if data is not None else {}),
+        "priority": priority,
+        "queue": queue,
+        "labels": dict(labels) if labels is not None else None,
+        "idempotencyKey": idempotency_key,
+        "runAt": _aware(run_at, "run_at"),
+        "delaySeconds": _seconds(delay, "delay"),
+        "timeoutMinutes": minutes / 60 if minutes is not None else None,
+        "maxRetries": max_retries,
+    }
+    # A create is sent again only under an idempotency key: the server then answers a repeat
+    # with the job the first request made, never with a second job.
+    return Call(
+        "POST",
+        JOBS,
+        _job,
+        json={k: v for k, v in body.items() if v is not None},
+        idempotent=idempotency_key is not None,
+    )
+
+
+def get_job(job_id: JobId) -> Call[Job]:
+    return Call("GET", _job_path(job_id), _job, idempotent=True)
+
+
+def _csv(value: str | int | Sequence[str | int] | None) -> str | None:
+    """A filter's values as the server reads them: comma-separated."""
+    if value is None:
+        return None
+    if isinstance(value, str | int):
+        return str(value)
+    return ",".join(str(v) for v in value)
+
+
+class JobFilters(TypedDict, total=False):
+    """What `list` and `iter_jobs` filter on (all optional, combined with AND)."""
+
+    status: str | Sequence[str]
+    type: str | Sequence[str]
+    priority: str | int | Sequence[str | int]
+    queue: str
+    labels: Mapping[str, str]
+    created_after: datetime
+    created_before: datetime
+
+
+def list_jobs(filters: JobFilters, *, page: int, page_size: int) -> Call[Page[Job]]:
+    params: list[tuple[str, str | int]] = [("page", page), ("page_size", page_size)]
+    for name in ("status", "type", "priority", "queue"):
+        text = _csv(filters.get(name))  # type: ignore[arg-type]
+        if text is not None:
+            params.append((name, text))
+    for name in ("created_after", "created_before"):
+        when: datetime | None = filters.get(name)  # type: ignore[assignment]
+        if when is not None:
+            params.append((name, when.isoformat()))
+    params.extend(("label", f"{key}:{value}") for key, value in (filters.get("labels") or {}).items())
+
+    def parse(body: Any) -> Page[Job]:
+        data = _data(body)
+        return Page[Job](
+            items=[Job.model_validate(item) for item in data["jobs"]],
+            total=data["total"],
+            page=data.get("page", page),
+            page_size=data.get("limit", page_size),
+        )
+
+    return Call("GET", JOBS, parse, params=tuple(params), idempotent=True)
+
+
+class JobPager:
+    """Walks the pages of a job list for `iter_jobs`: the next page's call, and the jobs of
+    each page not yet yielded (jobs created meanwhile push older ones onto later pages)."""
+
+    def __init__(self, filters: JobFilters, page_size: int) -> None:
+        self._filters = filters
+        self._page_size = page_size
+        self._page = 1
+        self._done = False
+        self._seen: set[UUID] = set()
+
+    def next_call(self) -> Call[Page[Job]] | None:
+        return None if self._done else list_jobs(self._filters, page=self._page, page_size=self._page_size)
+
+    def take(self, page: Page[Job]) -> list[Job]:
+        self._done = not page.items or not page.has_next
+        self._page += 1
+        fresh = [job for job in page.items if job.id not in self._seen]
+        self._seen.update(job.id for job in fresh)
+        return fresh
+
+
+def cancel(job_id: JobId) -> Call[Job]:
+    def recover(error: ConveyorError, retried: bool) -> Call[Job] | None:
+        # The first attempt reached the server but its answer was lost: the job is
+        # cancelled, which is what was asked.
+        if retried and isinstance(error, Conflict) and error.current_status == "cancelled":
+            return get_job(job_id)
+        return None
+
+    return Call("DELETE", _job_path(job_id), _job, idempotent=True, recover=recover)
+
+
+def retry(job_id: JobId) -> Call[Job]:
+    return Call("POST", _job_path(job_id, "/retry"), _job)  # makes a new job: never sent twice
+
+
+def wait(job_id: JobId, timeout: Seconds | None, *, clock: Callable[[], float] = time.monotonic) -> Call[Job]:
+    seconds = _seconds(timeout, "timeout")
+    return _wait_until(job_id, None if seconds is None else clock() + seconds, clock)
+
+
+def _wait_until(job_id: JobId, deadline: float | None, clock: Callable[[], float]) -> Call[Job]:
+    """One server-side wait of at most five minutes; a longer wait chains them."""
+    remaining = math.inf if deadline is None else max(0.0, deadline - clock())
+    chunk = min(remaining, WAIT_MAX_SECONDS)
+
+    def recover(error: ConveyorError, retried: bool) -> Call[Job] | None:
+        if isinstance(error, WaitTimeout) and remaining > WAIT_MAX_SECONDS:
+            return _wait_until(job_id, deadline, clock)
+        return None
+
+    return Call(
+        "POST",
+        _job_path(job_id, "/wait"),
+        _job,
+        json={"timeout": math.ceil(chunk * 1000)},
+        idempotent=True,
+        extra_read_seconds=chunk,
+        recover=recover,
+    )
+
+
+def logs(job_id: JobId, *, level: str | None, limit: int, offset: int) -> Call[LogPage]:
+    params: list[tuple[str, str | int]] = [("limit", limit), ("offset", offset)]
+    if level is not None:
+        params.append(("level", level))
+
+    def parse(body: Any) -> LogPage:
+        data = _data(body)
+        return LogPage(entries=data["logs"], total=data["total"], limit=data["limit"], offset=data["offset"])
+
+    return Call("GET", _job_path(job_id, "/logs"), parse, params=tuple(params), idempotent=True)
+
+
+def stats() -> Call[Stats]:
+    return Call("GET", f"{JOBS}/stats/summary", lambda body: Stats.model_validate(_data(body)), idempotent=True)
+
+
+# --- queues and health --------------------------------------------------------------------------------
+
+
+def queues() -> Call[list[Queue]]:
+    def parse(body: Any) -> list[Queue]:
+        return [Queue.model_validate(q) for q in body["queues"]]
+
+    return Call("GET", f"{JOBS}/queues", parse, idempotent=True)
+
+
+def set_queue_paused(name: str, paused: bool) -> Call[QueueState]:
+    # Setting the flag twice leaves it as once: safe to send again.
+    action = "pause" if paused else "resume"
+    path = f"{JOBS}/queues/{_path_part(name)}/{action}"
+    return Call("POST", path, lambda body: QueueState.model_validate(body["queue"]), idempotent=True)
+
+
+def health() -> Call[Health]:
+    # 503 is how the server says "unhealthy"; its body is still the health report.
+    return Call(
+        "GET",
+        f"{JOBS}/health",
+        lambda body: Health.model_validate(body),
+        idempotent=True,
+        accept=frozenset({503}),
+    )
+
+
+# --- schedules ----------------------------------------------------------------------------------------------
+
+
+class ScheduleChanges(TypedDict, total=False):
+    """The settings of a schedule `update` changes (only those given)."""
+
+    name: str
+    job_type: str
+    data: Mapping[str, Any]
+    cron: str
+    interval_seconds: float
+    timezone: str
+    priority: str | int | None
+    queue: str | None
+    enabled: bool
+    missed_policy: str
+
+
+def _schedule(body: Any) -> Schedule:
+    return Schedule.model_validate(body["schedule"])
+
+
+def _schedule_path(schedule_id: JobId, suffix: str = "") -> str:
+    return f"{SCHEDULES}/{_path_part(schedule_id)}{suffix}"
+
+
+def list_schedules(*, page: int, page_size: int) -> Call[Page[Schedule]]:
+    def parse(body: Any) -> Page[Schedule]:
+        pagination = body["pagination"]
+        return Page[Schedule](
+            items=[Schedule.model_validate(s) for s in body["schedules"]],
+            total=pagination["total"],
+            page=pagination["page"],
+            page_size=pagination["page_size"],
+        )
+
+    return Call("GET", SCHEDULES, parse, params=(("page", page), ("page_size", page_size)), idempotent=True)
+
+
+def create_schedule(
+    name: str, job_type: str, data: Mapping[str, Any] | BaseModel | None, settings: Mapping[str, Any]
+) -> Call[Schedule]:
+    """`settings`: cron, interval (seconds or a timedelta), timezone, priority, queue, enabled,
+    missed_policy; those left None take the server's defaults."""
+    body = {"name": name, "job_type": job_type, "data": _jsonable(data if data is not None else {}), **settings}
+    if body.get("interval") is not None:
+        body["interval_seconds"] = _seconds(body["interval"], "interval")
+    body.pop("interval", None)
+    return Call("POST", SCHEDULES, _schedule, json={k: v for k, v in body.items() if v is not None})
+
+
+def get_schedule(schedule_id: JobId) -> Call[Schedule]:
+    return Call("GET", _schedule_path(schedule_id), _schedule, idempotent=True)
+
+
+def update_schedule(schedule_id: JobId, changes: ScheduleChanges) -> Call[Schedule]:
+    body = {k: _jsonable(v) if k == "data" else v for k, v in changes.items()}
+    return Call("PATCH", _schedule_path(schedule_id), _schedule, json=body)
+
+
+def delete_schedule(schedule_id: JobId) -> Call[Schedule]:
+    # Not sent again: a repeat whose first attempt went through would answer 404.
+    return Call("DELETE", _schedule_path(schedule_id), _schedule)
+
+
+def set_schedule_enabled(schedule_id: JobId, enabled: bool) -> Call[Schedule]:
+    return Call("POST", _schedule_path(schedule_id, "/resume" if enabled else "/pause"), _schedule, idempotent=True)
