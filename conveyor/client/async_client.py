@@ -1,11 +1,14 @@
-"""`AsyncClient`: the asyncio client (see `conveyor.client` for the whole picture)."""
+"""`AsyncClient`: the asyncio twin of `Client`, method for method.
+
+Each method awaits the same `calls` description its blocking twin sends; the full
+documentation of each is on `Client` (as httpx documents its two clients once).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import builtins
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -13,26 +16,15 @@ import httpx
 from pydantic import BaseModel
 
 from conveyor.client import calls
-from conveyor.client.calls import Call, JobFilters, JobId, ScheduleChanges, Seconds
+from conveyor.client.calls import Call, JobFilters, JobId, ScheduleChanges, ScheduleSettings, Seconds, SubmitOptions
 from conveyor.client.models import Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
 
 T = TypeVar("T")
 
 
 class AsyncClient:
-    """An asyncio client for conveyor's HTTP API.
-
-    Args:
-        base_url: where `conveyor serve` listens.
-        api_key: an API key (`cvk_…`), sent as `Authorization: Bearer`.
-        token: a JWT instead of an API key, sent the same way.
-        timeout: seconds (or an `httpx.Timeout`) for each request; `wait` adds the time it
-            asks the server to wait. None: no limit.
-        retries: how many times a call that is safe to repeat is sent again after a
-            connection failure (reads, `wait`, `cancel`, queue pause and resume, and `submit`
-            with an idempotency key). Errors the server answers are never retried.
-        transport: an httpx transport (a test's `httpx.MockTransport`, custom TLS…).
-        headers: more headers for every request.
+    """An asyncio client for conveyor's HTTP API; arguments as `Client`'s, with an
+    `httpx.AsyncBaseTransport` (e.g. `httpx.ASGITransport(app=…)` in tests).
 
     Example::
 
@@ -94,103 +86,48 @@ class AsyncClient:
     # --- jobs -----------------------------------------------------------------------------------
 
     async def submit(
-        self,
-        job_type: str,
-        data: Mapping[str, Any] | BaseModel | None = None,
-        *,
-        priority: str | int | None = None,
-        queue: str | None = None,
-        labels: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        run_at: datetime | None = None,
-        delay: Seconds | None = None,
-        job_timeout: Seconds | None = None,
-        max_retries: int | None = None,
+        self, job_type: str, data: Mapping[str, Any] | BaseModel | None = None, **options: Unpack[SubmitOptions]
     ) -> Job:
-        """Creates a job (`POST /api/v1/jobs`) and returns it, `pending` (or `scheduled`).
-
-        Args:
-            job_type: the job type's kind, e.g. `"sleep"`.
-            data: the job type's input (a mapping or a pydantic model).
-            priority: `critical`, `high`, `medium` (the default) or `low`, or 1-10.
-            queue: another queue than the job type's.
-            labels: free key/values to filter on later (`list(labels=…)`).
-            idempotency_key: the same key answers with the job it first created (and makes
-                the call safe to retry).
-            run_at: not before this (timezone-aware); or `delay`, seconds or a timedelta.
-            job_timeout: longest run, seconds or a timedelta.
-            max_retries: attempts after the first, instead of the priority class's.
-
-        Raises:
-            InvalidRequest: an unknown type (`allowed_types`) or bad data (`fields`).
-        """
-        return await self._send(
-            calls.submit(
-                job_type,
-                data,
-                priority=priority,
-                queue=queue,
-                labels=labels,
-                idempotency_key=idempotency_key,
-                run_at=run_at,
-                delay=delay,
-                job_timeout=job_timeout,
-                max_retries=max_retries,
-            )
-        )
+        """Creates a job; see `Client.submit`."""
+        return await self._send(calls.submit(job_type, data, options))
 
     async def get(self, job_id: JobId) -> Job:
         """The job with its progress, and its result or error once finished. Raises NotFound."""
         return await self._send(calls.get_job(job_id))
 
     async def list(self, *, page: int = 1, page_size: int = 50, **filters: Unpack[JobFilters]) -> Page[Job]:
-        """One page of the jobs the caller may see, newest first.
-
-        Filters: `status`, `type`, `priority` (one value or several), `queue`, `labels`
-        (a mapping, all must match), `created_after`, `created_before`. Items carry the
-        summary of each job; `get` gives the result.
-
-        Example::
-
-            page = await client.list(status=["failed", "timeout"], page_size=20)
-            print(page.total, [job.id for job in page.items], page.has_next)
-        """
+        """One page of the jobs the caller may see, newest first; see `Client.list`."""
         return await self._send(calls.list_jobs(filters, page=page, page_size=page_size))
 
     async def iter_jobs(self, *, page_size: int = 100, **filters: Unpack[JobFilters]) -> AsyncIterator[Job]:
-        """Every job matching the filters (as `list`), fetching a page at a time as the
-        iteration goes. Jobs created meanwhile are not included; none is yielded twice."""
+        """Every job matching the filters, a page fetched at a time; see `Client.iter_jobs`.
+
+        Example::
+
+            async for job in client.iter_jobs(status="failed"):
+                await client.retry(job.id)
+        """
         pager = calls.JobPager(filters, page_size)
         while (call := pager.next_call()) is not None:
             for job in pager.take(await self._send(call)):
                 yield job
 
     async def cancel(self, job_id: JobId) -> Job:
-        """Cancels a job: at once when it waits, at its next checkpoint when it runs (the job
-        shows `cancel_requested` until then). Raises Conflict for a finished job."""
+        """Cancels a job; see `Client.cancel`. Raises Conflict for a finished job."""
         return await self._send(calls.cancel(job_id))
 
     async def retry(self, job_id: JobId) -> Job:
-        """Runs a failed, cancelled or timed-out job again, as a new job whose `retry_of`
-        names the old one. Raises Conflict for any other status."""
+        """Runs a failed, cancelled or timed-out job again as a new job; see `Client.retry`."""
         return await self._send(calls.retry(job_id))
 
     async def wait(self, job_id: JobId, timeout: Seconds | None = 30.0) -> Job:
-        """Waits until the job finishes and returns it, whatever its outcome (check
-        `job.status`: completed, failed, cancelled or timeout).
-
-        The server answers the moment the job finishes. `timeout` is in seconds (None: no
-        limit); past five minutes the client chains the server's waits.
-
-        Raises:
-            WaitTimeout: the time ran out first; it carries `current_status` and
-                `current_progress`. The job goes on.
-        """
+        """Returns the job once finished, whatever its outcome; raises WaitTimeout (with
+        `current_status` and `current_progress`) when `timeout` seconds pass first. See
+        `Client.wait`."""
         return await self._send(calls.wait(job_id, timeout))
 
     async def logs(self, job_id: JobId, *, level: str | None = None, limit: int = 100, offset: int = 0) -> LogPage:
-        """A job's log lines, oldest first; `level` is the lowest to include (debug, info,
-        warning, error, critical)."""
+        """A job's log lines, oldest first, from `level` up; see `Client.logs`."""
         return await self._send(calls.logs(job_id, level=level, limit=limit, offset=offset))
 
     async def stats(self) -> Stats:
@@ -216,7 +153,7 @@ class AsyncClient:
 
 
 class AsyncSchedules:
-    """`client.schedules`: cron and interval schedules (`/api/v1/jobs/schedules`)."""
+    """`client.schedules` of an `AsyncClient`; see `Schedules`."""
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
@@ -229,33 +166,9 @@ class AsyncSchedules:
         name: str,
         job_type: str,
         data: Mapping[str, Any] | BaseModel | None = None,
-        *,
-        cron: str | None = None,
-        interval: Seconds | None = None,
-        timezone: str | None = None,
-        priority: str | int | None = None,
-        queue: str | None = None,
-        enabled: bool | None = None,
-        missed_policy: str | None = None,
+        **settings: Unpack[ScheduleSettings],
     ) -> Schedule:
-        """Creates a schedule: `cron` (five fields, read in `timezone`, UTC by default) or
-        `interval` (seconds or a timedelta). `missed_policy`: skip (default), run_once or
-        run_all. Raises InvalidRequest naming the field at fault.
-
-        Example::
-
-            await client.schedules.create("nightly export", "reports.export", {"format": "csv"},
-                                          cron="0 2 * * *", timezone="Europe/Berlin")
-        """
-        settings = {
-            "cron": cron,
-            "interval": interval,
-            "timezone": timezone,
-            "priority": priority,
-            "queue": queue,
-            "enabled": enabled,
-            "missed_policy": missed_policy,
-        }
+        """Creates a schedule (`cron` or `interval`); see `Schedules.create`."""
         return await self._client._send(calls.create_schedule(name, job_type, data, settings))
 
     async def get(self, schedule_id: JobId) -> Schedule:

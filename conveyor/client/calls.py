@@ -164,31 +164,34 @@ def _jsonable(data: Any) -> Any:
     return to_jsonable_python(data)
 
 
-def submit(
-    job_type: str,
-    data: Mapping[str, Any] | BaseModel | None,
-    *,
-    priority: str | int | None,
-    queue: str | None,
-    labels: Mapping[str, str] | None,
-    idempotency_key: str | None,
-    run_at: datetime | None,
-    delay: Seconds | None,
-    job_timeout: Seconds | None,
-    max_retries: int | None,
-) -> Call[Job]:
-    minutes = _seconds(job_timeout, "job_timeout")
+class SubmitOptions(TypedDict, total=False):
+    """How a job is to run, beside its type and data (all optional; None is the default)."""
+
+    priority: str | int | None
+    queue: str | None
+    labels: Mapping[str, str] | None
+    idempotency_key: str | None
+    run_at: datetime | None
+    delay: Seconds | None
+    job_timeout: Seconds | None
+    max_retries: int | None
+
+
+def submit(job_type: str, data: Mapping[str, Any] | BaseModel | None, options: SubmitOptions) -> Call[Job]:
+    timeout = _seconds(options.get("job_timeout"), "job_timeout")
+    labels = options.get("labels")
+    idempotency_key = options.get("idempotency_key")
     body = {
         "type": job_type,
         "data": _jsonable(data if data is not None else {}),
-        "priority": priority,
-        "queue": queue,
+        "priority": options.get("priority"),
+        "queue": options.get("queue"),
         "labels": dict(labels) if labels is not None else None,
         "idempotencyKey": idempotency_key,
-        "runAt": _aware(run_at, "run_at"),
-        "delaySeconds": _seconds(delay, "delay"),
-        "timeoutMinutes": minutes / 60 if minutes is not None else None,
-        "maxRetries": max_retries,
+        "runAt": _aware(options.get("run_at"), "run_at"),
+        "delaySeconds": _seconds(options.get("delay"), "delay"),
+        "timeoutMinutes": timeout / 60 if timeout is not None else None,
+        "maxRetries": options.get("max_retries"),
     }
     # A create is sent again only under an idempotency key: the server then answers a repeat
     # with the job the first request made, never with a second job.
@@ -396,15 +399,26 @@ def list_schedules(*, page: int, page_size: int) -> Call[Page[Schedule]]:
     return Call("GET", SCHEDULES, parse, params=(("page", page), ("page_size", page_size)), idempotent=True)
 
 
+class ScheduleSettings(TypedDict, total=False):
+    """A new schedule's timing (`cron` or `interval`) and options; None takes the server's
+    default."""
+
+    cron: str | None
+    interval: Seconds | None
+    timezone: str | None
+    priority: str | int | None
+    queue: str | None
+    enabled: bool | None
+    missed_policy: str | None
+
+
 def create_schedule(
-    name: str, job_type: str, data: Mapping[str, Any] | BaseModel | None, settings: Mapping[str, Any]
+    name: str, job_type: str, data: Mapping[str, Any] | BaseModel | None, settings: ScheduleSettings
 ) -> Call[Schedule]:
-    """`settings`: cron, interval (seconds or a timedelta), timezone, priority, queue, enabled,
-    missed_policy; those left None take the server's defaults."""
-    body = {"name": name, "job_type": job_type, "data": _jsonable(data if data is not None else {}), **settings}
-    if body.get("interval") is not None:
-        body["interval_seconds"] = _seconds(body["interval"], "interval")
-    body.pop("interval", None)
+    given: dict[str, Any] = dict(settings)
+    interval = _seconds(given.pop("interval", None), "interval")
+    body = {"name": name, "job_type": job_type, "data": _jsonable(data if data is not None else {}), **given}
+    body["interval_seconds"] = interval
     return Call("POST", SCHEDULES, _schedule, json={k: v for k, v in body.items() if v is not None})
 
 

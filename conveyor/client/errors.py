@@ -20,19 +20,6 @@ from typing import Any
 
 import httpx
 
-__all__ = [
-    "Conflict",
-    "ConveyorError",
-    "Forbidden",
-    "InvalidRequest",
-    "NotFound",
-    "ServerError",
-    "TransportError",
-    "Unauthorized",
-    "WaitTimeout",
-    "error_from_response",
-]
-
 
 class ConveyorError(Exception):
     """An error answer from the server, or no answer at all (`TransportError`).

@@ -15,24 +15,6 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-__all__ = [
-    "CurrentStep",
-    "Health",
-    "Job",
-    "JobFailure",
-    "LogEntry",
-    "LogPage",
-    "Owner",
-    "Page",
-    "Performance",
-    "ProcessingStats",
-    "Queue",
-    "QueueState",
-    "Schedule",
-    "Stats",
-    "Status",
-]
-
 T = TypeVar("T")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -13,7 +12,7 @@ import httpx
 from pydantic import BaseModel
 
 from conveyor.client import calls
-from conveyor.client.calls import Call, JobFilters, JobId, ScheduleChanges, Seconds
+from conveyor.client.calls import Call, JobFilters, JobId, ScheduleChanges, ScheduleSettings, Seconds, SubmitOptions
 from conveyor.client.models import Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
 
 T = TypeVar("T")
@@ -94,18 +93,7 @@ class Client:
     # --- jobs -----------------------------------------------------------------------------------
 
     def submit(
-        self,
-        job_type: str,
-        data: Mapping[str, Any] | BaseModel | None = None,
-        *,
-        priority: str | int | None = None,
-        queue: str | None = None,
-        labels: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        run_at: datetime | None = None,
-        delay: Seconds | None = None,
-        job_timeout: Seconds | None = None,
-        max_retries: int | None = None,
+        self, job_type: str, data: Mapping[str, Any] | BaseModel | None = None, **options: Unpack[SubmitOptions]
     ) -> Job:
         """Creates a job (`POST /api/v1/jobs`) and returns it, `pending` (or `scheduled`).
 
@@ -124,20 +112,7 @@ class Client:
         Raises:
             InvalidRequest: an unknown type (`allowed_types`) or bad data (`fields`).
         """
-        return self._send(
-            calls.submit(
-                job_type,
-                data,
-                priority=priority,
-                queue=queue,
-                labels=labels,
-                idempotency_key=idempotency_key,
-                run_at=run_at,
-                delay=delay,
-                job_timeout=job_timeout,
-                max_retries=max_retries,
-            )
-        )
+        return self._send(calls.submit(job_type, data, options))
 
     def get(self, job_id: JobId) -> Job:
         """The job with its progress, and its result or error once finished. Raises NotFound."""
@@ -228,14 +203,7 @@ class Schedules:
         name: str,
         job_type: str,
         data: Mapping[str, Any] | BaseModel | None = None,
-        *,
-        cron: str | None = None,
-        interval: Seconds | None = None,
-        timezone: str | None = None,
-        priority: str | int | None = None,
-        queue: str | None = None,
-        enabled: bool | None = None,
-        missed_policy: str | None = None,
+        **settings: Unpack[ScheduleSettings],
     ) -> Schedule:
         """Creates a schedule: `cron` (five fields, read in `timezone`, UTC by default) or
         `interval` (seconds or a timedelta). `missed_policy`: skip (default), run_once or
@@ -246,15 +214,6 @@ class Schedules:
             client.schedules.create("nightly export", "reports.export", {"format": "csv"},
                                     cron="0 2 * * *", timezone="Europe/Berlin")
         """
-        settings = {
-            "cron": cron,
-            "interval": interval,
-            "timezone": timezone,
-            "priority": priority,
-            "queue": queue,
-            "enabled": enabled,
-            "missed_policy": missed_policy,
-        }
         return self._client._send(calls.create_schedule(name, job_type, data, settings))
 
     def get(self, schedule_id: JobId) -> Schedule:
