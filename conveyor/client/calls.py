@@ -43,10 +43,10 @@ RETRYABLE = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolErr
 class Call(Generic[T]):
     """One request and how to read its answer.
 
-    `idempotent` calls are sent again after a connection failure. `recover` may turn an
-    error answer into a result or a follow-up call (given the error and whether this answer
-    came to a retried request); None lets the error be raised. `accept` lists error statuses
-    whose body is still the answer (health's 503).
+    `idempotent` calls are sent again after a connection failure. `recover` may answer an
+    error with the call to make next (given the error, and whether it answered a request
+    sent again); None lets the error be raised. `accept` lists error statuses whose body is
+    still the answer (health's 503).
     """
 
     method: str
