@@ -159,3 +159,12 @@ def test_serve_runs_api_and_worker_and_prints_a_bootstrap_key(tmp_path: Path, pr
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells why it ended
     assert server.returncode in (0, -15)
     assert "Application shutdown complete" in rest
+
+
+def test_the_command_loads_no_engine_until_a_command_needs_it() -> None:
+    # What keeps `conveyor --help` quick (bench/cli_startup.py): the engine, the store, pydantic
+    # and SQLAlchemy are imported by the commands that use them.
+    heavy = ("conveyor.engine", "conveyor.store", "conveyor.runtime", "pydantic", "sqlalchemy", "asyncio")
+    probe = f"import sys, conveyor.cli; print(sorted(m for m in sys.modules if m.startswith({heavy!r})))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

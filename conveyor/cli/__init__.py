@@ -2,31 +2,55 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import typer
 
-from conveyor.engine.schedules import Schedules, ScheduleSpec, describe
 from conveyor.errors import ConveyorError
-from conveyor.jobtypes import jsonable
-from conveyor.model import Job, Owner
-from conveyor.runtime import Conveyor
-from conveyor.settings import Settings
-from conveyor.store.schedules import Schedule
+
+# The engine, store and settings (pydantic, SQLAlchemy) are imported by the commands that use
+# them, so that `conveyor --help` and a mistyped command answer at once.
+if TYPE_CHECKING:
+    from conveyor.engine.schedules import Schedules
+    from conveyor.model import Job
+    from conveyor.runtime import Conveyor
+    from conveyor.settings import Settings
+    from conveyor.store.schedules import Schedule
+
+T = TypeVar("T")
 
 app = typer.Typer(help="conveyor: durable background jobs.", no_args_is_help=True, add_completion=False)
 
 
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # ~50 ms: not for --help
+
+    return asyncio.run(main)
+
+
 def _settings(**overrides: Any) -> Settings:
+    from conveyor.settings import Settings
+
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _conveyor(settings: Settings) -> Conveyor:
+    from conveyor.runtime import Conveyor
+
+    return Conveyor.from_settings(settings)
+
+
+def jsonable(value: Any) -> Any:
+    from conveyor.jobtypes import jsonable
+
+    return jsonable(value)
 
 
 def _job_json(job: Job) -> dict[str, Any]:
@@ -98,10 +122,10 @@ def worker(
     settings = _settings(database_url=database_url, queues=queues, concurrency=concurrency)
 
     async def run() -> None:
-        async with Conveyor.from_settings(settings) as conveyor:
+        async with _conveyor(settings) as conveyor:
             await conveyor.worker().run(handle_signals=True)
 
-    asyncio.run(run())
+    _run(run())
 
 
 @app.command()
@@ -117,13 +141,13 @@ def enqueue(
     payload, level = _data_option(data), _priority_option(priority)
 
     async def run() -> Job:
-        async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
             return await conveyor.engine.enqueue(
                 kind, payload, priority=level, queue=queue, idempotency_key=idempotency_key
             )
 
     try:
-        job = asyncio.run(run())
+        job = _run(run())
     except ConveyorError as exc:
         _fail(exc)
     typer.echo(json.dumps(_job_json(job), indent=2))
@@ -134,11 +158,11 @@ def show(job_id: UUID, database_url: DatabaseOpt = None) -> None:
     """Print one job as JSON."""
 
     async def run() -> Job:
-        async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
             return await conveyor.engine.get(job_id)
 
     try:
-        typer.echo(json.dumps(_job_json(asyncio.run(run())), indent=2))
+        typer.echo(json.dumps(_job_json(_run(run())), indent=2))
     except ConveyorError as exc:
         _fail(exc)
 
@@ -148,11 +172,11 @@ def cancel(job_id: UUID, database_url: DatabaseOpt = None) -> None:
     """Cancel a job: at once when not yet running, at its next checkpoint when running."""
 
     async def run() -> Job:
-        async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
             return await conveyor.engine.cancel(job_id)
 
     try:
-        job = asyncio.run(run())
+        job = _run(run())
     except ConveyorError as exc:
         _fail(exc)
     typer.echo(json.dumps(_job_json(job), indent=2))
@@ -163,10 +187,10 @@ def stats(database_url: DatabaseOpt = None) -> None:
     """Jobs by status."""
 
     async def run() -> dict[str, int]:
-        async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
             return await conveyor.engine.counts()
 
-    typer.echo(json.dumps(asyncio.run(run()), indent=2, sort_keys=True))
+    typer.echo(json.dumps(_run(run()), indent=2, sort_keys=True))
 
 
 @app.command()
@@ -193,16 +217,16 @@ def serve(
     for name, value in overrides.items():
         if value is not None:
             os.environ[f"CONVEYOR_{name.upper()}"] = str(value)
-    settings = Settings()
+    settings = _settings()
     # Once, here, before the API processes start: they would race to migrate and to bootstrap.
     if settings.auto_migrate:
         upgrade(settings.database_url)
 
     async def first_key() -> str | None:
-        async with Conveyor.from_settings(settings) as conveyor:
+        async with _conveyor(settings) as conveyor:
             return await bootstrap_admin_key(ApiKeys(conveyor.store))
 
-    key = asyncio.run(first_key())
+    key = _run(first_key())
     if key is not None:
         typer.echo("A fresh database: created an admin API key. It is shown this once; keep it safe:")
         typer.echo(f"  {key}")
@@ -245,13 +269,13 @@ def apikey_create(
     from conveyor.apikeys import ApiKeys
 
     async def run() -> Any:
-        async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
             return await ApiKeys(conveyor.store).create(
                 role=role, name=name or f"{role} key", org_id=org, study_id=study, created_by="cli"
             )
 
     try:
-        new = asyncio.run(run())
+        new = _run(run())
     except ConveyorError as exc:
         _fail(exc)
     record = new.record
@@ -265,10 +289,10 @@ def apikey_list(database_url: DatabaseOpt = None) -> None:
     from conveyor.apikeys import ApiKeys
 
     async def run() -> Any:
-        async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
             return await ApiKeys(conveyor.store).list()
 
-    for r in asyncio.run(run()):
+    for r in _run(run()):
         typer.echo(
             json.dumps(
                 {
@@ -292,10 +316,10 @@ def apikey_revoke(
     from conveyor.apikeys import ApiKeys
 
     async def run() -> Any:
-        async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
             return await ApiKeys(conveyor.store).revoke(key_id)
 
-    record = asyncio.run(run())
+    record = _run(run())
     if record is None:
         typer.echo(f"no API key {key_id}", err=True)
         raise typer.Exit(1)
@@ -308,16 +332,18 @@ app.add_typer(schedule_app, name="schedule")
 
 def _schedules(database_url: str | None, act: Callable[[Schedules], Awaitable[Any]]) -> Any:
     async def run() -> Any:
-        async with Conveyor.from_settings(_settings(database_url=database_url)) as conveyor:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
             return await act(conveyor.schedules)
 
     try:
-        return asyncio.run(run())
+        return _run(run())
     except ConveyorError as exc:
         _fail(exc)
 
 
 def _schedule_json(s: Schedule) -> str:
+    from conveyor.engine.schedules import describe
+
     return json.dumps(jsonable(describe(s)), indent=2)
 
 
@@ -370,6 +396,9 @@ def schedule_add(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create a schedule and print it as JSON (with its next fire time)."""
+    from conveyor.engine.schedules import ScheduleSpec
+    from conveyor.model import Owner
+
     spec = ScheduleSpec(
         name=name or kind,
         job_type=kind,
