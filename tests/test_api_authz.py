@@ -620,6 +620,11 @@ BAD_TOKENS = {
     "alg none": lambda: _token(secret="", algorithm="none"),
     "RS256 without a public key configured": _rs256_header,
     "not a JWT": lambda: "abc.def.ghi",
+    # identity claims are stored with the caller's jobs: they must fit and be storable text
+    "a name longer than its column": lambda: _token(name="n" * 201),
+    "an organisation with a NUL": lambda: _token(org_id="org\x00x"),
+    "a subject that is a list": lambda: _token(sub=["a", "b"]),
+    "an empty subject": lambda: _token(sub=""),
 }
 
 

@@ -19,6 +19,11 @@ from conveyor.access import Permission, Principal, parse_roles
 from conveyor.api.errors import ApiError
 from conveyor.apikeys import PREFIX, ApiKeys
 from conveyor.settings import Settings
+from conveyor.storable import text_problem
+
+KNOWN_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "PS256", "EdDSA", "none"})
+# The owner columns (owner_user_id, owner_org_id, owner_study_id, created_by) hold 200 characters.
+MAX_IDENTITY_CHARS = 200
 
 
 def _unauthorized(message: str) -> ApiError:
@@ -63,7 +68,9 @@ class JwtVerifier:
             raise _unauthorized("malformed bearer token") from None
         key = self._keys.get(algorithm)
         if key is None:
-            raise _unauthorized(f"bearer tokens signed with {algorithm} are not accepted")
+            # The header's text is the caller's: named only when it is one we know.
+            shown = algorithm if algorithm in KNOWN_ALGORITHMS else "this algorithm"
+            raise _unauthorized(f"bearer tokens signed with {shown} are not accepted")
         try:
             claims = jwt.decode(
                 token,
@@ -78,17 +85,27 @@ class JwtVerifier:
         except jwt.PyJWTError as exc:
             raise _unauthorized(f"invalid token: {exc}") from None
         return Principal(
-            user_id=str(claims["sub"]),
-            name=_text(claims.get("name")),
-            org_id=_text(claims.get("org_id")),
-            study_id=_text(claims.get("study_id")),
+            user_id=_identity(claims, "sub"),  # type: ignore[arg-type]  # required above
+            name=_identity(claims, "name"),
+            org_id=_identity(claims, "org_id"),
+            study_id=_identity(claims, "study_id"),
             roles=parse_roles(claims.get("roles")),
             via="jwt",
         )
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _identity(claims: dict[str, Any], claim: str) -> str | None:
+    """A claim that names who the caller is, as stored with their jobs: text (or a number, for
+    `sub`) of at most MAX_IDENTITY_CHARS that the database can hold; else the token is refused."""
+    value = claims.get(claim)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _unauthorized(f"invalid token: claim {claim!r} must be text")
+    text = str(value)
+    if not 1 <= len(text) <= MAX_IDENTITY_CHARS or text_problem(text):
+        raise _unauthorized(f"invalid token: claim {claim!r} must be 1-{MAX_IDENTITY_CHARS} characters of text")
+    return text
 
 
 class Authenticator:
