@@ -146,6 +146,11 @@ async def drain(app: Conveyor, url: str, jobs: int, workers: int, concurrency: i
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    # SIGTERM (a `timeout` wrapper, a CI limit) cancels the run like Ctrl-C does, so the worker
+    # processes are stopped and the database dropped instead of draining on, orphaned.
+    main_task = asyncio.current_task()
+    if main_task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     server = os.environ.get("CONVEYOR_DATABASE_URL", DEFAULT_SERVER_URL)
     database = PostgresDatabase(server, "conveyor_bench_million")
     await database.recreate()
@@ -174,7 +179,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
+    try:
+        result = asyncio.run(run(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        sys.stderr.write("million: stopped before the end; workers stopped, database dropped\n")
+        raise SystemExit(130) from None
     sys.stdout.write((json.dumps(result) if args.json else json.dumps(result, indent=2)) + "\n")
 
 
