@@ -23,10 +23,10 @@ from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, Owner, Status, utc_now
+from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, utc_now
 from conveyor.store.base import TOPICS, Listener
 from conveyor.store.portable import SqlStore
-from conveyor.store.rows import OUTCOME_STATUS, dumps
+from conveyor.store.rows import OUTCOME_STATUS, claimed_job, dumps
 from conveyor.store.schema import UTCDateTime, jobs
 from conveyor.store.watcher import SqliteWatcher
 
@@ -100,34 +100,15 @@ def _json(text: str | None) -> Any:
 
 
 def _claimed(row: Any, now: datetime, lease_expires_at: datetime, worker_id: str) -> Job:
+    """A claimed row as stored (text, integers) turned into the values rows.claimed_job takes."""
     (id_, kind, queue, priority, data, attempt, max_attempts, timeout_seconds, run_at, created_at, cancel_requested,
      batch_id, schedule_id, retry_of, cache_key, idempotency_key, labels, file_info, *owner) = row  # fmt: skip
-    return Job(
-        UUID(id_),
-        kind,
-        queue,
-        Status.RUNNING,
-        priority,
-        _json(data),
-        attempt,
-        max_attempts,
-        _time(created_at),
-        now,
-        _time(run_at),
-        timeout=timedelta(seconds=timeout_seconds) if timeout_seconds is not None else None,
-        started_at=now,
-        worker_id=worker_id,
-        lease_expires_at=lease_expires_at,
-        cancel_requested=bool(cancel_requested),
-        batch_id=_uuid(batch_id),
-        schedule_id=schedule_id,
-        retry_of=_uuid(retry_of),
-        cache_key=cache_key,
-        idempotency_key=idempotency_key,
-        labels=_json(labels) or {},
-        file_info=_json(file_info),
-        owner=Owner(*owner),
-    )
+    return claimed_job(
+        UUID(id_), kind, queue, priority, _json(data), attempt, max_attempts, timeout_seconds,
+        _time(run_at), _time(created_at), now, now, lease_expires_at, bool(cancel_requested),
+        _uuid(batch_id), schedule_id, _uuid(retry_of), cache_key, idempotency_key, _json(labels), _json(file_info),
+        *owner, worker_id=worker_id,
+    )  # fmt: skip
 
 
 def _stored_time(value: datetime | None) -> str | None:
