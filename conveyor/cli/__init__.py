@@ -36,7 +36,12 @@ app = typer.Typer(help="conveyor: durable background jobs.", no_args_is_help=Tru
 def _run(main: Coroutine[Any, Any, T]) -> T:
     import asyncio  # ~50 ms: not for --help
 
-    return asyncio.run(main)
+    try:  # uvloop's loop costs about a third less CPU per database round trip than asyncio's own
+        import uvloop
+    except ImportError:  # not built for every platform (Windows)
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def _settings(**overrides: Any) -> Settings:
