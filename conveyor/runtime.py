@@ -9,6 +9,7 @@ from typing import Any
 
 from conveyor.builtin import jobtypes as builtin_jobtypes
 from conveyor.engine import Engine
+from conveyor.engine.audit import Audit
 from conveyor.engine.schedules import Schedules
 from conveyor.jobtypes import Registry
 from conveyor.scheduler import Scheduler
@@ -63,8 +64,13 @@ class Conveyor:
             registry,
             default_timeout=settings.default_timeout,
             max_timeout=settings.max_timeout,
+            audit=Audit(store, key=settings.audit_key, checkpoint_every=settings.audit_checkpoint_every),
         )
         return cls(settings, store, engine)
+
+    @property
+    def audit(self) -> Audit:
+        return self.engine.audit
 
     async def start(self) -> None:
         # Notifications are listened for by what needs them (a worker, a wait), when it starts.

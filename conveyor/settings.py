@@ -93,6 +93,13 @@ class Settings(BaseSettings):
         10, ge=0, description="how long a process trusts an API key lookup (a revocation elsewhere takes this long)"
     )
 
+    audit_key: str | None = Field(
+        None, description="HMAC-SHA256 key signing the audit trail's checkpoints; unset: checkpoints are unsigned"
+    )
+    audit_checkpoint_every: int = Field(
+        1000, ge=1, description="a checkpoint of the audit chain's head every this many records"
+    )
+
     @model_validator(mode="after")
     def _lease_outlasts_interval(self) -> Settings:
         if self.scheduler_lease_seconds <= self.scheduler_interval_seconds:

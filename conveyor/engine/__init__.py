@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from conveyor.audit import AuditEntry, current_actor
+from conveyor.engine.audit import Audit
 from conveyor.engine.coalescer import EnqueueCoalescer
 from conveyor.errors import InvalidJobData, InvalidJobOptions, JobNotCancellable, JobNotFound, JobNotRetryable
 from conveyor.jobtypes import Definition, JobType, Registry
@@ -89,8 +91,10 @@ class Engine:
         default_timeout: timedelta | None = None,
         max_timeout: timedelta | None = None,
         wait_poll_interval: float = 0.25,
+        audit: Audit | None = None,
     ) -> None:
         self.store = store
+        self.audit = audit or Audit(store)
         self.registry = registry
         self.notifier = notifier or Notifier()
         self.class_policies = class_policies
@@ -128,7 +132,10 @@ class Engine:
         """As enqueue, and whether the job was created now (False: its idempotency key was
         known, and the job returned is the one it named)."""
         new_job = self.prepare(JobRequest(job_type, {} if data is None else data, **options))
-        return await self._coalescer.insert(new_job)
+        job, created = await self._coalescer.insert(new_job)
+        if created:
+            await self.audit.record("job.created", "job", job.id, after=job_state(job), org_id=job.owner.org_id)
+        return job, created
 
     async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
         """All or nothing: one transaction, and an invalid request stores none of them."""
@@ -136,13 +143,25 @@ class Engine:
         plans: dict[tuple[Any, ...], _Plan] = {}  # bulk requests mostly share a type and options
         if any(r.idempotency_key is not None for r in requests):
             new_jobs = [self.prepare(r, now=now, plans=plans) for r in requests]
-            return [job for job, _created in await self.store.insert_jobs(new_jobs)]
+            inserted = await self.store.insert_jobs(new_jobs)
+            await self._record_created([job for job, created in inserted if created])
+            return [job for job, _created in inserted]
         # Prepared a batch at a time, so that the store may write one while the next is made.
         batches = (
             [self.prepare(r, now=now, plans=plans) for r in requests[i : i + BULK_BATCH]]
             for i in range(0, len(requests), BULK_BATCH)
         )
-        return await self.store.insert_batches(batches)
+        made = await self.store.insert_batches(batches)
+        await self._record_created(made)
+        return made
+
+    async def _record_created(self, made: Sequence[Job]) -> None:
+        actor = current_actor()
+        entries = [
+            AuditEntry("job.created", "job", str(j.id), actor, after=job_state(j), org_id=j.owner.org_id) for j in made
+        ]
+        for i in range(0, len(entries), BULK_BATCH):
+            await self.audit.record_many(entries[i : i + BULK_BATCH])
 
     def prepare(
         self, request: JobRequest, *, now: datetime | None = None, plans: dict[tuple[Any, ...], _Plan] | None = None
@@ -284,16 +303,19 @@ class Engine:
 
     # --- operations ---------------------------------------------------------------------------
 
-    async def cancel(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
+    async def cancel(self, job_id: UUID, *, visible_to: Visibility | None = None, action: str = "job.cancelled") -> Job:
         """Scheduled and pending jobs are cancelled at once; a running one is asked to stop at
-        its next checkpoint (its status stays running until it does). Finished: refused."""
-        if visible_to is not None:
-            await self.get(job_id, visible_to=visible_to)
+        its next checkpoint (its status stays running until it does). Finished: refused.
+        Recorded in the audit trail as `action` (the API's DELETE says job.deleted)."""
+        before = await self.get(job_id, visible_to=visible_to)
         job, acted = await self.store.request_cancel(job_id)
         if job is None:
             raise JobNotFound(job_id)
         if not acted:
             raise JobNotCancellable(job_id, job.status.value)
+        await self.audit.record(
+            action, "job", job.id, before=job_state(before), after=job_state(job), org_id=job.owner.org_id
+        )
         return job
 
     async def retry(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
@@ -301,7 +323,7 @@ class Engine:
         job = await self.get(job_id, visible_to=visible_to)
         if job.status not in RETRYABLE_BY_HAND:
             raise JobNotRetryable(job_id, job.status.value)
-        return await self.enqueue(
+        again = await self.enqueue(
             job.kind,
             job.data,
             queue=job.queue,
@@ -314,6 +336,11 @@ class Engine:
             retry_of=job.id,
             file_info=job.file_info,
         )
+        await self.audit.record(
+            "job.retried", "job", job.id, before=job_state(job), after={"retryJobId": str(again.id)},
+            org_id=job.owner.org_id,
+        )  # fmt: skip
+        return again
 
     async def wait(self, job_id: UUID, timeout: float, *, visible_to: Visibility | None = None) -> Job:
         """The job once it finishes, or as it is when `timeout` seconds pass.
@@ -336,3 +363,17 @@ class Engine:
         finally:
             unsubscribe()
             future.cancel()
+
+
+def job_state(job: Job) -> dict[str, Any]:
+    """What the audit trail keeps of a job's state: not its data (which may be sensitive)."""
+    return {
+        "kind": job.kind,
+        "queue": job.queue,
+        "status": job.status.value,
+        "priority": job.priority,
+        "cancelRequested": job.cancel_requested,
+        "attempt": job.attempt,
+        "ownerUserId": job.owner.user_id,
+        "retryOf": None if job.retry_of is None else str(job.retry_of),
+    }

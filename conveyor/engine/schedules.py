@@ -167,7 +167,18 @@ class Schedules:
             next_run_at=checked.timing.first_after(now) if spec.enabled else None,
         )
         await self.store.insert_schedule(schedule)
+        await self._record("schedule.created", schedule, None, schedule)
         return schedule
+
+    async def _record(self, action: str, schedule: Schedule, before: Schedule | None, after: Schedule | None) -> None:
+        await self.engine.audit.record(
+            action,
+            "schedule",
+            schedule.id,
+            before=None if before is None else describe(before),
+            after=None if after is None else describe(after),
+            org_id=schedule.owner.org_id,
+        )
 
     async def get(self, schedule_id: str, *, visible_to: Visibility | None = None) -> Schedule:
         """The schedule; ScheduleNotFound also when it lies outside `visible_to`."""
@@ -218,6 +229,7 @@ class Schedules:
         updated = await self.store.update_schedule(schedule_id, values)
         if updated is None:
             raise ScheduleNotFound(schedule_id)
+        await self._record("schedule.changed", updated, current, updated)
         return updated
 
     async def pause(self, schedule_id: str, *, visible_to: Visibility | None = None) -> Schedule:
@@ -238,6 +250,7 @@ class Schedules:
         updated = await self.store.update_schedule(schedule_id, {"enabled": enabled, "next_run_at": next_run_at})
         if updated is None:
             raise ScheduleNotFound(schedule_id)
+        await self._record("schedule.resumed" if enabled else "schedule.paused", updated, current, updated)
         return updated
 
     async def delete(self, schedule_id: str, *, visible_to: Visibility | None = None) -> Schedule:
@@ -245,6 +258,7 @@ class Schedules:
         schedule = await self.get(schedule_id, visible_to=visible_to)
         if not await self.store.delete_schedule(schedule_id):
             raise ScheduleNotFound(schedule_id)
+        await self._record("schedule.deleted", schedule, schedule, None)
         return schedule
 
     # --- ticks ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from conveyor.model import (
     Status,
     utc_now,
 )
+from conveyor.store.audit import AuditTables
 from conveyor.store.base import TOPICS, Listener
 from conveyor.store.control import ControlTables
 from conveyor.store.filters import filter_clauses
@@ -44,7 +45,7 @@ def paused_queues() -> sa.Select[Any]:
     return sa.select(queue_states.c.name).where(queue_states.c.paused)
 
 
-class SqlStore(ControlTables, ScheduleTables, JobStatistics):
+class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
     """The Store protocol over an async SQLAlchemy engine.
 
     `_engine` runs writes; `_read_engine` runs reads (the same engine on PostgreSQL; on

@@ -240,3 +240,37 @@ leaders = sa.Table(
     sa.Column("elected_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
+
+# --- the audit trail: append-only, hash-chained (see conveyor.audit) -----------------------------
+
+audit = sa.Table(
+    "conveyor_audit",
+    metadata,
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),  # 1, 2, … given under a lock
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    sa.Column("actor_id", sa.String(200), nullable=False),
+    sa.Column("actor_name", sa.String(200)),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("object_type", sa.String(32), nullable=False),
+    sa.Column("object_id", sa.String(200)),
+    sa.Column("before", Json),
+    sa.Column("after", Json),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("client_address", sa.String(64)),
+    sa.Column("org_id", sa.String(200)),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_conveyor_audit_org_seq", "org_id", "seq"),
+    sa.Index("ix_conveyor_audit_object", "object_type", "object_id"),
+    sa.Index("ix_conveyor_audit_recorded_at", "recorded_at"),
+)
+
+# The chain's head as it was at some moment, signed when CONVEYOR_AUDIT_KEY is set.
+audit_checkpoints = sa.Table(
+    "conveyor_audit_checkpoints",
+    metadata,
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("signature", sa.String(64)),
+)

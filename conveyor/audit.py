@@ -1,0 +1,243 @@
+"""The audit trail's arithmetic (21 CFR Part 11 §11.10(e)): records, their hash chain,
+signed checkpoints, and the verifier that walks a chain page by page. No I/O here: the store
+appends and reads, conveyor.engine.audit decides what is recorded.
+
+Each record's hash is SHA-256 over its canonical encoding: every field but `hash` (including
+`prev_hash`, the previous record's hash) as sorted-key compact JSON. Changing any field of a
+record, or its place in the chain, breaks the hash of that record or the link of the next.
+A checkpoint is (seq, hash) of the chain's head at some moment, signed with HMAC-SHA256 when
+an audit key is configured; it makes a cut-off tail detectable, and (signed) a chain rewritten
+from scratch by someone who can write to the database but does not hold the key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+GENESIS = "0" * 64  # the prev_hash of record 1
+SYSTEM = "system"  # the actor of what no principal asked for (library calls, the scheduler)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts, and from where: a principal of the API, the CLI's user, or the system."""
+
+    user_id: str = SYSTEM
+    name: str | None = None
+    org_id: str | None = None
+    request_id: str | None = None
+    client_address: str | None = None
+
+
+_ACTOR: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("conveyor_audit_actor", default=None)
+
+
+def current_actor() -> Actor:
+    """The actor set by the innermost `acting_as` (the API sets one per request), else system."""
+    return _ACTOR.get() or Actor()
+
+
+@contextlib.contextmanager
+def acting_as(actor: Actor) -> Iterator[None]:
+    token = _ACTOR.set(actor)
+    try:
+        yield
+    finally:
+        _ACTOR.reset(token)
+
+
+def set_actor(actor: Actor) -> None:
+    """Set the actor for the rest of the current context (an API request's task)."""
+    _ACTOR.set(actor)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One thing that happened, before it is given its place in the chain."""
+
+    action: str  # e.g. job.created, schedule.paused, auth.failed
+    object_type: str
+    object_id: str | None
+    actor: Actor
+    before: Any = None
+    after: Any = None
+    org_id: str | None = None  # the organisation the object belongs to
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    seq: int
+    recorded_at: datetime
+    actor_id: str
+    actor_name: str | None
+    action: str
+    object_type: str
+    object_id: str | None
+    before: Any
+    after: Any
+    request_id: str | None
+    client_address: str | None
+    org_id: str | None
+    prev_hash: str
+    hash: str
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    seq: int
+    hash: str
+    created_at: datetime
+    signature: str | None  # HMAC-SHA256 hex; None: no audit key was configured
+
+
+def plain_json(value: Any) -> Any:
+    """`value` as the database hands JSON back (so the hash of what is read is that of what was
+    written): dict keys as text, tuples as lists, anything else JSON lacks as its text."""
+    return None if value is None else json.loads(json.dumps(value, default=str))
+
+
+def _timestamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(fields: dict[str, Any]) -> bytes:
+    """The encoding the hash covers: every field but `hash`, sorted keys, compact."""
+    body = {k: (_timestamp(v) if isinstance(v, datetime) else v) for k, v in fields.items() if k != "hash"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def record_hash(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(fields)).hexdigest()
+
+
+def chain(entries: list[AuditEntry], *, prev_seq: int, prev_hash: str, now: datetime) -> list[AuditRecord]:
+    """The entries as records following (prev_seq, prev_hash), each linked to the one before."""
+    records = []
+    now = now.astimezone(UTC)
+    for entry in entries:
+        fields = {
+            "seq": prev_seq + 1,
+            "recorded_at": now,
+            "actor_id": entry.actor.user_id,
+            "actor_name": entry.actor.name,
+            "action": entry.action,
+            "object_type": entry.object_type,
+            "object_id": entry.object_id,
+            "before": plain_json(entry.before),
+            "after": plain_json(entry.after),
+            "request_id": entry.actor.request_id,
+            "client_address": entry.actor.client_address,
+            "org_id": entry.org_id if entry.org_id is not None else entry.actor.org_id,
+            "prev_hash": prev_hash,
+        }
+        record = AuditRecord(**fields, hash=record_hash(fields))
+        records.append(record)
+        prev_seq, prev_hash = record.seq, record.hash
+    return records
+
+
+def _checkpoint_message(seq: int, head_hash: str, at: datetime) -> bytes:
+    return f"conveyor-audit-checkpoint:{seq}:{head_hash}:{_timestamp(at)}".encode()
+
+
+def sign_checkpoint(seq: int, head_hash: str, at: datetime, key: str | None) -> Checkpoint:
+    signature = None
+    if key:
+        signature = hmac.new(key.encode(), _checkpoint_message(seq, head_hash, at), hashlib.sha256).hexdigest()
+    return Checkpoint(seq=seq, hash=head_hash, created_at=at, signature=signature)
+
+
+def checkpoint_signed_by(checkpoint: Checkpoint, key: str) -> bool:
+    expected = sign_checkpoint(checkpoint.seq, checkpoint.hash, checkpoint.created_at, key).signature
+    return checkpoint.signature is not None and hmac.compare_digest(checkpoint.signature, expected or "")
+
+
+@dataclass(slots=True)
+class Verdict:
+    ok: bool = True
+    records: int = 0  # how many were checked
+    head_seq: int = 0
+    head_hash: str = GENESIS
+    checkpoints: int = 0
+    signed: bool = False  # whether checkpoints were checked against an audit key
+    broken_seq: int | None = None  # the first record (or checkpoint) found wrong
+    problem: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "records": self.records,
+            "headSeq": self.head_seq,
+            "headHash": self.head_hash,
+            "checkpoints": self.checkpoints,
+            "checkpointsSigned": self.signed,
+            "brokenSeq": self.broken_seq,
+            "problem": self.problem,
+            "warnings": self.warnings,
+        }
+
+
+class ChainVerifier:
+    """Fed the records in seq order (a page at a time) and every checkpoint; keeps only the
+    previous record and the checkpoints, so memory stays flat however long the chain."""
+
+    def __init__(self, checkpoints: list[Checkpoint], *, key: str | None) -> None:
+        self._checkpoints = {c.seq: c for c in checkpoints}
+        self._key = key
+        self.verdict = Verdict(checkpoints=len(checkpoints), signed=bool(key))
+        if not key:
+            self.verdict.warnings.append(
+                "CONVEYOR_AUDIT_KEY is not set: checkpoints are unsigned, so a chain rewritten "
+                "from its start together with its checkpoints would not be detected"
+            )
+        for c in checkpoints:
+            if key and not checkpoint_signed_by(c, key):
+                self._fail(c.seq, f"checkpoint at seq {c.seq} is not signed by the audit key")
+                break
+
+    def _fail(self, seq: int, problem: str) -> None:
+        if self.verdict.ok:
+            self.verdict.ok, self.verdict.broken_seq, self.verdict.problem = False, seq, problem
+
+    def feed(self, records: list[AuditRecord]) -> bool:
+        """Check the next records; False once something is wrong (stop feeding)."""
+        v = self.verdict
+        for r in records:
+            if not v.ok:
+                return False
+            expected_seq = v.head_seq + 1
+            if r.seq != expected_seq:
+                kind = "missing (deleted)" if r.seq > expected_seq else "out of order"
+                self._fail(expected_seq, f"sequence break: expected seq {expected_seq}, found {r.seq}; records {kind}")
+            elif r.prev_hash != v.head_hash:
+                link = f"seq {r.seq}: prev_hash does not link to seq {v.head_seq}"
+                self._fail(r.seq, f"{link} (inserted, deleted or reordered records)")
+            elif record_hash(r.fields()) != r.hash:
+                self._fail(r.seq, f"seq {r.seq}: hash mismatch (a field was altered)")
+            elif (c := self._checkpoints.get(r.seq)) is not None and c.hash != r.hash:
+                self._fail(r.seq, f"seq {r.seq}: differs from the checkpoint taken at {_timestamp(c.created_at)}")
+            if not v.ok:
+                return False
+            v.records += 1
+            v.head_seq, v.head_hash = r.seq, r.hash
+        return True
+
+    def finish(self) -> Verdict:
+        v = self.verdict
+        newest = max(self._checkpoints, default=0)
+        if v.ok and newest > v.head_seq:
+            ends = f"the chain ends at seq {v.head_seq}"
+            self._fail(v.head_seq + 1, f"cut-off tail: {ends}, a checkpoint names seq {newest}")
+        return v

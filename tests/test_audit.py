@@ -1,0 +1,189 @@
+"""The audit trail's chain on both databases: every kind of tampering done with raw SQL is
+found by verify, appends from many connections at once keep one chain, and on PostgreSQL
+the triggers refuse changes by the application's own role."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from conveyor import Conveyor
+from conveyor.audit import Actor, record_hash
+from conveyor.engine.audit import Audit
+from conveyor.store.migrate import sync_engine
+
+ALICE = Actor(user_id="alice", name="Alice A", org_id="org-a", request_id="req_1", client_address="10.0.0.1")
+
+
+async def fill(app: Conveyor, n: int, audit: Audit | None = None) -> None:
+    for i in range(n):
+        await (audit or app.audit).record("test.done", "thing", i, before={"i": i}, after={"i": i + 1}, actor=ALICE)
+
+
+@pytest.fixture
+def raw(database_url: str) -> Iterator[Any]:
+    """Run SQL as whoever can write to the database, with the triggers out of the way (as the
+    tables' owner can): the tampering verify is there to find."""
+    engine = sync_engine(database_url)
+
+    def run(*statements: str, **params: Any) -> None:
+        with engine.begin() as conn:
+            postgres = conn.dialect.name == "postgresql"
+            if postgres:
+                conn.execute(sa.text("ALTER TABLE conveyor_audit DISABLE TRIGGER USER"))
+                conn.execute(sa.text("ALTER TABLE conveyor_audit_checkpoints DISABLE TRIGGER USER"))
+            for statement in statements:
+                conn.execute(sa.text(statement), params)
+            if postgres:
+                conn.execute(sa.text("ALTER TABLE conveyor_audit ENABLE TRIGGER USER"))
+                conn.execute(sa.text("ALTER TABLE conveyor_audit_checkpoints ENABLE TRIGGER USER"))
+
+    yield run
+    engine.dispose()
+
+
+async def test_records_chain_and_verify(app: Conveyor) -> None:
+    await fill(app, 5)
+    verdict = await app.audit.verify(page_size=2)  # pages of 2: the walk crosses page edges
+    assert verdict.ok and verdict.records == 5 and verdict.head_seq == 5, verdict
+    page = await app.store.audit_page(0, 10)
+    assert [r.seq for r in page] == [1, 2, 3, 4, 5]
+    assert page[0].prev_hash == "0" * 64 and page[1].prev_hash == page[0].hash
+    first = page[0]
+    assert (first.actor_id, first.actor_name, first.org_id, first.request_id, first.client_address) == (
+        "alice", "Alice A", "org-a", "req_1", "10.0.0.1"
+    )  # fmt: skip
+    assert (first.before, first.after) == ({"i": 0}, {"i": 1})
+
+
+async def test_altered_field_is_a_hash_mismatch(app: Conveyor, raw: Any) -> None:
+    await fill(app, 5)
+    raw("UPDATE conveyor_audit SET actor_id = 'mallory' WHERE seq = 3")
+    verdict = await app.audit.verify()
+    assert not verdict.ok and verdict.broken_seq == 3 and "hash mismatch" in (verdict.problem or "")
+
+
+async def test_forged_record_inserted_in_the_middle_breaks_the_link(app: Conveyor, raw: Any) -> None:
+    await fill(app, 5)
+    [second] = [r for r in await app.store.audit_page(1, 1)]
+    forged = {**second.fields(), "seq": 3, "prev_hash": second.hash, "actor_id": "mallory", "after": None}
+    forged["hash"] = record_hash(forged)  # a well-formed record, linked to its predecessor
+    raw(
+        "UPDATE conveyor_audit SET seq = seq + 1000 WHERE seq >= 3",
+        "UPDATE conveyor_audit SET seq = seq - 999 WHERE seq > 1000",
+    )
+    raw(
+        "INSERT INTO conveyor_audit (seq, recorded_at, actor_id, actor_name, action, object_type, object_id,"
+        " request_id, client_address, org_id, prev_hash, hash) SELECT 3, recorded_at, 'mallory', actor_name, action,"
+        " object_type, object_id, request_id, client_address, org_id, :prev, :hash FROM conveyor_audit WHERE seq = 2",
+        prev=forged["prev_hash"],
+        hash=forged["hash"],
+    )
+    verdict = await app.audit.verify()
+    assert not verdict.ok and verdict.broken_seq in (3, 4), verdict
+
+
+async def test_deleted_middle_record_is_a_sequence_break(app: Conveyor, raw: Any) -> None:
+    await fill(app, 5)
+    raw("DELETE FROM conveyor_audit WHERE seq = 3")
+    verdict = await app.audit.verify()
+    assert not verdict.ok and verdict.broken_seq == 3 and "sequence break" in (verdict.problem or "")
+
+
+async def test_renumbered_after_a_deletion_breaks_the_link(app: Conveyor, raw: Any) -> None:
+    await fill(app, 5)
+    raw("DELETE FROM conveyor_audit WHERE seq = 3", "UPDATE conveyor_audit SET seq = seq - 1 WHERE seq > 3")
+    verdict = await app.audit.verify()
+    assert not verdict.ok and verdict.broken_seq == 3 and "prev_hash" in (verdict.problem or "")
+
+
+async def test_swapped_records_are_found(app: Conveyor, raw: Any) -> None:
+    await fill(app, 5)
+    raw(
+        "UPDATE conveyor_audit SET seq = -1 WHERE seq = 2",
+        "UPDATE conveyor_audit SET seq = 2 WHERE seq = 3",
+        "UPDATE conveyor_audit SET seq = 3 WHERE seq = -1",
+    )
+    verdict = await app.audit.verify()
+    assert not verdict.ok and verdict.broken_seq == 2, verdict
+
+
+async def test_cut_off_tail_is_found_by_the_checkpoint(app: Conveyor, raw: Any) -> None:
+    await fill(app, 5)
+    checkpoint = await app.audit.checkpoint()
+    assert checkpoint is not None and checkpoint.seq == 5
+    raw("DELETE FROM conveyor_audit WHERE seq >= 4")
+    verdict = await app.audit.verify()
+    assert not verdict.ok and "cut-off tail" in (verdict.problem or ""), verdict
+
+
+async def test_checkpoints_are_taken_every_n_records(app: Conveyor) -> None:
+    audit = Audit(app.store, checkpoint_every=3)
+    await fill(app, 7, audit)
+    assert [c.seq for c in await app.store.audit_checkpoints()] == [3, 6]
+    verdict = await audit.verify()
+    assert verdict.ok and verdict.checkpoints == 2 and not verdict.signed and verdict.warnings
+
+
+async def _rewrite_chain_from(app: Conveyor, raw: Any, seq: int) -> None:
+    """What someone who can write to the database but holds no key can do: alter a record and
+    recompute every hash after it, so that the chain is consistent again."""
+    records = await app.store.audit_page(0, 1000)
+    prev = records[seq - 2].hash if seq > 1 else "0" * 64
+    for record in records[seq - 1 :]:
+        fields = {**record.fields(), "prev_hash": prev}
+        if record.seq == seq:
+            fields["actor_id"] = "mallory"
+        fields["hash"] = record_hash(fields)
+        raw(
+            "UPDATE conveyor_audit SET actor_id = :actor, prev_hash = :prev, hash = :hash WHERE seq = :seq",
+            actor=fields["actor_id"], prev=fields["prev_hash"], hash=fields["hash"], seq=record.seq,
+        )  # fmt: skip
+        prev = fields["hash"]
+
+
+async def test_a_rewritten_chain_fails_a_signed_checkpoint(app: Conveyor, raw: Any) -> None:
+    audit = Audit(app.store, key="k" * 32, checkpoint_every=1000)
+    await fill(app, 5, audit)
+    await audit.checkpoint()
+    await _rewrite_chain_from(app, raw, 2)
+    verdict = await audit.verify()
+    assert not verdict.ok and verdict.broken_seq == 5 and "checkpoint" in (verdict.problem or "")
+    # The checkpoint rewritten as well: without the key its signature cannot be made.
+    head = (await app.store.audit_page(4, 1))[0]
+    raw("UPDATE conveyor_audit_checkpoints SET hash = :hash", hash=head.hash)
+    verdict = await audit.verify()
+    assert not verdict.ok and "not signed by the audit key" in (verdict.problem or "")
+    assert (await Audit(app.store, key="another key").verify()).ok is False
+
+
+async def test_concurrent_appends_keep_one_chain(app: Conveyor) -> None:
+    async def appender(n: int) -> None:
+        for i in range(10):
+            await app.audit.record("test.concurrent", "thing", f"{n}-{i}")
+
+    await asyncio.gather(*(appender(n) for n in range(8)))
+    verdict = await app.audit.verify()
+    assert verdict.ok and verdict.records == 80, verdict
+
+
+async def test_postgres_triggers_refuse_changes_by_the_owner(app: Conveyor, database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no roles; verify is its only guard")
+    await fill(app, 2)
+    await app.audit.checkpoint()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for statement in [
+            "UPDATE conveyor_audit SET actor_id = 'mallory'",
+            "DELETE FROM conveyor_audit WHERE seq = 1",
+            "TRUNCATE conveyor_audit",
+            "DELETE FROM conveyor_audit_checkpoints",
+        ]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(statement)
+    assert (await app.audit.verify()).ok
