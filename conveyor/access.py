@@ -40,12 +40,13 @@ class Permission(enum.StrEnum):
     SCHEDULES_MANAGE = "schedules:manage"  # create, change, pause, resume, delete schedules
     METRICS_READ = "metrics:read"  # /metrics: counts across the whole installation
     KEYS_MANAGE = "keys:manage"  # API keys of the caller's organisation
+    AUDIT_READ = "audit:read"  # the audit trail of the caller's organisation (super admin: all); verify
 
 
 _VIEWER = {Permission.JOBS_READ, Permission.QUEUES_READ}
 _USER = _VIEWER | {Permission.JOBS_CREATE, Permission.JOBS_MANAGE}
 _OPERATOR = _USER | {Permission.QUEUES_MANAGE, Permission.SCHEDULES_MANAGE, Permission.METRICS_READ}
-_ADMIN = _OPERATOR | {Permission.KEYS_MANAGE}
+_ADMIN = _OPERATOR | {Permission.KEYS_MANAGE, Permission.AUDIT_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset(_VIEWER),

@@ -17,11 +17,15 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from conveyor.access import Principal, Role
 from conveyor.errors import ConveyorError
 from conveyor.model import utc_now
 from conveyor.store.control import ApiKeyRecord, ControlTables
+
+if TYPE_CHECKING:
+    from conveyor.engine.audit import Audit
 
 PREFIX = "cvk"
 
@@ -59,9 +63,19 @@ def principal_of(record: ApiKeyRecord) -> Principal:
     )
 
 
+def _audited(record: ApiKeyRecord) -> dict[str, Any]:
+    """What the audit trail keeps of a key: never its secret, nor the secret's hash."""
+    fields = ("id", "name", "role", "org_id", "study_id", "created_by", "created_at", "revoked_at")
+    return {name: getattr(record, name) for name in fields}
+
+
 class ApiKeys:
-    def __init__(self, store: ControlTables, *, cache_seconds: float = 10.0) -> None:
+    """Creates, checks and revokes API keys; creations and revocations are recorded in
+    `audit` when given (the API and the CLI give theirs)."""
+
+    def __init__(self, store: ControlTables, *, cache_seconds: float = 10.0, audit: Audit | None = None) -> None:
         self._store = store
+        self._audit = audit
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, ApiKeyRecord | None]] = {}
 
@@ -95,6 +109,8 @@ class ApiKeys:
             revoked_at=None,
         )
         await self._store.insert_api_key(record)
+        if self._audit is not None:
+            await self._audit.record("api_key.created", "api_key", key_id, after=_audited(record), org_id=org_id)
         return NewApiKey(record, f"{PREFIX}_{key_id}_{secret}")
 
     async def authenticate(self, key: str) -> Principal | None:
@@ -127,7 +143,14 @@ class ApiKeys:
 
     async def revoke(self, key_id: str) -> ApiKeyRecord | None:
         self._cache.pop(key_id, None)
-        return await self._store.revoke_api_key(key_id)
+        before = await self._store.get_api_key(key_id) if self._audit is not None else None
+        revoked = await self._store.revoke_api_key(key_id)
+        if self._audit is not None and before is not None and before.active and revoked is not None:
+            await self._audit.record(
+                "api_key.revoked", "api_key", key_id, before=_audited(before), after=_audited(revoked),
+                org_id=revoked.org_id,
+            )  # fmt: skip
+        return revoked
 
     async def any_exist(self) -> bool:
         return await self._store.count_api_keys() > 0

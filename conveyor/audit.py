@@ -107,13 +107,13 @@ def plain_json(value: Any) -> Any:
     return None if value is None else json.loads(json.dumps(value, default=str))
 
 
-def _timestamp(at: datetime) -> str:
+def timestamp_text(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical(fields: dict[str, Any]) -> bytes:
     """The encoding the hash covers: every field but `hash`, sorted keys, compact."""
-    body = {k: (_timestamp(v) if isinstance(v, datetime) else v) for k, v in fields.items() if k != "hash"}
+    body = {k: (timestamp_text(v) if isinstance(v, datetime) else v) for k, v in fields.items() if k != "hash"}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
@@ -148,7 +148,7 @@ def chain(entries: list[AuditEntry], *, prev_seq: int, prev_hash: str, now: date
 
 
 def _checkpoint_message(seq: int, head_hash: str, at: datetime) -> bytes:
-    return f"conveyor-audit-checkpoint:{seq}:{head_hash}:{_timestamp(at)}".encode()
+    return f"conveyor-audit-checkpoint:{seq}:{head_hash}:{timestamp_text(at)}".encode()
 
 
 def sign_checkpoint(seq: int, head_hash: str, at: datetime, key: str | None) -> Checkpoint:
@@ -227,7 +227,7 @@ class ChainVerifier:
             elif record_hash(r.fields()) != r.hash:
                 self._fail(r.seq, f"seq {r.seq}: hash mismatch (a field was altered)")
             elif (c := self._checkpoints.get(r.seq)) is not None and c.hash != r.hash:
-                self._fail(r.seq, f"seq {r.seq}: differs from the checkpoint taken at {_timestamp(c.created_at)}")
+                self._fail(r.seq, f"seq {r.seq}: differs from the checkpoint taken at {timestamp_text(c.created_at)}")
             if not v.ok:
                 return False
             v.records += 1

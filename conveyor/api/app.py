@@ -32,9 +32,10 @@ from conveyor.access import Permission, Role
 from conveyor.api.auth import SECURITY_SCHEMES, Authenticator, JwtVerifier
 from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors
 from conveyor.api.metrics import ApiMetrics
-from conveyor.api.routes import canonical, keys, monitoring, schedules, system
+from conveyor.api.routes import audit, canonical, keys, monitoring, schedules, system
 from conveyor.api.services import Services
 from conveyor.apikeys import ApiKeys
+from conveyor.audit import Actor, acting_as
 from conveyor.errors import ConveyorError
 from conveyor.insights import Insights
 from conveyor.runtime import Conveyor
@@ -102,7 +103,11 @@ class RequestContext:
                     await answer(ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {self.max_body_bytes} bytes"))
                     return
                 receive = _replay(body)
-            await self.app(scope, receive, send_with_id)
+            # Until the caller authenticates (conveyor.api.auth sets who), what the request
+            # changes is the system's, from this address; and nothing outlives the request.
+            client = scope.get("client")
+            with acting_as(Actor(request_id=request_id, client_address=client[0] if client else None)):
+                await self.app(scope, receive, send_with_id)
         except Exception:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if status == 0:
@@ -154,7 +159,7 @@ def _replay(body: bytes) -> Receive:
 
 
 # Order: static paths first (/api/v1/jobs/schedules before /api/v1/jobs/{job_id}).
-ROUTERS = (system.router, monitoring.router, schedules.router, keys.router, canonical.router)
+ROUTERS = (system.router, monitoring.router, schedules.router, keys.router, audit.router, canonical.router)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +304,7 @@ def create_app(
     """The API over `conveyor`. `freeze_gc` is for a process that serves this app alone (see
     lifespan)."""
     settings = conveyor.settings
-    api_keys = ApiKeys(conveyor.store, cache_seconds=settings.api_key_cache_seconds)
+    api_keys = ApiKeys(conveyor.store, cache_seconds=settings.api_key_cache_seconds, audit=conveyor.audit)
     metrics = ApiMetrics()
     services = Services(
         conveyor=conveyor,

@@ -8,6 +8,7 @@ checked when configured. Claims used: sub (user id), name, org_id, study_id, rol
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,16 @@ from fastapi import Request
 
 from conveyor.access import Permission, Principal, parse_roles
 from conveyor.api.errors import ApiError
-from conveyor.apikeys import PREFIX, ApiKeys
+from conveyor.apikeys import PREFIX, ApiKeys, split_key
+from conveyor.audit import Actor, set_actor
 from conveyor.settings import Settings
 from conveyor.storable import text_problem
 
 KNOWN_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "PS256", "EdDSA", "none"})
 # The owner columns (owner_user_id, owner_org_id, owner_study_id, created_by) hold 200 characters.
 MAX_IDENTITY_CHARS = 200
+
+_KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 def _unauthorized(message: str) -> ApiError:
@@ -141,9 +145,44 @@ async def authenticate(request: Request) -> Principal:
     headers = request.headers
     scheme, _, credentials = headers.get("authorization", "").partition(" ")
     bearer = credentials.strip() if scheme.lower() == "bearer" else None
-    principal = await authenticator.principal(bearer or None, headers.get("x-api-key") or None)
+    api_key = headers.get("x-api-key") or None
+    try:
+        principal = await authenticator.principal(bearer or None, api_key)
+    except ApiError as exc:
+        if exc.status == 401 and (bearer or api_key):
+            await _record_failed_sign_in(request, exc, bearer, api_key)
+        raise
     request.state.principal = principal
+    # Whatever this request changes is recorded in the audit trail as done by this caller.
+    set_actor(
+        Actor(
+            user_id=principal.user_id,
+            name=principal.name,
+            org_id=principal.org_id,
+            request_id=getattr(request.state, "request_id", None),
+            client_address=request.client.host if request.client else None,
+        )
+    )
     return principal
+
+
+async def _record_failed_sign_in(request: Request, error: ApiError, bearer: str | None, api_key: str | None) -> None:
+    """A credential was presented and refused: recorded with where it came from and which kind
+    of credential it was (an API key's id, which is not secret), never the credential itself.
+    A request without any credential is not a sign-in attempt, and is not recorded."""
+    presented = api_key or bearer or ""
+    key_parts = split_key(presented) if presented.startswith(PREFIX + "_") else None
+    kind = "api_key" if api_key or key_parts else "jwt"
+    key_id = key_parts[0] if key_parts and _KEY_ID.match(key_parts[0]) else None
+    actor = Actor(
+        user_id="anonymous",
+        request_id=getattr(request.state, "request_id", None),
+        client_address=request.client.host if request.client else None,
+    )
+    audit = request.app.state.services.conveyor.audit
+    route = getattr(request.scope.get("route"), "path", None)  # the template: no caller's text
+    after = {"credential": kind, "keyId": key_id, "reason": error.message, "route": route}
+    await audit.record("auth.failed", "credential", kind, after=after, actor=actor)
 
 
 def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:

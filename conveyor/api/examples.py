@@ -301,3 +301,40 @@ SCHEDULE_ERROR = {
         "request_id": "req_123456",
     }
 }
+
+AUDIT_RECORD = {
+    "seq": 1042,
+    "recordedAt": "2026-01-15T10:30:00.123456Z",
+    "actorId": "user-17",
+    "actorName": "Dr. A. Admin",
+    "action": "job.cancelled",
+    "objectType": "job",
+    "objectId": "0193a8e2-7c41-7b7e-9a51-3f1c2d4e5f60",
+    "before": {"status": "pending", "cancelRequested": False},
+    "after": {"status": "cancelled", "cancelRequested": False},
+    "requestId": "req_8f3a2b1c4d5e6f70",
+    "clientAddress": "10.1.2.3",
+    "orgId": "org-a",
+    "prevHash": "5d41402abc4b2a76b9719d911017c592" * 2,
+    "hash": "7d793037a0760186574b0282f2f435e7" * 2,
+}
+AUDIT_PAGE = {
+    "success": True,
+    "data": {"records": [AUDIT_RECORD], "total": 1, "page": 1, "pageSize": 50, "hasNext": False},
+    "timestamp": TS,
+}
+AUDIT_VERIFIED = {
+    "success": True,
+    "data": {
+        "ok": False,
+        "records": 1041,
+        "headSeq": 1041,
+        "headHash": AUDIT_RECORD["prevHash"],
+        "checkpoints": 1,
+        "checkpointsSigned": True,
+        "brokenSeq": 1042,
+        "problem": "seq 1042: hash mismatch (a field was altered)",
+        "warnings": [],
+    },
+    "timestamp": TS,
+}

@@ -43,6 +43,21 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
 
+# Commands that run services rather than act for the person at the keyboard: what they do is
+# recorded as the system's (and the API's requests as their callers').
+_SERVICE_COMMANDS = {"serve", "worker"}
+
+
+@app.callback()
+def _main(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand not in _SERVICE_COMMANDS:
+        import getpass
+        import socket
+
+        from conveyor.audit import Actor, set_actor
+
+        set_actor(Actor(user_id=f"cli:{getpass.getuser()}", client_address=socket.gethostname()[:64]))
+
 
 def _settings(**overrides: Any) -> Settings:
     from conveyor.settings import Settings
@@ -233,7 +248,7 @@ def serve(
 
     async def first_key() -> str | None:
         async with _conveyor(settings) as conveyor:
-            return await bootstrap_admin_key(ApiKeys(conveyor.store))
+            return await bootstrap_admin_key(ApiKeys(conveyor.store, audit=conveyor.audit))
 
     key = _run(first_key())
     if key is not None:
@@ -281,7 +296,7 @@ def apikey_create(
 
     async def run() -> Any:
         async with _conveyor(_settings(database_url=database_url)) as conveyor:
-            return await ApiKeys(conveyor.store).create(
+            return await ApiKeys(conveyor.store, audit=conveyor.audit).create(
                 role=role, name=name or f"{role} key", org_id=org, study_id=study, created_by="cli"
             )
 
@@ -301,7 +316,7 @@ def apikey_list(database_url: DatabaseOpt = None) -> None:
 
     async def run() -> Any:
         async with _conveyor(_settings(database_url=database_url)) as conveyor:
-            return await ApiKeys(conveyor.store).list()
+            return await ApiKeys(conveyor.store, audit=conveyor.audit).list()
 
     for r in _run(run()):
         typer.echo(
@@ -328,7 +343,7 @@ def apikey_revoke(
 
     async def run() -> Any:
         async with _conveyor(_settings(database_url=database_url)) as conveyor:
-            return await ApiKeys(conveyor.store).revoke(key_id)
+            return await ApiKeys(conveyor.store, audit=conveyor.audit).revoke(key_id)
 
     record = _run(run())
     if record is None:
@@ -451,6 +466,36 @@ def schedule_delete(schedule_id: ScheduleId, database_url: DatabaseOpt = None) -
     """Delete a schedule (the jobs it made stay)."""
     schedule = _schedules(database_url, lambda schedules: schedules.delete(schedule_id))
     typer.echo(f"deleted schedule {schedule.id} ({schedule.name})")
+
+
+audit_app = typer.Typer(help="The audit trail: verify its hash chain, checkpoint its head.", no_args_is_help=True, **PLAIN)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(database_url: DatabaseOpt = None) -> None:
+    """Walk the whole chain; print the verdict as JSON; exit 1 if it is broken."""
+
+    async def run() -> dict[str, Any]:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
+            return (await conveyor.audit.verify()).as_json()
+
+    verdict = _run(run())
+    typer.echo(json.dumps(verdict, indent=2))
+    if not verdict["ok"]:
+        raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(database_url: DatabaseOpt = None) -> None:
+    """Checkpoint the chain's head now (signed when CONVEYOR_AUDIT_KEY is set)."""
+
+    async def run() -> dict[str, Any] | None:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
+            made = await conveyor.audit.checkpoint()
+        return None if made is None else {"seq": made.seq, "hash": made.hash, "signed": made.signature is not None}
+
+    typer.echo(json.dumps(_run(run())))
 
 
 def main() -> None:

@@ -29,7 +29,9 @@ VERIFY_PAGE = 2000
 
 
 class Audit:
-    def __init__(self, store: Store, *, key: str | None = None, checkpoint_every: int = 1000) -> None:
+    def __init__(self, store: Store, *, key: str | None = None, checkpoint_every: int = 0) -> None:
+        """`checkpoint_every` 0: checkpoints only when asked (an Audit built without the
+        installation's settings must not sign checkpoints with no key)."""
         self.store: Any = store
         self.key = key
         self.checkpoint_every = checkpoint_every

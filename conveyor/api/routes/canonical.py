@@ -272,8 +272,8 @@ async def get_job(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
     return ok(canonical_job(job))
 
 
-async def _cancel(svc: Services, principal: Principal, job_id: str) -> dict[str, Any]:
-    job = await svc.engine.cancel(parse_job_id(job_id), visible_to=principal.visibility)
+async def _cancel(svc: Services, principal: Principal, job_id: str, action: str = "job.cancelled") -> dict[str, Any]:
+    job = await svc.engine.cancel(parse_job_id(job_id), visible_to=principal.visibility, action=action)
     if job.status is Status.CANCELLED:
         message = "Job cancelled successfully"
     else:
@@ -288,8 +288,9 @@ async def _cancel(svc: Services, principal: Principal, job_id: str) -> dict[str,
 )
 async def delete_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
     """Pending and scheduled jobs are cancelled at once; a running job at its next checkpoint;
-    finished jobs are refused with JOB_NOT_CANCELLABLE and their current status."""
-    return await _cancel(svc, principal, job_id)
+    finished jobs are refused with JOB_NOT_CANCELLABLE and their current status. Recorded in
+    the audit trail as job.deleted."""
+    return await _cancel(svc, principal, job_id, "job.deleted")
 
 
 @router.post(

@@ -132,7 +132,15 @@ async def queues(svc: Svc, principal: QueueReader) -> dict[str, Any]:
 
 
 async def _set_paused(svc: Services, principal: Principal, name: str, paused: bool) -> dict[str, Any]:
+    before = (await svc.engine.store.queue_states()).get(name)
     state = await svc.engine.store.set_queue_paused(name, paused, by=principal.name or principal.user_id)
+    await svc.engine.audit.record(
+        "queue.paused" if paused else "queue.resumed",
+        "queue",
+        name,
+        before={"paused": before.paused if before else False},
+        after={"paused": paused},
+    )
     return {
         "queue": {"name": state.name, "paused": state.paused, "changed_at": iso(state.changed_at)},
         "message": f"queue {name} {'paused' if paused else 'resumed'}",
