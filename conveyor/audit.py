@@ -101,10 +101,35 @@ class Checkpoint:
     signature: str | None  # HMAC-SHA256 hex; None: no audit key was configured
 
 
+def _readable(text: str) -> str:
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+def storable_text(value: str | None, limit: int) -> str | None:
+    """`value` as a column of `limit` characters can hold it: a caller's text (a JWT's name,
+    a bad credential's algorithm) must never stop a record from being written. NULs and lone
+    surrogates are replaced; longer text is cut, marked with a trailing ellipsis."""
+    if value is None:
+        return None
+    text = _readable(value)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _readable(value)
+    if isinstance(value, dict):
+        return {_readable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
 def plain_json(value: Any) -> Any:
     """`value` as the database hands JSON back (so the hash of what is read is that of what was
-    written): dict keys as text, tuples as lists, anything else JSON lacks as its text."""
-    return None if value is None else json.loads(json.dumps(value, default=str))
+    written): dict keys as text, tuples as lists, anything else JSON lacks as its text, and
+    text no database holds in JSON (NUL, lone surrogates) replaced rather than refused."""
+    return None if value is None else _storable(json.loads(json.dumps(value, default=str)))
 
 
 def timestamp_text(at: datetime) -> str:
@@ -129,16 +154,16 @@ def chain(entries: list[AuditEntry], *, prev_seq: int, prev_hash: str, now: date
         fields = {
             "seq": prev_seq + 1,
             "recorded_at": now,
-            "actor_id": entry.actor.user_id,
-            "actor_name": entry.actor.name,
+            "actor_id": storable_text(entry.actor.user_id, 200),
+            "actor_name": storable_text(entry.actor.name, 200),
             "action": entry.action,
             "object_type": entry.object_type,
-            "object_id": entry.object_id,
+            "object_id": storable_text(entry.object_id, 200),
             "before": plain_json(entry.before),
             "after": plain_json(entry.after),
             "request_id": entry.actor.request_id,
             "client_address": entry.actor.client_address,
-            "org_id": entry.org_id if entry.org_id is not None else entry.actor.org_id,
+            "org_id": storable_text(entry.org_id if entry.org_id is not None else entry.actor.org_id, 200),
             "prev_hash": prev_hash,
         }
         record = AuditRecord(**fields, hash=record_hash(fields))

@@ -76,6 +76,8 @@ async def test_schedule_queue_and_key_operations_are_recorded(api: ApiHarness) -
         "schedule.created", "schedule.changed", "schedule.paused", "schedule.resumed", "schedule.deleted",
         "queue.paused", "queue.resumed", "api_key.created", "api_key.revoked",
     ]  # fmt: skip
+    # the caller is known on every kind of route (bodies, queries, path parameters alone)
+    assert {(r["actorId"], r["orgId"]) for r in trail} == {("admin-a", "org-a")}
     changed = trail[1]
     assert (changed["before"]["name"], changed["after"]["name"]) == ("nightly", "nightly 2")
     assert trail[4]["after"] is None and trail[4]["before"]["id"] == schedule_id
@@ -194,3 +196,23 @@ def test_cli_verify_and_checkpoint(tmp_path: Path, sqlite_template: Path, monkey
 
 async def test_the_app_fixture_records_nothing_it_was_not_asked_to(app: Conveyor) -> None:
     assert (await app.audit.verify()).records == 0
+
+
+async def test_hostile_caller_text_never_stops_a_record(api: ApiHarness) -> None:
+    """A NUL in a bad token's algorithm (echoed in the refusal's reason), an actor name past
+    the column's width: recorded, never a 500."""
+    import base64
+
+    from conveyor.audit import Actor
+
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "x\u0000y", "typ": "JWT"}).encode()).rstrip(b"=").decode()
+    refused = await api.client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {header}.e30.sig"})
+    assert refused.status_code == 401
+    await api.conveyor.audit.record("test.long", "thing", "x" * 500, actor=Actor(user_id="u" * 500, name="N" * 500))
+    root = await api.key("super_admin", org=None)
+    trail = (await records(api, root))["records"]
+    assert [r["action"] for r in trail] == ["auth.failed", "test.long"]
+    assert "\\u0000" not in json.dumps(trail[0])
+    assert [len(trail[1][f]) for f in ("actorId", "actorName", "objectId")] == [200, 200, 200]
+    assert trail[1]["actorName"].endswith("\u2026")
+    assert (await api.client.get("/api/v1/audit/verify", headers=root)).json()["data"]["ok"]
