@@ -2,8 +2,12 @@
 signed checkpoints, and the verifier that walks a chain page by page. No I/O here: the store
 appends and reads, conveyor.engine.audit decides what is recorded.
 
-Each record's hash is SHA-256 over its canonical encoding: every field but `hash` (including
-`prev_hash`, the previous record's hash) as sorted-key compact JSON. Changing any field of a
+Records are written first to a journal, in the same statement or transaction as the change
+they record and with no lock (so recording costs the hot paths one more row, not a turn of a
+global lock), and sealed into the chain soon after by one process at a time (`seal`), which
+gives each its `seq` and its place after the head. Each record's hash is SHA-256 over its
+canonical encoding: every field but `hash` (including `prev_hash`, the previous record's
+hash) as sorted-key compact JSON. Changing any field of a
 record, or its place in the chain, breaks the hash of that record or the link of the next.
 A checkpoint is (seq, hash) of the chain's head at some moment, signed with HMAC-SHA256 when
 an audit key is configured; it makes a cut-off tail detectable, and (signed) a chain rewritten
@@ -37,12 +41,14 @@ class Actor:
     client_address: str | None = None
 
 
-_ACTOR: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("conveyor_audit_actor", default=None)
+SYSTEM_ACTOR = Actor()
+
+_ACTOR: contextvars.ContextVar[Actor] = contextvars.ContextVar("conveyor_audit_actor", default=SYSTEM_ACTOR)
 
 
 def current_actor() -> Actor:
     """The actor set by the innermost `acting_as` (the API sets one per request), else system."""
-    return _ACTOR.get() or Actor()
+    return _ACTOR.get()
 
 
 @contextlib.contextmanager
@@ -146,26 +152,41 @@ def record_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(fields)).hexdigest()
 
 
-def chain(entries: list[AuditEntry], *, prev_seq: int, prev_hash: str, now: datetime) -> list[AuditRecord]:
-    """The entries as records following (prev_seq, prev_hash), each linked to the one before."""
+def journal_row(entry: AuditEntry, at: datetime, *, org_id: str | None = None, plain: bool = False) -> dict[str, Any]:
+    """The columns of `entry` as the journal stores it until it is sealed into the chain;
+    `org_id` names the object's organisation when the entry does not. `plain`: before and
+    after are plain JSON already (text keys, no NaN, no NUL), made so by the caller."""
+    actor = entry.actor
+    org = entry.org_id if entry.org_id is not None else org_id if org_id is not None else actor.org_id
+    return {
+        "recorded_at": at.astimezone(UTC),
+        "actor_id": storable_text(actor.user_id, 200),
+        "actor_name": storable_text(actor.name, 200),
+        "action": entry.action,
+        "object_type": entry.object_type,
+        "object_id": storable_text(entry.object_id, 200),
+        "before": entry.before if plain else plain_json(entry.before),
+        "after": entry.after if plain else plain_json(entry.after),
+        "request_id": storable_text(actor.request_id, 64),
+        "client_address": storable_text(actor.client_address, 64),
+        "org_id": storable_text(org, 200),
+    }
+
+
+# The journal's columns that a chained record keeps (the journal's own id is not among them:
+# the chain's order is `seq`).
+RECORD_COLUMNS = (
+    "recorded_at", "actor_id", "actor_name", "action", "object_type", "object_id", "before", "after",
+    "request_id", "client_address", "org_id",
+)  # fmt: skip
+
+
+def chain(rows: list[dict[str, Any]], *, prev_seq: int, prev_hash: str) -> list[AuditRecord]:
+    """Journal rows (as read back from the database) as records following (prev_seq,
+    prev_hash), each linked to the one before."""
     records = []
-    now = now.astimezone(UTC)
-    for entry in entries:
-        fields = {
-            "seq": prev_seq + 1,
-            "recorded_at": now,
-            "actor_id": storable_text(entry.actor.user_id, 200),
-            "actor_name": storable_text(entry.actor.name, 200),
-            "action": entry.action,
-            "object_type": entry.object_type,
-            "object_id": storable_text(entry.object_id, 200),
-            "before": plain_json(entry.before),
-            "after": plain_json(entry.after),
-            "request_id": entry.actor.request_id,
-            "client_address": entry.actor.client_address,
-            "org_id": storable_text(entry.org_id if entry.org_id is not None else entry.actor.org_id, 200),
-            "prev_hash": prev_hash,
-        }
+    for row in rows:
+        fields = {"seq": prev_seq + 1, **{c: row[c] for c in RECORD_COLUMNS}, "prev_hash": prev_hash}
         record = AuditRecord(**fields, hash=record_hash(fields))
         records.append(record)
         prev_seq, prev_hash = record.seq, record.hash

@@ -14,6 +14,8 @@ from uuid import UUID, SafeUUID
 
 from uuid_utils import uuid7
 
+from conveyor.audit import Actor
+
 
 class Status(enum.StrEnum):
     SCHEDULED = "scheduled"  # run_at is in the future (delayed, or waiting for a retry)
@@ -230,6 +232,20 @@ class Job:
         return Priority.of(self.priority)
 
 
+def job_state(job: Job) -> dict[str, Any]:
+    """What the audit trail keeps of a job's state: not its data (which may be sensitive)."""
+    return {
+        "kind": job.kind,
+        "queue": job.queue,
+        "status": job.status.value,
+        "priority": job.priority,
+        "cancelRequested": job.cancel_requested,
+        "attempt": job.attempt,
+        "ownerUserId": job.owner.user_id,
+        "retryOf": None if job.retry_of is None else str(job.retry_of),
+    }
+
+
 @dataclass(slots=True)
 class NewJob:
     """A job as the engine hands it to the store for insertion (validated, defaults applied)."""
@@ -251,6 +267,7 @@ class NewJob:
     schedule_id: str | None = None
     retry_of: UUID | None = None
     file_info: dict[str, Any] | None = None
+    actor: Actor | None = None  # who asked, for the audit trail's job.created (None: system)
 
 
 class OutcomeKind(enum.StrEnum):

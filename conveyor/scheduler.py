@@ -6,6 +6,9 @@ database's clock); the process holding it fires what is due, the others do nothi
 that dies stops renewing, and another process takes over once the lease runs out; on a clean
 shutdown it gives the lease up at once. Exactly-once firing does not rest on the lease (two
 processes may both believe they lead for a moment): see conveyor.store.schedules.
+
+The leader also seals the audit journal into its chain each pass (conveyor.engine.audit), so
+records join the chain within about a pass of being written, whichever process wrote them.
 """
 
 from __future__ import annotations
@@ -75,3 +78,8 @@ class Scheduler:
             await self.run_once()
         except Exception:
             log.exception("scheduler pass failed")
+        if self.is_leader:  # the leader's other chore: chain what the audit journal holds
+            try:
+                await self.schedules.engine.audit.seal()
+            except Exception:
+                log.exception("sealing the audit journal failed")

@@ -1,29 +1,35 @@
 """The audit trail's chain on both databases: every kind of tampering done with raw SQL is
-found by verify, appends from many connections at once keep one chain, and on PostgreSQL
-the triggers refuse changes by the application's own role."""
+found by verify, records written from many connections and processes at once are sealed into
+one chain, jobs are recorded with the statement that stores them, and on PostgreSQL the
+triggers refuse changes by the application's own role."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
-from conveyor import Conveyor
-from conveyor.audit import Actor, record_hash
+from conveyor import Conveyor, JobRequest
+from conveyor.audit import SYSTEM, Actor, acting_as, record_hash
 from conveyor.engine.audit import Audit
 from conveyor.store.migrate import sync_engine
 
 ALICE = Actor(user_id="alice", name="Alice A", org_id="org-a", request_id="req_1", client_address="10.0.0.1")
 
 
-async def fill(app: Conveyor, n: int, audit: Audit | None = None) -> None:
+async def fill(app: Conveyor, n: int, audit: Audit | None = None, *, seal: bool = True) -> None:
+    audit = audit or app.audit
     for i in range(n):
-        await (audit or app.audit).record("test.done", "thing", i, before={"i": i}, after={"i": i + 1}, actor=ALICE)
+        await audit.record("test.done", "thing", i, before={"i": i}, after={"i": i + 1}, actor=ALICE)
+    if seal:
+        await audit.seal()
 
 
 @pytest.fixture
@@ -46,6 +52,14 @@ def raw(database_url: str) -> Iterator[Any]:
 
     yield run
     engine.dispose()
+
+
+async def test_records_wait_in_the_journal_until_sealed(app: Conveyor) -> None:
+    await fill(app, 3, seal=False)
+    assert await app.store.audit_page(0, 10) == [] and await app.store.audit_unsealed() == 3
+    assert await app.audit.seal() == 3
+    assert [r.seq for r in await app.store.audit_page(0, 10)] == [1, 2, 3]
+    assert await app.store.audit_unsealed() == 0 and await app.audit.seal() == 0
 
 
 async def test_records_chain_and_verify(app: Conveyor) -> None:
@@ -128,10 +142,11 @@ async def test_cut_off_tail_is_found_by_the_checkpoint(app: Conveyor, raw: Any) 
     assert not verdict.ok and "cut-off tail" in (verdict.problem or ""), verdict
 
 
-async def test_checkpoints_are_taken_every_n_records(app: Conveyor) -> None:
+async def test_checkpoints_are_taken_when_a_seal_passes_every_nth_record(app: Conveyor) -> None:
     audit = Audit(app.store, checkpoint_every=3)
-    await fill(app, 7, audit)
-    assert [c.seq for c in await app.store.audit_checkpoints()] == [3, 6]
+    for n in (2, 2, 3):  # heads 2, 4 (passed 3), 7 (passed 6)
+        await fill(app, n, audit)
+    assert [c.seq for c in await app.store.audit_checkpoints()] == [4, 7]
     verdict = await audit.verify()
     assert verdict.ok and verdict.checkpoints == 2 and not verdict.signed and verdict.warnings
 
@@ -168,14 +183,18 @@ async def test_a_rewritten_chain_fails_a_signed_checkpoint(app: Conveyor, raw: A
     assert (await Audit(app.store, key="another key").verify()).ok is False
 
 
-async def test_concurrent_appends_keep_one_chain(app: Conveyor) -> None:
+async def test_concurrent_records_and_seals_keep_one_chain(app: Conveyor) -> None:
     async def appender(n: int) -> None:
         for i in range(10):
             await app.audit.record("test.concurrent", "thing", f"{n}-{i}")
+            if i % 3 == 0:
+                await app.audit.seal()
 
     await asyncio.gather(*(appender(n) for n in range(8)))
     verdict = await app.audit.verify()
     assert verdict.ok and verdict.records == 80, verdict
+    page = await app.store.audit_page(0, 100)
+    assert sorted(r.object_id for r in page) == sorted(f"{n}-{i}" for n in range(8) for i in range(10))
 
 
 async def test_postgres_triggers_refuse_changes_by_the_owner(app: Conveyor, database_url: str) -> None:
@@ -183,12 +202,14 @@ async def test_postgres_triggers_refuse_changes_by_the_owner(app: Conveyor, data
         pytest.skip("SQLite has no roles; verify is its only guard")
     await fill(app, 2)
     await app.audit.checkpoint()
+    await fill(app, 1, seal=False)  # one in the journal: its rows are never changed either
     with psycopg.connect(database_url, autocommit=True) as conn:
         for statement in [
             "UPDATE conveyor_audit SET actor_id = 'mallory'",
             "DELETE FROM conveyor_audit WHERE seq = 1",
             "TRUNCATE conveyor_audit",
             "DELETE FROM conveyor_audit_checkpoints",
+            "UPDATE conveyor_audit_journal SET actor_id = 'mallory'",
         ]:
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(statement)
@@ -203,6 +224,8 @@ async def main() -> None:
     async with Conveyor.from_settings(Settings(database_url=sys.argv[1], auto_migrate=False)) as app:
         for i in range(15):
             await app.audit.record("test.process", "thing", f"{sys.argv[2]}-{i}")
+            if i % 4 == 0:
+                await app.audit.seal()
 
 asyncio.run(main())
 """
@@ -215,3 +238,65 @@ async def test_appends_from_several_processes_keep_one_chain(app: Conveyor, data
     assert [await p.wait() for p in processes] == [0, 0, 0]
     verdict = await app.audit.verify()
     assert verdict.ok and verdict.records == 45, verdict
+
+
+async def created_records(app: Conveyor) -> list[Any]:
+    await app.audit.seal()
+    return [r for r in await app.store.audit_page(0, 10_000) if r.action == "job.created"]
+
+
+async def test_an_enqueued_job_is_recorded_with_who_asked(app: Conveyor) -> None:
+    with acting_as(ALICE):
+        job = await app.engine.enqueue("noop", {}, idempotency_key="once")
+        again = await app.engine.enqueue("noop", {}, idempotency_key="once")
+    assert again.id == job.id
+    [record] = await created_records(app)  # the second call stored nothing, and recorded nothing
+    assert (record.object_type, record.object_id, record.actor_id, record.actor_name) == (
+        "job", str(job.id), "alice", "Alice A"
+    )  # fmt: skip
+    assert (record.request_id, record.client_address, record.org_id) == ("req_1", "10.0.0.1", "org-a")
+    assert record.after["kind"] == "noop" and record.after["status"] == "pending" and record.before is None
+
+
+async def test_a_job_without_an_actor_is_recorded_as_the_system(app: Conveyor) -> None:
+    job = await app.engine.enqueue("noop", {})
+    [record] = await created_records(app)
+    assert (record.object_id, record.actor_id, record.org_id) == (str(job.id), SYSTEM, None)
+
+
+async def test_concurrent_enqueues_each_have_their_own_record(app: Conveyor) -> None:
+    # Concurrent single enqueues share statements (the coalescer): each keeps its own actor.
+    async def one(n: int) -> Any:
+        with acting_as(Actor(user_id=f"user-{n}", org_id="org-a")):
+            return await app.engine.enqueue("noop", {})
+
+    made = await asyncio.gather(*(one(n) for n in range(40)))
+    records = await created_records(app)
+    assert {r.object_id: r.actor_id for r in records} == {str(j.id): f"user-{n}" for n, j in enumerate(made)}
+    assert (await app.audit.verify()).ok
+
+
+async def test_every_bulk_enqueued_job_is_named_by_a_record(app: Conveyor) -> None:
+    with acting_as(ALICE):
+        made = await app.engine.enqueue_many([JobRequest("noop", {}) for _ in range(2500)])
+    named: list[str] = []
+    for r in await created_records(app):
+        assert (r.actor_id, r.org_id) == ("alice", "org-a")
+        # One record per job, or (PostgreSQL's COPY path) one per batch listing its jobs.
+        named.extend(r.after["jobIds"] if r.object_id is None else [r.object_id])
+    assert sorted(named) == sorted(str(j.id) for j in made)
+
+
+async def test_the_scheduler_leader_seals_the_journal_as_it_runs(app: Conveyor) -> None:
+    await fill(app, 3, seal=False)
+    scheduler = app.scheduler(interval=timedelta(milliseconds=50), lease=timedelta(seconds=5))
+    running = asyncio.create_task(scheduler.run())
+    try:
+        async with asyncio.timeout(10):
+            while await app.store.audit_unsealed():  # noqa: ASYNC110 - polling the database is the point
+                await asyncio.sleep(0.05)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+    assert [r.object_id for r in await app.store.audit_page(0, 10)] == ["0", "1", "2"]

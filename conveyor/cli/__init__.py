@@ -43,6 +43,7 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
 
+
 # Commands that run services rather than act for the person at the keyboard: what they do is
 # recorded as the system's (and the API's requests as their callers').
 _SERVICE_COMMANDS = {"serve", "worker"}
@@ -468,7 +469,9 @@ def schedule_delete(schedule_id: ScheduleId, database_url: DatabaseOpt = None) -
     typer.echo(f"deleted schedule {schedule.id} ({schedule.name})")
 
 
-audit_app = typer.Typer(help="The audit trail: verify its hash chain, checkpoint its head.", no_args_is_help=True, **PLAIN)
+audit_app = typer.Typer(
+    help="The audit trail: verify its hash chain, checkpoint its head.", no_args_is_help=True, **PLAIN
+)
 app.add_typer(audit_app, name="audit")
 
 

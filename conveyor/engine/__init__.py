@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from conveyor.audit import AuditEntry, current_actor
+from conveyor.audit import current_actor
 from conveyor.engine.audit import Audit
 from conveyor.engine.coalescer import EnqueueCoalescer
 from conveyor.errors import InvalidJobData, InvalidJobOptions, JobNotCancellable, JobNotFound, JobNotRetryable
@@ -27,6 +27,7 @@ from conveyor.model import (
     PriorityLike,
     Status,
     Visibility,
+    job_state,
     new_job_id,
     priority_level,
     utc_now,
@@ -132,10 +133,7 @@ class Engine:
         """As enqueue, and whether the job was created now (False: its idempotency key was
         known, and the job returned is the one it named)."""
         new_job = self.prepare(JobRequest(job_type, {} if data is None else data, **options))
-        job, created = await self._coalescer.insert(new_job)
-        if created:
-            await self.audit.record("job.created", "job", job.id, after=job_state(job), org_id=job.owner.org_id)
-        return job, created
+        return await self._coalescer.insert(new_job)
 
     async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
         """All or nothing: one transaction, and an invalid request stores none of them."""
@@ -143,25 +141,13 @@ class Engine:
         plans: dict[tuple[Any, ...], _Plan] = {}  # bulk requests mostly share a type and options
         if any(r.idempotency_key is not None for r in requests):
             new_jobs = [self.prepare(r, now=now, plans=plans) for r in requests]
-            inserted = await self.store.insert_jobs(new_jobs)
-            await self._record_created([job for job, created in inserted if created])
-            return [job for job, _created in inserted]
+            return [job for job, _created in await self.store.insert_jobs(new_jobs)]
         # Prepared a batch at a time, so that the store may write one while the next is made.
         batches = (
             [self.prepare(r, now=now, plans=plans) for r in requests[i : i + BULK_BATCH]]
             for i in range(0, len(requests), BULK_BATCH)
         )
-        made = await self.store.insert_batches(batches)
-        await self._record_created(made)
-        return made
-
-    async def _record_created(self, made: Sequence[Job]) -> None:
-        actor = current_actor()
-        entries = [
-            AuditEntry("job.created", "job", str(j.id), actor, after=job_state(j), org_id=j.owner.org_id) for j in made
-        ]
-        for i in range(0, len(entries), BULK_BATCH):
-            await self.audit.record_many(entries[i : i + BULK_BATCH])
+        return await self.store.insert_batches(batches)
 
     def prepare(
         self, request: JobRequest, *, now: datetime | None = None, plans: dict[tuple[Any, ...], _Plan] | None = None
@@ -206,6 +192,7 @@ class Engine:
             retry_of=request.retry_of,
             file_info=request.file_info,
             cache_key=definition.implementation.cache_key(data),
+            actor=current_actor(),
         )
 
     def _plan(self, request: JobRequest) -> _Plan:
@@ -363,17 +350,3 @@ class Engine:
         finally:
             unsubscribe()
             future.cancel()
-
-
-def job_state(job: Job) -> dict[str, Any]:
-    """What the audit trail keeps of a job's state: not its data (which may be sensitive)."""
-    return {
-        "kind": job.kind,
-        "queue": job.queue,
-        "status": job.status.value,
-        "priority": job.priority,
-        "cancelRequested": job.cancel_requested,
-        "attempt": job.attempt,
-        "ownerUserId": job.owner.user_id,
-        "retryOf": None if job.retry_of is None else str(job.retry_of),
-    }

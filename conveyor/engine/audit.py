@@ -1,15 +1,18 @@
-"""Audit: the one service that records what happened, verifies the chain, and reads it back.
+"""Audit: the one service that records what happened, seals the journal into the chain,
+verifies the chain, and reads it back.
 
-The engine records the job lifecycle's operations itself (enqueue, cancel, retry) and the
-schedules theirs, so that every path is covered: the API, the CLI, library code and the
-scheduler alike. Who acts comes from `conveyor.audit.current_actor()`: the API sets it per
-request from the principal (with request id and client address), the CLI to its user;
-anything else is recorded as `system`. Edge-only operations (API keys, queue pause, sign-in
-failures) are recorded by the edge through `record`.
+The store records each job created in the statement that stores it; the engine records the
+other lifecycle operations (cancel, retry) and the schedules theirs, so that every path is
+covered: the API, the CLI, library code and the scheduler alike. Who acts comes from
+`conveyor.audit.current_actor()`: the API sets it per request from the principal (with
+request id and client address), the CLI to its user; anything else is recorded as `system`.
+Edge-only operations (API keys, queue pause, sign-in failures) are recorded by the edge
+through `record`. Records are journaled at once and chained by `seal`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -26,6 +29,7 @@ from conveyor.store.audit import AuditFilter
 from conveyor.store.base import Store
 
 VERIFY_PAGE = 2000
+SEAL_BATCH = 5000  # journal rows chained per transaction
 
 
 class Audit:
@@ -46,7 +50,7 @@ class Audit:
         after: Any = None,
         org_id: str | None = None,
         actor: Actor | None = None,
-    ) -> AuditRecord:
+    ) -> None:
         entry = AuditEntry(
             action=action,
             object_type=object_type,
@@ -56,21 +60,35 @@ class Audit:
             after=after,
             org_id=org_id,
         )
-        [record] = await self.record_many([entry])
-        return record
+        await self.record_many([entry])
 
-    async def record_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
-        """Append in one transaction (one turn of the chain's lock for the lot)."""
-        return await self.store.append_audit(  # type: ignore[no-any-return]
-            entries, checkpoint_every=self.checkpoint_every, key=self.key
-        )
+    async def record_many(self, entries: Sequence[AuditEntry]) -> None:
+        """Journal `entries` in one statement; they join the chain at the next seal."""
+        await self.store.journal_audit(entries)
+
+    async def seal(self) -> int:
+        """Chain every journal row written before this call; how many this process sealed
+        (another process sealing at the same moment is waited for, not raced)."""
+        sealed = 0
+        while True:
+            made = await self.store.seal_audit(SEAL_BATCH, checkpoint_every=self.checkpoint_every, key=self.key)
+            if made is None:  # another sealer holds the chain: let it finish, then look again
+                await asyncio.sleep(0.01)
+                continue
+            sealed += made
+            if made < SEAL_BATCH:
+                return sealed
 
     async def checkpoint(self) -> Checkpoint | None:
-        """A checkpoint of the chain's head now (signed when a key is configured)."""
+        """A checkpoint of the chain's head now, after sealing the journal (signed when a key is
+        configured)."""
+        await self.seal()
         return await self.store.checkpoint_audit(key=self.key)  # type: ignore[no-any-return]
 
     async def verify(self, *, page_size: int = VERIFY_PAGE) -> Verdict:
-        """Walk the whole chain in pages; the verdict names the first broken record."""
+        """Seal the journal, then walk the whole chain in pages; the verdict names the first
+        broken record."""
+        await self.seal()
         verifier = ChainVerifier(await self.store.audit_checkpoints(), key=self.key)
         after = 0
         while verifier.verdict.ok:
@@ -81,10 +99,13 @@ class Audit:
         return verifier.finish()
 
     async def list(self, where: AuditFilter, *, limit: int, offset: int = 0) -> tuple[list[AuditRecord], int]:
+        """A page of chained records (the journal sealed first, so nothing recorded is missing)."""
+        await self.seal()
         return await self.store.list_audit(where, limit=limit, offset=offset)  # type: ignore[no-any-return]
 
     async def stream(self, where: AuditFilter, *, page_size: int = 1000) -> AsyncIterator[AuditRecord]:
         """Every matching record, oldest first, read a keyset page at a time."""
+        await self.seal()
         after = 0
         while True:
             page, _total = await self.store.list_audit(where, limit=page_size, after_seq=after, count=False)

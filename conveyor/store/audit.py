@@ -1,9 +1,14 @@
-"""The audit trail's tables: appending to the hash chain, reading it in pages, checkpoints.
+"""The audit trail's tables: the journal, sealing it into the hash chain, reading the chain in
+pages, checkpoints.
 
-A mixin of SqlStore. Appends are serialised so that each record links to the one before it:
-on PostgreSQL by a transaction-scoped advisory lock taken before the head is read, on SQLite
-by the write lock every write transaction (BEGIN IMMEDIATE) already holds. Nothing here
-updates or deletes a record; on PostgreSQL triggers refuse it (migration 0005).
+A mixin of SqlStore. Records reach the journal with no lock (here, or inside the statements
+that store jobs). Sealing is serialised so that each record links to the one before it: on
+PostgreSQL by a transaction-scoped advisory lock taken before the head is read (a sealer that
+finds it taken leaves the work to the one holding it), on SQLite by the write lock every write
+transaction (BEGIN IMMEDIATE) already holds. The chain's order is the order of sealing; a
+record whose transaction commits while a seal is under way is simply sealed by the next.
+Nothing here updates or deletes a chained record; on PostgreSQL triggers refuse it
+(migration 0005).
 """
 
 from __future__ import annotations
@@ -17,12 +22,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from conveyor.audit import GENESIS, AuditEntry, AuditRecord, Checkpoint, chain, sign_checkpoint
+from conveyor.audit import (
+    GENESIS,
+    RECORD_COLUMNS,
+    AuditEntry,
+    AuditRecord,
+    Checkpoint,
+    chain,
+    journal_row,
+    sign_checkpoint,
+)
 from conveyor.model import utc_now
-from conveyor.store.schema import audit, audit_checkpoints
+from conveyor.store.schema import audit, audit_checkpoints, audit_journal
 
-# An arbitrary constant: the key of the advisory lock that serialises appends.
+# An arbitrary constant: the key of the advisory lock that serialises sealing.
 PG_AUDIT_LOCK = 7_412_202_612
+_JOURNAL_COLUMNS = [audit_journal.c[name] for name in RECORD_COLUMNS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,27 +79,49 @@ class AuditTables:
     def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:  # provided by SqlStore
         raise NotImplementedError
 
-    async def append_audit(
-        self, entries: Sequence[AuditEntry], *, checkpoint_every: int = 0, key: str | None = None
-    ) -> list[AuditRecord]:
-        """Chain `entries` after the head, in one transaction; with `checkpoint_every`, also
-        store a checkpoint of the new head when the chain passes a multiple of it."""
-        if not entries:
-            return []
+    async def journal_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Write `entries` to the journal (one statement, no lock); `seal_audit` chains them."""
+        if entries:
+            now = utc_now()
+            async with self._write() as conn:
+                await conn.execute(audit_journal.insert(), [journal_row(e, now) for e in entries])
+
+    async def seal_audit(self, limit: int, *, checkpoint_every: int = 0, key: str | None = None) -> int | None:
+        """Move up to `limit` journal rows, oldest first, into the chain after its head, in one
+        transaction; with `checkpoint_every`, also checkpoint the new head when the chain passes
+        a multiple of it. How many were sealed; None when another process is sealing now."""
         async with self._write() as conn:
-            await _lock_chain(conn)
+            if not await _lock_chain(conn):
+                return None
+            oldest = sa.select(audit_journal.c.id).order_by(audit_journal.c.id).limit(limit)
+            if conn.dialect.name == "postgresql":
+                taken = sa.delete(audit_journal).where(audit_journal.c.id.in_(oldest.scalar_subquery()))
+                rows = (await conn.execute(taken.returning(audit_journal.c.id, *_JOURNAL_COLUMNS))).all()
+            else:  # one writer at a time: read, then delete what was read
+                rows = (await conn.execute(sa.select(audit_journal).order_by(audit_journal.c.id).limit(limit))).all()
+                if rows:
+                    await conn.execute(sa.delete(audit_journal).where(audit_journal.c.id <= rows[-1].id))
+            if not rows:
+                return 0
             prev_seq, prev_hash = await _head(conn)
-            records = chain(list(entries), prev_seq=prev_seq, prev_hash=prev_hash, now=utc_now())
+            records = chain(
+                sorted((r._asdict() for r in rows), key=lambda r: r["id"]), prev_seq=prev_seq, prev_hash=prev_hash
+            )
             await conn.execute(audit.insert(), [r.fields() for r in records])
             head = records[-1]
             if checkpoint_every and head.seq // checkpoint_every > prev_seq // checkpoint_every:
                 await _insert_checkpoint(conn, head.seq, head.hash, key)
-        return records
+        return len(records)
+
+    async def audit_unsealed(self) -> int:
+        """How many records wait in the journal."""
+        async with self._read_engine.connect() as conn:
+            return (await conn.execute(sa.select(sa.func.count()).select_from(audit_journal))).scalar_one()
 
     async def checkpoint_audit(self, *, key: str | None) -> Checkpoint | None:
         """A checkpoint of the head now (the existing one if the head has one); None: empty chain."""
         async with self._write() as conn:
-            await _lock_chain(conn)
+            await _lock_chain(conn, wait=True)
             seq, head_hash = await _head(conn)
             if seq == 0:
                 return None
@@ -119,11 +156,18 @@ class AuditTables:
         return records, total
 
 
-async def _lock_chain(conn: AsyncConnection) -> None:
-    # PostgreSQL: concurrent appenders would read the same head and fork the chain; the lock
-    # makes them take turns until commit. SQLite's write transaction is exclusive already.
-    if conn.dialect.name == "postgresql":
+async def _lock_chain(conn: AsyncConnection, *, wait: bool = False) -> bool:
+    """Whether this transaction now holds the chain until it ends. PostgreSQL: concurrent
+    sealers would read the same head and fork the chain; the lock makes them take turns.
+    SQLite's write transaction is exclusive already."""
+    if conn.dialect.name != "postgresql":
+        return True
+    if wait:
         await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_AUDIT_LOCK})
+        return True
+    return bool(
+        (await conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": PG_AUDIT_LOCK})).scalar()
+    )
 
 
 async def _head(conn: AsyncConnection) -> tuple[int, str]:

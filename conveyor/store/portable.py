@@ -31,13 +31,14 @@ from conveyor.store.filters import filter_clauses
 from conveyor.store.rows import (
     CLAIMED_COLUMNS,
     claimed_job,
+    created_record,
     job_from_row,
     job_of_new,
     log_row,
     row_of,
 )
 from conveyor.store.schedules import ScheduleTables
-from conveyor.store.schema import job_logs, jobs, queue_states
+from conveyor.store.schema import audit_journal, job_logs, jobs, queue_states
 from conveyor.store.statistics import JobStatistics
 
 
@@ -122,8 +123,11 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
         if not new_jobs:
             return []
         now = utc_now()
+        made = [job_of_new(n, now) for n in new_jobs]
         rows = [row_of(n, now) for n in new_jobs]
-        inserted = await self._insert_rows(rows)
+        # Each created job's audit record goes in with it: in its statement or transaction.
+        records = [created_record(job, n, now) for job, n in zip(made, new_jobs, strict=True)]
+        inserted = await self._insert_rows(rows, records)
         missing = [n.idempotency_key for n in new_jobs if n.id not in inserted]
         existing: dict[str, Job] = {}
         if missing:
@@ -131,9 +135,9 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
                 found = await conn.execute(sa.select(jobs).where(jobs.c.idempotency_key.in_(missing)))
                 existing = {j.idempotency_key: j for j in map(job_from_row, found)}  # type: ignore[misc]
         out: list[tuple[Job, bool]] = []
-        for new in new_jobs:
+        for new, job in zip(new_jobs, made, strict=True):
             if new.id in inserted:
-                out.append((job_of_new(new, now), True))
+                out.append((job, True))
             else:
                 out.append((existing[new.idempotency_key], False))  # type: ignore[index]
         return out
@@ -141,8 +145,9 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
     async def insert_batches(self, batches: Iterable[Sequence[NewJob]]) -> list[Job]:
         return [job for job, _ in await self.insert_jobs([n for batch in batches for n in batch])]
 
-    async def _insert_rows(self, rows: list[dict[str, Any]]) -> set[UUID]:
-        """Insert in one transaction, skipping known idempotency keys; the ids inserted."""
+    async def _insert_rows(self, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> set[UUID]:
+        """Insert in one transaction, skipping known idempotency keys, with the audit journal's
+        rows (`records`, one per row) of those inserted; the ids inserted."""
         async with self._write() as conn:
             if any(r["idempotency_key"] is not None for r in rows):
                 stmt = (
@@ -157,6 +162,8 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
             else:
                 await conn.execute(jobs.insert(), rows)
                 inserted = {r["id"] for r in rows}
+            if written := [rec for rec, row in zip(records, rows, strict=True) if row["id"] in inserted]:
+                await conn.execute(audit_journal.insert(), written)
             ready = sorted({r["queue"] for r in rows if r["id"] in inserted and r["status"] == Status.PENDING})
             await self._notify(conn, "insert", ready)
         await self._after_commit("insert", ready)

@@ -36,7 +36,15 @@ from conveyor.store.copytext import copy_text
 from conveyor.store.listener import PostgresListener, libpq_dsn
 from conveyor.store.portable import SqlStore
 from conveyor.store.rollups import PostgresRollups
-from conveyor.store.rows import CLAIMED_COLUMNS, OUTCOME_STATUS, claimed_job, dumps, job_from_mapping, job_of_new
+from conveyor.store.rows import (
+    CLAIMED_COLUMNS,
+    OUTCOME_STATUS,
+    bulk_created_record,
+    claimed_job,
+    dumps,
+    job_from_mapping,
+    job_of_new,
+)
 
 # One channel per topic, so that a process hears only what it listens for: an API node that
 # never waits for a job does not wake for every insert.
@@ -60,18 +68,30 @@ _COLUMN_TYPES = {
 }  # fmt: skip
 
 
+# The audit journal's row of each job inserted (see conveyor.audit), as one JSON parameter
+# (one parameter to dump instead of ten): recorded at the statement's time.
+_JOURNAL_COLUMNS = (
+    "actor_id", "actor_name", "action", "object_type", "object_id", "after", "request_id", "client_address", "org_id"
+)  # fmt: skip
+_JOURNAL_INSERT = f"""INSERT INTO conveyor_audit_journal (recorded_at, {", ".join(_JOURNAL_COLUMNS)})
+        SELECT now(), {", ".join(f"r.{c}" for c in _JOURNAL_COLUMNS)}"""
+
+
 @functools.cache
 def insert_one(present: tuple[str, ...]) -> str:
     """One job with these columns set: NULL ones are left out (most of a job's optional
-    columns are NULL; fewer parameters to dump and send), one statement per shape. The
-    NOTIFY rides in the same statement (a CTE the select list reads); ON CONFLICT leaves a
-    known idempotency key's job alone and returns nothing for it."""
+    columns are NULL; fewer parameters to dump and send), one statement per shape. Its audit
+    record and the NOTIFY ride in the same statement (CTEs); ON CONFLICT leaves a known
+    idempotency key's job alone and returns nothing for it (and records nothing)."""
     return f"""
     WITH ins AS (
         INSERT INTO conveyor_jobs ({", ".join(present)})
         VALUES ({", ".join(f"%({c})s" for c in present)})
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, queue, status
+    ), journal AS (
+        {_JOURNAL_INSERT}
+        FROM ins, jsonb_populate_record(NULL::conveyor_audit_journal, %(audit)s) AS r
     )
     SELECT id, CASE WHEN status = 'pending' THEN pg_notify('conveyor_insert', queue) END FROM ins
     """
@@ -87,12 +107,19 @@ def insert_many(present: tuple[str, ...]) -> str:
         SELECT * FROM unnest({", ".join(f"%({c})b::{_COLUMN_TYPES[c]}[]" for c in present)})
         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
         RETURNING id, queue, status
+    ), journal AS (
+        {_JOURNAL_INSERT}
+        FROM jsonb_populate_recordset(NULL::conveyor_audit_journal, %(audit)s) AS r
+        JOIN ins ON ins.id::text = r.object_id
     ), notified AS (
         SELECT pg_notify('conveyor_insert', q)
         FROM (SELECT DISTINCT queue AS q FROM ins WHERE status = 'pending') AS ready
     )
     SELECT ins.id, (SELECT count(*) FROM notified) FROM ins
     """
+
+
+JOURNAL_MANY = f"{_JOURNAL_INSERT} FROM jsonb_populate_recordset(NULL::conveyor_audit_journal, %(audit)s) AS r"
 
 
 # Many jobs without keys: COPY, several times quicker than INSERT for big batches.
@@ -290,32 +317,40 @@ class PostgresStore(PostgresRollups, SqlStore):
             return [job for job, _ in await self.insert_jobs(first)] if first else []
         now = utc_now()
         stored: list[Job] = []
+        records: list[dict[str, Any]] = []
         ready: set[str] = set()
         async with self._raw() as conn, conn.transaction():
             async with conn.cursor().copy(COPY_JOBS) as copy:
                 for batch in itertools.chain([first], remaining):
                     await copy.write(copy_text(batch, now))
-                    stored.extend(job_of_new(n, now) for n in batch)
+                    made = [job_of_new(n, now) for n in batch]
+                    stored.extend(made)
+                    records.append(bulk_created_record(made, batch[0], now))
                     ready.update(n.queue for n in batch if n.status is _PENDING)
+            await conn.execute(
+                JOURNAL_MANY, {"audit": Jsonb([{c: r[c] for c in _JOURNAL_COLUMNS} for r in records], dumps)}
+            )
             await conn.execute(
                 "SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q", (CHANNELS["insert"], sorted(ready))
             )
         return stored
 
-    async def _insert_rows(self, rows: list[dict[str, Any]]) -> set[UUID]:
+    async def _insert_rows(self, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> set[UUID]:
         if len(rows) == 1:
-            [row] = rows
+            [row], [record] = rows, records
             params = {c: v for c, v in row.items() if v is not None and c in _COLUMN_TYPES}
             for c in _JSON_COLUMNS:
                 if c in params:
                     params[c] = Jsonb(params[c], dumps)
             statement = insert_one(tuple(params))
+            params["audit"] = Jsonb({c: record[c] for c in _JOURNAL_COLUMNS}, dumps)
         else:
             present = tuple(c for c in _COLUMNS if any(r[c] is not None for r in rows))
             params = {c: [r[c] for r in rows] for c in present}
             for c in _JSON_COLUMNS:
                 if c in params:
                     params[c] = [_json(v) for v in params[c]]
+            params["audit"] = Jsonb([{c: rec[c] for c in _JOURNAL_COLUMNS} for rec in records], dumps)
             statement = insert_many(present)
         async with self._raw() as conn:
             cursor = await conn.execute(statement, params)

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from conveyor.model import Job, LogEntry, NewJob, OutcomeKind, Owner, Progress, Status
+from conveyor.audit import SYSTEM_ACTOR, AuditEntry, journal_row
+from conveyor.model import Job, LogEntry, NewJob, OutcomeKind, Owner, Progress, Status, job_state
 
 OUTCOME_STATUS = {
     OutcomeKind.COMPLETED: Status.COMPLETED,
@@ -184,6 +185,26 @@ def job_of_new(new: NewJob, now: datetime) -> Job:
         file_info=new.file_info,
         owner=new.owner,
     )
+
+
+def created_record(job: Job, new: NewJob, now: datetime) -> dict[str, Any]:
+    """The audit journal's row for `job`, made from `new` at `now` (see conveyor.audit)."""
+    entry = AuditEntry("job.created", "job", str(job.id), new.actor or SYSTEM_ACTOR, after=job_state(job))
+    return journal_row(entry, now, org_id=job.owner.org_id, plain=True)
+
+
+def bulk_created_record(made: list[Job], new: NewJob, now: datetime) -> dict[str, Any]:
+    """One journal row for jobs stored by one bulk call (its jobs share `new`'s actor), naming
+    every job: a row per job would cost bulk enqueue about a third of its speed."""
+    orgs = {j.owner.org_id for j in made}
+    after = {
+        "count": len(made),
+        "jobIds": [str(j.id) for j in made],
+        "kinds": sorted({j.kind for j in made}),
+        "queues": sorted({j.queue for j in made}),
+    }
+    entry = AuditEntry("job.created", "job", None, new.actor or SYSTEM_ACTOR, after=after)
+    return journal_row(entry, now, org_id=orgs.pop() if len(orgs) == 1 else None, plain=True)
 
 
 def log_row(e: LogEntry) -> dict[str, Any]:

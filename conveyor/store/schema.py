@@ -246,7 +246,7 @@ leaders = sa.Table(
 audit = sa.Table(
     "conveyor_audit",
     metadata,
-    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),  # 1, 2, … given under a lock
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),  # 1, 2, … given by the sealer
     sa.Column("recorded_at", UTCDateTime(), nullable=False),
     sa.Column("actor_id", sa.String(200), nullable=False),
     sa.Column("actor_name", sa.String(200)),
@@ -263,6 +263,25 @@ audit = sa.Table(
     sa.Index("ix_conveyor_audit_org_seq", "org_id", "seq"),
     sa.Index("ix_conveyor_audit_object", "object_type", "object_id"),
     sa.Index("ix_conveyor_audit_recorded_at", "recorded_at"),
+)
+
+# Records not yet sealed into the chain: written with the change they record (no lock), moved
+# into conveyor_audit by the sealer (conveyor.store.audit), which deletes them here as it does.
+audit_journal = sa.Table(
+    "conveyor_audit_journal",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    sa.Column("actor_id", sa.String(200), nullable=False),
+    sa.Column("actor_name", sa.String(200)),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("object_type", sa.String(32), nullable=False),
+    sa.Column("object_id", sa.String(200)),
+    sa.Column("before", Json),
+    sa.Column("after", Json),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("client_address", sa.String(64)),
+    sa.Column("org_id", sa.String(200)),
 )
 
 # The chain's head as it was at some moment, signed when CONVEYOR_AUDIT_KEY is set.

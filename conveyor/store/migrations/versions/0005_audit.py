@@ -1,5 +1,6 @@
-"""The audit trail: hash-chained records and their checkpoints; on PostgreSQL, triggers that
-refuse UPDATE, DELETE and TRUNCATE of both tables.
+"""The audit trail: the journal of records not yet sealed, the hash-chained records and their
+checkpoints; on PostgreSQL, triggers that refuse UPDATE, DELETE and TRUNCATE of the chain and
+its checkpoints, and UPDATE of the journal (whose rows the sealer deletes as it chains them).
 
 The application's role owns these tables, so REVOKE cannot stop it: the triggers are what
 refuses a change (an owner can still disable them; that is what verify is for).
@@ -30,6 +31,22 @@ END $$
 
 
 def upgrade() -> None:
+    op.create_table(
+        "conveyor_audit_journal",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("recorded_at", UTCDateTime(), nullable=False),
+        sa.Column("actor_id", sa.String(length=200), nullable=False),
+        sa.Column("actor_name", sa.String(length=200), nullable=True),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("object_type", sa.String(length=32), nullable=False),
+        sa.Column("object_id", sa.String(length=200), nullable=True),
+        sa.Column("before", Json, nullable=True),
+        sa.Column("after", Json, nullable=True),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("client_address", sa.String(length=64), nullable=True),
+        sa.Column("org_id", sa.String(length=200), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
     op.create_table(
         "conveyor_audit",
         sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
@@ -70,6 +87,10 @@ def upgrade() -> None:
                 f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
                 "FOR EACH STATEMENT EXECUTE FUNCTION conveyor_audit_refuse()"
             )
+        op.execute(
+            "CREATE TRIGGER conveyor_audit_journal_no_change BEFORE UPDATE ON conveyor_audit_journal "
+            "FOR EACH ROW EXECUTE FUNCTION conveyor_audit_refuse()"
+        )
 
 
 def downgrade() -> None:
@@ -78,5 +99,6 @@ def downgrade() -> None:
     op.drop_index("ix_conveyor_audit_object", table_name="conveyor_audit")
     op.drop_index("ix_conveyor_audit_org_seq", table_name="conveyor_audit")
     op.drop_table("conveyor_audit")
+    op.drop_table("conveyor_audit_journal")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION conveyor_audit_refuse()")
