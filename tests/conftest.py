@@ -36,7 +36,7 @@ TABLES = (
 )  # fmt: skip
 # Append-only: their triggers refuse TRUNCATE, so tests switch them off around it (as the
 # tables' owner may; see the README's "Audit trail").
-AUDIT_TABLES = ("conveyor_audit", "conveyor_audit_checkpoints")
+AUDIT_TABLES = ("conveyor_audit_journal", "conveyor_audit", "conveyor_audit_checkpoints")
 
 
 def truncate_all(conn: psycopg.Connection[Any]) -> None:
