@@ -18,6 +18,7 @@ from conveyor.errors import ConveyorError
 # The engine, store and settings (pydantic, SQLAlchemy) are imported by the commands that use
 # them, so that `conveyor --help` and a mistyped command answer at once.
 if TYPE_CHECKING:
+    from conveyor.audit import Actor
     from conveyor.engine.schedules import Schedules
     from conveyor.model import Job
     from conveyor.runtime import Conveyor
@@ -36,6 +37,8 @@ app = typer.Typer(help="conveyor: durable background jobs.", no_args_is_help=Tru
 def _run(main: Coroutine[Any, Any, T]) -> T:
     import asyncio  # ~50 ms: not for --help
 
+    if _person is not None:
+        main = _acting_as(_person, main)
     try:  # uvloop's loop costs about a third less CPU per database round trip than asyncio's own
         import uvloop
     except ImportError:  # not built for every platform (Windows)
@@ -44,20 +47,32 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
+async def _acting_as(actor: Actor, main: Coroutine[Any, Any, T]) -> T:
+    from conveyor.audit import acting_as
+
+    # Inside the event loop's own context: nothing outlives the command (commands invoked
+    # in-process, as the tests do, would otherwise pass the actor on to what runs next).
+    with acting_as(actor):
+        return await main
+
+
 # Commands that run services rather than act for the person at the keyboard: what they do is
 # recorded as the system's (and the API's requests as their callers').
 _SERVICE_COMMANDS = {"serve", "worker"}
+_person: Actor | None = None  # who the audit trail records for this command
 
 
 @app.callback()
 def _main(ctx: typer.Context) -> None:
+    global _person
+    _person = None
     if ctx.invoked_subcommand not in _SERVICE_COMMANDS:
         import getpass
         import socket
 
-        from conveyor.audit import Actor, set_actor
+        from conveyor.audit import Actor
 
-        set_actor(Actor(user_id=f"cli:{getpass.getuser()}", client_address=socket.gethostname()[:64]))
+        _person = Actor(user_id=f"cli:{getpass.getuser()}", client_address=socket.gethostname()[:64])
 
 
 def _settings(**overrides: Any) -> Settings:
