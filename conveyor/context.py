@@ -10,10 +10,11 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from conveyor.errors import Cancelled
+from conveyor.errors import Cancelled, PermanentError
 from conveyor.model import ItemError, Job, LogEntry, LogLevel, Owner, Progress, ProgressUpdate, utc_now
 
 DEFAULT_MAX_ITEM_ERRORS = 100
@@ -42,9 +43,11 @@ class Context:
         *,
         max_item_errors: int = DEFAULT_MAX_ITEM_ERRORS,
         max_log_entries: int = DEFAULT_MAX_LOG_ENTRIES,
+        data_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.job = job
+        self._data_dir = data_dir
         self._clock = clock
         self._started = clock()
         self._progress = Progress()
@@ -75,6 +78,15 @@ class Context:
     @property
     def labels(self) -> dict[str, str]:
         return self.job.labels
+
+    @property
+    def data_dir(self) -> Path:
+        """The directory this process keeps job files in (CONVEYOR_DATA_DIR): uploads a job
+        reads, results it writes. Paths in job data should be relative to it, so that no job
+        can be pointed outside it."""
+        if self._data_dir is None:
+            raise PermanentError("this worker has no data directory (set CONVEYOR_DATA_DIR)")
+        return self._data_dir
 
     # --- progress -------------------------------------------------------------------------
 
@@ -155,10 +167,13 @@ class Context:
     def critical(self, message: str, *, component: str | None = None) -> None:
         self.log(message, LogLevel.CRITICAL, component=component)
 
-    def item_error(self, item: str | int | None, message: str, *, code: str | None = None) -> None:
-        """One failed item (row, text, file): kept up to a cap, the rest counted."""
+    def item_error(
+        self, item: str | int | None, message: str, *, code: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
+        """One failed item (row, text, file): kept up to a cap, the rest counted. `details`
+        says more about the item (e.g. the key of a spreadsheet row), as JSON."""
         if len(self._item_errors) < self._max_item_errors:
-            self._item_errors.append(ItemError(item, message, code).to_json())
+            self._item_errors.append(ItemError(item, message, code, details).to_json())
         else:
             self._item_errors_dropped += 1
         self._dirty = True

@@ -189,9 +189,13 @@ class ItemError:
     item: str | int | None
     message: str
     code: str | None = None
+    details: dict[str, Any] | None = None  # more about the item (a row's key), kept as given
 
     def to_json(self) -> dict[str, Any]:
-        return {"item": self.item, "message": self.message, "code": self.code}
+        out = {"item": self.item, "message": self.message, "code": self.code}
+        if self.details:
+            out["details"] = self.details
+        return out
 
 
 @dataclass(slots=True)

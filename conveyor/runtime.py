@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
 from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from conveyor.builtin import jobtypes as builtin_jobtypes
@@ -16,6 +19,29 @@ from conveyor.scheduler import Scheduler
 from conveyor.settings import Settings
 from conveyor.store import SqlStore, open_store
 from conveyor.worker import Worker
+
+PACKS_GROUP = "conveyor.packs"
+
+
+@functools.cache
+def installed_packs() -> dict[str, str]:
+    """Installed job-type packs: entry-point name -> `module:attribute` (group conveyor.packs)."""
+    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=PACKS_GROUP)}
+
+
+def load_packs(names: Iterable[str] | None) -> list[Registry]:
+    """The Registries of the packs named (None: every installed pack). Importing a pack is
+    cheap: its job types import their heavy libraries when they run."""
+    installed = installed_packs()
+    if names is None:
+        names = sorted(installed)
+    registries = []
+    for name in names:
+        if name not in installed:
+            known = ", ".join(sorted(installed)) or "none installed"
+            raise ValueError(f"unknown job-type pack {name!r} (installed: {known})")
+        registries.append(load_registry(installed[name]))
+    return registries
 
 
 def load_registry(path: str) -> Registry:
@@ -54,7 +80,8 @@ class Conveyor:
         settings = settings or Settings()
         registry = Registry()
         registry.include(builtin_jobtypes)
-        for extra in [*registries, *(load_registry(p) for p in settings.jobtype_paths)]:
+        packs = load_packs(settings.pack_names)
+        for extra in [*packs, *registries, *(load_registry(p) for p in settings.jobtype_paths)]:
             registry.include(extra)
         store = open_store(
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.pool_size
@@ -99,6 +126,7 @@ class Conveyor:
             "max_item_errors": s.max_item_errors,
             "process_pool_size": s.process_pool_size,
             "scheduler": self.scheduler() if s.scheduler_enabled else None,
+            "data_dir": Path(s.data_dir),
         }
         options.update(overrides)
         return Worker(self.engine, **options)

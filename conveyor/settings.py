@@ -48,6 +48,14 @@ class Settings(BaseSettings):
         "",
         description="comma-separated `module:attribute` Registries to load (the built-ins are always there)",
     )
+    packs: str = Field(
+        "all",
+        description="job-type packs to load, by entry-point name (group conveyor.packs): comma-separated, all or none",
+    )
+    data_dir: str = Field(
+        "conveyor-data",
+        description="where jobs keep their files (uploads, results); shared by API and workers (one machine or NFS)",
+    )
 
     default_timeout_minutes: float | None = Field(
         None, gt=0, validation_alias=_alias("default_timeout_minutes", "DEFAULT_TIMEOUT_MINUTES")
@@ -84,6 +92,12 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, le=64, description="API processes `conveyor serve` runs")
     serve_worker: bool = Field(True, description="`conveyor serve` runs a worker in each API process")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body the API reads")
+    max_upload_bytes: int = Field(
+        100 * 1024 * 1024, ge=1024, description="largest file a bulk upload may send (predictions), in bytes"
+    )
+    predictions_chunk_rows: int = Field(
+        100_000, ge=10, le=1_000_000, description="rows a predictions job reads, scores and writes at a time"
+    )
     public_docs: bool = Field(True, description="serve /docs and /openapi.json without credentials")
     jwt_secret: str | None = Field(None, description="HS256 key for bearer JWTs")
     jwt_public_key: str | None = Field(None, description="RS256 public key (PEM, or a path to one) for bearer JWTs")
@@ -135,6 +149,16 @@ class Settings(BaseSettings):
     @property
     def queue_list(self) -> list[str]:
         return [q.strip() for q in self.queues.split(",") if q.strip()]
+
+    @property
+    def pack_names(self) -> list[str] | None:
+        """The packs to load by name; None: every installed one."""
+        raw = self.packs.strip().lower()
+        if raw == "all":
+            return None
+        if raw in ("", "none"):
+            return []
+        return [p.strip() for p in self.packs.split(",") if p.strip()]
 
     @property
     def jobtype_paths(self) -> list[str]:

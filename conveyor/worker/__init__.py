@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -96,6 +97,7 @@ class Worker:
         on_finished: Callable[[Job, Status, float], None] | None = None,
         presence_interval: timedelta = timedelta(seconds=5),
         scheduler: Service | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -118,6 +120,7 @@ class Worker:
         self.max_item_errors = max_item_errors
         self.max_log_entries = max_log_entries
         self.run_maintenance = run_maintenance
+        self.data_dir = data_dir
         # Told of every attempt that ends the job (status and seconds run), e.g. for metrics.
         self.on_finished = on_finished
         self.presence_interval = presence_interval
@@ -237,7 +240,9 @@ class Worker:
     # --- one job ---------------------------------------------------------------------------
 
     def _start(self, job: Job) -> None:
-        ctx = Context(job, max_item_errors=self.max_item_errors, max_log_entries=self.max_log_entries)
+        ctx = Context(
+            job, max_item_errors=self.max_item_errors, max_log_entries=self.max_log_entries, data_dir=self.data_dir
+        )
         running = Running(job, ctx, claimed_at=time.monotonic())
         self._running[job.id] = running
         if job.cancel_requested:

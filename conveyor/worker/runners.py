@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from conveyor.context import Context
@@ -220,7 +221,7 @@ class _Child:
 
         loop.add_reader(fd, on_message)
         try:
-            self._conn.send(("run", import_path, ctx.job, data))
+            self._conn.send(("run", import_path, ctx.job, data, ctx._data_dir))
         except OSError:  # the child died while idle
             self._conn.close()
             finish(False, JobError("job process died before the job started"))
@@ -240,8 +241,8 @@ class _Child:
 class _ChildContext(Context):
     """The context inside a child process: reports to the worker through a pipe."""
 
-    def __init__(self, job: Job, conn: Connection) -> None:
-        super().__init__(job)
+    def __init__(self, job: Job, conn: Connection, data_dir: Path | None = None) -> None:
+        super().__init__(job, data_dir=data_dir)
         self._conn = conn
         self._last_report = 0.0
 
@@ -265,8 +266,10 @@ class _ChildContext(Context):
         finally:
             self._report()
 
-    def item_error(self, item: str | int | None, message: str, *, code: str | None = None) -> None:
-        super().item_error(item, message, code=code)
+    def item_error(
+        self, item: str | int | None, message: str, *, code: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
+        super().item_error(item, message, code=code, details=details)
         self._report()
 
 
@@ -281,8 +284,10 @@ def _child_loop(conn: Connection) -> None:
             _run_one(conn, *message[1:])
 
 
-def _run_one(conn: Connection, import_path: tuple[str, str, bool], job: Job, data: Any) -> None:
-    ctx = _ChildContext(job, conn)
+def _run_one(
+    conn: Connection, import_path: tuple[str, str, bool], job: Job, data: Any, data_dir: Path | None = None
+) -> None:
+    ctx = _ChildContext(job, conn, data_dir)
     try:
         execute = load_implementation(import_path)
         result = jsonable(execute(ctx, data))
