@@ -70,6 +70,20 @@ class JobNotRetryable(ConveyorError):
         self.current_status = current_status
 
 
+class JobNotDeletable(ConveyorError):
+    """A running job is not deleted: it must be cancelled, or finish, first."""
+
+    code = "JOB_NOT_DELETABLE"
+
+    def __init__(self, job_id: UUID, current_status: str) -> None:
+        super().__init__(
+            f"job {job_id} is {current_status}; cancel it or let it finish before deleting it",
+            job_id=str(job_id),
+            current_status=current_status,
+        )
+        self.current_status = current_status
+
+
 class DuplicateJobType(ConveyorError):
     code = "DUPLICATE_JOB_TYPE"
 

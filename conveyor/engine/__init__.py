@@ -13,7 +13,14 @@ from uuid import UUID
 from conveyor.audit import current_actor
 from conveyor.engine.audit import Audit
 from conveyor.engine.coalescer import EnqueueCoalescer
-from conveyor.errors import InvalidJobData, InvalidJobOptions, JobNotCancellable, JobNotFound, JobNotRetryable
+from conveyor.errors import (
+    InvalidJobData,
+    InvalidJobOptions,
+    JobNotCancellable,
+    JobNotDeletable,
+    JobNotFound,
+    JobNotRetryable,
+)
 from conveyor.jobtypes import Definition, JobType, Registry
 from conveyor.model import (
     RETRYABLE_BY_HAND,
@@ -303,6 +310,18 @@ class Engine:
         await self.audit.record(
             action, "job", job.id, before=job_state(before), after=job_state(job), org_id=job.owner.org_id
         )
+        return job
+
+    async def delete(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
+        """Delete a job that is not running (any other status), with its log lines; returns
+        the job as it was. A running job is refused (JobNotDeletable): cancel it first."""
+        if visible_to is not None:
+            await self.get(job_id, visible_to=visible_to)
+        job, deleted = await self.store.delete_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        if not deleted:
+            raise JobNotDeletable(job_id, job.status.value)
         return job
 
     async def retry(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:

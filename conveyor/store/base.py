@@ -83,6 +83,10 @@ class Store(Protocol):
         """Cancel a scheduled or pending job at once, or flag a running one. Returns the job
         as it is afterwards (None when it does not exist) and whether anything was done."""
 
+    async def delete_job(self, job_id: UUID) -> tuple[Job | None, bool]:
+        """Delete a job that is not running, with its log lines. Returns the job as it was
+        (None when it does not exist) and whether it was deleted (False: it is running)."""
+
     async def stage_due(self, now: datetime | None = None) -> int:
         """scheduled -> pending for jobs whose run_at has come; returns how many."""
 

@@ -362,6 +362,18 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
             await self._after_commit(topic, [str(job_id)])
         return (job_from_row(row) if row else None), bool(topic)
 
+    async def delete_job(self, job_id: UUID) -> tuple[Job | None, bool]:
+        c = jobs.c
+        # Guarded by status in the statement itself: a claim that wins the race keeps its job.
+        delete = jobs.delete().where(c.id == job_id, c.status != Status.RUNNING.value).returning(*jobs.c)
+        async with self._write() as conn:
+            row = (await conn.execute(delete)).first()
+            if row is not None:
+                await conn.execute(job_logs.delete().where(job_logs.c.job_id == job_id))
+                return job_from_row(row), True
+            row = (await conn.execute(sa.select(jobs).where(c.id == job_id))).first()
+        return (job_from_row(row) if row else None), False
+
     async def stage_due(self, now: datetime | None = None) -> int:
         c = jobs.c
         due = now if now is not None else self._now()
