@@ -212,26 +212,34 @@ API_MAX_BODY_BYTES = 64 * 1024  # the test apps' body limit
 
 
 @contextlib.asynccontextmanager
-async def api_harness(database_url: str, *, raise_app_exceptions: bool = True) -> AsyncIterator[ApiHarness]:
+async def api_harness(
+    database_url: str, *, raise_app_exceptions: bool = True, **overrides: Any
+) -> AsyncIterator[ApiHarness]:
     """The app over `database_url` (JWTs as `ApiHarness.jwt` makes them), started, with a client.
-    `raise_app_exceptions=False`: a server error comes back as a 500 instead of being raised."""
+    `raise_app_exceptions=False`: a server error comes back as a 500 instead of being raised.
+    Files (uploads, results) go to a data directory of the harness's own; `overrides` are
+    further settings."""
+    import tempfile
+
     import httpx
 
     from conveyor.api import create_app
 
-    settings = make_settings(
-        database_url,
-        jwt_secret=JWT_SECRET,
-        jwt_audience=JWT_AUDIENCE,
-        jwt_issuer=JWT_ISSUER,
-        max_body_bytes=API_MAX_BODY_BYTES,
-    )
-    conveyor = Conveyor.from_settings(settings, registries=[jobtypes])
-    fastapi_app = create_app(conveyor, bootstrap_keys=False)
-    async with fastapi_app.router.lifespan_context(fastapi_app):
-        transport = httpx.ASGITransport(app=fastapi_app, raise_app_exceptions=raise_app_exceptions)
-        async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test") as client:
-            yield ApiHarness(conveyor, fastapi_app, client)
+    with tempfile.TemporaryDirectory(prefix="conveyor-data-") as data_dir:
+        settings = make_settings(
+            database_url,
+            jwt_secret=JWT_SECRET,
+            jwt_audience=JWT_AUDIENCE,
+            jwt_issuer=JWT_ISSUER,
+            max_body_bytes=API_MAX_BODY_BYTES,
+            **{"data_dir": data_dir, **overrides},
+        )
+        conveyor = Conveyor.from_settings(settings, registries=[jobtypes])
+        fastapi_app = create_app(conveyor, bootstrap_keys=False)
+        async with fastapi_app.router.lifespan_context(fastapi_app):
+            transport = httpx.ASGITransport(app=fastapi_app, raise_app_exceptions=raise_app_exceptions)
+            async with httpx.AsyncClient(transport=transport, base_url="http://conveyor.test") as client:
+                yield ApiHarness(conveyor, fastapi_app, client)
 
 
 @pytest.fixture

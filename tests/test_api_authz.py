@@ -74,6 +74,8 @@ def family(path: str) -> str:
         return "monitoring"
     if _under(path, _CALIBRATION):
         return "calibration"
+    if _under(path, ("/api/v1/predictions",)):
+        return "predictions"
     return "canonical"
 
 
@@ -113,6 +115,9 @@ def error_problems(response: httpx.Response, path: str, status: int, code: str |
             problems.append("error.request_id differs from the X-Request-ID header")
         if code is not None and isinstance(error["details"], dict) and error["details"].get("reason") != code:
             problems.append(f"error.details.reason {error['details'].get('reason')!r}, expected {code!r}")
+    elif kind == "predictions":  # seed 004: {"detail"} alone, no code
+        if not isinstance(body, dict) or set(body) != {"detail"} or not isinstance(body["detail"], str):
+            problems.append(f"not the predictions error shape: {body}")
     elif not isinstance(body, dict) or set(body) != {"detail", "status_code", "timestamp"}:
         problems.append(f"not the calibration error shape: {body}")
     elif body["status_code"] != status:
@@ -187,6 +192,17 @@ def body_for(route: RouteInfo) -> dict[str, Any] | None:
     return None
 
 
+# A bulk upload (seed 004) with one good row.
+UPLOAD_CSV = (
+    b"company_symbol,sector,market_cap,total_assets,total_liabilities,current_assets,current_liabilities,"
+    b"retained_earnings,ebit,revenue,net_income\nACME,Manufacturing,900,1000,400,500,200,300,150,1200,100\n"
+)
+
+
+def is_upload(path: str) -> bool:
+    return path.endswith("/bulk-upload-async")
+
+
 async def call(
     client: httpx.AsyncClient, route: RouteInfo, path: str, headers: dict[str, str] | None
 ) -> httpx.Response:
@@ -194,7 +210,24 @@ async def call(
     kwargs: dict[str, Any] = {"headers": headers or {}}
     if body is not None:
         kwargs["json"] = body
+    if is_upload(route.path):
+        kwargs["files"] = {"file": ("matrix.csv", UPLOAD_CSV, "text/csv")}
     return await client.request(route.method, path, **kwargs)
+
+
+async def create_upload(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    """A bulk upload job (the predictions family shows no other kind of job)."""
+    response = await client.post(
+        "/api/v1/predictions/annual/bulk-upload-async", files={"file": ("a.csv", UPLOAD_CSV)}, headers=headers
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["job_id"])
+
+
+async def create_job_for(client: httpx.AsyncClient, route: RouteInfo, headers: dict[str, str]) -> str:
+    if family(route.path) == "predictions":
+        return await create_upload(client, headers)
+    return await create_job(client, headers)
 
 
 async def create_job(client: httpx.AsyncClient, headers: dict[str, str], value: Any = 1) -> str:
@@ -235,7 +268,7 @@ async def fill(shared: Shared, route: RouteInfo, owner: dict[str, str]) -> tuple
     filled: dict[str, str] = {}
     for name in re.findall(r"{(\w+)}", route.path):
         if name == "job_id":
-            job_id = await create_job(shared.client, owner)
+            job_id = await create_job_for(shared.client, route, owner)
             if route.path.endswith(("/retry", "/wait")):
                 admin = await shared.key(Role.ADMIN)
                 cancelled = await shared.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin)
@@ -399,7 +432,7 @@ async def insider_failures(shared: Shared, route: RouteInfo, path_for: Callable[
 @pytest.mark.parametrize("route", JOB_ROUTES, ids=route_id)
 async def test_jobs_outside_the_callers_scope_are_not_found(shared: Shared, route: RouteInfo) -> None:
     admin = await shared.key(Role.ADMIN)
-    job_id = await create_job(shared.client, alice())
+    job_id = await create_job_for(shared.client, route, alice())
     path = route.path.format(job_id=job_id)
     failures = await outsider_failures(
         shared, route, path, route.path.format(job_id=str(uuid.uuid4())), "JOB_NOT_FOUND"
@@ -410,7 +443,10 @@ async def test_jobs_outside_the_callers_scope_are_not_found(shared: Shared, rout
     async def same_job() -> str:
         return path
 
-    failures += await insider_failures(shared, route, same_job)
+    async def fresh_job() -> str:  # a deleted job is gone for the next insider
+        return route.path.format(job_id=await create_job_for(shared.client, route, alice()))
+
+    failures += await insider_failures(shared, route, fresh_job if route.method == "DELETE" else same_job)
     assert not failures, f"{route_id(route)}\n" + "\n".join(failures)
 
 

@@ -32,7 +32,7 @@ from conveyor.access import Permission, Role
 from conveyor.api.auth import SECURITY_SCHEMES, Authenticator, JwtVerifier
 from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors
 from conveyor.api.metrics import ApiMetrics
-from conveyor.api.routes import audit, canonical, keys, monitoring, schedules, system
+from conveyor.api.routes import audit, canonical, keys, monitoring, predictions, schedules, system
 from conveyor.api.services import Services
 from conveyor.apikeys import ApiKeys
 from conveyor.audit import Actor, acting_as
@@ -46,11 +46,14 @@ from conveyor.worker import HOUSEKEEPING_INTERVAL
 log = logging.getLogger("conveyor.api")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# What a multipart body may carry beyond its file: boundaries, part headers, small fields.
+UPLOAD_OVERHEAD_BYTES = 64 * 1024
 
 DESCRIPTION = """
 conveyor's job API. Several endpoint families share one engine, each answering in the shape its
 clients expect: the canonical family (`/api/v1/jobs…`, seed 002), the monitoring family
-(`/api/v1/jobs/jobs…`, `/queues`, `/schedules`, `/statistics`, seed 000), health and metrics.
+(`/api/v1/jobs/jobs…`, `/queues`, `/schedules`, `/statistics`, seed 000), the predictions
+family (`/api/v1/predictions…`, seed 004: default-risk bulk uploads), health and metrics.
 
 Authenticate with `Authorization: Bearer <JWT or API key>` or `X-API-Key: <API key>`;
 only `GET /api/v1/jobs/health` is open.
@@ -64,10 +67,22 @@ class RequestContext:
 
     Outermost of the app's own layers, so that all of this holds for every answer."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ApiMetrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        metrics: ApiMetrics,
+        upload_paths: tuple[str, ...] = (),
+        max_upload_bytes: int = 0,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        # File uploads stream to disk under their own limit (the route enforces it as the
+        # body arrives): they are neither read ahead here nor held to the JSON body limit.
+        self.upload_paths = frozenset(upload_paths)
+        self.max_upload_body = max_upload_bytes + UPLOAD_OVERHEAD_BYTES
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,11 +106,17 @@ class RequestContext:
         async def answer(error: ApiError) -> None:
             await error.render(family, request_id)(scope, receive, send_with_id)
 
+        is_upload = scope["path"] in self.upload_paths
         try:
-            if (refusal := self._refusal(scope, headers)) is not None:
+            limit = self.max_upload_body if is_upload else self.max_body_bytes
+            if (refusal := self._refusal(scope, headers, limit)) is not None:
                 await answer(refusal)
                 return
-            if b"content-length" not in headers and scope["method"] not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            if (
+                not is_upload
+                and b"content-length" not in headers
+                and scope["method"] not in ("GET", "HEAD", "DELETE", "OPTIONS")
+            ):
                 # A streamed body (chunked): read it up to the limit before the app sees it,
                 # so that an oversized one is a 413 rather than a failure half-way through parsing.
                 body = await self._read_limited(receive)
@@ -118,10 +139,10 @@ class RequestContext:
             template = getattr(route, "path", "unmatched")
             self.metrics.observe_request(scope["method"], template, status or 500, time.perf_counter() - started)
 
-    def _refusal(self, scope: Scope, headers: dict[bytes, bytes]) -> ApiError | None:
+    def _refusal(self, scope: Scope, headers: dict[bytes, bytes], limit: int) -> ApiError | None:
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            return ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {self.max_body_bytes} bytes")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return ApiError(413, "PAYLOAD_TOO_LARGE", f"request body over {limit} bytes")
         query = scope.get("query_string", b"").decode("latin-1")
         for name, value in parse_qsl(query, keep_blank_values=True, errors="surrogateescape"):
             if text_problem(name) or text_problem(value):
@@ -159,7 +180,15 @@ def _replay(body: bytes) -> Receive:
 
 
 # Order: static paths first (/api/v1/jobs/schedules before /api/v1/jobs/{job_id}).
-ROUTERS = (system.router, monitoring.router, schedules.router, keys.router, audit.router, canonical.router)
+ROUTERS = (
+    system.router,
+    monitoring.router,
+    schedules.router,
+    keys.router,
+    audit.router,
+    canonical.router,
+    predictions.router,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,7 +403,13 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["X-Request-ID"],
         )
-    app.add_middleware(RequestContext, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        RequestContext,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        upload_paths=predictions.UPLOAD_PATHS,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     return app
 
 

@@ -161,7 +161,7 @@ class CsvSource:
         with self.path.open("rb") as f:
             f.seek(self._data_start)
             while True:
-                data = f.read(max(block_bytes, 64 * 1024))
+                data = f.read(max(block_bytes, 8 * 1024))
                 if not data:
                     if carry.strip():
                         yield carry
