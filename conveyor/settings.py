@@ -96,7 +96,7 @@ class Settings(BaseSettings):
         100 * 1024 * 1024, ge=1024, description="largest file a bulk upload may send (predictions), in bytes"
     )
     predictions_chunk_rows: int = Field(
-        100_000, ge=10, le=1_000_000, description="rows a predictions job reads, scores and writes at a time"
+        50_000, ge=10, le=1_000_000, description="rows a predictions job reads, scores and writes at a time"
     )
     public_docs: bool = Field(True, description="serve /docs and /openapi.json without credentials")
     jwt_secret: str | None = Field(None, description="HS256 key for bearer JWTs")

@@ -40,7 +40,7 @@ class PredictionInput(BaseModel):
     price_level_index: float = Field(
         100.0, gt=0, le=1_000_000, description="GNP price-level index of the statements' year, 1968 = 100"
     )
-    chunk_rows: int = Field(100_000, ge=10, le=1_000_000, description="rows read, scored and written at a time")
+    chunk_rows: int = Field(50_000, ge=10, le=1_000_000, description="rows read, scored and written at a time")
 
 
 class Tally:
