@@ -58,6 +58,8 @@ def family(path: str) -> str:
         return "monitoring"
     if _under(path, _CALIBRATION):
         return "calibration"
+    if _under(path, ("/api/v1/predictions",)):
+        return "predictions"
     return "canonical"
 
 
@@ -96,6 +98,9 @@ def check_error(response: httpx.Response, path: str, *, code: str | None = None)
         if code is not None:
             assert isinstance(error["details"], dict) and error["details"].get("reason") == code, where
         return {error["field"]} if isinstance(error["field"], str) else set()
+    if kind == "predictions":  # seed 004: {"detail"} alone
+        assert isinstance(body, dict) and set(body) == {"detail"} and isinstance(body["detail"], str), where
+        return set()
     assert isinstance(body, dict) and set(body) == {"detail", "status_code", "timestamp"}, where
     assert body["status_code"] == status and isinstance(body["detail"], str) and body["detail"], where
     return set()

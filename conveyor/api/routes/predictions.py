@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.background import BackgroundTask
 
 from conveyor.access import Permission, Principal
+from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
 from conveyor.api.lean import LeanRoute
@@ -66,6 +67,94 @@ UPLOAD_BODY = {
             }
         },
     }
+}
+
+
+# Seed 004's own examples (its job view, delete and cancel answers and messages).
+_JOB_ID = ex.JOB_ID
+SEED_JOB = {
+    "id": _JOB_ID,
+    "status": "completed",
+    "job_type": "annual",
+    "file_info": {"original_filename": "annual_predictions_1000_rows.csv", "file_size": 2048576, "file_size_mb": 1.95},
+    "progress": {
+        "total_rows": 1000, "processed_rows": 1000, "successful_rows": 985, "failed_rows": 15,
+        "progress_percentage": 100.0, "remaining_rows": 0,
+    },
+    "performance": {"processing_time_seconds": 125.5, "rows_per_second": 7.97, "estimated_completion_time": None},
+    "timestamps": {
+        "created_at": "2024-01-15T10:30:00.000Z", "started_at": "2024-01-15T10:30:05.000Z",
+        "completed_at": "2024-01-15T10:32:10.000Z", "updated_at": "2024-01-15T10:32:10.000Z",
+    },
+    "context": {"user_id": "user-uuid", "organization_id": "org-uuid", "created_by": "john.doe"},
+    "errors": {
+        "has_errors": True,
+        "error_message": None,
+        "error_details": {
+            "errors": [
+                {"row": 45, "company_symbol": "INVALID", "error": "Invalid market cap value"},
+                {"row": 123, "company_symbol": "TEST123", "error": "Missing required field: sector"},
+            ],
+            "truncated": False,
+        },
+        "error_count": 15,
+    },
+    "celery_info": {"task_id": _JOB_ID, "celery_status": "SUCCESS", "celery_meta": None},
+}  # fmt: skip
+NOT_FOUND_EXAMPLE = ex.example(404, {"detail": "Job not found or access denied"})
+UPLOADED = {
+    "success": True,
+    "message": f"File annual_data.csv accepted: job {_JOB_ID} scores its rows in the background",
+    "job_id": _JOB_ID,
+    "status": "pending",
+    "job_type": "annual",
+    "file_info": {
+        "original_filename": "annual_data.csv",
+        "file_size": 2048576,
+        "file_size_mb": 1.95,
+        "file_format": "csv",
+    },
+    "status_url": f"/api/v1/predictions/jobs/{_JOB_ID}/status",
+    "details_url": f"/api/v1/predictions/jobs/{_JOB_ID}",
+}
+UPLOAD_EXAMPLES = (
+    ex.example(202, UPLOADED)
+    | ex.example(400, {"detail": "Unsupported file type: upload a CSV or XLSX file"})
+    | ex.example(413, {"detail": "File too large: the limit is 100 MB"})
+)
+STATUS_EXAMPLE = {
+    "success": True, "job_id": _JOB_ID, "status": "processing", "job_type": "annual", "progress_percentage": 34.7,
+    "total_rows": 1000, "processed_rows": 347, "successful_rows": 340, "failed_rows": 7,
+    "estimated_completion_time": "1m 25s", "error_message": None, "updated_at": "2024-01-15T10:30:45.000Z",
+}  # fmt: skip
+RESULTS_EXAMPLE = {
+    "success": True, "job_id": _JOB_ID, "status": "completed", "job_type": "annual", "rows": "scored", "total": 985,
+    "limit": 100, "offset": 0, "has_more": True,
+    "results": [{
+        "row": 2, "company_symbol": "ACME", "company_name": "Acme Corp", "sector": "Manufacturing",
+        "fiscal_year": 2023, "altman_model": "Z", "altman_z_score": 3.825, "zone": "safe",
+        "ohlson_o_score": -8.676478, "probability_of_default": 0.000171, "zmijewski_score": -2.5057,
+        "zmijewski_probability": 0.00611, "risk_level": "low",
+    }],
+}  # fmt: skip
+DELETED = {
+    "success": True,
+    "message": f"Job {_JOB_ID} deleted successfully",
+    "deleted_job": {"id": _JOB_ID, "status": "completed", "job_type": "annual", "original_filename": "annual_data.csv"},
+}
+NOT_DELETABLE = {
+    "detail": "Cannot delete job that is currently processing. Please cancel the job first or wait for it to complete."
+}
+CANCELLED = {
+    "success": True,
+    "message": f"Job {_JOB_ID} cancelled successfully",
+    "cancelled_job": {
+        "id": _JOB_ID, "status": "failed", "job_type": "quarterly", "original_filename": "quarterly_data.xlsx",
+        "celery_cancelled": True,
+    },
+}  # fmt: skip
+NOT_CANCELLABLE = {
+    "detail": "Cannot cancel job with status 'completed'. Only pending or processing jobs can be cancelled."
 }
 
 
@@ -156,7 +245,11 @@ async def _upload(svc: Services, principal: Principal, request: Request, period:
 
 
 @router.post(
-    "/annual/bulk-upload-async", status_code=202, summary="Upload annual statements", openapi_extra=UPLOAD_BODY
+    "/annual/bulk-upload-async",
+    status_code=202,
+    summary="Upload annual statements",
+    openapi_extra=UPLOAD_BODY,
+    responses=UPLOAD_EXAMPLES,
 )
 async def upload_annual(svc: Svc, principal: Creator, request: Request) -> dict[str, Any]:
     """A CSV or XLSX of annual statements (kind read from the content), scored in the
@@ -165,7 +258,11 @@ async def upload_annual(svc: Svc, principal: Creator, request: Request) -> dict[
 
 
 @router.post(
-    "/quarterly/bulk-upload-async", status_code=202, summary="Upload quarterly statements", openapi_extra=UPLOAD_BODY
+    "/quarterly/bulk-upload-async",
+    status_code=202,
+    summary="Upload quarterly statements",
+    openapi_extra=UPLOAD_BODY,
+    responses=UPLOAD_EXAMPLES,
 )
 async def upload_quarterly(svc: Svc, principal: Creator, request: Request) -> dict[str, Any]:
     """As the annual upload, for quarterly statements (`fiscal_quarter` like 2024Q3)."""
@@ -175,7 +272,13 @@ async def upload_quarterly(svc: Svc, principal: Creator, request: Request) -> di
 # --- reads ---------------------------------------------------------------------------------------
 
 
-@router.get("/jobs", summary="List bulk upload jobs")
+@router.get(
+    "/jobs",
+    summary="List bulk upload jobs",
+    responses=ex.example(
+        200, {"success": True, "jobs": [SEED_JOB], "total": 1, "limit": 20, "offset": 0, "has_more": False}
+    ),
+)
 async def list_jobs(
     svc: Svc,
     principal: Reader,
@@ -201,7 +304,11 @@ async def list_jobs(
     }
 
 
-@router.get("/jobs/{job_id}", summary="Get job details")
+@router.get(
+    "/jobs/{job_id}",
+    summary="Get job details",
+    responses=ex.example(200, {"success": True, "job": SEED_JOB}) | NOT_FOUND_EXAMPLE,
+)
 async def get_job(
     svc: Svc, principal: Reader, job_id: str, include_errors: Annotated[bool, Query()] = False
 ) -> dict[str, Any]:
@@ -211,12 +318,19 @@ async def get_job(
     return {"success": True, "job": job_view(job, include_errors=include_errors, summary=True)}
 
 
-@router.get("/jobs/{job_id}/status", summary="Quick job status")
+@router.get(
+    "/jobs/{job_id}/status", summary="Quick job status", responses=ex.example(200, STATUS_EXAMPLE) | NOT_FOUND_EXAMPLE
+)
 async def get_status(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
     return quick_status(await _visible_job(svc, principal, job_id))
 
 
-@router.get("/jobs/{job_id}/results", summary="Scored rows (JSON pages, CSV or XLSX)", response_model=None)
+@router.get(
+    "/jobs/{job_id}/results",
+    summary="Scored rows (JSON pages, CSV or XLSX)",
+    response_model=None,
+    responses=ex.example(200, RESULTS_EXAMPLE) | NOT_FOUND_EXAMPLE,
+)
 async def get_results(
     svc: Svc,
     principal: Reader,
@@ -269,7 +383,11 @@ async def get_results(
 # --- delete and cancel ---------------------------------------------------------------------------
 
 
-@router.delete("/jobs/{job_id}", summary="Delete a job and its files")
+@router.delete(
+    "/jobs/{job_id}",
+    summary="Delete a job and its files",
+    responses=ex.example(200, DELETED) | ex.example(400, NOT_DELETABLE) | NOT_FOUND_EXAMPLE,
+)
 async def delete_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
     """Any status but processing; the uploaded file and the results go too."""
     job = await _visible_job(svc, principal, job_id)
@@ -304,7 +422,11 @@ def _not_cancellable(job: Job) -> ApiError:
     )
 
 
-@router.post("/jobs/{job_id}/cancel", summary="Cancel a pending or processing job")
+@router.post(
+    "/jobs/{job_id}/cancel",
+    summary="Cancel a pending or processing job",
+    responses=ex.example(200, CANCELLED) | ex.example(400, NOT_CANCELLABLE) | NOT_FOUND_EXAMPLE,
+)
 async def cancel_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
     """A pending job is cancelled at once; a processing one stops at its next chunk (the
     answer waits for that). Either ends `failed` with a cancellation message."""
