@@ -381,6 +381,9 @@ async def test_cancel_while_processing_ends_failed_and_delete_waits_for_it(datab
         }
         assert not any(workspace.iterdir()), "the upload and results stay behind"
         assert (await api.client.get(base, headers=admin)).json() == {"detail": "Job not found or access denied"}
+        trail = await api.client.get("/api/v1/audit", params={"object_id": job_id}, headers=admin)
+        actions = [r["action"] for r in trail.json()["data"]["records"]]
+        assert actions == ["job.created", "job.cancelled", "job.deleted"]
 
 
 async def test_a_pending_job_is_cancelled_at_once_and_deleted_with_its_file(api: ApiHarness) -> None:

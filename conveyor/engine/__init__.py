@@ -314,7 +314,8 @@ class Engine:
 
     async def delete(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
         """Delete a job that is not running (any other status), with its log lines; returns
-        the job as it was. A running job is refused (JobNotDeletable): cancel it first."""
+        the job as it was. A running job is refused (JobNotDeletable): cancel it first.
+        Recorded in the audit trail as job.deleted (before: the job's state)."""
         if visible_to is not None:
             await self.get(job_id, visible_to=visible_to)
         job, deleted = await self.store.delete_job(job_id)
@@ -322,6 +323,7 @@ class Engine:
             raise JobNotFound(job_id)
         if not deleted:
             raise JobNotDeletable(job_id, job.status.value)
+        await self.audit.record("job.deleted", "job", job.id, before=job_state(job), org_id=job.owner.org_id)
         return job
 
     async def retry(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
