@@ -32,6 +32,7 @@ class InvalidJobData(ConveyorError):
     def __init__(self, kind: str, errors: list[dict[str, str]]) -> None:
         fields = ", ".join(e["field"] or "(data)" for e in errors)
         super().__init__(f"invalid data for job type {kind!r}: {fields}", errors=errors)
+        self.kind = kind
         self.errors = errors
 
 
@@ -103,6 +104,36 @@ class ScheduleNotFound(ConveyorError):
 
     def __init__(self, schedule_id: str) -> None:
         super().__init__(f"schedule {schedule_id} not found", schedule_id=schedule_id)
+
+
+class InvalidBatch(ConveyorError):
+    """A batch's own settings are wrong (name, size, parallel_limit, an option its jobs may not
+    take); `details["field"]` names the one at fault. Its jobs' types and data fail as jobs do,
+    their fields prefixed with `jobs.<index>.`."""
+
+    code = "INVALID_BATCH"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message, field=field)
+
+
+class BatchNotFound(ConveyorError):
+    code = "BATCH_NOT_FOUND"
+
+    def __init__(self, batch_id: UUID | str) -> None:
+        super().__init__(f"batch {batch_id} not found", batch_id=str(batch_id))
+
+
+class BatchNotCancellable(ConveyorError):
+    code = "BATCH_NOT_CANCELLABLE"
+
+    def __init__(self, batch_id: UUID, current_status: str) -> None:
+        super().__init__(
+            f"batch {batch_id} is {current_status}: all its jobs have finished",
+            batch_id=str(batch_id),
+            current_status=current_status,
+        )
+        self.current_status = current_status
 
 
 # --- raised inside execute() -------------------------------------------------------------

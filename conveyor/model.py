@@ -34,6 +34,10 @@ class Status(enum.StrEnum):
 FINISHED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMEOUT})
 CANCELLABLE_AT_ONCE = frozenset({Status.SCHEDULED, Status.PENDING})
 RETRYABLE_BY_HAND = frozenset({Status.FAILED, Status.CANCELLED, Status.TIMEOUT})
+# A job of a batch that waits for a slot (its batch's parallel_limit) is `scheduled` at this
+# run_at: far beyond any real schedule (the engine refuses run_at past ~10 years), so neither
+# the stager nor the claim ever reads it. The batch releases it to pending when a slot frees.
+HELD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class Priority(enum.StrEnum):
@@ -234,6 +238,11 @@ class Job:
     @property
     def priority_class(self) -> Priority:
         return Priority.of(self.priority)
+
+    @property
+    def is_held(self) -> bool:
+        """Waiting for a slot in its batch (see HELD_UNTIL)."""
+        return self.status is Status.SCHEDULED and self.run_at >= HELD_UNTIL
 
 
 def job_state(job: Job) -> dict[str, Any]:

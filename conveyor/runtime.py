@@ -13,6 +13,7 @@ from typing import Any
 from conveyor.builtin import jobtypes as builtin_jobtypes
 from conveyor.engine import Engine
 from conveyor.engine.audit import Audit
+from conveyor.engine.batches import Batches
 from conveyor.engine.schedules import Schedules
 from conveyor.jobtypes import Registry
 from conveyor.scheduler import Scheduler
@@ -74,6 +75,7 @@ class Conveyor:
             grace=timedelta(seconds=settings.scheduler_grace_seconds),
             run_all_cap=settings.scheduler_run_all_cap,
         )
+        self.batches = Batches(engine, max_size=settings.batch_max_size)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, registries: Iterable[Registry] = ()) -> Conveyor:

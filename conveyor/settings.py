@@ -1,7 +1,8 @@
 """Settings: every setting of a conveyor process, read once from the environment.
 
 Names are `CONVEYOR_<FIELD>`; the names the seed applications already use
-(`DEFAULT_TIMEOUT_MINUTES`, `MAX_TIMEOUT_MINUTES`, `MAX_LOG_ENTRIES`) are read too.
+(`DEFAULT_TIMEOUT_MINUTES`, `MAX_TIMEOUT_MINUTES`, `MAX_LOG_ENTRIES`, `BATCH_MAX_SIZE`,
+`CACHE_TTL`) are read too.
 Only the runtime and the CLI read Settings; components take explicit arguments.
 """
 
@@ -65,6 +66,15 @@ class Settings(BaseSettings):
     )
     max_log_entries: int = Field(1000, ge=1, validation_alias=_alias("max_log_entries", "MAX_LOG_ENTRIES"))
     max_item_errors: int = Field(100, ge=0)
+    batch_max_size: int = Field(
+        50, ge=1, le=10_000, validation_alias=_alias("batch_max_size", "BATCH_MAX_SIZE"), description="jobs per batch"
+    )
+    cache_ttl: float = Field(
+        3600,
+        gt=0,
+        validation_alias=_alias("cache_ttl", "CACHE_TTL"),
+        description="seconds a completed job's result is reused for identical requests made with use_cache",
+    )
 
     # --- the scheduler (in every worker and serve process; one of them leads) ---
     scheduler_enabled: bool = Field(True, description="run the scheduler in worker and serve processes")

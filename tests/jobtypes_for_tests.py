@@ -169,3 +169,53 @@ class Estimated(JobType):
 
 
 jobtypes.add(Estimated)
+
+
+# --- batches and the result cache ---------------------------------------------------------------
+
+# What t.tracked jobs saw, by group: how many ran at once (now, most), every start, and how
+# many bodies of each cache key ran. In-process: the tests that read it run their workers here.
+TRACKED: dict[str, dict[str, Any]] = {}
+
+
+def tracked(group: str) -> dict[str, Any]:
+    return TRACKED.setdefault(group, {"now": 0, "most": 0, "starts": [], "runs": 0})
+
+
+class Tracked(BaseModel):
+    group: str
+    seconds: float = 0.1
+    fail: bool = False
+    value: int = 0
+
+
+@jobtypes.job_type("t.tracked")
+async def tracked_job(ctx: Context, data: Tracked) -> dict[str, Any]:
+    seen = tracked(data.group)
+    seen["now"] += 1
+    seen["runs"] += 1
+    seen["most"] = max(seen["most"], seen["now"])
+    seen["starts"].append(str(ctx.job_id))
+    try:
+        await ctx.sleep(data.seconds)  # ends early (Cancelled) when the job is asked to stop
+        ctx.checkpoint()
+        if data.fail:
+            raise PermanentError(f"{data.group}: failing as asked")
+        return {"group": data.group, "value": data.value}
+    finally:
+        seen["now"] -= 1
+
+
+class CachedSum(JobType):
+    """A job type with a cache key: the same items give the same sum."""
+
+    kind = "t.cached_sum"
+
+    async def execute(self, ctx: Context, data: Tracked) -> dict[str, Any]:
+        return await tracked_job(ctx, data)
+
+    def cache_key(self, data: Tracked) -> str:
+        return f"{data.group}:{data.value}"
+
+
+jobtypes.add(CachedSum)

@@ -23,6 +23,7 @@ from conveyor.errors import (
 )
 from conveyor.jobtypes import Definition, JobType, Registry
 from conveyor.model import (
+    HELD_UNTIL,
     RETRYABLE_BY_HAND,
     Job,
     JobFilter,
@@ -331,7 +332,7 @@ class Engine:
         job = await self.get(job_id, visible_to=visible_to)
         if job.status not in RETRYABLE_BY_HAND:
             raise JobNotRetryable(job_id, job.status.value)
-        again = await self.enqueue(
+        request = JobRequest(
             job.kind,
             job.data,
             queue=job.queue,
@@ -344,6 +345,14 @@ class Engine:
             retry_of=job.id,
             file_info=job.file_info,
         )
+        new_job = self.prepare(request)
+        if job.batch_id is None:
+            again = (await self._coalescer.insert(new_job))[0]
+        else:  # a member of a batch: it joins the batch waiting for a slot, as the others did
+            new_job.status, new_job.run_at = _SCHEDULED, HELD_UNTIL
+            await self.store.insert_jobs([new_job])
+            await self.store.settle_batches([job.batch_id])
+            again = await self.get(new_job.id)
         await self.audit.record(
             "job.retried", "job", job.id, before=job_state(job), after={"retryJobId": str(again.id)},
             org_id=job.owner.org_id,

@@ -98,6 +98,11 @@ class Store(Protocol):
         self, job_id: UUID, *, min_level: LogLevel | None, limit: int, offset: int
     ) -> tuple[list[LogEntry], int]: ...
 
+    async def settle_batches(self, batch_ids: Iterable[UUID]) -> None:
+        """For each batch: with fail_fast, once a member has failed or timed out, cancel the
+        rest; otherwise release members waiting for a slot while fewer than its parallel_limit
+        hold one. Idempotent; the batches' other operations are in store/batches.py."""
+
     async def attempts_held(self, job_ids: Sequence[UUID], worker_id: str) -> dict[UUID, int]:
         """Which of these jobs are running on `worker_id`, with their attempt. A plain read:
         it never waits on row locks."""

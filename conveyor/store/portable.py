@@ -26,6 +26,7 @@ from conveyor.model import (
 )
 from conveyor.store.audit import AuditTables
 from conveyor.store.base import TOPICS, Listener
+from conveyor.store.batches import BatchTables, batch_ids_of
 from conveyor.store.control import ControlTables
 from conveyor.store.filters import filter_clauses
 from conveyor.store.rows import (
@@ -46,7 +47,7 @@ def paused_queues() -> sa.Select[Any]:
     return sa.select(queue_states.c.name).where(queue_states.c.paused)
 
 
-class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
+class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, JobStatistics):
     """The Store protocol over an async SQLAlchemy engine.
 
     `_engine` runs writes; `_read_engine` runs reads (the same engine on PostgreSQL; on
@@ -278,13 +279,16 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
                 await conn.execute(job_logs.insert(), [log_row(e) for e in logs])
             if progress:
                 await self._write_progress(conn, progress)
-            applied = await self._apply_outcomes(conn, outcomes) if outcomes else []
+            done = await self._apply_outcomes(conn, outcomes) if outcomes else []
+            applied = [job_id for job_id, _batch_id in done]
             finished = [str(i) for i in applied]
             await self._notify(conn, "finish", finished)
             requeued = sorted({o_q for o_q in await self._requeued_queues(conn, outcomes, applied)})
             await self._notify(conn, "insert", requeued)
         await self._after_commit("finish", finished)
         await self._after_commit("insert", requeued)
+        if batch_ids := batch_ids_of(done):
+            await self.settle_batches_quietly(batch_ids)
         return applied
 
     async def _requeued_queues(
@@ -326,9 +330,12 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
             ],
         )
 
-    async def _apply_outcomes(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> list[UUID]:
+    async def _apply_outcomes(
+        self, conn: AsyncConnection, outcomes: Sequence[Outcome]
+    ) -> list[tuple[UUID, UUID | None]]:
         """Write a batch of outcomes, each only while the job still runs that attempt on that
-        worker; the ids applied. Each dialect writes the batch in one statement."""
+        worker; the ids applied, each with its job's batch. Each dialect writes the batch in
+        one statement."""
         raise NotImplementedError
 
     # --- cancel, stage, rescue ----------------------------------------------------------
@@ -360,7 +367,10 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
                 await self._notify(conn, topic, [str(job_id)])
         if topic:
             await self._after_commit(topic, [str(job_id)])
-        return (job_from_row(row) if row else None), bool(topic)
+        job = job_from_row(row) if row else None
+        if topic == "finish" and job is not None and job.batch_id is not None:  # a slot may be free
+            await self.settle_batches_quietly([job.batch_id])
+        return job, bool(topic)
 
     async def delete_job(self, job_id: UUID) -> tuple[Job | None, bool]:
         c = jobs.c
@@ -417,7 +427,7 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
                 lease_expires_at=None,
                 updated_at=self._now(),
             )
-            .returning(c.id, c.status, c.queue)
+            .returning(c.id, c.status, c.queue, c.batch_id)
         )
         async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
@@ -427,4 +437,6 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, JobStatistics):
             await self._notify(conn, "finish", finished)
         await self._after_commit("insert", ready)
         await self._after_commit("finish", finished)
+        if batch_ids := batch_ids_of((r.id, r.batch_id) for r in rows if r.status != Status.PENDING.value):
+            await self.settle_batches_quietly(batch_ids)
         return [r.id for r in rows]

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from conveyor.model import FINISHED, Job, LogEntry, NewJob, Outcome, OutcomeKind, ProgressUpdate, Status, utc_now
 from conveyor.store import copytext
 from conveyor.store.base import TOPICS, Listener
+from conveyor.store.batches import batch_ids_of
 from conveyor.store.copytext import copy_text
 from conveyor.store.listener import PostgresListener, libpq_dsn
 from conveyor.store.portable import SqlStore
@@ -186,7 +187,7 @@ APPLY_OUTCOMES = """
         FROM v
         WHERE j.id = v.id AND j.id IN (SELECT id FROM locked) AND j.attempt = v.attempt
           AND j.worker_id = %(worker_id)s AND j.status = 'running'
-        RETURNING j.id, j.status, j.queue
+        RETURNING j.id, j.status, j.queue, j.batch_id
     ),
     numbered AS (SELECT id, (row_number() OVER ()) / 100 AS chunk FROM done WHERE status <> 'pending'),
     chunks AS (SELECT string_agg(id::text, ',') AS ids FROM numbered GROUP BY chunk),
@@ -196,7 +197,7 @@ APPLY_OUTCOMES = """
         SELECT pg_notify('conveyor_insert', queue)
         FROM (SELECT DISTINCT queue FROM done WHERE status = 'pending') AS released
     )
-    SELECT done.id, (SELECT count(*) FROM notified) FROM done
+    SELECT done.id, done.batch_id, (SELECT count(*) FROM notified) FROM done
 """
 
 WRITE_PROGRESS = """
@@ -398,20 +399,28 @@ class PostgresStore(PostgresRollups, SqlStore):
             return []
         async with self._raw() as conn:
             if not (progress or logs):  # the common case: one statement, no transaction needed
-                return await self._apply_outcomes_raw(conn, outcomes)
-            async with conn.transaction():
-                if logs:
-                    await conn.execute(INSERT_LOGS, _log_params(logs))
-                if progress:
-                    await conn.execute(WRITE_PROGRESS, _progress_params(progress))
-                return await self._apply_outcomes_raw(conn, outcomes)
+                done = await self._apply_outcomes_raw(conn, outcomes)
+            else:
+                async with conn.transaction():
+                    if logs:
+                        await conn.execute(INSERT_LOGS, _log_params(logs))
+                    if progress:
+                        await conn.execute(WRITE_PROGRESS, _progress_params(progress))
+                    done = await self._apply_outcomes_raw(conn, outcomes)
+        # Members of batches finished: settle those (a transaction of their own, after this
+        # one committed; see store/batches.py). Jobs of no batch cost nothing here.
+        if batch_ids := batch_ids_of(done):
+            await self.settle_batches_quietly(batch_ids)
+        return [job_id for job_id, _batch_id in done]
 
-    async def _apply_outcomes_raw(self, conn: psycopg.AsyncConnection[Any], outcomes: Sequence[Outcome]) -> list[UUID]:
-        applied: list[UUID] = []
+    async def _apply_outcomes_raw(
+        self, conn: psycopg.AsyncConnection[Any], outcomes: Sequence[Outcome]
+    ) -> list[tuple[UUID, UUID | None]]:
+        applied: list[tuple[UUID, UUID | None]] = []
         for worker_id in sorted({o.worker_id for o in outcomes}):
             batch = [_outcome_record(o) for o in outcomes if o.worker_id == worker_id]
             cursor = await conn.execute(APPLY_OUTCOMES, {"batch": Jsonb(batch, dumps), "worker_id": worker_id})
-            applied.extend(row[0] for row in await cursor.fetchall())
+            applied.extend((row[0], row[1]) for row in await cursor.fetchall())
         return applied
 
 

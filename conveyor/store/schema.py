@@ -293,3 +293,47 @@ audit_checkpoints = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("signature", sa.String(64)),
 )
+
+# --- batches and the result cache ----------------------------------------------------------------
+
+# A batch: jobs submitted together (conveyor_jobs.batch_id names it). Members beyond its
+# parallel_limit wait as `scheduled` with run_at = model.HELD_UNTIL (out of the claim's and the
+# stager's sight) until a member finishes and one is released (store/batches.py).
+batches = sa.Table(
+    "conveyor_batches",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),  # a UUIDv7
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("parallel_limit", sa.Integer()),  # NULL: no limit
+    sa.Column("fail_fast", sa.Boolean(), nullable=False),
+    sa.Column("size", sa.Integer(), nullable=False),  # jobs submitted with it
+    sa.Column("owner_user_id", sa.String(200)),
+    sa.Column("owner_org_id", sa.String(200)),
+    sa.Column("owner_study_id", sa.String(200)),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("cancelled_at", UTCDateTime()),  # cancelled by hand, or by fail_fast
+    sa.Column("cancel_reason", sa.String(32)),  # "cancelled" or "fail_fast"
+    sa.Index("ix_conveyor_batches_org_created", "owner_org_id", "created_at"),
+)
+
+# The result cache's entries: for one scope (who may share results: an organisation, narrowed
+# to a study or a user as the requester's visibility is) and one job type's cache key, the job
+# whose result is reused — in flight or completed. The primary key is the guard that makes
+# concurrent identical requests run once; hits and misses are counted on the entry.
+cache_entries = sa.Table(
+    "conveyor_cache_entries",
+    metadata,
+    sa.Column("scope", sa.String(700), primary_key=True),
+    sa.Column("kind", sa.String(200), primary_key=True),
+    sa.Column("cache_key", sa.String(500), primary_key=True),
+    sa.Column("org_id", sa.String(200)),
+    sa.Column("study_id", sa.String(200)),
+    sa.Column("user_id", sa.String(200)),
+    sa.Column("job_id", sa.Uuid(), nullable=False),
+    sa.Column("hits", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("misses", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_conveyor_cache_entries_org", "org_id"),
+)

@@ -59,11 +59,11 @@ APPLY_OUTCOMES = (
         WHERE conveyor_jobs.id = v.id AND conveyor_jobs.attempt = v.attempt
           AND conveyor_jobs.worker_id = :worker_id
           AND +conveyor_jobs.status = 'running'  -- unary +: look rows up by id, not by status
-        RETURNING conveyor_jobs.id
+        RETURNING conveyor_jobs.id, conveyor_jobs.batch_id
         """
     )
     .bindparams(sa.bindparam("now", type_=UTCDateTime()))
-    .columns(id=sa.Uuid())
+    .columns(id=sa.Uuid(), batch_id=sa.Uuid())
 )
 
 
@@ -207,14 +207,16 @@ class SqliteStore(SqlStore):
         claimed.sort(key=lambda j: (-j.priority, j.id))  # RETURNING keeps no order
         return claimed
 
-    async def _apply_outcomes(self, conn: AsyncConnection, outcomes: Sequence[Outcome]) -> list[UUID]:
-        applied: list[UUID] = []
+    async def _apply_outcomes(
+        self, conn: AsyncConnection, outcomes: Sequence[Outcome]
+    ) -> list[tuple[UUID, UUID | None]]:
+        applied: list[tuple[UUID, UUID | None]] = []
         for worker_id in {o.worker_id for o in outcomes}:
             payload = [_outcome_json(o) for o in outcomes if o.worker_id == worker_id]
             rows = await conn.execute(
                 APPLY_OUTCOMES, {"payload": dumps(payload), "worker_id": worker_id, "now": utc_now()}
             )
-            applied.extend(r.id for r in rows)
+            applied.extend((r.id, r.batch_id) for r in rows)
         return applied
 
     def _now(self) -> sa.ColumnElement[Any]:

@@ -435,6 +435,7 @@ class Worker:
                     housekept = time.monotonic()
                     await self.store.forget_workers(unseen_for=FORGET_WORKERS_AFTER)
                     await self.store.compact_rollups()
+                    await self.store.settle_waiting_batches()
                 if rescued:
                     log.warning("rescued %d jobs whose worker stopped answering", len(rescued))
             except Exception:
