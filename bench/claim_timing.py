@@ -1,9 +1,10 @@
 """How long the claim (and the outcome write after it) takes on PostgreSQL, in one process.
 
-A small probe, not a load test: 20,000 pending no-op jobs, then rounds of one claim of 10 and
-one flush of their 10 completions, timed separately (medians and p90 over the rounds). With
-`--held N` it first stores N jobs waiting for a slot in batches with a parallel_limit (what
-batches add to the table), to show that they cost the claim nothing. Run it against two
+A small probe, not a load test: 20,000 pending no-op jobs in the claimed queue beside 10,000
+in another (so that the planner sees more than one queue, as in any real table), then rounds
+of one claim of 10 and one flush of their 10 completions, timed separately (medians and p90
+over the rounds). With `--held N` it also stores N jobs waiting for a slot in batches with a
+parallel_limit (what batches add to the table), to show what they cost the claim. Run it against two
 checkouts to compare them (PYTHONPATH chooses the code):
 
     PYTHONPATH=/path/to/checkout .venv/bin/python -m bench.claim_timing [--held 10000] [--json]
@@ -56,6 +57,8 @@ async def measure(url: str, *, jobs: int, rounds: int, batch: int, held: int) ->
             await store_held(app, held)
         from conveyor.engine import JobRequest
 
+        for _ in range(2):
+            await app.engine.enqueue_many([JobRequest("noop", {}, queue="other") for _ in range(5000)])
         for start in range(0, jobs, 5000):
             await app.engine.enqueue_many([JobRequest("noop", {}) for _ in range(min(5000, jobs - start))])
         async with app.store._raw() as conn:  # type: ignore[attr-defined]
