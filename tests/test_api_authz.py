@@ -46,6 +46,7 @@ ROUTES = route_table()
 ROLES = tuple(Role)
 JOB_ROUTES = [r for r in ROUTES if "{job_id}" in r.path]
 SCHEDULE_ROUTES = [r for r in ROUTES if "{schedule_id}" in r.path]
+BATCH_ROUTES = [r for r in ROUTES if "{batch_id}" in r.path]
 OPEN = [r for r in ROUTES if r.permission is None]
 
 MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
@@ -185,6 +186,8 @@ def body_for(route: RouteInfo) -> dict[str, Any] | None:
         return {"name": "matrix key", "role": "viewer"}
     if (route.method, route.path) == ("POST", "/api/v1/jobs/schedules"):
         return {"name": "matrix", "job_type": "t.echo", "data": {"value": 1}, "cron": "0 0 1 1 *"}
+    if (route.method, route.path) == ("POST", "/api/v1/batches"):
+        return {"name": "matrix", "jobs": [{"type": "t.echo", "data": {"value": 1}}], "parallelLimit": 1}
     if route.method == "PATCH" and route.path.endswith("{schedule_id}"):
         return {"name": "renamed by the matrix"}
     if route.path.endswith("/wait"):
@@ -236,6 +239,18 @@ async def create_job(client: httpx.AsyncClient, headers: dict[str, str], value: 
     return str(response.json()["data"]["jobId"])
 
 
+async def create_batch(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    body = {"name": "matrix", "jobs": [{"type": "t.echo", "data": {"value": n}} for n in range(2)], "parallelLimit": 1}
+    response = await client.post("/api/v1/batches", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["data"]["id"])
+
+
+async def batch_state(client: httpx.AsyncClient, admin: dict[str, str], batch_id: str) -> Any:
+    data = (await client.get(f"/api/v1/batches/{batch_id}", headers=admin)).json()["data"]
+    return data["status"], data["counts"], data["cancelledAt"]
+
+
 async def job_status(client: httpx.AsyncClient, admin: dict[str, str], job_id: str) -> tuple[str, bool]:
     response = await client.get(f"/api/v1/jobs/{job_id}", headers=admin)
     assert response.status_code == 200, response.text
@@ -276,6 +291,8 @@ async def fill(shared: Shared, route: RouteInfo, owner: dict[str, str]) -> tuple
             filled[name] = job_id
         elif name == "schedule_id":
             filled[name] = await create_schedule(shared, (await principal_of(shared, owner)).owner)
+        elif name == "batch_id":
+            filled[name] = await create_batch(shared.client, owner)
         elif name == "name":
             filled[name] = "default"
         elif name == "key_id":
@@ -338,6 +355,7 @@ async def test_role_matrix(shared: Shared, route: RouteInfo, role: Role) -> None
     before = await job_status(shared.client, admin, filled["job_id"]) if "job_id" in filled else None
     queue_before = await queue_state(shared, filled["name"]) if "name" in filled else None
     schedule_before = await schedule_state(shared, filled["schedule_id"]) if "schedule_id" in filled else None
+    batch_before = await batch_state(shared.client, admin, filled["batch_id"]) if "batch_id" in filled else None
 
     response = await call(shared.client, route, path, caller)
 
@@ -357,6 +375,8 @@ async def test_role_matrix(shared: Shared, route: RouteInfo, role: Role) -> None
         assert await queue_state(shared, filled["name"]) == queue_before, "a refused call paused or resumed the queue"
     if "schedule_id" in filled:
         assert await schedule_state(shared, filled["schedule_id"]) == schedule_before, "a refused call changed it"
+    if "batch_id" in filled:
+        assert await batch_state(shared.client, admin, filled["batch_id"]) == batch_before, "a refused call changed it"
 
 
 # --- isolation: a job outside the caller's scope does not exist --------------------------------
@@ -466,6 +486,25 @@ async def test_schedules_outside_the_callers_scope_are_not_found(shared: Shared,
     if await schedule_state(shared, schedule_id) != before:
         failures.append("callers who cannot see the schedule changed it")
     failures += await insider_failures(shared, route, fresh_schedule)
+    assert not failures, f"{route_id(route)}\n" + "\n".join(failures)
+
+
+@MODULE_LOOP
+@pytest.mark.parametrize("route", BATCH_ROUTES, ids=route_id)
+async def test_batches_outside_the_callers_scope_are_not_found(shared: Shared, route: RouteInfo) -> None:
+    admin = await shared.key(Role.ADMIN)
+
+    async def fresh_batch() -> str:  # one each: an insider's cancel must not change what the next sees
+        return route.path.format(batch_id=await create_batch(shared.client, alice()))
+
+    path = await fresh_batch()
+    batch_id = path.split("/")[4]
+    before = await batch_state(shared.client, admin, batch_id)
+    unknown_path = route.path.format(batch_id=str(uuid.uuid4()))
+    failures = await outsider_failures(shared, route, path, unknown_path, "BATCH_NOT_FOUND")
+    if await batch_state(shared.client, admin, batch_id) != before:
+        failures.append("callers who cannot see the batch changed it")
+    failures += await insider_failures(shared, route, fresh_batch)
     assert not failures, f"{route_id(route)}\n" + "\n".join(failures)
 
 

@@ -109,6 +109,34 @@ def test_schedule_add_list_pause_resume_delete(db: str) -> None:
     assert bad.exit_code == 1 and json.loads(bad.stderr)["field"] == "cron"
 
 
+def test_batch_submit_list_show_cancel(db: str) -> None:
+    jobs = json.dumps([{"type": "sleep", "data": {"seconds": 5}, "priority": 8}] * 3)
+    submitted = runner.invoke(app, ["batch", "submit", "--jobs", jobs, "--name", "nightly", "--parallel-limit", "2"])
+    assert submitted.exit_code == 0, submitted.output
+    batch = json.loads(submitted.stdout)
+    assert (batch["name"], batch["status"], batch["parallel_limit"], batch["total"]) == ("nightly", "pending", 2, 3)
+    assert (batch["counts"]["pending"], batch["counts"]["waiting_for_slot"]) == (2, 1)
+
+    listed = runner.invoke(app, ["batch", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.splitlines()[0].split()[:3] == ["ID", "NAME", "STATUS"]
+    line = next(line for line in listed.stdout.splitlines() if line.startswith(batch["id"]))
+    assert line.split()[1:6] == ["nightly", "pending", "2", "no", "0/3"]
+
+    shown = json.loads(runner.invoke(app, ["batch", "show", batch["id"]]).stdout)
+    assert [j["id"] for j in shown["jobs"]] == [j["id"] for j in batch["jobs"]]
+    cancelled = json.loads(runner.invoke(app, ["batch", "cancel", batch["id"]]).stdout)
+    assert (cancelled["status"], cancelled["counts"]["cancelled"], cancelled["cancel_reason"]) == (
+        "cancelled", 3, "cancelled",
+    )  # fmt: skip
+    again = runner.invoke(app, ["batch", "cancel", batch["id"]])
+    assert again.exit_code == 1 and json.loads(again.stderr)["error"] == "BATCH_NOT_CANCELLABLE"
+    missing = runner.invoke(app, ["batch", "show", "nope"])
+    assert missing.exit_code == 1 and json.loads(missing.stderr)["error"] == "BATCH_NOT_FOUND"
+    too_big = runner.invoke(app, ["batch", "submit", "--jobs", json.dumps([{"type": "noop"}] * 51)])
+    assert too_big.exit_code == 1 and "at most 50 jobs" in json.loads(too_big.stderr)["message"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

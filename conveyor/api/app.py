@@ -32,7 +32,7 @@ from conveyor.access import Permission, Role
 from conveyor.api.auth import SECURITY_SCHEMES, Authenticator, JwtVerifier
 from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors
 from conveyor.api.metrics import ApiMetrics
-from conveyor.api.routes import audit, canonical, keys, monitoring, predictions, schedules, system
+from conveyor.api.routes import audit, batches, canonical, keys, monitoring, predictions, schedules, system
 from conveyor.api.services import Services
 from conveyor.apikeys import ApiKeys
 from conveyor.audit import Actor, acting_as
@@ -186,6 +186,7 @@ ROUTERS = (
     schedules.router,
     keys.router,
     audit.router,
+    batches.router,
     canonical.router,
     predictions.router,
 )

@@ -127,6 +127,9 @@ _STATUS_OF_CODE = {
     "JOB_NOT_DELETABLE": 409,
     "INVALID_SCHEDULE": 400,
     "SCHEDULE_NOT_FOUND": 404,
+    "INVALID_BATCH": 400,
+    "BATCH_NOT_FOUND": 404,
+    "BATCH_NOT_CANCELLABLE": 409,
 }
 
 
@@ -149,5 +152,6 @@ def api_error_of(exc: ConveyorError) -> ApiError:
         "JOB_NOT_FOUND": "Job not found",
         "JOB_NOT_CANCELLABLE": "Job not found or cannot be cancelled",
         "SCHEDULE_NOT_FOUND": "Schedule not found",
+        "BATCH_NOT_FOUND": "Batch not found",
     }.get(exc.code, exc.message)
     return ApiError(_STATUS_OF_CODE.get(exc.code, 400), exc.code, message, field=field, **details)

@@ -1,4 +1,5 @@
-"""The `conveyor` command: serve, migrate, worker, enqueue, job inspection, API keys, schedules."""
+"""The `conveyor` command: serve, migrate, worker, enqueue, job inspection, API keys, schedules,
+batches and the result cache."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from conveyor.errors import ConveyorError
 # them, so that `conveyor --help` and a mistyped command answer at once.
 if TYPE_CHECKING:
     from conveyor.audit import Actor
+    from conveyor.engine.batches import Batches, BatchView
     from conveyor.engine.schedules import Schedules
     from conveyor.model import Job
     from conveyor.runtime import Conveyor
@@ -127,8 +129,8 @@ def _data_option(data: str) -> Any:
         raise typer.Exit(2) from None
 
 
-def _priority_option(priority: str | None) -> int | str | None:
-    return int(priority) if priority and priority.isdigit() else priority
+def _priority_option(priority: str | int | None) -> int | str | None:
+    return int(priority) if isinstance(priority, str) and priority.isdigit() else priority
 
 
 def _configure_logging(level: str) -> None:
@@ -514,6 +516,113 @@ def audit_checkpoint(database_url: DatabaseOpt = None) -> None:
         return None if made is None else {"seq": made.seq, "hash": made.hash, "signed": made.signature is not None}
 
     typer.echo(json.dumps(_run(run())))
+
+
+batch_app = typer.Typer(help="Batches of jobs (straight in the database).", no_args_is_help=True, **PLAIN)
+app.add_typer(batch_app, name="batch")
+
+
+def _batches(database_url: str | None, act: Callable[[Batches], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
+            return await act(conveyor.batches)
+
+    try:
+        return _run(run())
+    except ConveyorError as exc:
+        _fail(exc)
+
+
+def _batch_json(view: BatchView) -> str:
+    from conveyor.engine.batches import describe
+
+    return json.dumps(jsonable(describe(view)), indent=2)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        typer.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _parse_batch_id(raw: str) -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        typer.echo(json.dumps({"error": "BATCH_NOT_FOUND", "message": f"batch {raw} not found"}), err=True)
+        raise typer.Exit(1) from None
+
+
+@batch_app.command("list")
+def batch_list(
+    limit: Annotated[int, typer.Option(help="the newest this many")] = 50, database_url: DatabaseOpt = None
+) -> None:
+    """The newest batches with their overall status and counts."""
+    views, total = _batches(database_url, lambda batches: batches.list(limit=limit))
+    header = ("ID", "NAME", "STATUS", "LIMIT", "FAIL FAST", "DONE", "RUNNING", "WAITING", "FAILED", "CREATED")
+    rows = []
+    for v in views:
+        counts = v.counts
+        waiting = counts["scheduled"] + counts["pending"]
+        failed = counts["failed"] + counts["timeout"]
+        rows.append(
+            (v.batch.id, v.batch.name, v.status, v.batch.parallel_limit or "-", "yes" if v.batch.fail_fast else "no",
+             f"{counts['completed']}/{v.total}", counts["running"], waiting, failed,
+             f"{v.batch.created_at:%Y-%m-%d %H:%M:%S}")
+        )  # fmt: skip
+    _table(header, rows)
+    if total > len(views):
+        typer.echo(f"({len(views)} of {total}; --limit shows more)")
+
+
+@batch_app.command("submit")
+def batch_submit(
+    jobs: Annotated[
+        str, typer.Option(help='the jobs as a JSON list: [{"type": "sleep", "data": {…}, "priority": 8}, …]')
+    ],
+    name: Annotated[str, typer.Option(help="what the batch is for")] = "batch",
+    parallel_limit: Annotated[
+        int | None, typer.Option(help="most of its jobs running at once (default: no limit)")
+    ] = None,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="the first failure cancels the rest")] = False,
+    org: Annotated[str | None, typer.Option(help="the organisation it belongs to (who sees it over HTTP)")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Submit a batch (all its jobs or none) and print it as JSON."""
+    from conveyor.engine import JobRequest
+    from conveyor.model import Owner
+
+    given = _data_option(jobs)
+    if not isinstance(given, list) or not all(isinstance(j, dict) and "type" in j for j in given):
+        typer.echo('--jobs must be a JSON list of objects with a "type" (and "data", "priority", "queue")', err=True)
+        raise typer.Exit(2)
+    requests = [
+        JobRequest(j["type"], j.get("data", {}), priority=_priority_option(j.get("priority")), queue=j.get("queue"))
+        for j in given
+    ]
+    owner = Owner(org_id=org, created_by="cli")
+    view = _batches(
+        database_url,
+        lambda batches: batches.submit(name, requests, parallel_limit=parallel_limit, fail_fast=fail_fast, owner=owner),
+    )
+    typer.echo(_batch_json(view))
+
+
+BatchId = Annotated[str, typer.Argument(help="the batch's id (conveyor batch list)")]
+
+
+@batch_app.command("show")
+def batch_show(batch_id: BatchId, database_url: DatabaseOpt = None) -> None:
+    """One batch as JSON: status, counts by status, each job's status."""
+    view = _batches(database_url, lambda batches: batches.get(_parse_batch_id(batch_id)))
+    typer.echo(_batch_json(view))
+
+
+@batch_app.command("cancel")
+def batch_cancel(batch_id: BatchId, database_url: DatabaseOpt = None) -> None:
+    """Cancel a batch's unfinished jobs (running ones at their next checkpoint); print it as JSON."""
+    view = _batches(database_url, lambda batches: batches.cancel(_parse_batch_id(batch_id)))
+    typer.echo(_batch_json(view))
 
 
 def main() -> None:

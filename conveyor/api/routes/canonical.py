@@ -214,6 +214,7 @@ async def list_jobs(
     age_group: Annotated[str | None, Query(description="label filter (seed 003)")] = None,
     country: Annotated[str | None, Query(description="label filter (seed 003)")] = None,
     label: Annotated[list[str], Query(description="label filter key:value (repeatable)")] = [],  # noqa: B006
+    batch_id: Annotated[UUID | None, Query(description="the jobs of one batch")] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     limit: Annotated[int | None, Query(ge=1, le=100, description="page size, default 50")] = None,
     page_size: Annotated[int | None, Query(ge=1, le=100, description="seed 003's name for `limit`")] = None,
@@ -232,6 +233,7 @@ async def list_jobs(
         created_after=aware(created_after),
         created_before=aware(created_before),
         labels=labels_filter(label, age_group=age_group, country=country),
+        batch_id=batch_id,
         visible_to=principal.visibility,
     )
     jobs, total = await svc.engine.list(where, limit=size, offset=(page - 1) * size)
