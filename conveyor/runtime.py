@@ -14,6 +14,7 @@ from conveyor.builtin import jobtypes as builtin_jobtypes
 from conveyor.engine import Engine
 from conveyor.engine.audit import Audit
 from conveyor.engine.batches import Batches
+from conveyor.engine.results import ResultCache
 from conveyor.engine.schedules import Schedules
 from conveyor.jobtypes import Registry
 from conveyor.scheduler import Scheduler
@@ -76,6 +77,7 @@ class Conveyor:
             run_all_cap=settings.scheduler_run_all_cap,
         )
         self.batches = Batches(engine, max_size=settings.batch_max_size)
+        self.cache = ResultCache(engine, ttl=timedelta(seconds=settings.cache_ttl))
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, registries: Iterable[Registry] = ()) -> Conveyor:

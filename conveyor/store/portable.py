@@ -27,6 +27,7 @@ from conveyor.model import (
 from conveyor.store.audit import AuditTables
 from conveyor.store.base import TOPICS, Listener
 from conveyor.store.batches import BatchTables, batch_ids_of
+from conveyor.store.cache import CacheTables
 from conveyor.store.control import ControlTables
 from conveyor.store.filters import filter_clauses
 from conveyor.store.rows import (
@@ -47,7 +48,7 @@ def paused_queues() -> sa.Select[Any]:
     return sa.select(queue_states.c.name).where(queue_states.c.paused)
 
 
-class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, JobStatistics):
+class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTables, JobStatistics):
     """The Store protocol over an async SQLAlchemy engine.
 
     `_engine` runs writes; `_read_engine` runs reads (the same engine on PostgreSQL; on
