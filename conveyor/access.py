@@ -39,13 +39,19 @@ class Permission(enum.StrEnum):
     QUEUES_MANAGE = "queues:manage"  # pause, resume
     SCHEDULES_MANAGE = "schedules:manage"  # create, change, pause, resume, delete schedules
     METRICS_READ = "metrics:read"  # /metrics: counts across the whole installation
+    CACHE_CLEAR = "cache:clear"  # forget cached results of the caller's scope
     KEYS_MANAGE = "keys:manage"  # API keys of the caller's organisation
     AUDIT_READ = "audit:read"  # the audit trail of the caller's organisation (super admin: all); verify
 
 
 _VIEWER = {Permission.JOBS_READ, Permission.QUEUES_READ}
 _USER = _VIEWER | {Permission.JOBS_CREATE, Permission.JOBS_MANAGE}
-_OPERATOR = _USER | {Permission.QUEUES_MANAGE, Permission.SCHEDULES_MANAGE, Permission.METRICS_READ}
+_OPERATOR = _USER | {
+    Permission.QUEUES_MANAGE,
+    Permission.SCHEDULES_MANAGE,
+    Permission.METRICS_READ,
+    Permission.CACHE_CLEAR,
+}
 _ADMIN = _OPERATOR | {Permission.KEYS_MANAGE, Permission.AUDIT_READ}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

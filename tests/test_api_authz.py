@@ -63,7 +63,7 @@ def holds(role: Role, route: RouteInfo) -> bool:
 # --- response shapes, by family (decided by the path, as the API documents) -------------------
 
 _MONITORING = ("/api/v1/jobs/jobs", "/api/v1/jobs/queues", "/api/v1/jobs/schedules", "/api/v1/jobs/statistics")
-_CALIBRATION = ("/api/v1/jobs/health", "/api/v1/jobs/metrics")
+_CALIBRATION = ("/api/v1/jobs/health", "/api/v1/jobs/metrics", "/api/v1/cache")
 
 
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:
@@ -215,6 +215,8 @@ async def call(
         kwargs["json"] = body
     if is_upload(route.path):
         kwargs["files"] = {"file": ("matrix.csv", UPLOAD_CSV, "text/csv")}
+    if route.path == "/api/v1/cache/clear":
+        kwargs["params"] = {"confirm": "true"}
     return await client.request(route.method, path, **kwargs)
 
 

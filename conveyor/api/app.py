@@ -32,7 +32,7 @@ from conveyor.access import Permission, Role
 from conveyor.api.auth import SECURITY_SCHEMES, Authenticator, JwtVerifier
 from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors
 from conveyor.api.metrics import ApiMetrics
-from conveyor.api.routes import audit, batches, canonical, keys, monitoring, predictions, schedules, system
+from conveyor.api.routes import audit, batches, cache, canonical, keys, monitoring, predictions, schedules, system
 from conveyor.api.services import Services
 from conveyor.apikeys import ApiKeys
 from conveyor.audit import Actor, acting_as
@@ -187,6 +187,7 @@ ROUTERS = (
     keys.router,
     audit.router,
     batches.router,
+    cache.router,
     canonical.router,
     predictions.router,
 )

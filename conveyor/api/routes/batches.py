@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.access import Permission, Principal
+from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import api_error_of
 from conveyor.api.lean import LeanRoute
@@ -38,6 +39,36 @@ Reader = Annotated[Principal, Depends(require(Permission.JOBS_READ))]
 Creator = Annotated[Principal, Depends(require(Permission.JOBS_CREATE))]
 Manager = Annotated[Principal, Depends(require(Permission.JOBS_MANAGE))]
 Svc = Annotated[Services, Depends(services)]
+
+
+BATCH_ID = "01936f2e-5b1a-7c3d-9e4f-a1b2c3d4e5f6"
+_JOB_IDS = ["01936f2e-5b1a-7c3d-9e4f-000000000001", "01936f2e-5b1a-7c3d-9e4f-000000000002"]
+BATCH = {
+    "id": BATCH_ID,
+    "name": "Multi-country comparison",
+    "status": "running",
+    "parallelLimit": 1,
+    "failFast": False,
+    "total": 2,
+    "counts": {"scheduled": 1, "pending": 0, "running": 1, "completed": 0, "failed": 0, "cancelled": 0,
+               "timeout": 0, "waitingForSlot": 1},
+    "createdAt": ex.TS,
+    "cancelledAt": None,
+    "cancelReason": None,
+    "owner": {"userId": "user-1", "orgId": "org-a", "studyId": None, "createdBy": "Ada"},
+    "links": {"self": f"/api/v1/batches/{BATCH_ID}", "cancel": f"/api/v1/batches/{BATCH_ID}/cancel",
+              "jobs": f"/api/v1/jobs?batch_id={BATCH_ID}"},
+    "jobs": [
+        {"id": _JOB_IDS[0], "type": "sleep", "status": "running", "waitingForSlot": False, "progress": 40.0,
+         "createdAt": ex.TS, "startedAt": ex.TS, "completedAt": None},
+        {"id": _JOB_IDS[1], "type": "sleep", "status": "scheduled", "waitingForSlot": True, "progress": 0.0,
+         "createdAt": ex.TS, "startedAt": None, "completedAt": None},
+    ],
+}  # fmt: skip
+BATCH_ANSWER = {"success": True, "data": BATCH, "timestamp": ex.TS}
+NOT_FOUND = ex.example(
+    404, {**ex.CANONICAL_ERROR, "error": "Batch not found", "details": {"code": "BATCH_NOT_FOUND", "batchId": "x"}}
+)
 
 
 class BatchJob(BaseModel):
@@ -154,7 +185,12 @@ def _fields_of_the_body() -> Iterator[None]:
         raise
 
 
-@router.post("", status_code=201, summary="Submit a batch of jobs")
+@router.post(
+    "",
+    status_code=201,
+    summary="Submit a batch of jobs",
+    responses=ex.example(201, {**BATCH_ANSWER, "data": {"batchId": BATCH_ID, "jobIds": _JOB_IDS, **BATCH}}),
+)
 async def create_batch(svc: Svc, principal: Creator, body: CreateBatchRequest) -> dict[str, Any]:
     """Validated as a whole, then stored in one transaction: every job or none. Jobs beyond
     `parallelLimit` wait (`scheduled`, `waitingForSlot`) until one of the batch finishes."""
@@ -177,7 +213,15 @@ async def create_batch(svc: Svc, principal: Creator, body: CreateBatchRequest) -
     return ok({"batchId": str(view.batch.id), "jobIds": [str(m.id) for m in view.jobs], **batch_json(view)})
 
 
-@router.get("", summary="List batches")
+@router.get(
+    "",
+    summary="List batches",
+    responses=ex.example(
+        200,
+        {**BATCH_ANSWER, "data": {"batches": [{k: v for k, v in BATCH.items() if k != "jobs"}], "total": 1,
+                                  "page": 1, "limit": 20, "hasNext": False}},
+    ),
+)  # fmt: skip
 async def list_batches(
     svc: Svc,
     principal: Reader,
@@ -192,13 +236,29 @@ async def list_batches(
     return ok({"batches": batches, "total": total, "page": page, "limit": limit, "hasNext": page * limit < total})
 
 
-@router.get("/{batch_id}", summary="A batch's status: counts by status, each job's status, overall status")
+@router.get(
+    "/{batch_id}",
+    summary="A batch's status: counts by status, each job's status, overall status",
+    responses={**ex.example(200, BATCH_ANSWER), **NOT_FOUND},
+)
 async def get_batch(svc: Svc, principal: Reader, batch_id: str) -> dict[str, Any]:
     view = await svc.conveyor.batches.get(parse_batch_id(batch_id), visible_to=principal.visibility)
     return ok(batch_json(view))
 
 
-@router.post("/{batch_id}/cancel", summary="Cancel a batch's unfinished jobs")
+@router.post(
+    "/{batch_id}/cancel",
+    summary="Cancel a batch's unfinished jobs",
+    responses={
+        **ex.example(200, BATCH_ANSWER),
+        **NOT_FOUND,
+        **ex.example(
+            409,
+            {**ex.CANONICAL_ERROR, "error": f"batch {BATCH_ID} is completed: all its jobs have finished",
+             "details": {"code": "BATCH_NOT_CANCELLABLE", "batchId": BATCH_ID, "currentStatus": "completed"}},
+        ),
+    },
+)  # fmt: skip
 async def cancel_batch(svc: Svc, principal: Manager, batch_id: str) -> dict[str, Any]:
     """Waiting jobs are cancelled at once, running ones at their next checkpoint; a batch whose
     jobs have all finished is refused with BATCH_NOT_CANCELLABLE (409) and its status."""
