@@ -137,6 +137,16 @@ def test_batch_submit_list_show_cancel(db: str) -> None:
     assert too_big.exit_code == 1 and "at most 50 jobs" in json.loads(too_big.stderr)["message"]
 
 
+def test_cache_stats_and_clear(db: str) -> None:
+    empty = json.loads(runner.invoke(app, ["cache", "stats"]).stdout)
+    assert (empty["entries"], empty["hit_rate"], empty["oldest"]) == (0, 0.0, None)
+    refused = runner.invoke(app, ["cache", "clear"])
+    assert refused.exit_code == 2 and "--yes" in refused.stderr
+    assert runner.invoke(app, ["cache", "clear", "--label", "nocolon", "--yes"]).exit_code == 2
+    cleared = runner.invoke(app, ["cache", "clear", "--yes", "--org", "org-a", "--label", "country:Kenya"])
+    assert cleared.exit_code == 0 and json.loads(cleared.stdout) == {"cleared_results": 0}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -30,8 +30,10 @@ from conftest import ApiHarness, running_worker
 from pydantic import BaseModel
 
 from conveyor.client import (
+    AsyncBatches,
     AsyncClient,
     AsyncSchedules,
+    Batches,
     Client,
     Conflict,
     ConveyorError,
@@ -82,7 +84,7 @@ class InThread:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)
-        if name == "schedules":
+        if name in ("schedules", "batches"):
             return InThread(value)
         if name == "iter_jobs":
             return functools.partial(self._iter_jobs, value)
@@ -393,6 +395,72 @@ async def test_schedule_errors_name_the_field(api: ApiHarness, connect: Connect)
     assert refused.value.family_code == "JOB003" and refused.value.request_id
 
 
+# --- batches and the result cache --------------------------------------------------------------------
+
+
+async def test_batches_create_list_get_cancel(api: ApiHarness, connect: Connect) -> None:
+    client = connect(await key(api, "operator", org="org-a"))
+    jobs = [{"type": "t.echo", "data": {"value": n}, "labels": {"country": "Kenya"}} for n in range(3)]
+    batch = await client.batches.create("nightly", jobs, parallel_limit=1, fail_fast=True)
+    assert (batch.name, batch.status, batch.parallel_limit, batch.fail_fast, batch.total) == (
+        "nightly", "pending", 1, True, 3,
+    )  # fmt: skip
+    assert [m.waiting_for_slot for m in batch.jobs] == [False, True, True]
+    assert (batch.counts["pending"], batch.counts["waitingForSlot"]) == (1, 2)
+    assert (await client.get(batch.jobs[0].id)).batch_id == batch.id
+    page = await client.batches.list(page_size=10)
+    assert (page.total, [b.id for b in page.items], page.items[0].jobs) == (1, [batch.id], [])
+    assert (await client.batches.get(batch.id)).jobs == batch.jobs
+
+    async with running_worker(api.conveyor):
+        done = await until(lambda: _finished_batch(client, batch.id))
+    assert (done.status, done.counts["completed"], done.finished) == ("completed", 3, True)
+    with pytest.raises(Conflict) as refused:
+        await client.batches.cancel(batch.id)
+    assert (refused.value.code, refused.value.current_status) == ("BATCH_NOT_CANCELLABLE", "completed")
+
+    waiting = await client.batches.create("to cancel", jobs)
+    cancelled = await client.batches.cancel(waiting.id)
+    assert (cancelled.status, cancelled.cancel_reason, cancelled.counts["cancelled"]) == ("cancelled", "cancelled", 3)
+    with pytest.raises(InvalidRequest) as too_big:
+        await client.batches.create("too big", [{"type": "t.echo"}] * 51)
+    assert too_big.value.code == "INVALID_BATCH" and "at most 50" in too_big.value.message
+    with pytest.raises(NotFound):
+        await connect(await key(api, "operator", org="org-b")).batches.get(batch.id)
+
+
+async def _finished_batch(client: Any, batch_id: UUID) -> Any:
+    batch = await client.batches.get(batch_id)
+    return batch if batch.finished else None
+
+
+async def test_use_cache_stats_and_clear(api: ApiHarness, connect: Connect) -> None:
+    client = connect(await key(api, "operator", org="org-a"))
+    data = {"group": f"client-{uuid4().hex[:8]}", "seconds": 0, "value": 7}
+    first = await client.submit("t.cached_sum", data, use_cache=True)
+    attached = await client.submit("t.cached_sum", data, use_cache=True)
+    assert first.cache_info is None
+    assert attached.cache_info is not None and attached.cache_info.source == "attached"
+    assert (attached.id, attached.cache_info.source_job_id) == (first.id, first.id)
+    async with running_worker(api.conveyor):
+        await until(lambda: status_is(client, first.id, "completed"))
+    hit = await client.submit("t.cached_sum", data, use_cache=True)
+    assert hit.cache_info is not None and hit.cache_info.source == "hit"
+    assert (hit.id, hit.result, hit.cache_info.cached_at) == (
+        first.id,
+        {"group": data["group"], "value": 7},
+        hit.completed_at,
+    )
+    stats = await client.cache_stats()
+    assert (stats.total_cached_results, stats.cache_hit_rate) == (1, 66.7)
+    assert stats.oldest_cached_result == stats.newest_cached_result == hit.completed_at
+    assert await client.clear_cache(labels={"country": "Kenya"}) == 0
+    assert await client.clear_cache() == 1
+    assert (await client.cache_stats()).total_cached_results == 0
+    with pytest.raises(Forbidden):
+        await connect(await key(api, "viewer", org="org-a")).clear_cache()
+
+
 # --- errors ---------------------------------------------------------------------------------------------
 
 
@@ -584,7 +652,9 @@ def _public_methods(cls: type) -> dict[str, inspect.Signature]:
     }
 
 
-@pytest.mark.parametrize(("blocking", "asynchronous"), [(Client, AsyncClient), (Schedules, AsyncSchedules)])
+@pytest.mark.parametrize(
+    ("blocking", "asynchronous"), [(Client, AsyncClient), (Schedules, AsyncSchedules), (Batches, AsyncBatches)]
+)
 def test_both_clients_offer_the_same_methods(blocking: type, asynchronous: type) -> None:
     sync_methods, async_methods = _public_methods(blocking), _public_methods(asynchronous)
     assert sync_methods.keys() == async_methods.keys()

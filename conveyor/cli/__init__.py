@@ -625,6 +625,66 @@ def batch_cancel(batch_id: BatchId, database_url: DatabaseOpt = None) -> None:
     typer.echo(_batch_json(view))
 
 
+cache_app = typer.Typer(help="The result cache (straight in the database).", no_args_is_help=True, **PLAIN)
+app.add_typer(cache_app, name="cache")
+
+OrgOpt = Annotated[str | None, typer.Option(help="one organisation's entries (default: every organisation's)")]
+
+
+def _cache_scope(org: str | None) -> Any:
+    from conveyor.model import Visibility
+
+    return Visibility(org_id=org) if org is not None else None
+
+
+@cache_app.command("stats")
+def cache_stats(org: OrgOpt = None, database_url: DatabaseOpt = None) -> None:
+    """Cached results (fresh within CACHE_TTL), their size, oldest and newest, and the hit rate."""
+
+    async def run() -> Any:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
+            return await conveyor.cache.stats(visible_to=_cache_scope(org))
+
+    stats = _run(run())
+    shown = {
+        "entries": stats.entries,
+        "hit_rate": stats.hit_rate,
+        "hits": stats.hits,
+        "misses": stats.misses,
+        "size_bytes": stats.size_bytes,
+        "oldest": stats.oldest.isoformat() if stats.oldest else None,
+        "newest": stats.newest.isoformat() if stats.newest else None,
+    }
+    typer.echo(json.dumps(shown, indent=2))
+
+
+@cache_app.command("clear")
+def cache_clear(
+    yes: Annotated[bool, typer.Option("--yes", help="confirm: clearing cannot be undone")] = False,
+    org: OrgOpt = None,
+    label: Annotated[list[str] | None, typer.Option(help="only results of jobs with this label, key:value")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Forget completed results (their jobs stay): identical requests run again."""
+    if not yes:
+        typer.echo("clearing the cache cannot be undone: add --yes to confirm", err=True)
+        raise typer.Exit(2)
+    labels = {}
+    for pair in label or []:
+        key, sep, value = pair.partition(":")
+        if not sep or not key:
+            typer.echo(f"--label {pair!r}: use key:value", err=True)
+            raise typer.Exit(2)
+        labels[key] = value
+
+    async def run() -> int:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
+            return await conveyor.cache.clear(visible_to=_cache_scope(org), labels=labels)
+
+    cleared = _run(run())
+    typer.echo(json.dumps({"cleared_results": cleared}))
+
+
 def main() -> None:
     app()
 

@@ -1,7 +1,7 @@
 """A Python client for conveyor's HTTP API, blocking (`Client`) or asyncio (`AsyncClient`).
 
 It speaks the canonical job API (`/api/v1/jobs…`: submit, get, list, cancel, retry, wait,
-logs, stats), the queue and schedule endpoints, and health, and answers with its own
+logs, stats), the queue, schedule and batch endpoints, the result cache, and health, and answers with its own
 pydantic models. It imports nothing else from conveyor: a program that only submits and
 watches jobs needs httpx and pydantic, not the engine.
 
@@ -23,7 +23,7 @@ Errors are `ConveyorError`s: `InvalidRequest` (with `fields`), `Unauthorized`,
 `Forbidden`, `NotFound`, `Conflict`, `WaitTimeout`, `ServerError`, `TransportError`.
 """
 
-from conveyor.client.async_client import AsyncClient, AsyncSchedules
+from conveyor.client.async_client import AsyncBatches, AsyncClient, AsyncSchedules
 from conveyor.client.errors import (
     Conflict,
     ConveyorError,
@@ -36,6 +36,10 @@ from conveyor.client.errors import (
     WaitTimeout,
 )
 from conveyor.client.models import (
+    Batch,
+    BatchMember,
+    CacheInfo,
+    CacheStats,
     CurrentStep,
     Health,
     Job,
@@ -52,11 +56,17 @@ from conveyor.client.models import (
     Stats,
     Status,
 )
-from conveyor.client.sync_client import Client, Schedules
+from conveyor.client.sync_client import Batches, Client, Schedules
 
 __all__ = [
+    "AsyncBatches",
     "AsyncClient",
     "AsyncSchedules",
+    "Batch",
+    "BatchMember",
+    "Batches",
+    "CacheInfo",
+    "CacheStats",
     "Client",
     "Conflict",
     "ConveyorError",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -16,8 +16,17 @@ import httpx
 from pydantic import BaseModel
 
 from conveyor.client import calls
-from conveyor.client.calls import Call, JobFilters, JobId, ScheduleChanges, ScheduleSettings, Seconds, SubmitOptions
-from conveyor.client.models import Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
+from conveyor.client.calls import (
+    BatchItem,
+    Call,
+    JobFilters,
+    JobId,
+    ScheduleChanges,
+    ScheduleSettings,
+    Seconds,
+    SubmitOptions,
+)
+from conveyor.client.models import Batch, CacheStats, Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
 
 T = TypeVar("T")
 
@@ -51,6 +60,7 @@ class AsyncClient:
         self._http = httpx.AsyncClient(transport=transport, **options)
         self._retries = retries
         self.schedules = AsyncSchedules(self)
+        self.batches = AsyncBatches(self)
 
     def __repr__(self) -> str:
         return f"AsyncClient(base_url={str(self._http.base_url)!r})"
@@ -151,6 +161,16 @@ class AsyncClient:
         """The service's health (needs no credentials); `unhealthy` is returned, not raised."""
         return await self._send(calls.health())
 
+    # --- the result cache --------------------------------------------------------------------------
+
+    async def cache_stats(self) -> CacheStats:
+        """Cached results of the caller's scope; see `Client.cache_stats`."""
+        return await self._send(calls.cache_stats())
+
+    async def clear_cache(self, *, labels: Mapping[str, str] | None = None) -> int:
+        """Forgets cached results; see `Client.clear_cache`."""
+        return await self._send(calls.clear_cache(labels))
+
 
 class AsyncSchedules:
     """`client.schedules` of an `AsyncClient`; see `Schedules`."""
@@ -188,3 +208,28 @@ class AsyncSchedules:
     async def delete(self, schedule_id: JobId) -> Schedule:
         """Deletes the schedule (its jobs stay) and returns it as it was."""
         return await self._client._send(calls.delete_schedule(schedule_id))
+
+
+class AsyncBatches:
+    """`client.batches` of an `AsyncClient`; see `Batches`."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def create(
+        self, name: str, jobs: Sequence[BatchItem], *, parallel_limit: int | None = None, fail_fast: bool = False
+    ) -> Batch:
+        """Submits the jobs as one batch; see `Batches.create`."""
+        return await self._client._send(
+            calls.create_batch(name, jobs, parallel_limit=parallel_limit, fail_fast=fail_fast)
+        )
+
+    async def list(self, *, page: int = 1, page_size: int = 20) -> Page[Batch]:
+        return await self._client._send(calls.list_batches(page=page, page_size=page_size))
+
+    async def get(self, batch_id: JobId) -> Batch:
+        return await self._client._send(calls.get_batch(batch_id))
+
+    async def cancel(self, batch_id: JobId) -> Batch:
+        """Cancels what has not finished; see `Batches.cancel`."""
+        return await self._client._send(calls.cancel_batch(batch_id))

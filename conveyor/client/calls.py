@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from conveyor.client.errors import Conflict, ConveyorError, TransportError, WaitTimeout, error_from_response
-from conveyor.client.models import Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
+from conveyor.client.models import Batch, CacheStats, Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
 
 T = TypeVar("T")
 JobId = UUID | str
@@ -30,6 +30,8 @@ Seconds = float | timedelta
 
 JOBS = "/api/v1/jobs"
 SCHEDULES = "/api/v1/jobs/schedules"
+BATCHES = "/api/v1/batches"
+CACHE = "/api/v1/cache"
 WAIT_MAX_SECONDS = 300.0  # the server's longest single wait
 DEFAULT_TIMEOUT = 10.0
 RETRY_BACKOFF = 0.1  # seconds before the first retry, doubled for each one after
@@ -175,6 +177,7 @@ class SubmitOptions(TypedDict, total=False):
     delay: Seconds | None
     job_timeout: Seconds | None
     max_retries: int | None
+    use_cache: bool | None
 
 
 def submit(job_type: str, data: Mapping[str, Any] | BaseModel | None, options: SubmitOptions) -> Call[Job]:
@@ -192,6 +195,7 @@ def submit(job_type: str, data: Mapping[str, Any] | BaseModel | None, options: S
         "delaySeconds": _seconds(options.get("delay"), "delay"),
         "timeoutMinutes": timeout / 60 if timeout is not None else None,
         "maxRetries": options.get("max_retries"),
+        "useCache": options.get("use_cache") or None,
     }
     # A create is sent again only under an idempotency key: the server then answers a repeat
     # with the job the first request made, never with a second job.
@@ -438,3 +442,92 @@ def delete_schedule(schedule_id: JobId) -> Call[Schedule]:
 
 def set_schedule_enabled(schedule_id: JobId, enabled: bool) -> Call[Schedule]:
     return Call("POST", _schedule_path(schedule_id, "/resume" if enabled else "/pause"), _schedule, idempotent=True)
+
+
+# --- batches ---------------------------------------------------------------------------------------------
+
+
+class BatchItem(TypedDict, total=False):
+    """One job of a batch: `type` (required) and `data`, and optionally `priority`, `queue`,
+    `labels`, `job_timeout` and `max_retries` (as `submit` takes them)."""
+
+    type: str
+    data: Mapping[str, Any] | BaseModel | None
+    priority: str | int | None
+    queue: str | None
+    labels: Mapping[str, str] | None
+    job_timeout: Seconds | None
+    max_retries: int | None
+
+
+def _batch(body: Any) -> Batch:
+    return Batch.model_validate(_data(body))
+
+
+def _batch_path(batch_id: JobId, suffix: str = "") -> str:
+    return f"{BATCHES}/{_path_part(batch_id)}{suffix}"
+
+
+def _batch_job(item: BatchItem) -> dict[str, Any]:
+    timeout = _seconds(item.get("job_timeout"), "job_timeout")
+    labels = item.get("labels")
+    body = {
+        "type": item["type"],
+        "data": _jsonable(item.get("data") or {}),
+        "priority": item.get("priority"),
+        "queue": item.get("queue"),
+        "labels": dict(labels) if labels is not None else None,
+        "timeoutMinutes": timeout / 60 if timeout is not None else None,
+        "maxRetries": item.get("max_retries"),
+    }
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def create_batch(name: str, jobs: Sequence[BatchItem], *, parallel_limit: int | None, fail_fast: bool) -> Call[Batch]:
+    body: dict[str, Any] = {"name": name, "jobs": [_batch_job(j) for j in jobs], "failFast": fail_fast}
+    if parallel_limit is not None:
+        body["parallelLimit"] = parallel_limit
+    return Call("POST", BATCHES, _batch, json=body)  # makes jobs: never sent twice
+
+
+def list_batches(*, page: int, page_size: int) -> Call[Page[Batch]]:
+    def parse(body: Any) -> Page[Batch]:
+        data = _data(body)
+        return Page[Batch](
+            items=[Batch.model_validate(b) for b in data["batches"]],
+            total=data["total"],
+            page=data["page"],
+            page_size=data["limit"],
+        )
+
+    return Call("GET", BATCHES, parse, params=(("page", page), ("limit", page_size)), idempotent=True)
+
+
+def get_batch(batch_id: JobId) -> Call[Batch]:
+    return Call("GET", _batch_path(batch_id), _batch, idempotent=True)
+
+
+def cancel_batch(batch_id: JobId) -> Call[Batch]:
+    def recover(error: ConveyorError, retried: bool) -> Call[Batch] | None:
+        # The first attempt went through but its answer was lost: the batch is cancelled.
+        if retried and isinstance(error, Conflict) and error.current_status == "cancelled":
+            return get_batch(batch_id)
+        return None
+
+    return Call("POST", _batch_path(batch_id, "/cancel"), _batch, idempotent=True, recover=recover)
+
+
+# --- the result cache --------------------------------------------------------------------------------------
+
+
+def cache_stats() -> Call[CacheStats]:
+    return Call("GET", f"{CACHE}/stats", CacheStats.model_validate, idempotent=True)
+
+
+def clear_cache(labels: Mapping[str, str] | None) -> Call[int]:
+    params: list[tuple[str, str | int]] = [("confirm", "true")]
+    params.extend(("label", f"{key}:{value}") for key, value in (labels or {}).items())
+    # Clearing twice clears what the first left: nothing. Safe to send again.
+    return Call(
+        "DELETE", f"{CACHE}/clear", lambda body: int(body["cleared_results"]), params=tuple(params), idempotent=True
+    )

@@ -83,6 +83,15 @@ class JobFailure(_Camel):
     traceback: str | None = None
 
 
+class CacheInfo(_Camel):
+    """Where a job submitted with `use_cache` came from: `source` is `hit` (an identical job's
+    result, made at `cached_at`) or `attached` (an identical job still running, shared)."""
+
+    source: str
+    source_job_id: UUID
+    cached_at: datetime | None = None
+
+
 class Job(_Camel):
     """A job as `GET /api/v1/jobs/{id}` shows it.
 
@@ -116,6 +125,7 @@ class Job(_Camel):
     owner: Owner | None = None
     retry_of: UUID | None = None
     batch_id: UUID | None = None
+    cache_info: CacheInfo | None = Field(None, description="set by submit(use_cache=True) when the cache answered")
 
     @property
     def finished(self) -> bool:
@@ -227,6 +237,51 @@ class Schedule(_Snake):
     updated_at: datetime | None = None
     last_run_at: datetime | None = None
     next_run_at: datetime | None = Field(None, description="None while paused")
+
+
+class BatchMember(_Camel):
+    """One job of a batch, as the batch shows it (`Client.get` gives the whole job)."""
+
+    id: UUID
+    type: str
+    status: Annotated[Status | str, Field(union_mode="left_to_right")]
+    waiting_for_slot: bool = Field(False, description="scheduled, waiting for the batch's parallel_limit")
+    progress: float = 0.0
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class Batch(_Camel):
+    """A batch (`/api/v1/batches`): its overall `status` (pending, running, then completed,
+    failed or cancelled), job counts by status, and its jobs (not in list items)."""
+
+    id: UUID
+    name: str
+    status: str
+    parallel_limit: int | None = None
+    fail_fast: bool = False
+    total: int = 0
+    counts: dict[str, int] = Field(default_factory=dict)
+    created_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = Field(None, description="cancelled (by hand) or fail_fast")
+    owner: Owner | None = None
+    jobs: list[BatchMember] = Field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed", "cancelled")
+
+
+class CacheStats(_Snake):
+    """`GET /api/v1/cache/stats` (seed 003's shape)."""
+
+    total_cached_results: int = 0
+    cache_hit_rate: float = Field(0.0, description="percent of requests made with use_cache that ran nothing")
+    total_cache_size_mb: float = 0.0
+    oldest_cached_result: datetime | None = None
+    newest_cached_result: datetime | None = None
 
 
 class Health(_Snake):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -12,8 +12,17 @@ import httpx
 from pydantic import BaseModel
 
 from conveyor.client import calls
-from conveyor.client.calls import Call, JobFilters, JobId, ScheduleChanges, ScheduleSettings, Seconds, SubmitOptions
-from conveyor.client.models import Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
+from conveyor.client.calls import (
+    BatchItem,
+    Call,
+    JobFilters,
+    JobId,
+    ScheduleChanges,
+    ScheduleSettings,
+    Seconds,
+    SubmitOptions,
+)
+from conveyor.client.models import Batch, CacheStats, Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
 
 T = TypeVar("T")
 
@@ -58,6 +67,7 @@ class Client:
         self._http = httpx.Client(transport=transport, **options)
         self._retries = retries
         self.schedules = Schedules(self)
+        self.batches = Batches(self)
 
     def __repr__(self) -> str:
         return f"Client(base_url={str(self._http.base_url)!r})"
@@ -108,6 +118,9 @@ class Client:
             run_at: not before this (timezone-aware); or `delay`, seconds or a timedelta.
             job_timeout: longest run, seconds or a timedelta.
             max_retries: attempts after the first, instead of the priority class's.
+            use_cache: reuse an identical job's result (a job type with a cache key, the
+                same key, completed within the server's CACHE_TTL), or share one still
+                running; the job returned then has `cache_info` (`hit` or `attached`).
 
         Raises:
             InvalidRequest: an unknown type (`allowed_types`) or bad data (`fields`).
@@ -188,6 +201,17 @@ class Client:
         """The service's health (needs no credentials); `unhealthy` is returned, not raised."""
         return self._send(calls.health())
 
+    # --- the result cache --------------------------------------------------------------------------
+
+    def cache_stats(self) -> CacheStats:
+        """Cached results of the caller's scope (`GET /api/v1/cache/stats`, seed 003's shape)."""
+        return self._send(calls.cache_stats())
+
+    def clear_cache(self, *, labels: Mapping[str, str] | None = None) -> int:
+        """Forgets cached results (of jobs with these labels, when given; their jobs stay) and
+        returns how many. Operators and above."""
+        return self._send(calls.clear_cache(labels))
+
 
 class Schedules:
     """`client.schedules`: cron and interval schedules (`/api/v1/jobs/schedules`)."""
@@ -233,3 +257,41 @@ class Schedules:
     def delete(self, schedule_id: JobId) -> Schedule:
         """Deletes the schedule (its jobs stay) and returns it as it was."""
         return self._client._send(calls.delete_schedule(schedule_id))
+
+
+class Batches:
+    """`client.batches`: jobs submitted together (`/api/v1/batches`)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(
+        self, name: str, jobs: Sequence[BatchItem], *, parallel_limit: int | None = None, fail_fast: bool = False
+    ) -> Batch:
+        """Submits the jobs as one batch (all or none; at most the server's BATCH_MAX_SIZE, 50
+        by default). At most `parallel_limit` run at once; with `fail_fast` the first failure
+        cancels the rest. Raises InvalidRequest naming the field (`jobs.2.data.count`).
+
+        Example::
+
+            batch = client.batches.create(
+                "Multi-country comparison",
+                [{"type": "sleep", "data": {"seconds": 2}, "labels": {"country": c}} for c in ("Kenya", "Mali")],
+                parallel_limit=1,
+            )
+            print(batch.id, batch.status, [job.id for job in batch.jobs])
+        """
+        return self._client._send(calls.create_batch(name, jobs, parallel_limit=parallel_limit, fail_fast=fail_fast))
+
+    def list(self, *, page: int = 1, page_size: int = 20) -> Page[Batch]:
+        """The batches the caller may see, newest first (items without their jobs)."""
+        return self._client._send(calls.list_batches(page=page, page_size=page_size))
+
+    def get(self, batch_id: JobId) -> Batch:
+        """The batch: overall status, counts by status, each job's status."""
+        return self._client._send(calls.get_batch(batch_id))
+
+    def cancel(self, batch_id: JobId) -> Batch:
+        """Cancels what has not finished (running jobs at their next checkpoint). Raises
+        Conflict when every job has finished."""
+        return self._client._send(calls.cancel_batch(batch_id))
