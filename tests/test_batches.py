@@ -268,6 +268,14 @@ async def test_cancelling_one_waiting_job_frees_no_slot_twice(app: Conveyor) -> 
     assert (after.counts["cancelled"], after.counts["pending"], after.counts["waiting_for_slot"]) == (2, 1, 0)
 
 
+async def test_deleting_a_member_that_holds_a_slot_releases_the_next(app: Conveyor) -> None:
+    view = await app.batches.submit("one by one", work(group(), 2), parallel_limit=1)
+    pending = next(m for m in view.jobs if m.status is Status.PENDING)
+    await app.engine.delete(pending.id)
+    after = await app.batches.get(view.batch.id)
+    assert (after.total, after.counts["pending"], after.counts["waiting_for_slot"]) == (1, 1, 0)
+
+
 # --- visibility -----------------------------------------------------------------------------------------
 
 

@@ -381,9 +381,13 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTab
             row = (await conn.execute(delete)).first()
             if row is not None:
                 await conn.execute(job_logs.delete().where(job_logs.c.job_id == job_id))
-                return job_from_row(row), True
-            row = (await conn.execute(sa.select(jobs).where(c.id == job_id))).first()
-        return (job_from_row(row) if row else None), False
+                deleted = job_from_row(row)
+            else:
+                row = (await conn.execute(sa.select(jobs).where(c.id == job_id))).first()
+                return (job_from_row(row) if row else None), False
+        if deleted.batch_id is not None and not deleted.status.is_finished:  # it held a slot, or waited
+            await self.settle_batches_quietly([deleted.batch_id])
+        return deleted, True
 
     async def stage_due(self, now: datetime | None = None) -> int:
         c = jobs.c
