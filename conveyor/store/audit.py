@@ -90,6 +90,11 @@ class AuditTables:
         """Move up to `limit` journal rows, oldest first, into the chain after its head, in one
         transaction; with `checkpoint_every`, also checkpoint the new head when the chain passes
         a multiple of it. How many were sealed; None when another process is sealing now."""
+        # A look first, without the write lock (SQLite has one for the whole database): the
+        # leader seals every pass, and the journal is mostly empty.
+        async with self._read_engine.connect() as conn:
+            if (await conn.execute(sa.select(audit_journal.c.id).limit(1))).first() is None:
+                return 0
         async with self._write() as conn:
             if not await _lock_chain(conn):
                 return None

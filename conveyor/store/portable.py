@@ -32,6 +32,7 @@ from conveyor.store.control import ControlTables
 from conveyor.store.filters import filter_clauses
 from conveyor.store.rows import (
     CLAIMED_COLUMNS,
+    bulk_created_record,
     claimed_job,
     created_record,
     job_from_row,
@@ -145,7 +146,27 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTab
         return out
 
     async def insert_batches(self, batches: Iterable[Sequence[NewJob]]) -> list[Job]:
-        return [job for job, _ in await self.insert_jobs([n for batch in batches for n in batch])]
+        # Keyless bulk jobs: all of them are stored, in one transaction, with one audit record
+        # per batch naming its jobs (as PostgreSQL's COPY path does).
+        now = utc_now()
+        stored: list[Job] = []
+        rows: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
+        for batch in batches:
+            if batch:
+                made = [job_of_new(n, now) for n in batch]
+                stored.extend(made)
+                rows.extend(row_of(n, now) for n in batch)
+                records.append(bulk_created_record(made, batch[0], now))
+        if not rows:
+            return []
+        async with self._write() as conn:
+            await conn.execute(jobs.insert(), rows)
+            await conn.execute(audit_journal.insert(), records)
+            ready = sorted({r["queue"] for r in rows if r["status"] == Status.PENDING})
+            await self._notify(conn, "insert", ready)
+        await self._after_commit("insert", ready)
+        return stored
 
     async def _insert_rows(self, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> set[UUID]:
         """Insert in one transaction, skipping known idempotency keys, with the audit journal's

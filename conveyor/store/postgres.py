@@ -315,7 +315,7 @@ class PostgresStore(PostgresRollups, SqlStore):
         remaining = iter(batches)
         first = next(remaining, [])
         if len(first) < COPY_THRESHOLD:  # one small batch: a plain INSERT is quicker
-            return [job for job, _ in await self.insert_jobs(first)] if first else []
+            return await super().insert_batches([first])
         now = utc_now()
         stored: list[Job] = []
         records: list[dict[str, Any]] = []
