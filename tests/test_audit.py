@@ -15,8 +15,9 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
+from conftest import running_worker
 
-from conveyor import Conveyor, JobRequest
+from conveyor import Conveyor, JobRequest, Owner
 from conveyor.audit import SYSTEM, Actor, acting_as, record_hash
 from conveyor.engine.audit import Audit
 from conveyor.store.migrate import sync_engine
@@ -300,3 +301,27 @@ async def test_the_scheduler_leader_seals_the_journal_as_it_runs(app: Conveyor) 
         with contextlib.suppress(asyncio.CancelledError):
             await running
     assert [r.object_id for r in await app.store.audit_page(0, 10)] == ["0", "1", "2"]
+
+
+async def test_finished_jobs_are_named_by_records_of_their_worker(app: Conveyor) -> None:
+    org_a = Owner(user_id="alice", org_id="org-a")
+    ok = [await app.engine.enqueue("noop", {}, owner=org_a) for _ in range(3)]
+    bad = await app.engine.enqueue("t.fail", {"permanent": True, "message": "no"}, owner=org_a)
+    await app.engine.enqueue("noop", {})  # another organisation (none): a record of its own
+    async with running_worker(app) as worker:
+        for job in [*ok, bad]:
+            await app.engine.wait(job.id, timeout=10)
+    await app.audit.seal()
+    finished = [r for r in await app.store.audit_page(0, 100) if r.action in ("job.completed", "job.failed")]
+    assert any(r.org_id is None for r in finished)
+    records = [r for r in finished if r.org_id is not None]
+    named: dict[str, list[str]] = {}
+    for r in records:
+        assert (r.actor_id, r.actor_name, r.org_id) == (SYSTEM, worker.worker_id, "org-a")
+        assert r.object_id is None and r.after["count"] == len(r.after["jobIds"])
+        named.setdefault(r.action, []).extend(r.after["jobIds"])
+    assert {a: sorted(ids) for a, ids in named.items()} == {
+        "job.completed": sorted(str(j.id) for j in ok),
+        "job.failed": [str(bad.id)],
+    }
+    assert (await app.audit.verify()).ok

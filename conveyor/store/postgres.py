@@ -187,7 +187,15 @@ APPLY_OUTCOMES = """
         FROM v
         WHERE j.id = v.id AND j.id IN (SELECT id FROM locked) AND j.attempt = v.attempt
           AND j.worker_id = %(worker_id)s AND j.status = 'running'
-        RETURNING j.id, j.status, j.queue, j.batch_id
+        RETURNING j.id, j.status, j.queue, j.batch_id, j.owner_org_id
+    ),
+    -- The audit trail: one record per final status and organisation, naming the jobs.
+    journal AS (
+        INSERT INTO conveyor_audit_journal (recorded_at, actor_id, actor_name, action, object_type, after, org_id)
+        SELECT now(), 'system', %(worker_id)s, 'job.' || status, 'job',
+               jsonb_build_object('count', count(*), 'jobIds', jsonb_agg(id::text ORDER BY id)), owner_org_id
+        FROM done WHERE status IN ('completed', 'failed', 'cancelled', 'timeout')
+        GROUP BY status, owner_org_id
     ),
     numbered AS (SELECT id, (row_number() OVER ()) / 100 AS chunk FROM done WHERE status <> 'pending'),
     chunks AS (SELECT string_agg(id::text, ',') AS ids FROM numbered GROUP BY chunk),

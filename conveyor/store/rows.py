@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from conveyor.audit import SYSTEM_ACTOR, AuditEntry, journal_row
+from conveyor.audit import SYSTEM, SYSTEM_ACTOR, Actor, AuditEntry, journal_row
 from conveyor.model import Job, LogEntry, NewJob, OutcomeKind, Owner, Progress, Status, job_state
 
 OUTCOME_STATUS = {
@@ -205,6 +205,29 @@ def bulk_created_record(made: list[Job], new: NewJob, now: datetime) -> dict[str
     }
     entry = AuditEntry("job.created", "job", None, new.actor or SYSTEM_ACTOR, after=after)
     return journal_row(entry, now, org_id=orgs.pop() if len(orgs) == 1 else None, plain=True)
+
+
+_FINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
+
+
+def finished_records(done: list[tuple[UUID, str, str | None]], worker_id: str, now: datetime) -> list[dict[str, Any]]:
+    """The audit journal's rows for outcomes a worker wrote: (job id, status, organisation)
+    each; one row per final status and organisation, naming its jobs (as PostgreSQL's
+    outcome statement writes them)."""
+    groups: dict[tuple[str, str | None], list[str]] = {}
+    for job_id, status, org in done:
+        if status in _FINAL:
+            groups.setdefault((status, org), []).append(str(job_id))
+    actor = Actor(user_id=SYSTEM, name=worker_id)
+    return [
+        journal_row(
+            AuditEntry(f"job.{status}", "job", None, actor, after={"count": len(ids), "jobIds": sorted(ids)}),
+            now,
+            org_id=org,
+            plain=True,
+        )
+        for (status, org), ids in groups.items()
+    ]
 
 
 def log_row(e: LogEntry) -> dict[str, Any]:

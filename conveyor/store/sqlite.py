@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, utc_now
 from conveyor.store.base import TOPICS, Listener
 from conveyor.store.portable import SqlStore
-from conveyor.store.rows import OUTCOME_STATUS, claimed_job, dumps
-from conveyor.store.schema import UTCDateTime, jobs
+from conveyor.store.rows import OUTCOME_STATUS, claimed_job, dumps, finished_records
+from conveyor.store.schema import UTCDateTime, audit_journal, jobs
 from conveyor.store.watcher import SqliteWatcher
 
 BUSY_TIMEOUT_MS = 30_000
@@ -59,11 +59,11 @@ APPLY_OUTCOMES = (
         WHERE conveyor_jobs.id = v.id AND conveyor_jobs.attempt = v.attempt
           AND conveyor_jobs.worker_id = :worker_id
           AND +conveyor_jobs.status = 'running'  -- unary +: look rows up by id, not by status
-        RETURNING conveyor_jobs.id, conveyor_jobs.batch_id
+        RETURNING conveyor_jobs.id, conveyor_jobs.batch_id, conveyor_jobs.status, conveyor_jobs.owner_org_id
         """
     )
     .bindparams(sa.bindparam("now", type_=UTCDateTime()))
-    .columns(id=sa.Uuid(), batch_id=sa.Uuid())
+    .columns(id=sa.Uuid(), batch_id=sa.Uuid(), status=sa.String(), owner_org_id=sa.String())
 )
 
 
@@ -213,10 +213,13 @@ class SqliteStore(SqlStore):
         applied: list[tuple[UUID, UUID | None]] = []
         for worker_id in {o.worker_id for o in outcomes}:
             payload = [_outcome_json(o) for o in outcomes if o.worker_id == worker_id]
-            rows = await conn.execute(
-                APPLY_OUTCOMES, {"payload": dumps(payload), "worker_id": worker_id, "now": utc_now()}
-            )
+            now = utc_now()
+            rows = (
+                await conn.execute(APPLY_OUTCOMES, {"payload": dumps(payload), "worker_id": worker_id, "now": now})
+            ).all()
             applied.extend((r.id, r.batch_id) for r in rows)
+            if records := finished_records([(r.id, r.status, r.owner_org_id) for r in rows], worker_id, now):
+                await conn.execute(audit_journal.insert(), records)
         return applied
 
     def _now(self) -> sa.ColumnElement[Any]:
