@@ -219,11 +219,13 @@ class Batches:
 
     async def get(self, batch_id: UUID, *, visible_to: Visibility | None = None) -> BatchView:
         """The batch with its jobs; BatchNotFound also when it lies outside `visible_to`."""
+        # The jobs first, then the batch: a fail_fast cancel that the jobs show is then in the
+        # batch row too (both are written in one transaction), whatever commits in between.
+        members = await self.store.batch_members([batch_id])
         batch = await self.store.get_batch(batch_id)
         if batch is None or (visible_to is not None and not visible_to.allows(batch.owner)):
             raise BatchNotFound(batch_id)
-        members = await self.store.batch_members([batch_id])
-        return BatchView(batch, members[batch_id])
+        return BatchView(batch, members.get(batch_id, []))
 
     async def list(
         self, *, visible_to: Visibility | None = None, limit: int = 20, offset: int = 0
