@@ -8,7 +8,8 @@ shutdown it gives the lease up at once. Exactly-once firing does not rest on the
 processes may both believe they lead for a moment): see conveyor.store.schedules.
 
 The leader also seals the audit journal into its chain each pass (conveyor.engine.audit), so
-records join the chain within about a pass of being written, whichever process wrote them.
+records join the chain within about a pass of being written, whichever process wrote them,
+and once a minute forgets job-creation rate windows no limit looks at any more.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from conveyor.engine.schedules import Schedules
 from conveyor.model import Job
@@ -28,6 +30,8 @@ from conveyor.periodic import run_periodically
 log = logging.getLogger("conveyor.scheduler")
 
 LEASE_NAME = "scheduler"
+PRUNE_INTERVAL_SECONDS = 60
+RATE_WINDOWS_KEPT = timedelta(hours=2)  # the longest limit (an hour) looks back one window more
 
 
 class Scheduler:
@@ -47,6 +51,7 @@ class Scheduler:
         self.interval = interval
         self.lease = lease
         self.is_leader = False
+        self._next_prune = 0.0
 
     async def run_once(self, now: datetime | None = None) -> list[Job]:
         """One pass: lead (take or renew the lease), then fire what is due; the jobs made.
@@ -78,8 +83,11 @@ class Scheduler:
             await self.run_once()
         except Exception:
             log.exception("scheduler pass failed")
-        if self.is_leader:  # the leader's other chore: chain what the audit journal holds
+        if self.is_leader:  # the leader's other chores
             try:
-                await self.schedules.engine.audit.seal()
+                await self.schedules.engine.audit.seal()  # chain what the audit journal holds
+                if time.monotonic() >= self._next_prune:  # forget rate windows no limit looks at
+                    self._next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
+                    await self.store.prune_rate_windows(datetime.now(UTC) - RATE_WINDOWS_KEPT)
             except Exception:
-                log.exception("sealing the audit journal failed")
+                log.exception("the leader's chores failed")

@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, le=64, description="API processes `conveyor serve` runs")
     serve_worker: bool = Field(True, description="`conveyor serve` runs a worker in each API process")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body the API reads")
+    jobs_per_minute: int = Field(
+        60, ge=0, description="jobs one principal may create over the API in any 60 s (seed 002); 0: no limit"
+    )
+    jobs_per_hour: int = Field(3600, ge=0, description="jobs one principal may create in any hour; 0: no limit")
+    role_rate_limits: dict[str, tuple[int, int]] = Field(
+        default_factory=dict,
+        description='per role, (per minute, per hour) in place of the two above, e.g. {"admin": [600, 36000]}',
+    )
+    max_queue_size: int = Field(
+        1000, ge=0, description="pending jobs a queue may hold before API creations are refused (503); 0: no limit"
+    )
     max_upload_bytes: int = Field(
         100 * 1024 * 1024, ge=1024, description="largest file a bulk upload may send (predictions), in bytes"
     )

@@ -33,7 +33,7 @@ DEFAULT_PG = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 TABLES = (
     "conveyor_jobs", "conveyor_job_logs", "conveyor_api_keys", "conveyor_queues", "conveyor_workers",
     "conveyor_job_counts", "conveyor_job_minutes", "conveyor_schedules", "conveyor_leaders", "conveyor_batches",
-    "conveyor_cache_entries",
+    "conveyor_cache_entries", "conveyor_rate_windows",
 )  # fmt: skip
 # Append-only: their triggers refuse TRUNCATE, so tests switch them off around it (as the
 # tables' owner may; see the README's "Audit trail").
@@ -210,6 +210,9 @@ class ApiHarness:
 
 
 API_MAX_BODY_BYTES = 64 * 1024  # the test apps' body limit
+# The test apps create jobs faster and in bigger queues than the creation limits allow;
+# tests/test_api_limits.py turns them back on.
+NO_CREATION_LIMITS = {"jobs_per_minute": 0, "jobs_per_hour": 0, "max_queue_size": 0}
 
 
 @contextlib.asynccontextmanager
@@ -233,7 +236,7 @@ async def api_harness(
             jwt_audience=JWT_AUDIENCE,
             jwt_issuer=JWT_ISSUER,
             max_body_bytes=API_MAX_BODY_BYTES,
-            **{"data_dir": data_dir, **overrides},
+            **{"data_dir": data_dir, **NO_CREATION_LIMITS, **overrides},
         )
         conveyor = Conveyor.from_settings(settings, registries=[jobtypes])
         fastapi_app = create_app(conveyor, bootstrap_keys=False)

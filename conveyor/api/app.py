@@ -38,6 +38,7 @@ from conveyor.apikeys import ApiKeys
 from conveyor.audit import Actor, acting_as
 from conveyor.errors import ConveyorError
 from conveyor.insights import Insights
+from conveyor.limits import JobLimits
 from conveyor.runtime import Conveyor
 from conveyor.settings import Settings
 from conveyor.storable import text_problem
@@ -343,6 +344,7 @@ def create_app(
         auth=Authenticator(api_keys, JwtVerifier.from_settings(settings)),
         metrics=metrics,
         insights=Insights(conveyor.store),
+        limits=JobLimits(conveyor.store, settings),
         worker_enabled=run_worker,
     )
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from conveyor.access import Principal
 from conveyor.api.auth import Authenticator
+from conveyor.api.errors import ApiError
 from conveyor.apikeys import ApiKeys
 from conveyor.engine import Engine
 from conveyor.insights import Insights
+from conveyor.limits import JobLimits
 from conveyor.runtime import Conveyor
 from conveyor.settings import Settings
 
@@ -26,6 +30,7 @@ class Services:
     auth: Authenticator
     metrics: ApiMetrics
     insights: Insights
+    limits: JobLimits
     worker_enabled: bool = False
     started_at: float = field(default_factory=time.time)
 
@@ -36,6 +41,28 @@ class Services:
     @property
     def settings(self) -> Settings:
         return self.conveyor.settings
+
+
+def queue_of(svc: Services, kind: str, queue: str | None) -> list[str]:
+    """The queue a job of `kind` goes to: `queue` if given, else the type's; none for a kind
+    the registry does not know (creating it is refused with its own error)."""
+    if queue:
+        return [queue]
+    return [svc.engine.registry.get(kind).queue] if kind in svc.engine.registry else []
+
+
+async def admit_jobs(svc: Services, principal: Principal, n: int, queues: Iterable[str]) -> None:
+    """Refuse, as an ApiError with Retry-After, jobs past the principal's creation rate (429)
+    or into a full queue (503); see conveyor.limits."""
+    key = f"{principal.via}:{principal.org_id or '-'}:{principal.user_id}"
+    role = principal.role.value if principal.role else None
+    refusal = await svc.limits.admit(key, role, n, queues)
+    if refusal is None:
+        return
+    headers = {"Retry-After": str(refusal.retry_after)} if refusal.retry_after is not None else {}
+    if refusal.reason == "rate":
+        raise ApiError(429, "RATE_LIMITED", refusal.message, headers=headers)
+    raise ApiError(503, "QUEUE_FULL", refusal.message, headers=headers)
 
 
 async def services(request: Request) -> Services:

@@ -30,6 +30,7 @@ from conveyor.store.batches import BatchTables, batch_ids_of
 from conveyor.store.cache import CacheTables
 from conveyor.store.control import ControlTables
 from conveyor.store.filters import filter_clauses
+from conveyor.store.limits import RateWindows
 from conveyor.store.rows import (
     CLAIMED_COLUMNS,
     bulk_created_record,
@@ -49,7 +50,7 @@ def paused_queues() -> sa.Select[Any]:
     return sa.select(queue_states.c.name).where(queue_states.c.paused)
 
 
-class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTables, JobStatistics):
+class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTables, RateWindows, JobStatistics):
     """The Store protocol over an async SQLAlchemy engine.
 
     `_engine` runs writes; `_read_engine` runs reads (the same engine on PostgreSQL; on

@@ -337,3 +337,16 @@ cache_entries = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index("ix_conveyor_cache_entries_org", "org_id"),
 )
+
+# Job-creation rate windows: how many jobs one principal created in one fixed window of
+# `seconds` (60, 3600) starting at `window_start`. Shared by every API process, so a limit
+# holds however many there are; windows older than the longest are pruned by the leader.
+rate_windows = sa.Table(
+    "conveyor_rate_windows",
+    metadata,
+    sa.Column("principal", sa.String(500), primary_key=True),
+    sa.Column("seconds", sa.Integer(), primary_key=True),
+    sa.Column("window_start", UTCDateTime(), primary_key=True),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Index("ix_conveyor_rate_windows_start", "window_start"),
+)

@@ -22,7 +22,7 @@ from conveyor.api.errors import ApiError
 from conveyor.api.lean import LeanRoute
 from conveyor.api.params import LABEL_KEY, aware, labels_filter, priorities, statuses
 from conveyor.api.render import canonical_job, render_summary, seed003_keys
-from conveyor.api.services import Services, services
+from conveyor.api.services import Services, admit_jobs, queue_of, services
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.engine import MAX_DELAY
 from conveyor.errors import InvalidJobOptions, JobNotFound
@@ -148,6 +148,7 @@ async def create_job(request: Request, svc: Svc, principal: Creator) -> JSONResp
         raise ApiError(400, "INVALID_REQUEST", "Idempotency-Key must be 1-500 characters", field="Idempotency-Key")
     key = body.idempotencyKey or header_key
     cache_info = None
+    await admit_jobs(svc, principal, 1, queue_of(svc, body.type, body.queue))
     try:
         if body.useCache:
             job, created, cache_info = await _submit_cached(svc, principal, body, key)

@@ -32,7 +32,7 @@ from conveyor.api.predictions_view import (
     quick_status,
 )
 from conveyor.api.routes.canonical import parse_job_id
-from conveyor.api.services import Services, services
+from conveyor.api.services import Services, admit_jobs, queue_of, services
 from conveyor.api.uploads import UploadRefused, receive_file
 from conveyor.errors import JobNotCancellable, JobNotDeletable, JobNotFound
 from conveyor.model import Job, JobFilter, Status
@@ -200,6 +200,7 @@ def _options(fields: dict[str, str]) -> dict[str, Any]:
 
 async def _upload(svc: Services, principal: Principal, request: Request, period: Period) -> dict[str, Any]:
     settings = svc.settings
+    await admit_jobs(svc, principal, 1, queue_of(svc, KINDS[period], None))  # before the upload is read
     workspace = Workspace.create(Path(settings.data_dir))
     try:
         incoming = workspace.path / "incoming"
