@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.builtin import jobtypes as builtin_jobtypes
+from conveyor.crypto import Keyring
 from conveyor.engine import Engine
 from conveyor.engine.audit import Audit
 from conveyor.engine.batches import Batches
@@ -96,6 +97,7 @@ class Conveyor:
             default_timeout=settings.default_timeout,
             max_timeout=settings.max_timeout,
             audit=Audit(store, key=settings.audit_key, checkpoint_every=settings.audit_checkpoint_every),
+            keyring=Keyring.from_settings(settings.encryption_keys, settings.encryption_key_id),
         )
         return cls(settings, store, engine)
 

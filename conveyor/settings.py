@@ -110,6 +110,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='per role, (per minute, per hour) in place of the two above, e.g. {"admin": [600, 36000]}',
     )
+    encryption_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description='AES-256 keys (base64 of 32 bytes) by key id, sealing sensitive job types: {"k1": "…"}',
+    )
+    encryption_key_id: str | None = Field(None, description="the key that seals new values (one key: that one)")
     max_queue_size: int = Field(
         1000, ge=0, description="pending jobs a queue may hold before API creations are refused (503); 0: no limit"
     )

@@ -219,3 +219,14 @@ class CachedSum(JobType):
 
 
 jobtypes.add(CachedSum)
+
+
+class Patient(BaseModel):
+    patient: str
+    note: str
+
+
+@jobtypes.job_type("t.sensitive", sensitive=True)
+async def sensitive(ctx: Context, data: Patient) -> dict[str, Any]:
+    ctx.info(f"reviewing {data.note}")
+    return {"patient": data.patient, "summary": f"{data.note} reviewed"}

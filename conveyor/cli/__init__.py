@@ -518,6 +518,36 @@ def audit_checkpoint(database_url: DatabaseOpt = None) -> None:
     typer.echo(json.dumps(_run(run())))
 
 
+keys_app = typer.Typer(
+    help="Encryption at rest for sensitive job types: new keys, rotation.", no_args_is_help=True, **PLAIN
+)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new() -> None:
+    """Print a fresh AES-256 key (base64) for CONVEYOR_ENCRYPTION_KEYS; it is stored nowhere."""
+    from conveyor.crypto import Keyring
+
+    typer.echo(Keyring.new_key())
+
+
+@keys_app.command("rotate")
+def keys_rotate(database_url: DatabaseOpt = None) -> None:
+    """Re-seal every value sealed with another key than the current one (CONVEYOR_ENCRYPTION_KEY_ID),
+    a batch at a time, while workers and the API run on. Prints the counts as JSON."""
+    from conveyor.engine.sealing import rotate_keys
+
+    async def run() -> dict[str, int]:
+        async with _conveyor(_settings(database_url=database_url)) as conveyor:
+            return await rotate_keys(conveyor.store, conveyor.engine.sealing)
+
+    try:
+        typer.echo(json.dumps(_run(run())))
+    except ConveyorError as exc:
+        _fail(exc)
+
+
 batch_app = typer.Typer(help="Batches of jobs (straight in the database).", no_args_is_help=True, **PLAIN)
 app.add_typer(batch_app, name="batch")
 

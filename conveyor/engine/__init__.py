@@ -11,8 +11,10 @@ from typing import Any
 from uuid import UUID
 
 from conveyor.audit import current_actor
+from conveyor.crypto import Keyring
 from conveyor.engine.audit import Audit
 from conveyor.engine.coalescer import EnqueueCoalescer
+from conveyor.engine.sealing import Sealing
 from conveyor.errors import (
     InvalidJobData,
     InvalidJobOptions,
@@ -101,9 +103,11 @@ class Engine:
         max_timeout: timedelta | None = None,
         wait_poll_interval: float = 0.25,
         audit: Audit | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.store = store
         self.audit = audit or Audit(store)
+        self.sealing = Sealing(registry, keyring)
         self.registry = registry
         self.notifier = notifier or Notifier()
         self.class_policies = class_policies
@@ -141,7 +145,8 @@ class Engine:
         """As enqueue, and whether the job was created now (False: its idempotency key was
         known, and the job returned is the one it named)."""
         new_job = self.prepare(JobRequest(job_type, {} if data is None else data, **options))
-        return await self._coalescer.insert(new_job)
+        job, created = await self._coalescer.insert(new_job)
+        return self.sealing.opened(job), created
 
     async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
         """All or nothing: one transaction, and an invalid request stores none of them."""
@@ -149,13 +154,13 @@ class Engine:
         plans: dict[tuple[Any, ...], _Plan] = {}  # bulk requests mostly share a type and options
         if any(r.idempotency_key is not None for r in requests):
             new_jobs = [self.prepare(r, now=now, plans=plans) for r in requests]
-            return [job for job, _created in await self.store.insert_jobs(new_jobs)]
+            return [self.sealing.opened(job) for job, _created in await self.store.insert_jobs(new_jobs)]
         # Prepared a batch at a time, so that the store may write one while the next is made.
         batches = (
             [self.prepare(r, now=now, plans=plans) for r in requests[i : i + BULK_BATCH]]
             for i in range(0, len(requests), BULK_BATCH)
         )
-        return await self.store.insert_batches(batches)
+        return [self.sealing.opened(job) for job in await self.store.insert_batches(batches)]
 
     def prepare(
         self, request: JobRequest, *, now: datetime | None = None, plans: dict[tuple[Any, ...], _Plan] | None = None
@@ -182,8 +187,11 @@ class Engine:
         for option, value in [("labels", labels), ("idempotency_key", request.idempotency_key)]:
             if value and (found := unstorable(value, option)):
                 raise InvalidJobOptions(f"{found[0]} {found[1]}", field=option)
+        job_id = new_job_id()
+        if definition.sensitive:  # stored sealed (conveyor.engine.sealing)
+            stored = self.sealing.seal_data(definition.kind, job_id, stored)
         return NewJob(
-            id=new_job_id(),
+            id=job_id,
             kind=definition.kind,
             queue=plan.queue,
             status=_SCHEDULED if run_at > now else _PENDING,
@@ -276,10 +284,11 @@ class Engine:
         job = await self.store.get_job(job_id)
         if job is None or (visible_to is not None and not visible_to.allows(job.owner)):
             raise JobNotFound(job_id)
-        return job
+        return self.sealing.opened(job)
 
     async def list(self, where: JobFilter | None = None, *, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
-        return await self.store.list_jobs(where or JobFilter(), limit=limit, offset=offset)
+        jobs, total = await self.store.list_jobs(where or JobFilter(), limit=limit, offset=offset)
+        return [self.sealing.opened(job) for job in jobs], total
 
     async def counts(self, where: JobFilter | None = None, *, by: str = "status") -> dict[str, int]:
         return await self.store.count_jobs(where or JobFilter(), by=by)
@@ -294,7 +303,8 @@ class Engine:
         visible_to: Visibility | None = None,
     ) -> tuple[list[LogEntry], int]:
         await self.get(job_id, visible_to=visible_to)
-        return await self.store.get_logs(job_id, min_level=min_level, limit=limit, offset=offset)
+        logs, total = await self.store.get_logs(job_id, min_level=min_level, limit=limit, offset=offset)
+        return self.sealing.open_logs(logs), total
 
     # --- operations ---------------------------------------------------------------------------
 

@@ -411,6 +411,47 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTab
             await self.settle_batches_quietly([deleted.batch_id])
         return deleted, True
 
+    # --- sealed values (key rotation; see conveyor.engine.sealing) --------------------------------
+
+    async def sealed_jobs_page(
+        self, kinds: Sequence[str], after: UUID | None, limit: int
+    ) -> list[tuple[UUID, Any, Any]]:
+        """(id, data, result) of jobs of `kinds`, in id order after `after`."""
+        c = jobs.c
+        stmt = sa.select(c.id, c.data, c.result).where(c.kind.in_(kinds)).order_by(c.id).limit(limit)
+        if after is not None:
+            stmt = stmt.where(c.id > after)
+        async with self._read_engine.connect() as conn:
+            return [(r.id, r.data, r.result) for r in await conn.execute(stmt)]
+
+    async def replace_sealed(self, job_id: UUID, field: str, old: Any, new: Any) -> bool:
+        """Set the job's `field` (data or result) to `new` if it still holds `old`."""
+        column = jobs.c[field]
+        async with self._write() as conn:
+            current = (await conn.execute(sa.select(column).where(jobs.c.id == job_id).with_for_update())).first()
+            if current is None or current[0] != old:
+                return False
+            await conn.execute(jobs.update().where(jobs.c.id == job_id).values({field: new}))
+        return True
+
+    async def sealed_logs_page(self, after: int, limit: int, not_kid: str) -> list[tuple[int, UUID, str]]:
+        """(id, job id, message) of log lines sealed with another key than `not_kid`, after `after`."""
+        c = job_logs.c
+        stmt = (
+            sa.select(c.id, c.job_id, c.message)
+            .where(c.id > after, c.message.like("sealed:1:%"), ~c.message.like(f"sealed:1:{not_kid}:%"))
+            .order_by(c.id)
+            .limit(limit)
+        )
+        async with self._read_engine.connect() as conn:
+            return [(r.id, r.job_id, r.message) for r in await conn.execute(stmt)]
+
+    async def replace_log_messages(self, messages: Sequence[tuple[int, str]]) -> None:
+        if messages:
+            stmt = job_logs.update().where(job_logs.c.id == sa.bindparam("log_id")).values(message=sa.bindparam("text"))
+            async with self._write() as conn:
+                await conn.execute(stmt, [{"log_id": i, "text": m} for i, m in messages])
+
     async def stage_due(self, now: datetime | None = None) -> int:
         c = jobs.c
         due = now if now is not None else self._now()

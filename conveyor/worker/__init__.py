@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from conveyor.context import DEFAULT_MAX_ITEM_ERRORS, DEFAULT_MAX_LOG_ENTRIES, Context
+from conveyor.crypto import SealError
 from conveyor.engine import Engine
 from conveyor.engine import lifecycle as lc
 from conveyor.errors import Cancelled, InvalidJobData, TimedOut, UnknownJobType
@@ -262,7 +263,10 @@ class Worker:
             self._running.pop(job.id, None)
             self._slot_freed.set()
         if outcome is not None:
-            self._completer.add(outcome, ctx.take_progress(), ctx.take_logs())
+            sealing = self.engine.sealing
+            self._completer.add(
+                sealing.seal_outcome(job, outcome), ctx.take_progress(), sealing.seal_logs(job, ctx.take_logs())
+            )
             status = OUTCOME_STATUS[outcome.kind]
             if self.on_finished is not None and status in FINISHED:
                 try:
@@ -278,8 +282,8 @@ class Worker:
             # Another worker, or this one after a deploy, may know it: retry with the backoff.
             return lc.outcome_of_error(job, self.worker_id, exc, now=utc_now())
         try:
-            data = definition.parse(job.data)
-        except InvalidJobData as exc:  # stored input no longer fits the job type's model
+            data = definition.parse(self.engine.sealing.open_data(job))
+        except (InvalidJobData, SealError) as exc:  # stored input no longer fits, or does not open here
             error = lc.error_record(exc, retryable=False)
             return Outcome(job.id, job.attempt, self.worker_id, OutcomeKind.FAILED, error=error)
         if job.timeout is not None:
@@ -396,7 +400,8 @@ class Worker:
         while True:
             await asyncio.sleep(self.progress_interval.total_seconds())
             for running in list(self._running.values()):
-                update, logs = running.ctx.take_progress(), running.ctx.take_logs()
+                update = running.ctx.take_progress()
+                logs = self.engine.sealing.seal_logs(running.job, running.ctx.take_logs())
                 if update is not None or logs:
                     self._completer.add(None, update, logs)
 

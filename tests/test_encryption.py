@@ -1,0 +1,143 @@
+"""Encryption at rest on both databases: a sensitive job type's data, result and log lines are
+stored sealed (the raw database holds no plaintext), read back opened, bound to their job
+and field, refused without a key, and re-sealed by key rotation while readable throughout."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import pytest
+import sqlalchemy as sa
+from conftest import api_harness, make_settings, running_worker
+from jobtypes_for_tests import jobtypes
+
+from conveyor import Conveyor
+from conveyor.crypto import Keyring, SealError, aad, parse_keys
+from conveyor.engine.sealing import rotate_keys
+from conveyor.errors import InvalidJobOptions
+from conveyor.store.migrate import sync_engine
+
+K1, K2 = Keyring.new_key(), Keyring.new_key()
+MARKER = "SSN-078-05-1120"  # what must never be found in the database as plain text
+PATIENT = {"patient": "Jane Roe", "note": f"dose for {MARKER}"}
+
+
+@contextlib.asynccontextmanager
+async def conveyor_with(database_url: str, keys: dict[str, str], current: str | None = None) -> AsyncIterator[Conveyor]:
+    settings = make_settings(database_url, encryption_keys=keys, encryption_key_id=current)
+    app = Conveyor.from_settings(settings, registries=[jobtypes])
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.close()
+
+
+def raw_text(database_url: str) -> str:
+    """Every row of the tables that hold job content, as text."""
+    engine = sync_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            tables = ["conveyor_jobs", "conveyor_job_logs", "conveyor_audit_journal", "conveyor_audit"]
+            return "\n".join(str(row) for t in tables for row in conn.execute(sa.text(f"SELECT * FROM {t}")))
+    finally:
+        engine.dispose()
+
+
+async def run_one(app: Conveyor) -> Any:
+    job = await app.engine.enqueue("t.sensitive", PATIENT)
+    async with running_worker(app):
+        return await app.engine.wait(job.id, timeout=10)
+
+
+def test_a_sealed_value_opens_only_where_it_belongs() -> None:
+    ring = Keyring(parse_keys({"k1": K1}), "k1")
+    sealed = ring.seal_json({"a": 1}, aad("job-1", "data"))
+    assert set(sealed) == {"$sealed", "kid", "ct"} and sealed["kid"] == "k1"
+    assert ring.open_json(sealed, aad("job-1", "data")) == {"a": 1}
+    for elsewhere in (aad("job-2", "data"), aad("job-1", "result")):
+        with pytest.raises(SealError, match="does not open"):
+            ring.open_json(sealed, elsewhere)
+    raw = bytearray(base64.b64decode(sealed["ct"]))
+    raw[-1] ^= 1
+    with pytest.raises(SealError):
+        ring.open_json({**sealed, "ct": base64.b64encode(bytes(raw)).decode()}, aad("job-1", "data"))
+    with pytest.raises(SealError, match="not configured"):
+        Keyring(parse_keys({"k2": K2}), "k2").open_json(sealed, aad("job-1", "data"))
+    text = ring.seal_text("hello", "t")
+    assert text.startswith("sealed:1:k1:") and ring.open_text(text, "t") == "hello"
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        ({"k1": "not base64!"}, "not base64"),
+        ({"k1": base64.b64encode(b"short").decode()}, "32 bytes"),
+        ({"a:b": K1}, "without ':'"),
+    ],
+)
+def test_bad_keys_are_refused_at_start(keys: dict[str, str], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_keys(keys)
+
+
+async def test_sensitive_data_results_and_logs_hold_no_plaintext_at_rest(database_url: str) -> None:
+    async with conveyor_with(database_url, {"k1": K1}) as app:
+        done = await run_one(app)
+        assert done.status.value == "completed"
+        assert done.data == PATIENT and done.result == {"patient": "Jane Roe", "summary": f"dose for {MARKER} reviewed"}
+        logs, _ = await app.engine.logs(done.id)
+        assert [e.message for e in logs] == [f"reviewing dose for {MARKER}"]
+        await app.audit.seal()
+        stored = raw_text(database_url)
+        assert str(done.id) in stored and "sealed:1:k1:" in stored  # the rows are there, sealed
+        assert MARKER not in stored and "Jane Roe" not in stored
+
+
+async def test_a_sensitive_job_type_is_refused_without_a_key(app: Conveyor) -> None:
+    with pytest.raises(InvalidJobOptions, match="CONVEYOR_ENCRYPTION_KEYS"):
+        await app.engine.enqueue("t.sensitive", PATIENT)
+    assert (await app.engine.enqueue("t.echo", {"value": 1})).data == {"value": 1}  # others are not sealed
+
+
+async def test_rotation_reseals_everything_with_the_new_key(database_url: str) -> None:
+    async with conveyor_with(database_url, {"k1": K1}) as old:
+        done = await run_one(old)
+    async with conveyor_with(database_url, {"k1": K1, "k2": K2}, current="k2") as both:
+        assert await rotate_keys(both.store, both.engine.sealing, batch=1) == {"job_fields": 2, "log_lines": 1}
+        assert await rotate_keys(both.store, both.engine.sealing) == {"job_fields": 0, "log_lines": 0}
+    stored = raw_text(database_url)
+    assert "sealed:1:k2:" in stored and "k1" not in stored.replace(str(done.id), "")
+    async with conveyor_with(database_url, {"k2": K2}) as new:  # the old key is gone now
+        again = await new.engine.get(done.id)
+        assert again.data == PATIENT and again.result["patient"] == "Jane Roe"
+        logs, _ = await new.engine.logs(done.id)
+        assert MARKER in logs[0].message
+
+
+async def test_a_process_without_the_key_reads_sealed_values_and_cannot_run_them(database_url: str) -> None:
+    async with conveyor_with(database_url, {"k1": K1}) as keeper:
+        job = await keeper.engine.enqueue("t.sensitive", PATIENT)
+    async with conveyor_with(database_url, {"k2": K2}) as stranger:
+        seen = await stranger.engine.get(job.id)
+        assert seen.data["$sealed"] == 1 and MARKER not in str(seen.data)
+        async with running_worker(stranger):
+            failed = await stranger.engine.wait(job.id, timeout=10)
+        assert failed.status.value == "failed" and failed.error["code"] == "SEALED_VALUE_UNREADABLE"
+
+
+async def test_the_api_shows_the_caller_its_sensitive_result_in_clear(database_url: str) -> None:
+    async with api_harness(database_url, encryption_keys={"k1": K1}) as api:
+        headers = api.jwt("nurse-1")
+        made = await api.client.post("/api/v1/jobs", json={"type": "t.sensitive", "data": PATIENT}, headers=headers)
+        assert made.status_code == 201, made.text
+        job_id = made.json()["data"]["jobId"]
+        async with running_worker(api.conveyor):
+            await api.conveyor.engine.wait(UUID(job_id), timeout=10)
+        got = (await api.client.get(f"/api/v1/jobs/{job_id}", headers=headers)).json()["data"]
+        assert got["result"] == {"patient": "Jane Roe", "summary": f"dose for {MARKER} reviewed"}
+    assert MARKER not in raw_text(database_url)
