@@ -71,7 +71,8 @@ class Scheduler:
         try:
             # First a pause, as every maintenance loop: a process that starts and stops at once
             # (a command, a test) need not take the lease.
-            await run_periodically(lambda: self.interval.total_seconds() * random.uniform(0.9, 1.1), self._pass)
+            # jitter between passes, not a secret (bandit B311)
+            await run_periodically(lambda: self.interval.total_seconds() * random.uniform(0.9, 1.1), self._pass)  # nosec B311
         finally:
             if self.is_leader:
                 with contextlib.suppress(Exception):

@@ -275,7 +275,8 @@ class Schedules:
         return made
 
     async def _fire(self, schedule: Schedule, now: datetime) -> list[Job]:
-        assert schedule.next_run_at is not None
+        # type narrowing: due_schedules selects rows with next_run_at set (bandit B101)
+        assert schedule.next_run_at is not None  # nosec B101
         plan = plan_ticks(
             schedule.timing,
             schedule.next_run_at,

@@ -93,7 +93,8 @@ class CacheTables:
         """One request made with use_cache (`new` has a cache key): the completed job of its
         entry when fresh ("hit"), the job in flight ("attached"), or `new`, inserted ("miss").
         One transaction, under the entry's lock."""
-        assert new.cache_key is not None
+        # type narrowing: only cacheable requests reach the cache (bandit B101)
+        assert new.cache_key is not None  # nosec B101
         now = utc_now()
         where = sa.and_(
             cache_entries.c.scope == scope.key,

@@ -351,7 +351,8 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         interval = self.heartbeat_interval.total_seconds()
         while True:
-            await asyncio.sleep(interval * random.uniform(0.9, 1.1))
+            # jitter between heartbeats, not a secret (bandit B311)
+            await asyncio.sleep(interval * random.uniform(0.9, 1.1))  # nosec B311
             # Jobs whose outcome waits to be written are still running in the store: their
             # leases need extending too, or a slow write would get them rescued and run again.
             if not self._running and not self._completer.pending:
@@ -446,7 +447,8 @@ class Worker:
             except Exception:
                 log.exception("maintenance failed")
 
-        await run_periodically(lambda: interval * random.uniform(0.8, 1.2), maintain)
+        # jitter between maintenance passes, not a secret (bandit B311)
+        await run_periodically(lambda: interval * random.uniform(0.8, 1.2), maintain)  # nosec B311
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.shutdown_grace.total_seconds()
