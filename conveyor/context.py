@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,10 +44,12 @@ class Context:
         max_item_errors: int = DEFAULT_MAX_ITEM_ERRORS,
         max_log_entries: int = DEFAULT_MAX_LOG_ENTRIES,
         data_dir: Path | None = None,
+        data_roots: Sequence[Path] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.job = job
         self._data_dir = data_dir
+        self._data_roots = tuple(data_roots)
         self._clock = clock
         self._started = clock()
         self._progress = Progress()
@@ -87,6 +89,13 @@ class Context:
         if self._data_dir is None:
             raise PermanentError("this worker has no data directory (set CONVEYOR_DATA_DIR)")
         return self._data_dir
+
+    @property
+    def data_roots(self) -> tuple[Path, ...]:
+        """The directories a job may read files from (CONVEYOR_DATA_ROOTS), the data directory
+        first when there is one. A job type confines every path its input names to these."""
+        first = (self._data_dir,) if self._data_dir is not None else ()
+        return first + tuple(r for r in self._data_roots if r != self._data_dir)
 
     # --- progress -------------------------------------------------------------------------
 

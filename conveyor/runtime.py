@@ -133,6 +133,7 @@ class Conveyor:
             "process_pool_size": s.process_pool_size,
             "scheduler": self.scheduler() if s.scheduler_enabled else None,
             "data_dir": Path(s.data_dir),
+            "data_roots": s.data_root_paths,
         }
         options.update(overrides)
         return Worker(self.engine, **options)

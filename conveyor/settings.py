@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +57,11 @@ class Settings(BaseSettings):
     data_dir: str = Field(
         "conveyor-data",
         description="where jobs keep their files (uploads, results); shared by API and workers (one machine or NFS)",
+    )
+    data_roots: str = Field(
+        "",
+        description="comma-separated directories whose files jobs may name by path (filePath), besides the data "
+        "directory; a path that resolves outside all of them (../, a symlink) is refused",
     )
 
     default_timeout_minutes: float | None = Field(
@@ -185,6 +191,10 @@ class Settings(BaseSettings):
         if raw in ("", "none"):
             return []
         return [p.strip() for p in self.packs.split(",") if p.strip()]
+
+    @property
+    def data_root_paths(self) -> tuple[Path, ...]:
+        return tuple(Path(r.strip()) for r in self.data_roots.split(",") if r.strip())
 
     @property
     def jobtype_paths(self) -> list[str]:

@@ -32,7 +32,18 @@ from conveyor.access import Permission, Role
 from conveyor.api.auth import SECURITY_SCHEMES, Authenticator, JwtVerifier
 from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors
 from conveyor.api.metrics import ApiMetrics
-from conveyor.api.routes import audit, batches, cache, canonical, keys, monitoring, predictions, schedules, system
+from conveyor.api.routes import (
+    audit,
+    batches,
+    cache,
+    canonical,
+    keys,
+    monitoring,
+    predictions,
+    schedules,
+    system,
+    workbench,
+)
 from conveyor.api.services import Services
 from conveyor.apikeys import ApiKeys
 from conveyor.audit import Actor, acting_as
@@ -189,6 +200,7 @@ ROUTERS = (
     audit.router,
     batches.router,
     cache.router,
+    workbench.router,
     canonical.router,
     predictions.router,
 )
@@ -411,7 +423,7 @@ def create_app(
         RequestContext,
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,
-        upload_paths=predictions.UPLOAD_PATHS,
+        upload_paths=predictions.UPLOAD_PATHS + workbench.UPLOAD_PATHS,
         max_upload_bytes=settings.max_upload_bytes,
     )
     return app

@@ -23,7 +23,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -99,6 +99,7 @@ class Worker:
         presence_interval: timedelta = timedelta(seconds=5),
         scheduler: Service | None = None,
         data_dir: Path | None = None,
+        data_roots: Sequence[Path] = (),
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -122,6 +123,7 @@ class Worker:
         self.max_log_entries = max_log_entries
         self.run_maintenance = run_maintenance
         self.data_dir = data_dir
+        self.data_roots = tuple(data_roots)
         # Told of every attempt that ends the job (status and seconds run), e.g. for metrics.
         self.on_finished = on_finished
         self.presence_interval = presence_interval
@@ -242,7 +244,11 @@ class Worker:
 
     def _start(self, job: Job) -> None:
         ctx = Context(
-            job, max_item_errors=self.max_item_errors, max_log_entries=self.max_log_entries, data_dir=self.data_dir
+            job,
+            max_item_errors=self.max_item_errors,
+            max_log_entries=self.max_log_entries,
+            data_dir=self.data_dir,
+            data_roots=self.data_roots,
         )
         running = Running(job, ctx, claimed_at=time.monotonic())
         self._running[job.id] = running

@@ -222,7 +222,7 @@ class _Child:
 
         loop.add_reader(fd, on_message)
         try:
-            self._conn.send(("run", import_path, ctx.job, data, ctx._data_dir))
+            self._conn.send(("run", import_path, ctx.job, data, ctx._data_dir, ctx._data_roots))
         except OSError:  # the child died while idle
             self._conn.close()
             finish(False, JobError("job process died before the job started"))
@@ -242,8 +242,10 @@ class _Child:
 class _ChildContext(Context):
     """The context inside a child process: reports to the worker through a pipe."""
 
-    def __init__(self, job: Job, conn: Connection, data_dir: Path | None = None) -> None:
-        super().__init__(job, data_dir=data_dir)
+    def __init__(
+        self, job: Job, conn: Connection, data_dir: Path | None = None, data_roots: tuple[Path, ...] = ()
+    ) -> None:
+        super().__init__(job, data_dir=data_dir, data_roots=data_roots)
         self._conn = conn
         self._last_report = 0.0
 
@@ -286,9 +288,14 @@ def _child_loop(conn: Connection) -> None:
 
 
 def _run_one(
-    conn: Connection, import_path: tuple[str, str, bool], job: Job, data: Any, data_dir: Path | None = None
+    conn: Connection,
+    import_path: tuple[str, str, bool],
+    job: Job,
+    data: Any,
+    data_dir: Path | None = None,
+    data_roots: tuple[Path, ...] = (),
 ) -> None:
-    ctx = _ChildContext(job, conn, data_dir)
+    ctx = _ChildContext(job, conn, data_dir, data_roots)
     try:
         execute = load_implementation(import_path)
         result = jsonable(execute(ctx, data))
