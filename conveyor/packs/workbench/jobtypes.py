@@ -228,9 +228,8 @@ def process_file(ctx: Context, data: FileProcessingInput) -> dict[str, Any]:
             writer.write(frame)
             rows += frame.height
             for error in batch.errors:
-                if error.column is None:
-                    malformed += 1
-                ctx.item_error(error.line, error.message, code="MALFORMED_ROW" if error.column is None else "BAD_VALUE")
+                malformed += error.code == "MALFORMED_ROW"
+                ctx.item_error(error.line, error.message, code=error.code)
             ctx.progress(processed=batch.bytes_read, successful=rows, failed=malformed)
         if schema is None:
             raise PermanentError("the file holds no rows")

@@ -14,6 +14,7 @@ No model and no network: the regexes and the given-name list ship in the package
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
@@ -52,7 +53,8 @@ class Span:
 EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
 SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)(\d{3})[- ](?!00)(\d{2})[- ](?!0000)(\d{4})(?![\d-])")
 SSN_CUED = re.compile(r"\b(?:SSN|social security(?: number| no\.?)?)\s*(?:#|:|is)?\s*(\d{9})\b", re.IGNORECASE)
-CARD = re.compile(r"(?<![\d-])[2-6](?:[ -]?\d){12,18}(?![\d-])")
+CARD = re.compile(r"(?<![\d-])[1-6](?:[ -]?\d){11,18}(?![\d-])")
+MAESTRO_PREFIXES = ("50", "56", "57", "58", "6")  # the only schemes with 12-digit numbers
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
@@ -60,7 +62,7 @@ IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]
 PHONE_NANP = re.compile(
     r"(?<![\w+])(?:(?:\+1|001)[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?!\d)"
 )
-PHONE_CUED = re.compile(r"\b(?:phone|tel|mobile|cell|fax|call)\b[:.]?\s*(?:me\s+at\s+|at\s+|on\s+)?(\d{10})\b", re.I)
+PHONE_BARE = re.compile(r"(?<![\w+.-])(?:\+?1)?[2-9]\d{2}[2-9]\d{6}(?![\w.-])")
 PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}(?!\d)")
 
 MONTHS = r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"  # noqa: E501
@@ -104,7 +106,8 @@ def iban_ok(raw: str) -> bool:
 def _cards(text: str) -> Iterator[Span]:
     for m in CARD.finditer(text):
         digits = re.sub(r"[ -]", "", m.group())
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
+        long_enough = len(digits) >= 13 or digits.startswith(MAESTRO_PREFIXES)
+        if long_enough and len(digits) <= 19 and luhn_ok(digits):
             yield Span(m.start(), m.end(), "CREDIT_CARD")
 
 
@@ -130,11 +133,17 @@ def _ips(text: str) -> Iterator[Span]:
 def _phones(text: str) -> Iterator[Span]:
     for m in PHONE_NANP.finditer(text):
         yield Span(m.start(), m.end(), "PHONE")
-    for m in PHONE_CUED.finditer(text):
-        yield Span(m.start(1), m.end(1), "PHONE")
-    if "+" in text:
-        import phonenumbers
+    if "+" not in text and not PHONE_BARE.search(text):
+        return
+    import phonenumbers
 
+    # Ten digits in a row are a phone number only where the number plan says it could be one
+    # (an assigned area code and exchange), so most order and account numbers are left alone.
+    for m in PHONE_BARE.finditer(text):
+        with contextlib.suppress(phonenumbers.NumberParseException):
+            if phonenumbers.is_valid_number(phonenumbers.parse(m.group(), "US")):
+                yield Span(m.start(), m.end(), "PHONE")
+    if "+" in text:
         for m in PHONE_INTL.finditer(text):
             try:
                 number = phonenumbers.parse(m.group(), None)
@@ -170,7 +179,7 @@ Stra Stream Strm Street St Streets Summit Smt Terrace Ter Throughway Trwy Trace 
 Trl Trailer Tunnel Tunl Turnpike Tpke Underpass Upas Union Un Unions Valley Vly Valleys Vlys Viaduct Via Vw View
 Views Vws Village Vlg Villages Ville Vl Vista Vis Walk Walks Wall Way Ways Well Wl Wells""".split()
 STATES = """AL AK AZ AR CA CO CT DE DC FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY NC ND
-OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI AS MP AA AE AP""".split()
+OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY PR GU VI AS MP MH FM PW AA AE AP""".split()
 _SUFFIX = "|".join(sorted(STREET_SUFFIXES, key=len, reverse=True))
 _STATE = "|".join(STATES)
 _CITY_STATE_ZIP = rf"[A-Z][a-z]+(?: [A-Z][a-z]+){{0,3}},? (?:{_STATE}) \d{{5}}(?:-\d{{4}})?"

