@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from conveyor.access import Permission, Principal
+from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
 from conveyor.api.lean import LeanRoute
@@ -57,8 +58,26 @@ def safe_name(filename: str | None) -> str:
     return name[:120]
 
 
-@router.post("/files", status_code=201, summary="Upload a file for file_processing or security_scan",
-             openapi_extra=UPLOAD_BODY)  # fmt: skip
+UPLOADED = {
+    "success": True,
+    "data": {
+        "filePath": "uploads/6f1c2a9e0b7d4c3a8e5f1a2b3c4d5e6f/reviews.csv",
+        "fileName": "reviews.csv",
+        "size": 2048576,
+        "uploadedAt": "2025-06-15T10:30:00.000000+00:00",
+    },
+    "timestamp": "2025-06-15T10:30:00.000Z",
+}
+
+
+@router.post(
+    "/files",
+    status_code=201,
+    summary="Upload a file for file_processing or security_scan",
+    openapi_extra=UPLOAD_BODY,
+    responses=ex.example(201, UPLOADED)
+    | ex.example(413, ex.CANONICAL_ERROR | {"details": {"code": "INVALID_UPLOAD", "field": "file"}}),
+)
 async def upload_file(svc: Svc, principal: Creator, request: Request) -> dict[str, Any]:
     """Streams the multipart field `file` to the data directory (CONVEYOR_MAX_UPLOAD_BYTES at
     most) and answers with its `filePath`, to pass in a job's data as is."""
@@ -92,7 +111,13 @@ def _remove(folder: Path) -> None:
         folder.rmdir()
 
 
-@router.get("/jobs/{job_id}/download", summary="Download a data_export's file", response_model=None)
+@router.get(
+    "/jobs/{job_id}/download",
+    summary="Download a data_export's file",
+    response_model=None,
+    responses=ex.example(410, ex.CANONICAL_ERROR | {"details": {"code": "EXPORT_EXPIRED"}})
+    | {200: {"content": {t: {"example": "(the export file)"} for t in MEDIA_TYPES.values()}}},
+)
 async def download(svc: Svc, principal: Reader, job_id: str) -> FileResponse:
     """The export a completed data_export job wrote, while it is kept (24 hours)."""
     job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility)

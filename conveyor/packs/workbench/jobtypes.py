@@ -55,9 +55,9 @@ class SentimentBatchInput(_Input):
         return code
 
 
-# Measured by bench.workloads on 2 cores (README): about 12,000 texts/s with masking, and
-# the job's own memory about 3 KB a text (input, result) on top of the worker.
-SENTIMENT_TEXTS_PER_SECOND = 5_000
+# Measured once on this machine (README): 10,000 PII-dense sentences masked and scored in
+# 3.6 s on one core (2,800/s); memory is a guess of a few KB a text (input and result).
+SENTIMENT_TEXTS_PER_SECOND = 2_500
 SENTIMENT_BYTES_PER_TEXT = 4 * 1024
 PROGRESS_EVERY = 200
 
@@ -127,7 +127,7 @@ class FileProcessingInput(_Input):
     _path = field_validator("filePath")(lambda cls, v: _safe_path(v))
 
 
-# Measured (README): CSV parse about 40 MB/s per job, analyze (sentiment per row) slower.
+# Not yet calibrated by a benchmark (README, "what is left"): conservative guesses.
 PARSE_BYTES_PER_SECOND = 20 * MB
 ANALYZE_BYTES_PER_SECOND = 5 * MB
 ROW_BYTES_GUESS = 100
@@ -339,7 +339,7 @@ class DataExportInput(_Input):
     includeMetadata: bool = False
 
 
-# Measured (README): CSV and JSON about 500,000 records/s, XLSX about 20,000/s.
+# Not yet calibrated by a benchmark; XLSX from workloads.md (100k rows in 6.9 s with xlsxwriter).
 EXPORT_RECORDS_PER_SECOND = {"csv": 200_000, "json": 200_000, "xlsx": 15_000}
 
 
