@@ -35,6 +35,7 @@ from conftest import (
     ApiHarness,
     api_harness,
     own_database_url,
+    running_worker,
 )
 
 from conveyor.access import ROLE_PERMISSIONS, Principal, Role
@@ -203,7 +204,7 @@ UPLOAD_CSV = (
 
 
 def is_upload(path: str) -> bool:
-    return path.endswith("/bulk-upload-async")
+    return path.endswith("/bulk-upload-async") or path == "/api/v1/files"
 
 
 async def call(
@@ -229,10 +230,32 @@ async def create_upload(client: httpx.AsyncClient, headers: dict[str, str]) -> s
     return str(response.json()["job_id"])
 
 
-async def create_job_for(client: httpx.AsyncClient, route: RouteInfo, headers: dict[str, str]) -> str:
+async def create_job_for(shared: Shared, route: RouteInfo, headers: dict[str, str]) -> str:
     if family(route.path) == "predictions":
-        return await create_upload(client, headers)
-    return await create_job(client, headers)
+        return await create_upload(shared.client, headers)
+    if route.path.endswith("/download"):
+        return await create_export(shared, headers)
+    return await create_job(shared.client, headers)
+
+
+async def create_export(shared: Shared, headers: dict[str, str]) -> str:
+    """A completed data_export of `headers`' organisation (its file is what is downloaded)."""
+    client = shared.client
+    uploaded = await client.post("/api/v1/files", files={"file": ("m.csv", b"a,b\n1,2\n")}, headers=headers)
+    assert uploaded.status_code == 201, uploaded.text
+    dataset = str(uuid.uuid4())
+    jobs = [
+        ("file_processing", {"filePath": uploaded.json()["data"]["filePath"], "datasetId": dataset}),
+        ("data_export", {"datasetId": dataset, "format": "csv"}),
+    ]
+    for kind, data in jobs:
+        created = await client.post("/api/v1/jobs", json={"type": kind, "data": data}, headers=headers)
+        assert created.status_code == 201, created.text
+        job_id = created.json()["data"]["jobId"]
+        async with running_worker(shared.harness.conveyor):
+            job = await shared.harness.conveyor.engine.wait(uuid.UUID(job_id), timeout=30)
+        assert job.status.value == "completed", job.error
+    return str(job_id)
 
 
 async def create_job(client: httpx.AsyncClient, headers: dict[str, str], value: Any = 1) -> str:
@@ -285,7 +308,7 @@ async def fill(shared: Shared, route: RouteInfo, owner: dict[str, str]) -> tuple
     filled: dict[str, str] = {}
     for name in re.findall(r"{(\w+)}", route.path):
         if name == "job_id":
-            job_id = await create_job_for(shared.client, route, owner)
+            job_id = await create_job_for(shared, route, owner)
             if route.path.endswith(("/retry", "/wait")):
                 admin = await shared.key(Role.ADMIN)
                 cancelled = await shared.client.post(f"/api/v1/jobs/{job_id}/cancel", headers=admin)
@@ -454,19 +477,20 @@ async def insider_failures(shared: Shared, route: RouteInfo, path_for: Callable[
 @pytest.mark.parametrize("route", JOB_ROUTES, ids=route_id)
 async def test_jobs_outside_the_callers_scope_are_not_found(shared: Shared, route: RouteInfo) -> None:
     admin = await shared.key(Role.ADMIN)
-    job_id = await create_job_for(shared.client, route, alice())
+    job_id = await create_job_for(shared, route, alice())
+    before = await job_status(shared.client, admin, job_id)  # completed for a download, else pending
     path = route.path.format(job_id=job_id)
     failures = await outsider_failures(
         shared, route, path, route.path.format(job_id=str(uuid.uuid4())), "JOB_NOT_FOUND"
     )
-    if await job_status(shared.client, admin, job_id) != ("pending", False):
+    if await job_status(shared.client, admin, job_id) != before:
         failures.append("callers who cannot see the job changed it")
 
     async def same_job() -> str:
         return path
 
     async def fresh_job() -> str:  # a deleted job is gone for the next insider
-        return route.path.format(job_id=await create_job_for(shared.client, route, alice()))
+        return route.path.format(job_id=await create_job_for(shared, route, alice()))
 
     failures += await insider_failures(shared, route, fresh_job if route.method == "DELETE" else same_job)
     assert not failures, f"{route_id(route)}\n" + "\n".join(failures)
