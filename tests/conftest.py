@@ -213,6 +213,9 @@ API_MAX_BODY_BYTES = 64 * 1024  # the test apps' body limit
 # The test apps create jobs faster and in bigger queues than the creation limits allow;
 # tests/test_api_limits.py turns them back on.
 NO_CREATION_LIMITS = {"jobs_per_minute": 0, "jobs_per_hour": 0, "max_queue_size": 0}
+# Sensitive job types (the workbench's sentiment analysis) are stored encrypted and refused
+# without a key: the test apps have one (tests/test_encryption.py checks the refusal).
+TEST_ENCRYPTION = {"encryption_keys": {"test": "dGhpcyBpcyBhIHRlc3Qga2V5LCBub3QgYSBzZWNyZXQ="}}
 
 
 @contextlib.asynccontextmanager
@@ -236,7 +239,7 @@ async def api_harness(
             jwt_audience=JWT_AUDIENCE,
             jwt_issuer=JWT_ISSUER,
             max_body_bytes=API_MAX_BODY_BYTES,
-            **{"data_dir": data_dir, **NO_CREATION_LIMITS, **overrides},
+            **{"data_dir": data_dir, **NO_CREATION_LIMITS, **TEST_ENCRYPTION, **overrides},
         )
         conveyor = Conveyor.from_settings(settings, registries=[jobtypes])
         fastapi_app = create_app(conveyor, bootstrap_keys=False)
