@@ -432,6 +432,10 @@ def test_readme_lists_every_endpoint() -> None:
 
 
 async def test_rs256_tokens_verified_with_the_configured_public_key(tmp_path: Any, sqlite_template: Any) -> None:
+    import base64
+    import hashlib
+    import hmac
+    import json
     import shutil
 
     import httpx
@@ -457,12 +461,20 @@ async def test_rs256_tokens_verified_with_the_configured_public_key(tmp_path: An
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     forged = pyjwt.encode(claims, other, algorithm="RS256")
     hs = pyjwt.encode(claims, "guessable-secret-guessable-secret-32b", algorithm="HS256")
+
+    # The classic confusion: HS256 "signed" with the public key's PEM as the HMAC secret (PyJWT
+    # will not make one, so it is made by hand), for a verifier that would take the PEM as one.
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    signing_input = f"{b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{b64(json.dumps(claims).encode())}"
+    confused = f"{signing_input}.{b64(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())}"
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         created = await client.post(
             "/api/v1/jobs", json={"type": "t.echo", "data": {}}, headers={"Authorization": f"Bearer {good}"}
         )
         assert created.status_code == 201 and created.json()["data"]["owner"]["orgId"] == "org-r"
-        for token in (forged, hs):  # another key; HS256 when only RS256 is configured
+        for token in (forged, hs, confused):  # another key; HS256 when only RS256 is configured
             refused = await client.get("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"})
             assert refused.status_code == 401
