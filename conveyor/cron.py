@@ -74,8 +74,10 @@ class Timing:
         if (cron is None) == (interval_seconds is None):
             raise InvalidSchedule("give either cron or interval_seconds, not both", field="cron")
         if interval_seconds is not None:
-            interval = timedelta(seconds=interval_seconds)
-            if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+            # Compared as a number first: timedelta cannot even hold some floats (±1e17 s, NaN).
+            seconds_ok = MIN_INTERVAL.total_seconds() <= interval_seconds <= MAX_INTERVAL.total_seconds()
+            interval = timedelta(seconds=interval_seconds) if seconds_ok else None
+            if interval is None:
                 longest = MAX_INTERVAL.total_seconds()
                 raise InvalidSchedule(f"interval_seconds must be between 1 and {longest:.0f}", field="interval_seconds")
             return cls(None, timezone, interval)

@@ -175,3 +175,11 @@ def test_tick_keys_are_the_same_whoever_computes_them() -> None:
     assert tick_key("s1", tick) == tick_key("s1", tick.astimezone(ZoneInfo("Europe/Berlin")))
     assert tick_key("s1", tick) == "schedule:s1:2026-03-29T03:00:00.000000+00:00"
     assert tick_key("s1", tick) != tick_key("s2", tick)
+
+
+@pytest.mark.parametrize("seconds", [0.5, -5.313102110112887e16, 1e300, float("nan"), float("inf")])
+def test_an_interval_out_of_range_is_refused_naming_the_field(seconds: float) -> None:
+    # -5.3e16 came from a schemathesis run: timedelta could not hold it (a 500 before).
+    with pytest.raises(InvalidSchedule, match="between 1 and") as refused:
+        Timing.of(cron=None, interval_seconds=seconds)
+    assert refused.value.details["field"] == "interval_seconds"

@@ -1,0 +1,114 @@
+"""The API against its own OpenAPI schema, with requests schemathesis generates.
+
+    python -m bench.fuzz_api [--max-examples 120] [--json]
+
+Starts `conveyor serve --no-worker` on a SQLite file in a temporary directory (creation limits
+off, an encryption key for the sensitive job types, the admin key the first start prints),
+runs `schemathesis run` over every operation of /openapi.json — examples, coverage, fuzzing
+and stateful phases — with two checks: no response is a server error (5xx), and every
+response matches the schema documented for it. Prints the cases generated and passed, and the
+failures; exits 1 if there is any. `--max-examples 120` generates about 15,000 requests (the
+long run); the test suite runs it with 2 (tests/test_api_fuzz.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.api import free_port
+
+CHECKS = "not_a_server_error,response_schema_conformance"
+KEY = re.compile(r"cvk_[A-Za-z0-9_.-]+")
+COUNTS = re.compile(r"(\d+) generated, (\d+) passed(?:, (\d+) failed)?")
+
+
+def run(max_examples: int, seed: int | None = None) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="conveyor-fuzz-") as tmp:
+        root = Path(tmp)
+        port = free_port()
+        env = {
+            **os.environ,
+            "CONVEYOR_DATABASE_URL": f"sqlite:///{root / 'fuzz.db'}",
+            "CONVEYOR_DATA_DIR": str(root / "data"),
+            "CONVEYOR_JOBS_PER_MINUTE": "0",
+            "CONVEYOR_JOBS_PER_HOUR": "0",
+            "CONVEYOR_MAX_QUEUE_SIZE": "0",
+            "CONVEYOR_ENCRYPTION_KEYS": json.dumps({"fuzz": "ZnV6ei1rZXktZm9yLWEtdGhyb3dhd2F5LWRiLTAwMDE="}),
+        }
+        conveyor = str(Path(sys.executable).with_name("conveyor"))
+        log = (root / "serve.log").open("w+")
+        server = subprocess.Popen(
+            [conveyor, "serve", "--no-worker", "--port", str(port), "--log-level", "warning"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            key = _wait_for_server(port, root / "serve.log", server)
+            command = [
+                str(Path(sys.executable).with_name("schemathesis")),
+                "run",
+                f"http://127.0.0.1:{port}/openapi.json",
+            ]
+            command += ["-H", f"Authorization: Bearer {key}", "--max-examples", str(max_examples), "--checks", CHECKS]
+            command += ["--no-color"] + (["--seed", str(seed)] if seed is not None else [])
+            started = time.monotonic()
+            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
+            seconds = time.monotonic() - started
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+    found = COUNTS.search(done.stdout)
+    generated, passed, failed = (int(found.group(i) or 0) for i in (1, 2, 3)) if found else (0, 0, 0)
+    return {
+        "max_examples": max_examples,
+        "generated": generated,
+        "passed": passed,
+        "failed": failed,
+        "seconds": round(seconds, 1),
+        "ok": done.returncode == 0 and found is not None and failed == 0,
+        "output": done.stdout[-4000:],
+    }
+
+
+def _wait_for_server(port: int, log_path: Path, server: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"conveyor serve stopped:\n{log_path.read_text()}")
+        key = KEY.search(log_path.read_text())
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/jobs/health", timeout=2):
+                if key:
+                    return key.group(0)
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"conveyor serve did not answer within 60 s:\n{log_path.read_text()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-examples", type=int, default=120, help="schemathesis examples per operation and phase")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object (without the tool's output)")
+    args = parser.parse_args()
+    result = run(args.max_examples, args.seed)
+    if args.json:
+        sys.stdout.write(json.dumps({k: v for k, v in result.items() if k != "output"}) + "\n")
+    else:
+        counts = f"{result['generated']} generated, {result['passed']} passed, {result['failed']} failed"
+        sys.stdout.write(f"{result['output']}\n{counts} in {result['seconds']} s\n")
+    sys.exit(0 if result["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()
