@@ -141,3 +141,13 @@ async def test_the_api_shows_the_caller_its_sensitive_result_in_clear(database_u
         got = (await api.client.get(f"/api/v1/jobs/{job_id}", headers=headers)).json()["data"]
         assert got["result"] == {"patient": "Jane Roe", "summary": f"dose for {MARKER} reviewed"}
     assert MARKER not in raw_text(database_url)
+
+
+async def test_a_retried_sensitive_job_is_sealed_anew_and_returned_in_clear(database_url: str) -> None:
+    async with conveyor_with(database_url, {"k1": K1}) as app:
+        job = await app.engine.enqueue("t.sensitive", PATIENT)
+        await app.engine.cancel(job.id)
+        again = await app.engine.retry(job.id)
+        assert again.id != job.id and again.data == PATIENT
+        assert (await app.engine.get(again.id)).data == PATIENT  # its seal is bound to its own id
+    assert MARKER not in raw_text(database_url)

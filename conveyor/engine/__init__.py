@@ -357,7 +357,7 @@ class Engine:
         )
         new_job = self.prepare(request)
         if job.batch_id is None:
-            again = (await self._coalescer.insert(new_job))[0]
+            again = self.sealing.opened((await self._coalescer.insert(new_job))[0])
         else:  # a member of a batch: it joins the batch waiting for a slot, as the others did
             new_job.status, new_job.run_at = _SCHEDULED, HELD_UNTIL
             await self.store.insert_jobs([new_job])
