@@ -60,7 +60,10 @@ def run(max_examples: int, seed: int | None = None) -> dict[str, object]:
             command += ["-H", f"Authorization: Bearer {key}", "--max-examples", str(max_examples), "--checks", CHECKS]
             command += ["--no-color"] + (["--seed", str(seed)] if seed is not None else [])
             started = time.monotonic()
-            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"})
+            # In the temporary directory: schemathesis keeps a cache of crashes in its working directory.
+            done = subprocess.run(
+                command, capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}, cwd=root
+            )
             seconds = time.monotonic() - started
         finally:
             server.terminate()
