@@ -10,11 +10,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,calibration]"
 
 if [ -z "${CONVEYOR_TEST_DATABASE_URL:-}" ]; then
   bash scripts/postgres-up.sh
   export CONVEYOR_TEST_DATABASE_URL=postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor
+fi
+
+# The VA calibration data are not part of the repository (see the README): the shared copy.
+if [ -z "${CONVEYOR_VACALIBRATION_DATA:-}" ] && [ -d ../shared/vacalibration/data ]; then
+  export CONVEYOR_VACALIBRATION_DATA=$(cd ../shared/vacalibration/data && pwd)
 fi
 
 .venv/bin/ruff check .
