@@ -36,6 +36,7 @@ from conveyor.api.routes import (
     audit,
     batches,
     cache,
+    calibration,
     canonical,
     keys,
     monitoring,
@@ -201,6 +202,7 @@ ROUTERS = (
     batches.router,
     cache.router,
     workbench.router,
+    calibration.router,
     canonical.router,
     predictions.router,
 )
