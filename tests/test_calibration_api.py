@@ -145,7 +145,7 @@ async def test_cancel_and_timeout_stop_a_running_calibration(api: ApiHarness) ->
 
         async def sampling() -> bool:
             s = await status_of(api, job_id)
-            return s["status"] == "running" and s["progress"]["step_name"].startswith("Sampling")
+            return s["status"] == "running" and (s["progress"]["step_name"] or "").startswith("Sampling")
 
         await eventually(sampling, timeout=180, interval=0.2)
         cancelled = await api.client.delete(f"/api/v1/calibrate/{job_id}", headers=admin(api))
