@@ -64,7 +64,7 @@ def holds(role: Role, route: RouteInfo) -> bool:
 # --- response shapes, by family (decided by the path, as the API documents) -------------------
 
 _MONITORING = ("/api/v1/jobs/jobs", "/api/v1/jobs/queues", "/api/v1/jobs/schedules", "/api/v1/jobs/statistics")
-_CALIBRATION = ("/api/v1/jobs/health", "/api/v1/jobs/metrics", "/api/v1/cache")
+_CALIBRATION = ("/api/v1/jobs/health", "/api/v1/jobs/metrics", "/api/v1/cache", "/api/v1/calibrate")
 
 
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:
@@ -180,7 +180,15 @@ def key_id_of(headers: dict[str, str]) -> str:
     return key.split("_", 2)[1]
 
 
+# A calibration (seed 003) that no worker runs here: only its record matters.
+CALIBRATION = {"va_data": {"insilicova": "use_example"}, "age_group": "neonate", "country": "Kenya"}
+
+
 def body_for(route: RouteInfo) -> dict[str, Any] | None:
+    if (route.method, route.path) == ("POST", "/api/v1/calibrate/async"):
+        return {**CALIBRATION, "use_cache": False}
+    if (route.method, route.path) == ("POST", "/api/v1/calibrate/batch"):
+        return {"jobs": [CALIBRATION], "parallel_limit": 1}
     if (route.method, route.path) == ("POST", "/api/v1/jobs"):
         return {"type": "t.echo", "data": {"value": 1}}
     if (route.method, route.path) == ("POST", "/api/v1/api-keys"):
@@ -235,6 +243,11 @@ async def create_job_for(shared: Shared, route: RouteInfo, headers: dict[str, st
         return await create_upload(shared.client, headers)
     if route.path.endswith("/download"):
         return await create_export(shared, headers)
+    if route.path.startswith("/api/v1/calibrate"):
+        body = {**CALIBRATION, "use_cache": False}
+        response = await shared.client.post("/api/v1/calibrate/async", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        return str(response.json()["job_id"])
     return await create_job(shared.client, headers)
 
 
@@ -258,10 +271,24 @@ async def create_export(shared: Shared, headers: dict[str, str]) -> str:
     return str(job_id)
 
 
+def plain_id(seed_id: str) -> str:
+    """Seed 003's `job_<hex>` / `batch_<hex>` as the canonical family's UUID."""
+    return str(uuid.UUID(seed_id.split("_", 1)[1])) if seed_id.startswith(("job_", "batch_")) else seed_id
+
+
 async def create_job(client: httpx.AsyncClient, headers: dict[str, str], value: Any = 1) -> str:
     response = await client.post("/api/v1/jobs", json={"type": "t.echo", "data": {"value": value}}, headers=headers)
     assert response.status_code == 201, response.text
     return str(response.json()["data"]["jobId"])
+
+
+async def create_batch_for(client: httpx.AsyncClient, route: RouteInfo, headers: dict[str, str]) -> str:
+    if route.path.startswith("/api/v1/calibrate"):
+        body = {"jobs": [CALIBRATION, CALIBRATION], "parallel_limit": 1}
+        response = await client.post("/api/v1/calibrate/batch", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        return str(response.json()["batch_id"])
+    return await create_batch(client, headers)
 
 
 async def create_batch(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
@@ -272,12 +299,12 @@ async def create_batch(client: httpx.AsyncClient, headers: dict[str, str]) -> st
 
 
 async def batch_state(client: httpx.AsyncClient, admin: dict[str, str], batch_id: str) -> Any:
-    data = (await client.get(f"/api/v1/batches/{batch_id}", headers=admin)).json()["data"]
+    data = (await client.get(f"/api/v1/batches/{plain_id(batch_id)}", headers=admin)).json()["data"]
     return data["status"], data["counts"], data["cancelledAt"]
 
 
 async def job_status(client: httpx.AsyncClient, admin: dict[str, str], job_id: str) -> tuple[str, bool]:
-    response = await client.get(f"/api/v1/jobs/{job_id}", headers=admin)
+    response = await client.get(f"/api/v1/jobs/{plain_id(job_id)}", headers=admin)
     assert response.status_code == 200, response.text
     data = response.json()["data"]
     return data["status"], data["cancelRequested"]
@@ -317,7 +344,7 @@ async def fill(shared: Shared, route: RouteInfo, owner: dict[str, str]) -> tuple
         elif name == "schedule_id":
             filled[name] = await create_schedule(shared, (await principal_of(shared, owner)).owner)
         elif name == "batch_id":
-            filled[name] = await create_batch(shared.client, owner)
+            filled[name] = await create_batch_for(shared.client, route, owner)
         elif name == "name":
             filled[name] = "default"
         elif name == "key_id":
@@ -521,10 +548,10 @@ async def test_batches_outside_the_callers_scope_are_not_found(shared: Shared, r
     admin = await shared.key(Role.ADMIN)
 
     async def fresh_batch() -> str:  # one each: an insider's cancel must not change what the next sees
-        return route.path.format(batch_id=await create_batch(shared.client, alice()))
+        return route.path.format(batch_id=await create_batch_for(shared.client, route, alice()))
 
     path = await fresh_batch()
-    batch_id = path.split("/")[4]
+    batch_id = path.split("/")[route.path.split("/").index("{batch_id}")]
     before = await batch_state(shared.client, admin, batch_id)
     unknown_path = route.path.format(batch_id=str(uuid.uuid4()))
     failures = await outsider_failures(shared, route, path, unknown_path, "BATCH_NOT_FOUND")

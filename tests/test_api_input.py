@@ -45,7 +45,7 @@ MISSING: Any = object()
 # --- families and their error shapes ---------------------------------------------------------
 
 _MONITORING = ("/api/v1/jobs/jobs", "/api/v1/jobs/queues", "/api/v1/jobs/statistics")
-_CALIBRATION = ("/api/v1/jobs/health", "/api/v1/jobs/metrics")
+_CALIBRATION = ("/api/v1/jobs/health", "/api/v1/jobs/metrics", "/api/v1/calibrate")
 
 
 def _under(path: str, prefixes: tuple[str, ...]) -> bool:

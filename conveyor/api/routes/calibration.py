@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conveyor.access import Permission, Principal
+from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
 from conveyor.api.lean import LeanRoute
@@ -42,6 +43,56 @@ SEED_MAX_TIMEOUT_MINUTES = 120.0  # seed 003's MAX_TIMEOUT_MINUTES
 CANCEL_WAIT_MARGIN_SECONDS = 5.0
 STATUS_NAMES = {Status.COMPLETED: "success", Status.SCHEDULED: "pending"}
 BATCH_STATUS_NAMES = {"completed": "success"}
+
+
+# Seed 003's own examples.
+_JOB = "job_0196f2e5b1a77c3d9e4fa1b2c3d4e5f6"
+_BATCH = "batch_0196f2e5b1a77c3d9e4f000000000042"
+_ERROR = {"detail": f"Job {_JOB} not found", "status_code": 404, "timestamp": "2024-01-15T14:30:00Z"}
+NOT_FOUND = ex.example(404, _ERROR)
+CREATED = ex.example(200, {"job_id": _JOB, "status": "created"})
+STATUS = {
+    "job_id": _JOB,
+    "status": "running",
+    "progress": {"current_step": 3, "total_steps": 4, "step_name": "Sampling the posterior (insilicova, prior matrix)",
+                 "progress_percentage": 60.0, "estimated_completion": "2024-01-15T14:30:00Z"},
+    "metadata": {"job_id": _JOB, "job_type": "calibration", "created_at": "2024-01-15T14:25:00Z",
+                 "started_at": "2024-01-15T14:25:30Z", "completed_at": None, "priority": 5, "age_group": "neonate",
+                 "country": "Mozambique", "timeout_minutes": 30.0, "batch_id": None, "attempt": 1},
+    "logs": [{"timestamp": "2024-01-15T14:26:00Z", "level": "info", "component": "calibration",
+              "message": "insilicova: 1190 deaths; not calibrated: congenital_malformation, other; lambda 0.29"}],
+    "log_count": 1,
+    "result_summary": None,
+    "error_details": None,
+}  # fmt: skip
+RESULT = {
+    "job_id": _JOB,
+    "status": "success",
+    "result": {
+        "status": "success",
+        "causes": ["congenital_malformation", "pneumonia", "sepsis_meningitis_inf", "ipre", "other", "prematurity"],
+        "uncalibrated": {"insilicova": [0.00084, 0.12437, 0.30504, 0.27479, 0.05210, 0.24286]},
+        "calibrated": {"insilicova": {"mean": [0.00084, 0.10595, 0.55890, 0.20165, 0.05210, 0.08056],
+                                      "lower_ci": [0.00084, 0.00491, 0.39036, 0.03040, 0.05210, 0.00474],
+                                      "upper_ci": [0.00084, 0.28918, 0.76676, 0.34023, 0.05210, 0.18315]}},
+        "age_group": "neonate",
+        "country": "Mozambique",
+        "completed_at": "2024-01-15T14:28:45Z",
+    },
+    "metadata": STATUS["metadata"],
+    "cache_info": {"cached_at": "2024-01-15T14:28:45Z", "source_job_id": _JOB, "outcome": "hit"},
+}  # fmt: skip
+BATCH_CREATED = {
+    "batch_id": _BATCH,
+    "job_ids": [_JOB],
+    "batch_metadata": {"batch_id": _BATCH, "batch_name": "Multi-country comparison", "total_jobs": 1,
+                       "created_at": "2024-01-15T14:30:00Z", "parallel_limit": 3, "fail_fast": False},
+}  # fmt: skip
+BATCH_STATUS = {
+    "batch_id": _BATCH, "batch_name": "Multi-country comparison", "total_jobs": 1, "completed_jobs": 0,
+    "failed_jobs": 0, "cancelled_jobs": 0, "running_jobs": 1, "pending_jobs": 0, "batch_status": "running",
+    "job_statuses": [{"job_id": _JOB, "status": "running"}],
+}  # fmt: skip
 
 
 def family_status(status: Status) -> str:
@@ -149,7 +200,7 @@ def _request(svc: Services, body: CalibrationJob, where: str = "") -> JobRequest
     )
 
 
-@router.post("/async", summary="Create an asynchronous calibration job")
+@router.post("/async", summary="Create an asynchronous calibration job", responses=CREATED)
 async def create(svc: Svc, principal: Creator, body: CreateCalibration) -> dict[str, Any]:
     """Answers at once with the job's id; with `use_cache`, an identical request's job (done
     within CACHE_TTL, or still running) is answered instead, with `cache_info`."""
@@ -234,7 +285,11 @@ def _summary(job: Job) -> dict[str, Any] | None:
     }
 
 
-@router.get("/{job_id}/status", summary="A calibration job's progress, metadata and logs")
+@router.get(
+    "/{job_id}/status",
+    summary="A calibration job's progress, metadata and logs",
+    responses=ex.example(200, STATUS) | NOT_FOUND,
+)
 async def status(
     svc: Svc,
     principal: Reader,
@@ -267,13 +322,20 @@ async def status(
     }
 
 
-@router.get("/{job_id}/result", summary="A successful calibration's result")
+@router.get("/{job_id}/result", summary="A calibration's result", responses=ex.example(200, RESULT) | NOT_FOUND)
 async def result(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
+    """The result once the job succeeded; before that (or after a failure) `result` is null,
+    with the job's status and `error_details`."""
     job = await _job(svc, principal, job_id)
     if job.status != Status.COMPLETED:
-        raise ApiError(
-            400, "JOB_NOT_FINISHED", f"Job {job_id} has no result: its status is {family_status(job.status)}"
-        )
+        return {
+            "job_id": job_ref(job.id),
+            "status": family_status(job.status),
+            "result": None,
+            "metadata": _metadata(job),
+            "error_details": job.error,
+            "cache_info": None,
+        }
     return {
         "job_id": job_ref(job.id),
         "status": "success",
@@ -283,7 +345,11 @@ async def result(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
     }
 
 
-@router.delete("/{job_id}", summary="Cancel a calibration job")
+@router.delete(
+    "/{job_id}",
+    summary="Cancel a calibration job",
+    responses=ex.example(200, {"job_id": _JOB, "status": "cancelled"}) | NOT_FOUND,
+)
 async def cancel(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
     """Pending jobs are cancelled at once; a running one stops at its next chunk of draws
     (waited for, up to the worker's grace)."""
@@ -304,7 +370,7 @@ async def cancel(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
 # --- batches ---------------------------------------------------------------------------------------
 
 
-@router.post("/batch", summary="Create a batch of calibration jobs")
+@router.post("/batch", summary="Create a batch of calibration jobs", responses=ex.example(200, BATCH_CREATED))
 async def create_batch(svc: Svc, principal: Creator, body: CreateBatch) -> dict[str, Any]:
     """Every job is checked first (errors name `jobs.<index>`); at most `parallel_limit` run at
     once; with `fail_fast`, a failure cancels the jobs not yet finished."""
@@ -332,7 +398,11 @@ async def create_batch(svc: Svc, principal: Creator, body: CreateBatch) -> dict[
     }
 
 
-@router.get("/batch/{batch_id}/status", summary="A batch's progress and its jobs' statuses")
+@router.get(
+    "/batch/{batch_id}/status",
+    summary="A batch's progress and its jobs' statuses",
+    responses=ex.example(200, BATCH_STATUS) | NOT_FOUND,
+)
 async def batch_status(svc: Svc, principal: Reader, batch_id: str) -> dict[str, Any]:
     try:
         view = await svc.conveyor.batches.get(_parse(batch_id, "batch", "Batch"), visible_to=principal.visibility)
