@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.api import free_port
+from conveyor.packs.calibration import unavailable
 
 CHECKS = "not_a_server_error,response_schema_conformance"
 KEY = re.compile(r"cvk_[A-Za-z0-9_.-]+")
@@ -61,7 +62,7 @@ def run(max_examples: int, seed: int | None = None) -> dict[str, object]:
             ]
             command += ["-H", f"Authorization: Bearer {key}", "--max-examples", str(max_examples), "--checks", CHECKS]
             command += ["--no-color"] + (["--seed", str(seed)] if seed is not None else [])
-            if not calibration_ready():  # creating one answers 503 by design (data not configured)
+            if unavailable():  # creating one answers 503 by design (data not configured)
                 command += ["--exclude-path-regex", "^/api/v1/calibrate/(async|batch)$"]
             started = time.monotonic()
             # In the temporary directory: schemathesis keeps a cache of crashes in its working directory.
@@ -84,19 +85,6 @@ def run(max_examples: int, seed: int | None = None) -> dict[str, object]:
         "ok": done.returncode == 0 and found is not None and failed == 0,
         "output": done.stdout[-4000:],
     }
-
-
-def calibration_ready() -> bool:
-    """Whether this machine can create VA calibrations (their data and the optional extra)."""
-    import importlib.util
-
-    from conveyor.packs.calibration import data
-
-    try:
-        data.load()
-    except data.DataUnavailable:
-        return False
-    return importlib.util.find_spec("numpyro") is not None
 
 
 def _wait_for_server(port: int, log_path: Path, server: subprocess.Popen[bytes]) -> str:

@@ -42,23 +42,9 @@ from conveyor.access import ROLE_PERMISSIONS, Principal, Role
 from conveyor.api.app import RouteInfo, route_table
 from conveyor.engine.schedules import ScheduleSpec
 from conveyor.model import Owner
+from conveyor.packs.calibration import unavailable
 
-
-def _calibration_ready() -> bool:
-    """Whether calibration jobs can be created here: they need the VA data (not in the
-    repository: CONVEYOR_VACALIBRATION_DATA) and the `calibration` extra."""
-    import importlib.util
-
-    from conveyor.packs.calibration import data
-
-    try:
-        data.load()
-    except data.DataUnavailable:
-        return False
-    return importlib.util.find_spec("numpyro") is not None
-
-
-CALIBRATION_READY = _calibration_ready()
+CALIBRATION_READY = unavailable() is None  # the VA data and the calibration extra are here
 # Without the data, creating a calibration answers 503 (documented), so the matrix cannot make
 # the jobs its calibration routes act on: those routes leave the matrix (and say so below).
 ROUTES = [r for r in route_table() if CALIBRATION_READY or not r.path.startswith("/api/v1/calibrate")]

@@ -11,7 +11,6 @@ cancelling `jobs:manage`; another organisation's job or batch answers 404.
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -165,14 +164,8 @@ class CreateBatch(BaseModel):
 
 def _ready(svc: Services) -> None:
     """Calibration jobs are refused at enqueue when they could not run."""
-    if importlib.util.find_spec("numpyro") is None:
-        raise ApiError(
-            503, "UNAVAILABLE", "calibration needs the optional dependencies: pip install 'conveyor[calibration]'"
-        )
-    try:
-        pack.data.load()
-    except pack.DataUnavailable as exc:
-        raise ApiError(503, "UNAVAILABLE", str(exc)) from None
+    if reason := pack.unavailable():
+        raise ApiError(503, "UNAVAILABLE", reason)
 
 
 def _request(svc: Services, body: CalibrationJob, where: str = "") -> JobRequest:

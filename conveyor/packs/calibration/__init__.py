@@ -7,6 +7,9 @@ are imported when a job runs. The data (CHAMPS misclassification estimates, the 
 are read from the directory CONVEYOR_VACALIBRATION_DATA names.
 """
 
+import importlib.util
+
+from conveyor.packs.calibration import data
 from conveyor.packs.calibration.data import (
     AGE_GROUPS,
     ALGORITHMS,
@@ -16,6 +19,19 @@ from conveyor.packs.calibration.data import (
     DataUnavailable,
 )
 from conveyor.packs.calibration.jobtype import KIND, CalibrationInput, cache_key, jobtypes
+
+
+def unavailable() -> str | None:
+    """Why calibration jobs could not run here (the optional extra, or the data, missing);
+    None when they can."""
+    if importlib.util.find_spec("numpyro") is None:
+        return "calibration needs the optional dependencies: pip install 'conveyor[calibration]'"
+    try:
+        data.load()
+    except DataUnavailable as exc:
+        return str(exc)
+    return None
+
 
 __all__ = [
     "AGE_GROUPS",
@@ -28,4 +44,5 @@ __all__ = [
     "DataUnavailable",
     "cache_key",
     "jobtypes",
+    "unavailable",
 ]
