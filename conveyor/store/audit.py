@@ -14,13 +14,12 @@ Nothing here updates or deletes a chained record; on PostgreSQL triggers refuse 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.audit import (
     GENESIS,
@@ -33,6 +32,7 @@ from conveyor.audit import (
     sign_checkpoint,
 )
 from conveyor.model import utc_now
+from conveyor.store.hooks import StoreHooks
 from conveyor.store.schema import audit, audit_checkpoints, audit_journal
 
 # An arbitrary constant: the key of the advisory lock that serialises sealing.
@@ -71,13 +71,8 @@ class AuditFilter:
         return out
 
 
-class AuditTables:
+class AuditTables(StoreHooks):
     """Append, page through and checkpoint the audit chain (mixed into SqlStore)."""
-
-    _read_engine: AsyncEngine
-
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:  # provided by SqlStore
-        raise NotImplementedError
 
     async def journal_audit(self, entries: Sequence[AuditEntry]) -> None:
         """Write `entries` to the journal (one statement, no lock); `seal_audit` chains them."""

@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.model import HELD_UNTIL, Job, NewJob, Owner, Status, Visibility, utc_now
 from conveyor.store.filters import scope_clauses
+from conveyor.store.hooks import StoreHooks
 from conveyor.store.rows import created_record, job_of_new, row_of
 from conveyor.store.schema import audit_journal, batches, jobs
 
@@ -118,28 +118,8 @@ def _holding_a_slot(c: Any) -> sa.ColumnElement[bool]:
     )
 
 
-class BatchTables:
+class BatchTables(StoreHooks):
     """Batches (mixed into SqlStore)."""
-
-    dialect: str
-    _read_engine: AsyncEngine
-
-    # --- provided by SqlStore -----------------------------------------------------------------
-
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        raise NotImplementedError
-
-    def _now(self) -> sa.ColumnElement[datetime]:
-        raise NotImplementedError
-
-    def _lock_skipping(self, select: sa.Select[Any]) -> sa.Select[Any]:
-        raise NotImplementedError
-
-    async def _notify(self, conn: AsyncConnection, topic: str, payloads: Sequence[str]) -> None:
-        raise NotImplementedError
-
-    async def _after_commit(self, topic: str, payloads: Sequence[str]) -> None:
-        raise NotImplementedError
 
     # --- definitions and reads ----------------------------------------------------------------
 

@@ -12,17 +12,17 @@ completed at or after `fresh_after` (now minus the TTL); clearing deletes entrie
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.model import Job, NewJob, Status, Visibility, utc_now
 from conveyor.store.filters import scope_clauses
+from conveyor.store.hooks import StoreHooks
 from conveyor.store.rows import created_record, job_from_row, job_of_new, row_of
 from conveyor.store.schema import UTCDateTime, audit_journal, cache_entries, jobs
 
@@ -65,25 +65,8 @@ class CacheStats:
         return round(100.0 * self.hits / asked, 1) if asked else 0.0
 
 
-class CacheTables:
+class CacheTables(StoreHooks):
     """The result cache's entries (mixed into SqlStore)."""
-
-    dialect: str
-    _read_engine: AsyncEngine
-
-    # --- provided by SqlStore -----------------------------------------------------------------
-
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        raise NotImplementedError
-
-    def _upsert(self, table: sa.Table) -> Any:
-        raise NotImplementedError
-
-    async def _notify(self, conn: AsyncConnection, topic: str, payloads: Sequence[str]) -> None:
-        raise NotImplementedError
-
-    async def _after_commit(self, topic: str, payloads: Sequence[str]) -> None:
-        raise NotImplementedError
 
     # --- requests -------------------------------------------------------------------------------
 

@@ -8,15 +8,14 @@ callers cache it).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from conveyor.model import utc_now
+from conveyor.store.hooks import StoreHooks
 from conveyor.store.schema import api_keys, queue_states, workers
 
 
@@ -57,13 +56,8 @@ class WorkerRecord:
     last_seen_at: datetime
 
 
-class ControlTables:
+class ControlTables(StoreHooks):
     """API keys, queue states and worker presence (mixed into SqlStore)."""
-
-    _read_engine: AsyncEngine
-
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:  # provided by SqlStore
-        raise NotImplementedError
 
     # --- API keys ---------------------------------------------------------------------------
 

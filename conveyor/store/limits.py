@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from conveyor.store.hooks import StoreHooks
 from conveyor.store.schema import rate_windows
 
 
@@ -50,14 +49,8 @@ def wait_to_fit(n: int, limit: int, current: int, previous: int, elapsed: float,
     return rest + fraction * seconds
 
 
-class RateWindows:
+class RateWindows(StoreHooks):
     """Take counts in rate windows (mixed into SqlStore)."""
-
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:  # provided by SqlStore
-        raise NotImplementedError
-
-    def _upsert(self, table: sa.Table) -> Any:  # provided by ScheduleTables
-        raise NotImplementedError
 
     async def take_rate(self, principal: str, n: int, limits: Sequence[tuple[int, int]], now: datetime) -> float | None:
         """Count `n` jobs for `principal` in each (window seconds, limit) of `limits` unless

@@ -14,18 +14,17 @@ Two guarantees live here, both decided by the database rather than by timing:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.cron import MissedPolicy, Timing
 from conveyor.model import Job, NewJob, Owner, Status, Visibility, utc_now
 from conveyor.store.filters import scope_clauses
+from conveyor.store.hooks import StoreHooks
 from conveyor.store.rows import job_of_new, row_of
 from conveyor.store.schema import UTCDateTime, jobs, leaders, schedules
 
@@ -97,32 +96,8 @@ def schedule_from_row(row: Any) -> Schedule:
     )
 
 
-class ScheduleTables:
+class ScheduleTables(StoreHooks):
     """Schedules and leader leases (mixed into SqlStore)."""
-
-    dialect: str
-    _read_engine: AsyncEngine
-
-    # --- provided by SqlStore -----------------------------------------------------------------
-
-    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        raise NotImplementedError
-
-    def _now(self) -> sa.ColumnElement[datetime]:
-        raise NotImplementedError
-
-    def _now_plus(self, delta: timedelta) -> sa.ColumnElement[datetime]:
-        raise NotImplementedError
-
-    async def _notify(self, conn: AsyncConnection, topic: str, payloads: Sequence[str]) -> None:
-        raise NotImplementedError
-
-    async def _after_commit(self, topic: str, payloads: Sequence[str]) -> None:
-        raise NotImplementedError
-
-    def _upsert(self, table: sa.Table) -> Any:
-        """INSERT … ON CONFLICT, which both dialects spell alike."""
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
 
     # --- schedules ----------------------------------------------------------------------------
 
