@@ -17,11 +17,12 @@ import binascii
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import ConveyorError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
 TEXT_PREFIX = "sealed:1:"
@@ -61,7 +62,10 @@ class Keyring:
     def __init__(self, keys: Mapping[str, bytes], current: str) -> None:
         if current not in keys:
             raise ValueError(f"the current encryption key {current!r} is not among the keys ({', '.join(keys)})")
-        self._ciphers = {kid: AESGCM(key) for kid, key in keys.items()}
+        # cryptography (~9 MB in every process) is imported once a key is configured.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._ciphers: dict[str, AESGCM] = {kid: AESGCM(key) for kid, key in keys.items()}
         self.current = current
 
     @classmethod
@@ -78,6 +82,8 @@ class Keyring:
     @staticmethod
     def new_key() -> str:
         """A fresh key, as settings hold it."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
 
     def _seal(self, plain: bytes, aad: str) -> tuple[str, str]:

@@ -15,9 +15,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 SETTING = "CONVEYOR_VACALIBRATION_DATA"
 AgeGroup = Literal["neonate", "child"]
@@ -105,6 +106,10 @@ def _load(directory: Path) -> CalibrationData:
 
 
 def _matrices(prior: dict[str, Any]) -> dict[tuple[str, str, str, str], np.ndarray]:
+    # NumPy is imported where the data are read, not with the pack: every worker loads the
+    # installed packs, and NumPy would add ~10 MB to processes that never calibrate.
+    import numpy as np
+
     out: dict[tuple[str, str, str, str], np.ndarray] = {}
     for age in AGE_GROUPS:
         causes = list(CAUSES[age])

@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from conveyor import Context, JobType, PermanentError, Registry
 from conveyor.packs.calibration import data as vadata_files
 from conveyor.packs.calibration.data import ALGORITHMS, DataUnavailable
-from conveyor.packs.calibration.vadata import BadVAData, to_counts
 
 KIND = "calibration"
 COMPONENT = "calibration"
@@ -66,6 +65,8 @@ class CalibrationInput(BaseModel):
 
 def counts_for(data: CalibrationInput) -> tuple[dict[str, Any], list[str]]:
     """(counts per algorithm, notes) of a request; ValueError naming every problem."""
+    from conveyor.packs.calibration.vadata import BadVAData, to_counts  # NumPy: only when asked
+
     try:
         files = vadata_files.load()
     except DataUnavailable as exc:
