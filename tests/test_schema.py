@@ -120,6 +120,23 @@ def test_hot_queries_use_their_index_on_postgres(large_postgres: str, name: str)
     assert "Seq Scan on conveyor_jobs" not in plan, plan
 
 
+def test_owner_lookups_use_the_partial_owner_indexes_with_parameters(large_postgres: str) -> None:
+    # The owner indexes leave out NULL owners; a lookup by a bound parameter (as the store's
+    # prepared statements make) must still prove `owner = $1` implies NOT NULL and use them.
+    with psycopg.connect(large_postgres) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        for column, index in [
+            ("owner_org_id", "ix_conveyor_jobs_org_created"),
+            ("owner_user_id", "ix_conveyor_jobs_user_created"),
+        ]:
+            conn.execute(
+                f"PREPARE by_owner_{column} AS SELECT * FROM conveyor_jobs WHERE {column} = $1"
+                " ORDER BY created_at DESC LIMIT 50"
+            )
+            plan = "\n".join(row[0] for row in conn.execute(f"EXPLAIN EXECUTE by_owner_{column}('org7')"))
+            assert index in plan, plan
+
+
 @pytest.mark.parametrize("name", ["claim", "list newest", "list by status", "stage due", "rescue"])
 def test_hot_queries_search_an_index_on_sqlite(sqlite_template: Any, name: str) -> None:
     # Without statistics SQLite may pick a neighbouring index (status, created_at) over the

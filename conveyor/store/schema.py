@@ -107,8 +107,21 @@ jobs = sa.Table(
     sa.Index("ix_conveyor_jobs_status_created", "status", "created_at"),
     sa.Index("ix_conveyor_jobs_kind_created", "kind", "created_at"),
     sa.Index("ix_conveyor_jobs_created", "created_at"),
-    sa.Index("ix_conveyor_jobs_org_created", "owner_org_id", "created_at"),
-    sa.Index("ix_conveyor_jobs_user_created", "owner_user_id", "created_at"),
+    # Partial: owners are looked up by equality only, and ownerless jobs skip two entries.
+    sa.Index(
+        "ix_conveyor_jobs_org_created",
+        "owner_org_id",
+        "created_at",
+        postgresql_where=sa.text("owner_org_id IS NOT NULL"),
+        sqlite_where=sa.text("owner_org_id IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_conveyor_jobs_user_created",
+        "owner_user_id",
+        "created_at",
+        postgresql_where=sa.text("owner_user_id IS NOT NULL"),
+        sqlite_where=sa.text("owner_user_id IS NOT NULL"),
+    ),
     sa.Index(
         "ix_conveyor_jobs_batch",
         "batch_id",
