@@ -142,6 +142,13 @@ class Context:
         self._dirty = True
         self.checkpoint()
 
+    def expect(self, duration: timedelta) -> None:
+        """The job type's own estimate of the whole run (JobType.estimate_time): the estimated
+        completion until progress reports give a measured speed."""
+        if self._progress.eta is None:
+            self._progress.eta = utc_now() + duration
+            self._dirty = True
+
     @property
     def current_progress(self) -> Progress:
         return self._progress

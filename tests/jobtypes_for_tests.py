@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 from typing import Any
@@ -169,6 +170,27 @@ class Estimated(JobType):
 
 
 jobtypes.add(Estimated)
+
+
+class Expecting(JobType):
+    """Silent for `pause` seconds (no progress report), then reports every item at once."""
+
+    kind = "t.expecting"
+
+    async def execute(self, ctx: Context, data: Spin) -> int:
+        deadline = asyncio.get_running_loop().time() + data.seconds
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+            ctx.checkpoint()
+        ctx.progress(processed=1, total=4)
+        await asyncio.sleep(0.3)
+        return 4
+
+    def estimate_time(self, data: Spin) -> timedelta:
+        return timedelta(minutes=10)
+
+
+jobtypes.add(Expecting)
 
 
 # --- batches and the result cache ---------------------------------------------------------------

@@ -220,6 +220,22 @@ async def test_builtin_sleep_reports_progress_and_honours_cancel(app: Conveyor) 
     assert done.status is Status.CANCELLED
 
 
+async def test_the_job_types_estimate_shows_until_progress_gives_a_speed(app: Conveyor) -> None:
+    # t.expecting estimates 10 minutes and reports nothing for its first 0.6 s.
+    job = await app.engine.enqueue("t.expecting", {"seconds": 0.6})
+    async with running_worker(app, progress_interval=timedelta(milliseconds=50)):
+        seeded = await eventually(lambda: _if(app, job.id, lambda j: j.progress.eta is not None))
+        assert seeded.status is Status.RUNNING and seeded.progress.processed == 0
+        assert seeded.started_at is not None
+        expected = seeded.started_at + timedelta(minutes=10)
+        assert abs((seeded.progress.eta - expected).total_seconds()) < 5
+        # Then the first report's measured speed (one of four items in ~0.6 s) replaces it.
+        measured = await eventually(lambda: _if(app, job.id, lambda j: j.progress.processed == 1))
+        assert measured.progress.eta < utc_now() + timedelta(seconds=30)
+        done = await app.engine.wait(job.id, timeout=10)
+    assert done.status is Status.COMPLETED
+
+
 async def test_noop_completes_many_jobs(app: Conveyor) -> None:
     jobs = await app.engine.enqueue_many([JobRequest("noop", {"i": i}) for i in range(500)])
     async with running_worker(app, concurrency=50):

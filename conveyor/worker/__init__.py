@@ -35,7 +35,7 @@ from conveyor.crypto import SealError
 from conveyor.engine import Engine
 from conveyor.engine import lifecycle as lc
 from conveyor.errors import Cancelled, InvalidJobData, TimedOut, UnknownJobType
-from conveyor.jobtypes import jsonable
+from conveyor.jobtypes import Definition, jsonable
 from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, Status, utc_now
 from conveyor.periodic import run_periodically
 from conveyor.store.control import WorkerRecord
@@ -292,6 +292,7 @@ class Worker:
         except (InvalidJobData, SealError) as exc:  # stored input no longer fits, or does not open here
             error = lc.error_record(exc, retryable=False)
             return Outcome(job.id, job.attempt, self.worker_id, OutcomeKind.FAILED, error=error)
+        self._expect(definition, ctx, data)
         if job.timeout is not None:
             loop = asyncio.get_running_loop()
             running.timers.append(loop.call_later(job.timeout.total_seconds(), self._request_stop, running, TimedOut))
@@ -308,6 +309,18 @@ class Worker:
             return self._outcome_of_stop(running)
         except Exception as exc:  # noqa: BLE001 - the job's own failure
             return lc.outcome_of_error(job, self.worker_id, exc, now=utc_now(), policy=self._policy(job))
+
+    @staticmethod
+    def _expect(definition: Definition, ctx: Context, data: Any) -> None:
+        """Seed the estimated completion from the job type's estimate, so that a job shows one
+        before its first progress report (written with the next progress flush)."""
+        try:
+            estimate = definition.implementation.estimate_time(data)
+        except Exception:  # an estimate is advice: a broken one must not fail the job
+            log.warning("job type %s: estimate_time failed", definition.kind, exc_info=True)
+            return
+        if estimate is not None:
+            ctx.expect(estimate)
 
     def _runner(self, runs_in: str) -> Any:
         if runs_in == "process":
