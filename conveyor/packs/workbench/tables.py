@@ -208,13 +208,23 @@ def cast(series: pl.Series, dtype: str) -> tuple[pl.Series, pl.Series | None]:
     return out.alias(series.name), bad if bad.any() else None
 
 
+INFER_SAMPLE = 1000
+
+
 def infer(series: pl.Series) -> str:
+    """The first of DTYPES that every present value fits.
+
+    Tried on a sample first: a type the sample refuses, the whole series refuses too, so only
+    the sample's type (and, where the rest of the series misfits, the wider ones after it) is
+    cast over the whole series. Casting 100,000 review texts to each of five types to learn
+    they are text took most of a CSV parse."""
     present = series.drop_nulls()
     if present.len() == 0:
         return "String"
-    for dtype in DTYPES[:-1]:
-        _, bad = cast(present, dtype)
-        if bad is None:
+    sample = present.head(INFER_SAMPLE)
+    first = next((i for i, dtype in enumerate(DTYPES[:-1]) if cast(sample, dtype)[1] is None), len(DTYPES) - 1)
+    for dtype in DTYPES[first:-1]:
+        if cast(present, dtype)[1] is None:
             return dtype
     return "String"
 
