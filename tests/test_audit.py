@@ -20,6 +20,7 @@ from conftest import running_worker
 from conveyor import Conveyor, JobRequest, Owner
 from conveyor.audit import SYSTEM, Actor, acting_as, record_hash
 from conveyor.engine.audit import Audit
+from conveyor.model import Outcome, OutcomeKind, utc_now
 from conveyor.store.migrate import sync_engine
 
 ALICE = Actor(user_id="alice", name="Alice A", org_id="org-a", request_id="req_1", client_address="10.0.0.1")
@@ -324,4 +325,33 @@ async def test_finished_jobs_are_named_by_records_of_their_worker(app: Conveyor)
         "job.completed": sorted(str(j.id) for j in ok),
         "job.failed": [str(bad.id)],
     }
+    assert (await app.audit.verify()).ok
+
+
+async def test_retries_releases_and_rescues_are_recorded_in_their_statement(app: Conveyor) -> None:
+    org_a = Owner(user_id="alice", org_id="org-a")
+    retried = await app.engine.enqueue("t.fail", {"message": "flaky"}, owner=org_a)
+    released = await app.engine.enqueue("noop", {}, owner=org_a)
+    lost = await app.engine.enqueue("noop", {}, owner=org_a)
+    # A worker's outcomes: a retryable failure (scheduled again) and a job handed back.
+    [a, b] = await app.store.claim_jobs(["default"], 2, "worker-a", timedelta(seconds=30))
+    assert {a.id, b.id} == {retried.id, released.id}
+    failure = {"type": "Boom", "message": "flaky", "retryable": True}
+    await app.store.flush([
+        Outcome(retried.id, 1, "worker-a", OutcomeKind.RETRY, error=failure, run_at=utc_now() + timedelta(hours=1)),
+        Outcome(released.id, 1, "worker-a", OutcomeKind.RELEASED),
+    ])  # fmt: skip
+    # A worker that stopped answering: its job is rescued when the lease runs out.
+    [c] = await app.store.claim_jobs(["default"], 1, "worker-b", timedelta(milliseconds=50))
+    assert c.id in (lost.id, released.id)
+    await asyncio.sleep(0.2)
+    assert await app.store.rescue_expired() == [c.id]
+    await app.audit.seal()
+    records = {r.action: r for r in await app.store.audit_page(0, 100) if r.object_type == "job"}
+    assert records["job.retry_scheduled"].after["jobIds"] == [str(retried.id)]
+    assert records["job.released"].after["jobIds"] == [str(released.id)]
+    assert (records["job.released"].actor_name, records["job.released"].org_id) == ("worker-a", "org-a")
+    rescued = records["job.rescued"]
+    assert (rescued.actor_id, rescued.actor_name, rescued.org_id) == (SYSTEM, "lease rescue", "org-a")
+    assert rescued.after == {"count": 1, "jobIds": [str(c.id)]}
     assert (await app.audit.verify()).ok

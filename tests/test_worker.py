@@ -132,7 +132,7 @@ async def test_a_process_job_that_ignores_cancel_is_killed(app: Conveyor, tmp_pa
     pid_file = tmp_path / "pid"
     job = await app.engine.enqueue("t.process_spin", {"seconds": 60, "checkpoints": False, "pid_file": str(pid_file)})
     async with running_worker(app, cancel_grace=timedelta(milliseconds=300)):
-        await eventually(lambda: _exists(pid_file))
+        await eventually(lambda: _exists(pid_file), timeout=30)  # a spawned child starts slowly on a busy machine
         pid = int(pid_file.read_text())
         await app.engine.cancel(job.id)
         done = await app.engine.wait(job.id, timeout=10)

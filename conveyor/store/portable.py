@@ -12,6 +12,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from conveyor.audit import SYSTEM, Actor
 from conveyor.model import (
     Job,
     JobFilter,
@@ -33,9 +34,11 @@ from conveyor.store.filters import filter_clauses
 from conveyor.store.limits import RateWindows
 from conveyor.store.rows import (
     CLAIMED_COLUMNS,
+    RESCUE_ACTIONS,
     bulk_created_record,
     claimed_job,
     created_record,
+    grouped_records,
     job_from_row,
     job_of_new,
     log_row,
@@ -48,6 +51,10 @@ from conveyor.store.statistics import JobStatistics
 
 def paused_queues() -> sa.Select[Any]:
     return sa.select(queue_states.c.name).where(queue_states.c.paused)
+
+
+# Who rescues a job whose worker stopped answering: no principal asked; the maintenance pass did.
+RESCUER = Actor(user_id=SYSTEM, name="lease rescue")
 
 
 class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTables, RateWindows, JobStatistics):
@@ -495,10 +502,13 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTab
                 lease_expires_at=None,
                 updated_at=self._now(),
             )
-            .returning(c.id, c.status, c.queue, c.batch_id)
+            .returning(c.id, c.status, c.queue, c.batch_id, c.owner_org_id)
         )
         async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
+            if rows:
+                done = [(r.id, r.status, r.owner_org_id) for r in rows]
+                await conn.execute(audit_journal.insert(), grouped_records(done, RESCUER, utc_now(), RESCUE_ACTIONS))
             ready = sorted({r.queue for r in rows if r.status == Status.PENDING.value})
             finished = [str(r.id) for r in rows if r.status != Status.PENDING.value]
             await self._notify(conn, "insert", ready)

@@ -191,13 +191,15 @@ APPLY_OUTCOMES = """
           AND j.worker_id = %(worker_id)s AND j.status = 'running'
         RETURNING j.id, j.status, j.queue, j.batch_id, j.owner_org_id
     ),
-    -- The audit trail: one record per final status and organisation, naming the jobs.
+    -- The audit trail: one record per new status and organisation, naming the jobs (the
+    -- actions as rows.OUTCOME_ACTIONS names them).
     journal AS (
         INSERT INTO conveyor_audit_journal (recorded_at, actor_id, actor_name, action, object_type, after, org_id)
-        SELECT now(), 'system', %(worker_id)s, 'job.' || status, 'job',
-               jsonb_build_object('count', count(*), 'jobIds', jsonb_agg(id::text ORDER BY id)), owner_org_id
-        FROM done WHERE status IN ('completed', 'failed', 'cancelled', 'timeout')
-        GROUP BY status, owner_org_id
+        SELECT now(), 'system', %(worker_id)s,
+               CASE status WHEN 'scheduled' THEN 'job.retry_scheduled' WHEN 'pending' THEN 'job.released'
+                           ELSE 'job.' || status END,
+               'job', jsonb_build_object('count', count(*), 'jobIds', jsonb_agg(id::text ORDER BY id)), owner_org_id
+        FROM done GROUP BY status, owner_org_id
     ),
     numbered AS (SELECT id, (row_number() OVER ()) / 100 AS chunk FROM done WHERE status <> 'pending'),
     chunks AS (SELECT string_agg(id::text, ',') AS ids FROM numbered GROUP BY chunk),

@@ -207,27 +207,41 @@ def bulk_created_record(made: list[Job], new: NewJob, now: datetime) -> dict[str
     return journal_row(entry, now, org_id=orgs.pop() if len(orgs) == 1 else None, plain=True)
 
 
-_FINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
+# The audit action a job's new status makes, when a worker's outcome or a rescue writes it.
+OUTCOME_ACTIONS = {
+    "completed": "job.completed",
+    "failed": "job.failed",
+    "cancelled": "job.cancelled",
+    "timeout": "job.timeout",
+    "scheduled": "job.retry_scheduled",  # a retryable failure, run again after the backoff
+    "pending": "job.released",  # handed back by a worker shutting down, attempt not counted
+}
+RESCUE_ACTIONS = {**OUTCOME_ACTIONS, "pending": "job.rescued"}
 
 
-def finished_records(done: list[tuple[UUID, str, str | None]], worker_id: str, now: datetime) -> list[dict[str, Any]]:
-    """The audit journal's rows for outcomes a worker wrote: (job id, status, organisation)
-    each; one row per final status and organisation, naming its jobs (as PostgreSQL's
-    outcome statement writes them)."""
+def grouped_records(
+    done: list[tuple[UUID, str, str | None]], actor: Actor, now: datetime, actions: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The audit journal's rows for jobs whose status one statement changed: (job id, new
+    status, organisation) each; one row per action and organisation, naming its jobs (as
+    PostgreSQL's outcome statement writes them)."""
     groups: dict[tuple[str, str | None], list[str]] = {}
     for job_id, status, org in done:
-        if status in _FINAL:
-            groups.setdefault((status, org), []).append(str(job_id))
-    actor = Actor(user_id=SYSTEM, name=worker_id)
+        groups.setdefault((actions[status], org), []).append(str(job_id))
     return [
         journal_row(
-            AuditEntry(f"job.{status}", "job", None, actor, after={"count": len(ids), "jobIds": sorted(ids)}),
+            AuditEntry(action, "job", None, actor, after={"count": len(ids), "jobIds": sorted(ids)}),
             now,
             org_id=org,
             plain=True,
         )
-        for (status, org), ids in groups.items()
+        for (action, org), ids in groups.items()
     ]
+
+
+def outcome_records(done: list[tuple[UUID, str, str | None]], worker_id: str, now: datetime) -> list[dict[str, Any]]:
+    """Journal rows for the outcomes a worker wrote, in its name."""
+    return grouped_records(done, Actor(user_id=SYSTEM, name=worker_id), now, OUTCOME_ACTIONS)
 
 
 def log_row(e: LogEntry) -> dict[str, Any]:

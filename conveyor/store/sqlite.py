@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, utc_now
 from conveyor.store.base import TOPICS, Listener
 from conveyor.store.portable import SqlStore
-from conveyor.store.rows import OUTCOME_STATUS, claimed_job, dumps, finished_records
+from conveyor.store.rows import OUTCOME_STATUS, claimed_job, dumps, outcome_records
 from conveyor.store.schema import UTCDateTime, audit_journal, jobs
 from conveyor.store.watcher import SqliteWatcher
 
@@ -218,7 +218,7 @@ class SqliteStore(SqlStore):
                 await conn.execute(APPLY_OUTCOMES, {"payload": dumps(payload), "worker_id": worker_id, "now": now})
             ).all()
             applied.extend((r.id, r.batch_id) for r in rows)
-            if records := finished_records([(r.id, r.status, r.owner_org_id) for r in rows], worker_id, now):
+            if records := outcome_records([(r.id, r.status, r.owner_org_id) for r in rows], worker_id, now):
                 await conn.execute(audit_journal.insert(), records)
         return applied
 
