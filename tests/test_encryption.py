@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from conftest import api_harness, make_settings, running_worker
 from jobtypes_for_tests import jobtypes
 
-from conveyor import Conveyor
+from conveyor import Conveyor, JobFilter
+from conveyor.audit import Actor, acting_as
 from conveyor.crypto import Keyring, SealError, aad, parse_keys
 from conveyor.engine.sealing import rotate_keys
 from conveyor.errors import InvalidJobOptions
@@ -154,3 +155,26 @@ async def test_a_retried_sensitive_job_is_sealed_anew_and_returned_in_clear(data
         assert again.id != job.id and again.data == PATIENT
         assert (await app.engine.get(again.id)).data == PATIENT  # its seal is bound to its own id
     assert MARKER not in raw_text(database_url)
+
+
+async def test_reads_of_sensitive_data_are_recorded_and_other_reads_are_not(database_url: str) -> None:
+    async with conveyor_with(database_url, {"k1": K1}) as app:
+        done = await run_one(app)
+        plain = await app.engine.enqueue("t.echo", {"value": 1})
+        with acting_as(Actor(user_id="dr-who", name="Dr Who")):
+            assert (await app.engine.get(done.id)).data == PATIENT
+            page, _ = await app.engine.list(JobFilter(), limit=10)
+            assert {j.id for j in page} == {done.id, plain.id}
+            logs, _ = await app.engine.logs(done.id)
+            assert MARKER in logs[0].message
+            await app.engine.get(plain.id)
+            await app.engine.logs(plain.id)
+        await app.audit.seal()
+        reads = [r for r in await app.store.audit_page(0, 200) if r.action == "job.read"]
+        assert [(r.object_id, r.after) for r in reads if r.actor_id == "dr-who"] == [
+            (str(done.id), {"fields": ["data", "result"]}),
+            (None, {"count": 1, "jobIds": [str(done.id)]}),
+            (str(done.id), {"fields": ["logs"]}),
+        ]
+        # run_one's wait returned the job once: one read, by whoever waited (here the system).
+        assert [r.actor_id for r in reads if r.actor_id != "dr-who"] == ["system"]

@@ -280,14 +280,32 @@ class Engine:
     # --- reads ----------------------------------------------------------------------------
 
     async def get(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
-        """The job; JobNotFound also when it lies outside `visible_to` (ids leak nothing)."""
+        """The job; JobNotFound also when it lies outside `visible_to` (ids leak nothing).
+        Reading a sensitive job's data or result is recorded in the audit trail (job.read)."""
+        job = await self._stored(job_id, visible_to)
+        await self._record_read(job)
+        return self.sealing.opened(job)
+
+    async def _stored(self, job_id: UUID, visible_to: Visibility | None) -> Job:
+        """The job as stored (sealed fields sealed), for the engine's own checks: not a read."""
         job = await self.store.get_job(job_id)
         if job is None or (visible_to is not None and not visible_to.allows(job.owner)):
             raise JobNotFound(job_id)
-        return self.sealing.opened(job)
+        return job
+
+    async def _record_read(self, job: Job) -> None:
+        if fields := self.sealing.sealed_fields(job):
+            await self.audit.record("job.read", "job", job.id, after={"fields": fields}, org_id=job.owner.org_id)
 
     async def list(self, where: JobFilter | None = None, *, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+        """A page of jobs; the sensitive ones among them are named by one job.read record."""
         jobs, total = await self.store.list_jobs(where or JobFilter(), limit=limit, offset=offset)
+        if sensitive := [j for j in jobs if self.sealing.sealed_fields(j)]:
+            orgs = {j.owner.org_id for j in sensitive}
+            await self.audit.record(
+                "job.read", "job", None, after={"count": len(sensitive), "jobIds": [str(j.id) for j in sensitive]},
+                org_id=orgs.pop() if len(orgs) == 1 else None,
+            )  # fmt: skip
         return [self.sealing.opened(job) for job in jobs], total
 
     async def counts(self, where: JobFilter | None = None, *, by: str = "status") -> dict[str, int]:
@@ -302,8 +320,10 @@ class Engine:
         offset: int = 0,
         visible_to: Visibility | None = None,
     ) -> tuple[list[LogEntry], int]:
-        await self.get(job_id, visible_to=visible_to)
+        job = await self._stored(job_id, visible_to)
         logs, total = await self.store.get_logs(job_id, min_level=min_level, limit=limit, offset=offset)
+        if self.sealing.any_sealed_log(logs):
+            await self.audit.record("job.read", "job", job_id, after={"fields": ["logs"]}, org_id=job.owner.org_id)
         return self.sealing.open_logs(logs), total
 
     # --- operations ---------------------------------------------------------------------------
@@ -312,7 +332,7 @@ class Engine:
         """Scheduled and pending jobs are cancelled at once; a running one is asked to stop at
         its next checkpoint (its status stays running until it does). Finished: refused.
         Recorded in the audit trail as `action` (the API's DELETE says job.deleted)."""
-        before = await self.get(job_id, visible_to=visible_to)
+        before = await self._stored(job_id, visible_to)
         job, acted = await self.store.request_cancel(job_id)
         if job is None:
             raise JobNotFound(job_id)
@@ -328,7 +348,7 @@ class Engine:
         the job as it was. A running job is refused (JobNotDeletable): cancel it first.
         Recorded in the audit trail as job.deleted (before: the job's state)."""
         if visible_to is not None:
-            await self.get(job_id, visible_to=visible_to)
+            await self._stored(job_id, visible_to)
         job, deleted = await self.store.delete_job(job_id)
         if job is None:
             raise JobNotFound(job_id)
@@ -339,7 +359,7 @@ class Engine:
 
     async def retry(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
         """Run a failed, cancelled or timed-out job again, as a new job that names it in retry_of."""
-        job = await self.get(job_id, visible_to=visible_to)
+        job = self.sealing.opened(await self._stored(job_id, visible_to))  # its data goes into the new job
         if job.status not in RETRYABLE_BY_HAND:
             raise JobNotRetryable(job_id, job.status.value)
         request = JobRequest(
@@ -362,7 +382,7 @@ class Engine:
             new_job.status, new_job.run_at = _SCHEDULED, HELD_UNTIL
             await self.store.insert_jobs([new_job])
             await self.store.settle_batches([job.batch_id])
-            again = await self.get(new_job.id)
+            again = self.sealing.opened(await self._stored(new_job.id, None))
         await self.audit.record(
             "job.retried", "job", job.id, before=job_state(job), after={"retryJobId": str(again.id)},
             org_id=job.owner.org_id,
@@ -380,10 +400,11 @@ class Engine:
         try:
             deadline = asyncio.get_running_loop().time() + timeout
             while True:
-                job = await self.get(job_id, visible_to=visible_to)
+                job = await self._stored(job_id, visible_to)
                 remaining = deadline - asyncio.get_running_loop().time()
                 if job.status.is_finished or remaining <= 0:
-                    return job
+                    await self._record_read(job)  # once, for what is returned
+                    return self.sealing.opened(job)
                 step = remaining if self.store.notifies_across_processes else min(remaining, self._wait_poll_interval)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(future), timeout=step)

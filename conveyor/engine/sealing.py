@@ -47,6 +47,15 @@ class Sealing:
             raise SealError("the job's data is sealed and no encryption key is configured here")
         return self.keyring.open_json(job.data, aad(job.id, "data"))
 
+    @staticmethod
+    def sealed_fields(job: Job) -> list[str]:
+        """Which of the job's stored fields are sealed (what opening it reveals)."""
+        return [name for name, value in (("data", job.data), ("result", job.result)) if is_sealed(value)]
+
+    @staticmethod
+    def any_sealed_log(logs: Sequence[LogEntry]) -> bool:
+        return any(is_sealed_text(e.message) for e in logs)
+
     def opened(self, job: Job) -> Job:
         """`job` with its data and result opened where this process holds the key."""
         if self.keyring is None or not (is_sealed(job.data) or is_sealed(job.result)):
