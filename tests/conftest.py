@@ -201,7 +201,7 @@ class ApiHarness:
             "name": f"Test {sub}",
             "org_id": org,
             "roles": list(roles),
-            "exp": int(time.time()) + 600,
+            "exp": int(time.time()) + 6 * 3600,  # module-level tokens outlive a slow suite
             "aud": JWT_AUDIENCE,
             "iss": JWT_ISSUER,
             **claims,
