@@ -76,7 +76,7 @@ class Audit:
                 await asyncio.sleep(0.01)
                 continue
             sealed += made
-            if made < SEAL_BATCH:
+            if made == 0:  # a batch may stop short of SEAL_BATCH rows at its size bound
                 return sealed
 
     async def checkpoint(self) -> Checkpoint | None:

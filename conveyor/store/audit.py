@@ -38,6 +38,11 @@ from conveyor.store.schema import audit, audit_checkpoints, audit_journal
 # An arbitrary constant: the key of the advisory lock that serialises sealing.
 PG_AUDIT_LOCK = 7_412_202_612
 _JOURNAL_COLUMNS = [audit_journal.c[name] for name in RECORD_COLUMNS]
+# What one seal may take of the journal, as stored (PostgreSQL's jsonb compressed: a bulk
+# enqueue's record naming 1,000 jobs is ~13 kB there, ~40 kB as text and several times that
+# as Python objects). A thousand of those sealed at once took the sealing worker from 80 to
+# 170 MB; now a seal holds some 80 of them.
+SEAL_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +86,14 @@ class AuditTables(StoreHooks):
             async with self._write() as conn:
                 await conn.execute(audit_journal.insert(), [journal_row(e, now) for e in entries])
 
-    async def seal_audit(self, limit: int, *, checkpoint_every: int = 0, key: str | None = None) -> int | None:
+    async def seal_audit(
+        self, limit: int, *, max_bytes: int = SEAL_BYTES, checkpoint_every: int = 0, key: str | None = None
+    ) -> int | None:
         """Move up to `limit` journal rows, oldest first, into the chain after its head, in one
-        transaction; with `checkpoint_every`, also checkpoint the new head when the chain passes
-        a multiple of it. How many were sealed; None when another process is sealing now."""
+        transaction, and no more of them than hold about `max_bytes` of before/after JSON (at
+        least one); with `checkpoint_every`, also checkpoint the new head when the chain passes
+        a multiple of it. How many were sealed (0: the journal is empty); None when another
+        process is sealing now."""
         # A look first, without the write lock (SQLite has one for the whole database): the
         # leader seals every pass, and the journal is mostly empty.
         async with self._read_engine.connect() as conn:
@@ -93,14 +102,16 @@ class AuditTables(StoreHooks):
         async with self._write() as conn:
             if not await _lock_chain(conn):
                 return None
-            oldest = sa.select(audit_journal.c.id).order_by(audit_journal.c.id).limit(limit)
+            last = (await conn.execute(_last_to_seal(conn.dialect.name, limit, max_bytes))).scalar_one()
+            if last is None:
+                return 0
             if conn.dialect.name == "postgresql":
-                taken = sa.delete(audit_journal).where(audit_journal.c.id.in_(oldest.scalar_subquery()))
+                taken = sa.delete(audit_journal).where(audit_journal.c.id <= last)
                 rows = (await conn.execute(taken.returning(audit_journal.c.id, *_JOURNAL_COLUMNS))).all()
             else:  # one writer at a time: read, then delete what was read
-                rows = (await conn.execute(sa.select(audit_journal).order_by(audit_journal.c.id).limit(limit))).all()
+                rows = (await conn.execute(sa.select(audit_journal).where(audit_journal.c.id <= last))).all()
                 if rows:
-                    await conn.execute(sa.delete(audit_journal).where(audit_journal.c.id <= rows[-1].id))
+                    await conn.execute(sa.delete(audit_journal).where(audit_journal.c.id <= last))
             if not rows:
                 return 0
             prev_seq, prev_hash = await _head(conn)
@@ -154,6 +165,19 @@ class AuditTables(StoreHooks):
             records = [AuditRecord(**r._mapping) for r in await conn.execute(stmt)]
             total = (await conn.execute(total_of)).scalar_one() if count else -1
         return records, total
+
+
+def _last_to_seal(dialect: str, limit: int, max_bytes: int) -> sa.Select[Any]:
+    """The id of the newest journal row a seal takes: of the `limit` oldest, those whose
+    before/after JSON add up to `max_bytes` (the first one in any case)."""
+    j = audit_journal.c
+    stored = sa.func.pg_column_size if dialect == "postgresql" else sa.func.length
+    size = sa.func.coalesce(stored(j.before), 0) + sa.func.coalesce(stored(j.after), 0)
+    oldest = (
+        sa.select(j.id, sa.func.sum(size).over(order_by=j.id).label("running")).order_by(j.id).limit(limit).subquery()
+    )
+    within = sa.func.max(sa.case((oldest.c.running <= max_bytes, oldest.c.id)))
+    return sa.select(sa.func.coalesce(within, sa.func.min(oldest.c.id)))
 
 
 async def _lock_chain(conn: AsyncConnection, *, wait: bool = False) -> bool:
