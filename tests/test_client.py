@@ -10,12 +10,9 @@ here runs four times: {async, sync} x {sqlite, postgres}. One test drives a real
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,8 +24,9 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from conftest import ApiHarness, running_worker
+from conftest import ApiHarness, own_database_url, running_worker
 from pydantic import BaseModel
+from served import conveyor_serve
 
 from conveyor.client import (
     ApiKeys,
@@ -741,44 +739,20 @@ def test_both_clients_offer_the_same_methods(blocking: type, asynchronous: type)
 # --- end to end: a real `conveyor serve` ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture(params=["sqlite", "postgres"])
+def served(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[str, str]]:
+    """`conveyor serve` (API and a worker) on a database of its own; its URL and an operator key."""
+    with (
+        own_database_url(request.param, "conveyor_client", tmp_path, sqlite_template) as url,
+        conveyor_serve(url, tmp_path) as server,
+    ):
+        yield server.url, server.key("operator")
 
 
-@contextlib.contextmanager
-def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """`conveyor serve` (API and a worker) on a SQLite file, with an API key made beforehand
-    by `conveyor apikey create`; the base URL and the key."""
-    env = {**os.environ, "CONVEYOR_DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.db'}", "API_PORT": str(_free_port())}
-    made = subprocess.run(
-        [sys.executable, "-m", "conveyor", "apikey", "create", "--role", "operator"],
-        env=env, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    api_key = made.stdout.strip().splitlines()[-1]
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        yield f"http://127.0.0.1:{env['API_PORT']}", api_key
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
-
-
-def test_seed003_workflow_against_conveyor_serve(tmp_path: Path) -> None:
-    with served(tmp_path) as (base_url, api_key), Client(base_url, api_key=api_key, retries=0) as client:
-        deadline = time.monotonic() + 30
-        while True:  # the server starts: connection refused until it listens
-            try:
-                assert client.health().live_workers is not None
-                break
-            except TransportError:
-                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                time.sleep(0.1)
+def test_seed003_workflow_against_conveyor_serve(served: tuple[str, str]) -> None:
+    base_url, api_key = served
+    with Client(base_url, api_key=api_key, retries=0) as client:
+        assert client.health().live_workers is not None
 
         # 1. create; 2. monitor with progress; 3. fetch the result
         job = client.submit("sleep", {"seconds": 1.5}, labels={"country": "Mozambique"})
