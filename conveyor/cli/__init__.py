@@ -14,8 +14,22 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli import apikeys, audit, batches, cache, jobs, keys, monitor, remote, schedules, service
+from conveyor.cli import apikeys, audit, batches, cache, jobs, keys, local, monitor, remote, schedules, service
+from conveyor.cli.exits import core_failure
+from conveyor.cli.local import DatabaseOpt
 from conveyor.cli.output import PLAIN
+
+# The helpers command modules written against the single-file command imported from here
+# (users.py, webhooks.py on other branches); new modules import local.py, exits.py, output.py.
+_run = local.run
+_settings = local.settings
+_fail = core_failure
+jsonable = local.jsonable
+
+
+def _conveyor(settings: "local.Settings") -> "local.Conveyor":
+    return local.conveyor(given=settings)
+
 
 EXIT_CODES = (
     "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused, 5 timed out, 6 server failed or unreachable,"
@@ -52,4 +66,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["app", "main"]
+__all__ = ["PLAIN", "DatabaseOpt", "app", "main"]
