@@ -10,7 +10,6 @@ import os
 import pty
 import re
 import select
-import signal
 import struct
 import subprocess
 import sys
@@ -300,37 +299,49 @@ def test_help_exit_codes_and_shell_completion() -> None:
 # --- in a terminal: the progress bar, Ctrl-C ----------------------------------------------------------------
 
 
+# Run in the child before conveyor: take the terminal as its controlling terminal (so that
+# Ctrl-C typed into it interrupts conveyor), then become conveyor. The test process itself is not
+# forked (pty.fork): libraries it has loaded (JAX) warn against forking a threaded process.
+TAKE_TERMINAL = (
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0);"
+    " os.execv(sys.executable, [sys.executable, '-m', 'conveyor', *sys.argv[1:]])"
+)
+
+
 def in_terminal(
     args: list[str], env: dict[str, str], steps: list[tuple[str, bytes]], timeout: float = 90
 ) -> tuple[str, int]:
     """Runs `conveyor ARGS` in a pseudo-terminal (its controlling terminal, 160 columns wide);
     each time the output shows a step's text, types the step's bytes. Returns what the
     terminal showed and the exit code."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the terminal is its stdin, stdout and stderr
-        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-        os.execve(sys.executable, [sys.executable, "-m", "conveyor", *args], env)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    child = subprocess.Popen(
+        [sys.executable, "-c", TAKE_TERMINAL, *args],
+        stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
     shown = b""
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            if select.select([fd], [], [], 0.1)[0]:
+            if select.select([master], [], [], 0.1)[0]:
                 try:
-                    chunk = os.read(fd, 65536)
+                    chunk = os.read(master, 65536)
                 except OSError:  # EIO: the child has gone and the terminal closed
                     break
                 if not chunk:
                     break
                 shown += chunk
             if steps and steps[0][0] in shown.decode(errors="replace"):
-                os.write(fd, steps.pop(0)[1])
+                os.write(master, steps.pop(0)[1])
         else:
-            os.kill(pid, signal.SIGKILL)
+            child.kill()
             pytest.fail(f"no exit in {timeout} s; the terminal showed:\n{shown.decode(errors='replace')}")
-        _, status = os.waitpid(pid, 0)
+        code = child.wait(timeout=30)
     finally:
-        os.close(fd)
-    return shown.decode(errors="replace"), os.waitstatus_to_exitcode(status)
+        os.close(master)
+    return shown.decode(errors="replace"), code
 
 
 def terminal_env(served: Served, api_key: str) -> dict[str, str]:
