@@ -45,17 +45,18 @@ def test_migrate_enqueue_show_cancel_and_stats(db: str) -> None:
 
 def test_invalid_input_exits_non_zero_naming_the_field(db: str) -> None:
     result = runner.invoke(app, ["enqueue", "sleep", "--data", '{"seconds": -1}'])
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # refused
     error = json.loads(result.stderr)
     assert error["error"] == "INVALID_JOB_DATA" and error["errors"][0]["field"] == "seconds"
     assert runner.invoke(app, ["enqueue", "sleep", "--data", "{not json"]).exit_code == 2
     unknown = runner.invoke(app, ["enqueue", "nope"])
-    assert unknown.exit_code == 1 and "INVALID_JOB_TYPE" in unknown.stderr
+    assert unknown.exit_code == 4 and "INVALID_JOB_TYPE" in unknown.stderr
 
 
 def test_show_unknown_job_is_an_error(db: str) -> None:
     result = runner.invoke(app, ["show", "00000000-0000-0000-0000-000000000000"])
-    assert result.exit_code == 1 and "JOB_NOT_FOUND" in result.stderr
+    assert result.exit_code == 3 and "JOB_NOT_FOUND" in result.stderr
+    assert runner.invoke(app, ["show", "not-a-uuid"]).exit_code == 3
 
 
 def test_apikey_create_prints_the_key_alone_on_the_last_line(db: str) -> None:
@@ -67,9 +68,9 @@ def test_apikey_create_prints_the_key_alone_on_the_last_line(db: str) -> None:
     assert [(k["role"], k["org_id"], k["name"]) for k in listed] == [("operator", "org-a", "ci")]
     key_id = key.split("_")[1]
     assert runner.invoke(app, ["apikey", "revoke", key_id]).exit_code == 0
-    assert runner.invoke(app, ["apikey", "revoke", "nosuchkey"]).exit_code == 1
+    assert runner.invoke(app, ["apikey", "revoke", "nosuchkey"]).exit_code == 3
     bad_role = runner.invoke(app, ["apikey", "create", "--role", "wizard"])
-    assert bad_role.exit_code == 1 and "role" in bad_role.stderr
+    assert bad_role.exit_code == 4 and "role" in bad_role.stderr
 
 
 def test_schedule_add_list_pause_resume_delete(db: str) -> None:
@@ -104,9 +105,9 @@ def test_schedule_add_list_pause_resume_delete(db: str) -> None:
     assert schedule["id"] not in runner.invoke(app, ["schedule", "list"]).stdout
 
     unknown = runner.invoke(app, ["schedule", "delete", schedule["id"]])
-    assert unknown.exit_code == 1 and json.loads(unknown.stderr)["error"] == "SCHEDULE_NOT_FOUND"
+    assert unknown.exit_code == 3 and json.loads(unknown.stderr)["error"] == "SCHEDULE_NOT_FOUND"
     bad = runner.invoke(app, ["schedule", "add", "sleep", "--cron", "0 25 * * *"])
-    assert bad.exit_code == 1 and json.loads(bad.stderr)["field"] == "cron"
+    assert bad.exit_code == 4 and json.loads(bad.stderr)["field"] == "cron"
 
 
 def test_batch_submit_list_show_cancel(db: str) -> None:
@@ -130,11 +131,11 @@ def test_batch_submit_list_show_cancel(db: str) -> None:
         "cancelled", 3, "cancelled",
     )  # fmt: skip
     again = runner.invoke(app, ["batch", "cancel", batch["id"]])
-    assert again.exit_code == 1 and json.loads(again.stderr)["error"] == "BATCH_NOT_CANCELLABLE"
+    assert again.exit_code == 4 and json.loads(again.stderr)["error"] == "BATCH_NOT_CANCELLABLE"
     missing = runner.invoke(app, ["batch", "show", "nope"])
-    assert missing.exit_code == 1 and json.loads(missing.stderr)["error"] == "BATCH_NOT_FOUND"
+    assert missing.exit_code == 3 and json.loads(missing.stderr)["error"] == "BATCH_NOT_FOUND"
     too_big = runner.invoke(app, ["batch", "submit", "--jobs", json.dumps([{"type": "noop"}] * 51)])
-    assert too_big.exit_code == 1 and "at most 50 jobs" in json.loads(too_big.stderr)["message"]
+    assert too_big.exit_code == 4 and "at most 50 jobs" in json.loads(too_big.stderr)["message"]
 
 
 def test_cache_stats_and_clear(db: str) -> None:
@@ -180,11 +181,13 @@ def test_serve_runs_api_and_worker_and_prints_a_bootstrap_key(tmp_path: Path, pr
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=base, timeout=10) as client:
-            for _ in range(100):
+            ready_by = time.monotonic() + 60  # the API processes start after the line above
+            while True:
                 try:
                     if client.get("/api/v1/jobs/health").status_code == 200:
                         break
                 except httpx.TransportError:
+                    assert time.monotonic() < ready_by, "the API did not answer in 60 s"
                     time.sleep(0.1)
             created = client.post("/api/v1/jobs", json={"type": "sleep", "data": {"seconds": 0.1}}, headers=headers)
             assert created.status_code == 201, created.text
@@ -200,9 +203,12 @@ def test_serve_runs_api_and_worker_and_prints_a_bootstrap_key(tmp_path: Path, pr
 
 
 def test_the_command_loads_no_engine_until_a_command_needs_it() -> None:
-    # What keeps `conveyor --help` quick (bench/cli_startup.py): the engine, the store, pydantic
-    # and SQLAlchemy are imported by the commands that use them.
-    heavy = ("conveyor.engine", "conveyor.store", "conveyor.runtime", "pydantic", "sqlalchemy", "asyncio")
+    # What keeps `conveyor --help` quick (bench/cli_startup.py): the engine, the store, the
+    # client, pydantic, SQLAlchemy, httpx and rich are imported by the commands that use them.
+    heavy = (
+        "conveyor.engine", "conveyor.store", "conveyor.runtime", "conveyor.client", "pydantic", "sqlalchemy",
+        "asyncio", "httpx", "rich",
+    )  # fmt: skip
     probe = f"import sys, conveyor.cli; print(sorted(m for m in sys.modules if m.startswith({heavy!r})))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

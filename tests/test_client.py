@@ -10,11 +10,9 @@ here runs four times: {async, sync} x {sqlite, postgres}. One test drives a real
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
-import os
-import socket
+import json
 import subprocess
 import sys
 import time
@@ -26,13 +24,18 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from conftest import ApiHarness, running_worker
+from conftest import ApiHarness, own_database_url, running_worker
 from pydantic import BaseModel
+from served import conveyor_serve
 
 from conveyor.client import (
+    ApiKeys,
+    AsyncApiKeys,
+    AsyncAudit,
     AsyncBatches,
     AsyncClient,
     AsyncSchedules,
+    Audit,
     Batches,
     Client,
     Conflict,
@@ -84,7 +87,7 @@ class InThread:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)
-        if name in ("schedules", "batches"):
+        if name in ("schedules", "batches", "audit", "api_keys"):
             return InThread(value)
         if name == "iter_jobs":
             return functools.partial(self._iter_jobs, value)
@@ -260,6 +263,22 @@ async def test_cancel_then_conflict_when_finished(api: ApiHarness, connect: Conn
     error = refused.value
     assert (error.status_code, error.code, error.current_status) == (409, "JOB_NOT_CANCELLABLE", "cancelled")
     assert error.request_id and error.request_id.startswith("req_")
+
+
+async def test_cancel_and_delete_are_told_apart_in_the_audit_trail(api: ApiHarness, connect: Connect) -> None:
+    client = connect(await key(api, "admin", org="org-a"))
+    cancelled, deleted = await client.submit("t.echo", {}), await client.submit("t.echo", {})
+    assert (await client.cancel(cancelled.id)).status == Status.CANCELLED
+    assert (await client.delete(deleted.id)).status == Status.CANCELLED
+    with pytest.raises(Conflict) as again:
+        await client.delete(deleted.id)
+    assert (again.value.code, again.value.current_status) == ("JOB_NOT_CANCELLABLE", "cancelled")
+    with pytest.raises(NotFound):
+        await client.delete(uuid4())
+    actions = {
+        r.object_id: r.action for r in (await client.audit.list(object_type="job")).items if r.action != "job.created"
+    }
+    assert actions == {str(cancelled.id): "job.cancelled", str(deleted.id): "job.deleted"}
 
 
 async def test_wait_returns_the_finished_job_or_raises_wait_timeout(api: ApiHarness, connect: Connect) -> None:
@@ -461,6 +480,57 @@ async def test_use_cache_stats_and_clear(api: ApiHarness, connect: Connect) -> N
         await connect(await key(api, "viewer", org="org-a")).clear_cache()
 
 
+# --- the audit trail and API keys ------------------------------------------------------------------
+
+
+async def test_audit_list_export_and_verify(api: ApiHarness, connect: Connect) -> None:
+    admin = connect(await key(api, "admin", org="org-a"))
+    job = await admin.submit("t.echo", {}, labels={"country": "Kenya"})
+    await admin.cancel(job.id)
+    page = await admin.audit.list(object_id=str(job.id))
+    assert [r.action for r in page.items] == ["job.created", "job.cancelled"] and page.total == 2
+    first = page.items[0]
+    assert first.org_id == "org-a" and first.recorded_at.tzinfo is not None and first.hash and first.seq > 0
+    assert page.items[1].prev_hash is not None and page.items[1].before is not None
+    assert (await admin.audit.list(action="job.cancelled", page_size=1)).items[0].object_id == str(job.id)
+    assert (await admin.audit.list(since=datetime.now(UTC) + timedelta(hours=1))).total == 0
+
+    exported = json.loads(await admin.audit.export(object_id=str(job.id)))
+    assert [r["action"] for r in exported] == ["job.created", "job.cancelled"]
+    csv_text = await admin.audit.export(format="csv", action="job.cancelled")
+    header, row = csv_text.splitlines()[:2]
+    assert header.startswith("seq,recordedAt,actorId") and str(job.id) in row
+    assert (await admin.audit.list(action="audit.exported")).total == 2  # each export is recorded
+
+    verdict = await admin.audit.verify()
+    assert verdict.ok and verdict.records >= 4 and verdict.broken_seq is None and verdict.head_hash
+    with pytest.raises(ValueError, match="csv or json"):
+        await admin.audit.export(format="xml")
+    with pytest.raises(Forbidden):
+        await connect(await key(api, "operator", org="org-a")).audit.verify()
+
+
+async def test_api_keys_create_list_revoke(api: ApiHarness, connect: Connect) -> None:
+    admin = connect(await key(api, "admin", org="org-a"))
+    new = await admin.api_keys.create("ci", "user")
+    assert (new.name, new.role, new.org_id, new.active) == ("ci", "user", "org-a", True)
+    assert new.key.startswith(f"cvk_{new.id}_")
+    made = connect(new.key)
+    assert (await made.submit("t.echo", {})).owner.org_id == "org-a"  # type: ignore[union-attr]
+    listed = {k.id: k for k in await admin.api_keys.list()}
+    assert new.id in listed and listed[new.id].created_at is not None and not hasattr(listed[new.id], "key")
+    revoked = await admin.api_keys.revoke(new.id)
+    assert revoked.revoked_at is not None and not revoked.active
+    with pytest.raises(NotFound) as missing:
+        await admin.api_keys.revoke("0123456789abcdef")
+    assert missing.value.code == "API_KEY_NOT_FOUND"
+    with pytest.raises(Forbidden) as not_super:
+        await admin.api_keys.create("x", "user", org_id="org-b")
+    assert not_super.value.fields[0]["field"] == "orgId"
+    with pytest.raises(InvalidRequest):
+        await admin.api_keys.create("x", "wizard")
+
+
 # --- errors ---------------------------------------------------------------------------------------------
 
 
@@ -563,7 +633,7 @@ async def test_a_cancel_whose_answer_was_lost_reports_the_cancelled_job(api: Api
     cancelled = await client.cancel(job.id)
     assert cancelled.id == job.id and cancelled.status == Status.CANCELLED
     path = f"/api/v1/jobs/{job.id}"
-    assert lost.sent == [f"DELETE {path}", f"DELETE {path}", f"GET {path}"]
+    assert lost.sent == [f"POST {path}/cancel", f"POST {path}/cancel", f"GET {path}"]
 
 
 @CLIENT_SIDE
@@ -653,8 +723,10 @@ def _public_methods(cls: type) -> dict[str, inspect.Signature]:
 
 
 @pytest.mark.parametrize(
-    ("blocking", "asynchronous"), [(Client, AsyncClient), (Schedules, AsyncSchedules), (Batches, AsyncBatches)]
-)
+    ("blocking", "asynchronous"),
+    [(Client, AsyncClient), (Schedules, AsyncSchedules), (Batches, AsyncBatches), (Audit, AsyncAudit),
+     (ApiKeys, AsyncApiKeys)],
+)  # fmt: skip
 def test_both_clients_offer_the_same_methods(blocking: type, asynchronous: type) -> None:
     sync_methods, async_methods = _public_methods(blocking), _public_methods(asynchronous)
     assert sync_methods.keys() == async_methods.keys()
@@ -667,44 +739,20 @@ def test_both_clients_offer_the_same_methods(blocking: type, asynchronous: type)
 # --- end to end: a real `conveyor serve` ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture(params=["sqlite", "postgres"])
+def served(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[str, str]]:
+    """`conveyor serve` (API and a worker) on a database of its own; its URL and an operator key."""
+    with (
+        own_database_url(request.param, "conveyor_client", tmp_path, sqlite_template) as url,
+        conveyor_serve(url, tmp_path) as server,
+    ):
+        yield server.url, server.key("operator")
 
 
-@contextlib.contextmanager
-def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """`conveyor serve` (API and a worker) on a SQLite file, with an API key made beforehand
-    by `conveyor apikey create`; the base URL and the key."""
-    env = {**os.environ, "CONVEYOR_DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.db'}", "API_PORT": str(_free_port())}
-    made = subprocess.run(
-        [sys.executable, "-m", "conveyor", "apikey", "create", "--role", "operator"],
-        env=env, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    api_key = made.stdout.strip().splitlines()[-1]
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        yield f"http://127.0.0.1:{env['API_PORT']}", api_key
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
-
-
-def test_seed003_workflow_against_conveyor_serve(tmp_path: Path) -> None:
-    with served(tmp_path) as (base_url, api_key), Client(base_url, api_key=api_key, retries=0) as client:
-        deadline = time.monotonic() + 30
-        while True:  # the server starts: connection refused until it listens
-            try:
-                assert client.health().live_workers is not None
-                break
-            except TransportError:
-                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                time.sleep(0.1)
+def test_seed003_workflow_against_conveyor_serve(served: tuple[str, str]) -> None:
+    base_url, api_key = served
+    with Client(base_url, api_key=api_key, retries=0) as client:
+        assert client.health().live_workers is not None
 
         # 1. create; 2. monitor with progress; 3. fetch the result
         job = client.submit("sleep", {"seconds": 1.5}, labels={"country": "Mozambique"})

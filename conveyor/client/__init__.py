@@ -1,7 +1,8 @@
 """A Python client for conveyor's HTTP API, blocking (`Client`) or asyncio (`AsyncClient`).
 
-It speaks the canonical job API (`/api/v1/jobs…`: submit, get, list, cancel, retry, wait,
-logs, stats), the queue, schedule and batch endpoints, the result cache, and health, and answers with its own
+It speaks the canonical job API (`/api/v1/jobs…`: submit, get, list, cancel, delete, retry,
+wait, logs, stats), the queue, schedule and batch endpoints, the result cache, the audit trail
+(`client.audit`), API keys (`client.api_keys`) and health, and answers with its own
 pydantic models. It imports nothing else from conveyor: a program that only submits and
 watches jobs needs httpx and pydantic, not the engine.
 
@@ -23,7 +24,7 @@ Errors are `ConveyorError`s: `InvalidRequest` (with `fields`), `Unauthorized`,
 `Forbidden`, `NotFound`, `Conflict`, `WaitTimeout`, `ServerError`, `TransportError`.
 """
 
-from conveyor.client.async_client import AsyncBatches, AsyncClient, AsyncSchedules
+from conveyor.client.async_client import AsyncApiKeys, AsyncAudit, AsyncBatches, AsyncClient, AsyncSchedules
 from conveyor.client.errors import (
     Conflict,
     ConveyorError,
@@ -36,6 +37,9 @@ from conveyor.client.errors import (
     WaitTimeout,
 )
 from conveyor.client.models import (
+    ApiKey,
+    AuditRecord,
+    AuditVerdict,
     Batch,
     BatchMember,
     CacheInfo,
@@ -46,6 +50,7 @@ from conveyor.client.models import (
     JobFailure,
     LogEntry,
     LogPage,
+    NewApiKey,
     Owner,
     Page,
     Performance,
@@ -56,12 +61,19 @@ from conveyor.client.models import (
     Stats,
     Status,
 )
-from conveyor.client.sync_client import Batches, Client, Schedules
+from conveyor.client.sync_client import ApiKeys, Audit, Batches, Client, Schedules
 
 __all__ = [
+    "ApiKey",
+    "ApiKeys",
+    "AsyncApiKeys",
+    "AsyncAudit",
     "AsyncBatches",
     "AsyncClient",
     "AsyncSchedules",
+    "Audit",
+    "AuditRecord",
+    "AuditVerdict",
     "Batch",
     "BatchMember",
     "Batches",
@@ -78,6 +90,7 @@ __all__ = [
     "JobFailure",
     "LogEntry",
     "LogPage",
+    "NewApiKey",
     "NotFound",
     "Owner",
     "Page",

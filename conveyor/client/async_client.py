@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from conveyor.client import calls
 from conveyor.client.calls import (
+    AuditFilters,
     BatchItem,
     Call,
     JobFilters,
@@ -26,7 +27,22 @@ from conveyor.client.calls import (
     Seconds,
     SubmitOptions,
 )
-from conveyor.client.models import Batch, CacheStats, Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
+from conveyor.client.models import (
+    ApiKey,
+    AuditRecord,
+    AuditVerdict,
+    Batch,
+    CacheStats,
+    Health,
+    Job,
+    LogPage,
+    NewApiKey,
+    Page,
+    Queue,
+    QueueState,
+    Schedule,
+    Stats,
+)
 
 T = TypeVar("T")
 
@@ -61,6 +77,8 @@ class AsyncClient:
         self._retries = retries
         self.schedules = AsyncSchedules(self)
         self.batches = AsyncBatches(self)
+        self.audit = AsyncAudit(self)
+        self.api_keys = AsyncApiKeys(self)
 
     def __repr__(self) -> str:
         return f"AsyncClient(base_url={str(self._http.base_url)!r})"
@@ -125,6 +143,11 @@ class AsyncClient:
     async def cancel(self, job_id: JobId) -> Job:
         """Cancels a job; see `Client.cancel`. Raises Conflict for a finished job."""
         return await self._send(calls.cancel(job_id))
+
+    async def delete(self, job_id: JobId) -> Job:
+        """Seed 002's `DELETE /api/v1/jobs/{id}`: cancels as `cancel` does, recorded in the
+        audit trail as job.deleted; see `Client.delete`."""
+        return await self._send(calls.delete(job_id))
 
     async def retry(self, job_id: JobId) -> Job:
         """Runs a failed, cancelled or timed-out job again as a new job; see `Client.retry`."""
@@ -233,3 +256,38 @@ class AsyncBatches:
     async def cancel(self, batch_id: JobId) -> Batch:
         """Cancels what has not finished; see `Batches.cancel`."""
         return await self._client._send(calls.cancel_batch(batch_id))
+
+
+class AsyncAudit:
+    """`client.audit` of an `AsyncClient`; see `Audit`."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(self, *, page: int = 1, page_size: int = 50, **filters: Unpack[AuditFilters]) -> Page[AuditRecord]:
+        return await self._client._send(calls.list_audit(filters, page=page, page_size=page_size))
+
+    async def export(self, *, format: str = "json", **filters: Unpack[AuditFilters]) -> str:
+        """Every matching record as CSV or a JSON array; see `Audit.export`."""
+        return await self._client._send(calls.export_audit(filters, format=format))
+
+    async def verify(self) -> AuditVerdict:
+        return await self._client._send(calls.verify_audit())
+
+
+class AsyncApiKeys:
+    """`client.api_keys` of an `AsyncClient`; see `ApiKeys`."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def create(
+        self, name: str, role: str, *, org_id: str | None = None, study_id: str | None = None
+    ) -> NewApiKey:
+        return await self._client._send(calls.create_api_key(name, role, org_id=org_id, study_id=study_id))
+
+    async def list(self) -> builtins.list[ApiKey]:
+        return await self._client._send(calls.list_api_keys())
+
+    async def revoke(self, key_id: str) -> ApiKey:
+        return await self._client._send(calls.revoke_api_key(key_id))

@@ -22,7 +22,22 @@ from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from conveyor.client.errors import Conflict, ConveyorError, TransportError, WaitTimeout, error_from_response
-from conveyor.client.models import Batch, CacheStats, Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
+from conveyor.client.models import (
+    ApiKey,
+    AuditRecord,
+    AuditVerdict,
+    Batch,
+    CacheStats,
+    Health,
+    Job,
+    LogPage,
+    NewApiKey,
+    Page,
+    Queue,
+    QueueState,
+    Schedule,
+    Stats,
+)
 
 T = TypeVar("T")
 JobId = UUID | str
@@ -32,6 +47,8 @@ JOBS = "/api/v1/jobs"
 SCHEDULES = "/api/v1/jobs/schedules"
 BATCHES = "/api/v1/batches"
 CACHE = "/api/v1/cache"
+AUDIT = "/api/v1/audit"
+API_KEYS = "/api/v1/api-keys"
 WAIT_MAX_SECONDS = 300.0  # the server's longest single wait
 DEFAULT_TIMEOUT = 10.0
 RETRY_BACKOFF = 0.1  # seconds before the first retry, doubled for each one after
@@ -48,7 +65,7 @@ class Call(Generic[T]):
     `idempotent` calls are sent again after a connection failure. `recover` may answer an
     error with the call to make next (given the error, and whether it answered a request
     sent again); None lets the error be raised. `accept` lists error statuses whose body is
-    still the answer (health's 503).
+    still the answer (health's 503). `text` hands `parse` the body as text, not JSON (exports).
     """
 
     method: str
@@ -60,6 +77,7 @@ class Call(Generic[T]):
     extra_read_seconds: float = 0.0
     recover: Callable[[ConveyorError, bool], Call[T] | None] | None = None
     accept: frozenset[int] = frozenset()
+    text: bool = False
 
     def outcome(self, response: httpx.Response, *, retried: bool) -> T | Call[T]:
         """The result of this call, or the call to make next; raises the answer's error."""
@@ -70,7 +88,7 @@ class Call(Generic[T]):
                 raise error
             return follow_up
         try:
-            return self.parse(response.json())
+            return self.parse(response.text if self.text else response.json())
         except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
             raise ConveyorError(
                 f"unexpected answer to {self.method} {self.path}: {exc}",
@@ -279,7 +297,7 @@ class JobPager:
         return fresh
 
 
-def cancel(job_id: JobId) -> Call[Job]:
+def _cancelled_anyway(job_id: JobId) -> Callable[[ConveyorError, bool], Call[Job] | None]:
     def recover(error: ConveyorError, retried: bool) -> Call[Job] | None:
         # The first attempt reached the server but its answer was lost: the job is
         # cancelled, which is what was asked.
@@ -287,7 +305,16 @@ def cancel(job_id: JobId) -> Call[Job]:
             return get_job(job_id)
         return None
 
-    return Call("DELETE", _job_path(job_id), _job, idempotent=True, recover=recover)
+    return recover
+
+
+def cancel(job_id: JobId) -> Call[Job]:
+    return Call("POST", _job_path(job_id, "/cancel"), _job, idempotent=True, recover=_cancelled_anyway(job_id))
+
+
+def delete(job_id: JobId) -> Call[Job]:
+    # Seed 002's DELETE: cancels as `cancel` does, recorded in the audit trail as job.deleted.
+    return Call("DELETE", _job_path(job_id), _job, idempotent=True, recover=_cancelled_anyway(job_id))
 
 
 def retry(job_id: JobId) -> Call[Job]:
@@ -531,3 +558,82 @@ def clear_cache(labels: Mapping[str, str] | None) -> Call[int]:
     return Call(
         "DELETE", f"{CACHE}/clear", lambda body: int(body["cleared_results"]), params=tuple(params), idempotent=True
     )
+
+
+# --- the audit trail -------------------------------------------------------------------------------------
+
+
+class AuditFilters(TypedDict, total=False):
+    """What the audit trail's list and export filter on (all optional, combined with AND)."""
+
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    since: datetime
+    until: datetime
+
+
+def _audit_params(filters: AuditFilters) -> list[tuple[str, str | int]]:
+    params: list[tuple[str, str | int]] = []
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            params.append((name, _aware(value, name) or ""))
+        else:
+            params.append((name, str(value)))
+    return params
+
+
+def list_audit(filters: AuditFilters, *, page: int, page_size: int) -> Call[Page[AuditRecord]]:
+    def parse(body: Any) -> Page[AuditRecord]:
+        data = _data(body)
+        return Page[AuditRecord](
+            items=[AuditRecord.model_validate(r) for r in data["records"]],
+            total=data["total"],
+            page=data["page"],
+            page_size=data["pageSize"],
+        )
+
+    params = [("page", page), ("page_size", page_size), *_audit_params(filters)]
+    return Call("GET", AUDIT, parse, params=tuple(params), idempotent=True)
+
+
+def export_audit(filters: AuditFilters, *, format: str) -> Call[str]:
+    if format not in ("csv", "json"):
+        raise ValueError("format must be csv or json")
+    params = [("format", format), *_audit_params(filters)]
+    # Each export is itself recorded (audit.exported): sending it twice records it twice, which
+    # is what happened. Safe to send again.
+    return Call("GET", f"{AUDIT}/export", str, params=tuple(params), idempotent=True, text=True)
+
+
+def verify_audit() -> Call[AuditVerdict]:
+    return Call("GET", f"{AUDIT}/verify", lambda body: AuditVerdict.model_validate(_data(body)), idempotent=True)
+
+
+# --- API keys ----------------------------------------------------------------------------------------------
+
+
+def create_api_key(name: str, role: str, *, org_id: str | None, study_id: str | None) -> Call[NewApiKey]:
+    body = {"name": name, "role": role, "orgId": org_id, "studyId": study_id}
+    return Call(
+        "POST",
+        API_KEYS,
+        lambda answer: NewApiKey.model_validate(_data(answer)),
+        json={k: v for k, v in body.items() if v is not None},
+    )  # makes a key: never sent twice
+
+
+def list_api_keys() -> Call[list[ApiKey]]:
+    def parse(body: Any) -> list[ApiKey]:
+        return [ApiKey.model_validate(k) for k in _data(body)["keys"]]
+
+    return Call("GET", API_KEYS, parse, idempotent=True)
+
+
+def revoke_api_key(key_id: str) -> Call[ApiKey]:
+    # Revoking twice leaves the key revoked (the second answer shows it so): safe to send again.
+    path = f"{API_KEYS}/{_path_part(key_id)}"
+    return Call("DELETE", path, lambda body: ApiKey.model_validate(_data(body)), idempotent=True)

@@ -298,3 +298,57 @@ class Health(_Snake):
     @property
     def ok(self) -> bool:
         return self.status == "healthy"
+
+
+class AuditRecord(_Camel):
+    """One record of the audit trail (`GET /api/v1/audit`): who did what to which object, the
+    object's state before and after, and the record's place in the hash chain."""
+
+    seq: int
+    recorded_at: datetime
+    actor_id: str | None = None
+    actor_name: str | None = None
+    action: str
+    object_type: str | None = None
+    object_id: str | None = None
+    before: Any = None
+    after: Any = None
+    request_id: str | None = None
+    client_address: str | None = None
+    org_id: str | None = None
+    prev_hash: str | None = None
+    hash: str
+
+
+class AuditVerdict(_Camel):
+    """`GET /api/v1/audit/verify`: whether the chain is intact, and where it first breaks."""
+
+    ok: bool
+    records: int = 0
+    head_seq: int | None = None
+    head_hash: str | None = None
+    checkpoints: int = 0
+    checkpoints_signed: bool = False
+    broken_seq: int | None = None
+    problem: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ApiKey(_Camel):
+    """An API key as `/api/v1/api-keys` shows it (never its secret)."""
+
+    id: str
+    name: str
+    role: str
+    org_id: str | None = None
+    study_id: str | None = None
+    created_at: datetime | None = None
+    created_by: str | None = None
+    revoked_at: datetime | None = None
+    active: bool = True
+
+
+class NewApiKey(ApiKey):
+    """A key just created: `key` is the secret, shown this once."""
+
+    key: str

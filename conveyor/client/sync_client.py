@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from conveyor.client import calls
 from conveyor.client.calls import (
+    AuditFilters,
     BatchItem,
     Call,
     JobFilters,
@@ -22,7 +23,22 @@ from conveyor.client.calls import (
     Seconds,
     SubmitOptions,
 )
-from conveyor.client.models import Batch, CacheStats, Health, Job, LogPage, Page, Queue, QueueState, Schedule, Stats
+from conveyor.client.models import (
+    ApiKey,
+    AuditRecord,
+    AuditVerdict,
+    Batch,
+    CacheStats,
+    Health,
+    Job,
+    LogPage,
+    NewApiKey,
+    Page,
+    Queue,
+    QueueState,
+    Schedule,
+    Stats,
+)
 
 T = TypeVar("T")
 
@@ -68,6 +84,8 @@ class Client:
         self._retries = retries
         self.schedules = Schedules(self)
         self.batches = Batches(self)
+        self.audit = Audit(self)
+        self.api_keys = ApiKeys(self)
 
     def __repr__(self) -> str:
         return f"Client(base_url={str(self._http.base_url)!r})"
@@ -156,6 +174,12 @@ class Client:
         """Cancels a job: at once when it waits, at its next checkpoint when it runs (the job
         shows `cancel_requested` until then). Raises Conflict for a finished job."""
         return self._send(calls.cancel(job_id))
+
+    def delete(self, job_id: JobId) -> Job:
+        """Seed 002's `DELETE /api/v1/jobs/{id}`: cancels the job as `cancel` does, recorded in
+        the audit trail as job.deleted rather than job.cancelled (the job stays listed until
+        retention removes it). Raises Conflict for a finished job."""
+        return self._send(calls.delete(job_id))
 
     def retry(self, job_id: JobId) -> Job:
         """Runs a failed, cancelled or timed-out job again, as a new job whose `retry_of`
@@ -295,3 +319,57 @@ class Batches:
         """Cancels what has not finished (running jobs at their next checkpoint). Raises
         Conflict when every job has finished."""
         return self._client._send(calls.cancel_batch(batch_id))
+
+
+class Audit:
+    """`client.audit`: the audit trail (`/api/v1/audit`; admins and super admins)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self, *, page: int = 1, page_size: int = 50, **filters: Unpack[AuditFilters]) -> Page[AuditRecord]:
+        """One page of records, oldest first. Filters: `actor` (a user id), `action`
+        (`job.created`…), `object_type`, `object_id`, `since`, `until` (timezone-aware).
+
+        Example::
+
+            page = client.audit.list(action="job.cancelled", page_size=20)
+            print(page.total, [(r.seq, r.actor_id, r.object_id) for r in page.items])
+        """
+        return self._client._send(calls.list_audit(filters, page=page, page_size=page_size))
+
+    def export(self, *, format: str = "json", **filters: Unpack[AuditFilters]) -> str:
+        """Every matching record, as CSV (`format="csv"`) or a JSON array, in one string (the
+        server streams it; the client holds it). The export is itself recorded in the trail."""
+        return self._client._send(calls.export_audit(filters, format=format))
+
+    def verify(self) -> AuditVerdict:
+        """Walks the whole chain on the server: `ok`, or `broken_seq` and `problem`."""
+        return self._client._send(calls.verify_audit())
+
+
+class ApiKeys:
+    """`client.api_keys`: API keys (`/api/v1/api-keys`; admins for their organisation,
+    super admins for any)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def create(self, name: str, role: str, *, org_id: str | None = None, study_id: str | None = None) -> NewApiKey:
+        """Creates a key; its secret is `.key`, shown this once. An admin's keys belong to its own
+        organisation; only a super admin names another `org_id`.
+
+        Example::
+
+            new = client.api_keys.create("nightly exports", "user")
+            print(new.id, new.key)
+        """
+        return self._client._send(calls.create_api_key(name, role, org_id=org_id, study_id=study_id))
+
+    def list(self) -> builtins.list[ApiKey]:
+        """The keys the caller may manage (never their secrets)."""
+        return self._client._send(calls.list_api_keys())
+
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revokes a key (its id, the second part of `cvk_<id>_…`). Raises NotFound."""
+        return self._client._send(calls.revoke_api_key(key_id))

@@ -1,0 +1,106 @@
+"""The commands that run conveyor or prepare its database: serve, worker, migrate. They work
+on the database directly (CONVEYOR_DATABASE_URL or --database-url)."""
+
+import os
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from conveyor.cli import local
+from conveyor.cli.local import DatabaseOpt
+
+if TYPE_CHECKING:
+    from conveyor.settings import Settings
+
+LogLevelOpt = Annotated[str, typer.Option(help="debug, info, warning, error")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(worker)
+    app.command()(migrate)
+
+
+def migrate(database_url: DatabaseOpt = None) -> None:
+    """Apply schema migrations to the database (also done on first start)."""
+    from conveyor.store.migrate import current_revision, upgrade
+
+    given = local.settings(database_url=database_url)
+    upgrade(given.database_url)
+    typer.echo(f"schema at revision {current_revision(given.database_url)}")
+
+
+def worker(
+    queues: Annotated[str | None, typer.Option(help="comma-separated queues (default: CONVEYOR_QUEUES)")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="jobs run at once in this process")] = None,
+    database_url: DatabaseOpt = None,
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Run a worker until SIGTERM or SIGINT; then drain (running jobs finish or are released)."""
+    local.configure_logging(log_level)
+    given = local.settings(database_url=database_url, queues=queues, concurrency=concurrency)
+
+    async def run() -> None:
+        async with local.conveyor(given=given) as conveyor:
+            await conveyor.worker().run(handle_signals=True)
+
+    local.run(run(), as_person=False)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on (default: API_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: API_PORT or 8000)")] = None,
+    workers: Annotated[int | None, typer.Option(help="API processes (default: CONVEYOR_API_WORKERS or 1)")] = None,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="API only: run no jobs in this process")] = False,
+    database_url: DatabaseOpt = None,
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Run the HTTP API, a worker and the maintenance loop (in each of --workers processes)."""
+    import uvicorn
+
+    from conveyor.api.app import bootstrap_admin_key
+    from conveyor.apikeys import ApiKeys
+    from conveyor.store.migrate import upgrade
+
+    local.configure_logging(log_level)
+    overrides = {"database_url": database_url, "api_host": host, "api_port": port, "api_workers": workers}
+    if no_worker:
+        overrides["serve_worker"] = False
+    # The API processes read their settings from the environment, like any conveyor process.
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"CONVEYOR_{name.upper()}"] = str(value)
+    given = local.settings()
+    # Once, here, before the API processes start: they would race to migrate and to bootstrap.
+    if given.auto_migrate:
+        upgrade(given.database_url)
+
+    async def first_key() -> str | None:
+        async with local.conveyor(given=given) as conveyor:
+            return await bootstrap_admin_key(ApiKeys(conveyor.store, audit=conveyor.audit))
+
+    key = local.run(first_key(), as_person=False)
+    if key is not None:
+        typer.echo("A fresh database: created an admin API key. It is shown this once; keep it safe:")
+        typer.echo(f"  {key}")
+    where = f"http://{given.api_host}:{given.api_port}"
+    role = "API + worker" if given.serve_worker else "API only"
+    typer.echo(
+        f"conveyor serve ({role}, {given.api_workers} process{'es' if given.api_workers > 1 else ''}) on"
+        f" {where}  (docs: {where}/docs, database: {_safe_url(given)})"
+    )
+    uvicorn.run(
+        "conveyor.api.app:app_from_environment",
+        factory=True,
+        host=given.api_host,
+        port=given.api_port,
+        workers=given.api_workers,
+        log_level=log_level.lower(),
+        access_log=False,
+    )
+
+
+def _safe_url(given: "Settings") -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(given.database_url).render_as_string(hide_password=True)
