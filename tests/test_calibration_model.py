@@ -138,10 +138,10 @@ def within_tolerance(got: dict[str, list[float]], want: dict[str, list[float]], 
 
 
 def calibrate(files: data_files.CalibrationData, counts: dict[str, list[int]], age: str, mode: Any, draws: int,
-              ensemble: bool = False) -> dict[str, Any]:  # fmt: skip
+              ensemble: bool = False, warmup: int | None = None) -> dict[str, Any]:  # fmt: skip
     from conveyor.packs.calibration.sampler import SamplerSettings, sample
 
-    settings = SamplerSettings(n_warmup=draws, n_samples=draws, seed=1)
+    settings = SamplerSettings(n_warmup=warmup or draws, n_samples=draws, seed=1)
     request = model.Request({k: np.array(v, float) for k, v in counts.items()}, age, "Mozambique", mode, ensemble)
     prep = model.prepare_all(request, files)
 
@@ -174,11 +174,16 @@ def test_same_seed_same_result(files: Any) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # three fits for the ensemble, on a machine that may be busy
 @pytest.mark.parametrize("case", ["neonate_prior", "neonate_fixed", "child_prior", "ensemble"])
 def test_reference_cases_at_the_package_draws(case: str, ref: dict[str, Any], files: Any) -> None:
+    """At the job's defaults: the package's 10,000 draws, after our (shorter) warm-up."""
+    from conveyor.packs.calibration.sampler import SamplerSettings
+
+    warmup = SamplerSettings().n_warmup
     if case == "neonate_prior":
         r = ref["neonate_insilicova_mozambique_prior_comsamoz_public_broad"]
-        out = calibrate(files, {"insilicova": NEONATE_EXAMPLE}, "neonate", "prior", draws=10_000)
+        out = calibrate(files, {"insilicova": NEONATE_EXAMPLE}, "neonate", "prior", draws=10_000, warmup=warmup)
         within_tolerance(out["calibrated"]["insilicova"], r["postsumm"], draws=10_000)
         return
     names, counts, age, mode, key = {
@@ -188,7 +193,7 @@ def test_reference_cases_at_the_package_draws(case: str, ref: dict[str, Any], fi
                      "prior", "neonate_ensemble_example_prior"),
     }[case]  # fmt: skip
     r = ref[key]
-    out = calibrate(files, dict(zip(names, counts, strict=True)), age, mode, 10_000, ensemble=case == "ensemble")
+    out = calibrate(files, dict(zip(names, counts, strict=True)), age, mode, 10_000, case == "ensemble", warmup)
     for k, name in enumerate([*names, "ensemble"] if case == "ensemble" else names):
         want = {s: r[s][k] for s in ("postmean", "lowcredI", "upcredI")}
         within_tolerance(out["calibrated"][name], want, draws=10_000)
