@@ -134,6 +134,7 @@ def seconds_per_calibration(cases: list[str], repeats: int) -> dict[str, Any]:
                 "warm": median(filled[case]["warm"]),
                 "warm_runs": [{k: round(v, 2) for k, v in r.items()} for r in filled[case]["warm"]],
             }
+            log.info("%s: %s", case, json.dumps(out[case]))
     return out
 
 
