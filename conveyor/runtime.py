@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+import logging
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -19,11 +20,12 @@ from conveyor.engine.results import ResultCache
 from conveyor.engine.schedules import Schedules
 from conveyor.jobtypes import Registry
 from conveyor.scheduler import Scheduler
-from conveyor.settings import Settings
+from conveyor.settings import Settings, ignored_seed_variables
 from conveyor.store import SqlStore, open_store
 from conveyor.worker import Worker
 
 PACKS_GROUP = "conveyor.packs"
+log = logging.getLogger("conveyor")
 
 
 @functools.cache
@@ -106,6 +108,13 @@ class Conveyor:
         return self.engine.audit
 
     async def start(self) -> None:
+        ignored = ignored_seed_variables()
+        if ignored:
+            log.warning(
+                "%s set but ignored: conveyor needs neither Redis nor Celery (jobs, results and the cache "
+                "live in its database)",
+                ", ".join(ignored),
+            )
         # Notifications are listened for by what needs them (a worker, a wait), when it starts.
         if self.settings.auto_migrate:
             await self.store.migrate()

@@ -3,17 +3,31 @@
 Names are `CONVEYOR_<FIELD>`; the names the seed applications already use
 (`DEFAULT_TIMEOUT_MINUTES`, `MAX_TIMEOUT_MINUTES`, `MAX_LOG_ENTRIES`, `BATCH_MAX_SIZE`,
 `CACHE_TTL`) are read too.
-Only the runtime and the CLI read Settings; components take explicit arguments.
+Seed 003's Redis and Celery variables (IGNORED_SEED_VARIABLES) are accepted and ignored:
+conveyor keeps jobs, results and its cache in its database. Only the runtime and the CLI read
+Settings; components take explicit arguments.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Seed 003 configured Redis and Celery; conveyor needs neither. Set, they change nothing, and
+# the runtime says so once when it starts (Conveyor.start).
+IGNORED_SEED_VARIABLES = ("REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
+
+
+def ignored_seed_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The seed's Redis and Celery variables set in `environ` (default: this process's)."""
+    environ = os.environ if environ is None else environ
+    return [name for name in IGNORED_SEED_VARIABLES if name in environ]
 
 
 def _alias(name: str, *seed_names: str) -> AliasChoices:
@@ -57,6 +71,11 @@ class Settings(BaseSettings):
     data_dir: str = Field(
         "conveyor-data",
         description="where jobs keep their files (uploads, results); shared by API and workers (one machine or NFS)",
+    )
+    vacalibration_data: str = Field(
+        "",
+        description="the directory of the R package vacalibration's data (VA calibration, seed 003); "
+        "unset: calibration requests are refused",
     )
     data_roots: str = Field(
         "",

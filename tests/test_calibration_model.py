@@ -138,10 +138,10 @@ def within_tolerance(got: dict[str, list[float]], want: dict[str, list[float]], 
 
 
 def calibrate(files: data_files.CalibrationData, counts: dict[str, list[int]], age: str, mode: Any, draws: int,
-              ensemble: bool = False) -> dict[str, Any]:  # fmt: skip
+              ensemble: bool = False, warmup: int | None = None) -> dict[str, Any]:  # fmt: skip
     from conveyor.packs.calibration.sampler import SamplerSettings, sample
 
-    settings = SamplerSettings(n_warmup=draws, n_samples=draws, seed=1)
+    settings = SamplerSettings(n_warmup=warmup or draws, n_samples=draws, seed=1)
     request = model.Request({k: np.array(v, float) for k, v in counts.items()}, age, "Mozambique", mode, ensemble)
     prep = model.prepare_all(request, files)
 
@@ -174,11 +174,16 @@ def test_same_seed_same_result(files: Any) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # three fits for the ensemble, on a machine that may be busy
 @pytest.mark.parametrize("case", ["neonate_prior", "neonate_fixed", "child_prior", "ensemble"])
 def test_reference_cases_at_the_package_draws(case: str, ref: dict[str, Any], files: Any) -> None:
+    """At the job's defaults: the package's 10,000 draws, after our (shorter) warm-up."""
+    from conveyor.packs.calibration.sampler import SamplerSettings
+
+    warmup = SamplerSettings().n_warmup
     if case == "neonate_prior":
         r = ref["neonate_insilicova_mozambique_prior_comsamoz_public_broad"]
-        out = calibrate(files, {"insilicova": NEONATE_EXAMPLE}, "neonate", "prior", draws=10_000)
+        out = calibrate(files, {"insilicova": NEONATE_EXAMPLE}, "neonate", "prior", draws=10_000, warmup=warmup)
         within_tolerance(out["calibrated"]["insilicova"], r["postsumm"], draws=10_000)
         return
     names, counts, age, mode, key = {
@@ -188,8 +193,46 @@ def test_reference_cases_at_the_package_draws(case: str, ref: dict[str, Any], fi
                      "prior", "neonate_ensemble_example_prior"),
     }[case]  # fmt: skip
     r = ref[key]
-    out = calibrate(files, dict(zip(names, counts, strict=True)), age, mode, 10_000, ensemble=case == "ensemble")
+    out = calibrate(files, dict(zip(names, counts, strict=True)), age, mode, 10_000, case == "ensemble", warmup)
     for k, name in enumerate([*names, "ensemble"] if case == "ensemble" else names):
         want = {s: r[s][k] for s in ("postmean", "lowcredI", "upcredI")}
         within_tolerance(out["calibrated"][name], want, draws=10_000)
         assert out["uncalibrated"][name] == pytest.approx(r["p_uncalib"][k], abs=1e-12)
+
+
+@pytest.mark.timeout(600)  # compiles the two-algorithm sampler: slow on a busy machine
+def test_ensemble_fixed_of_one_algorithm_twice_is_that_algorithm_with_twice_the_deaths(files: Any) -> None:
+    """Ensemble in `fixed` mode: K algorithms share one CSMF and each likelihood term is added, so
+    the same deaths and matrix given twice are the same posterior as doubled deaths given once
+    (the path correction depends on the fractions only)."""
+    from conveyor.packs.calibration.sampler import SamplerSettings, sample
+
+    settings = SamplerSettings(n_warmup=500, n_samples=2000, seed=3)  # 500: test_same_seed's compiled sampler
+
+    def run(*a: Any, **kw: Any) -> Any:
+        return sample(*a, settings=settings, **kw)
+
+    once = prepared(files, {"eava": NEONATE_EXAMPLE}, "neonate", "fixed")["eava"]
+    doubled = prepared(files, {"eava": [2 * x for x in NEONATE_EXAMPLE]}, "neonate", "fixed")["eava"]
+    assert doubled.lambda_calibpath == once.lambda_calibpath
+    ensemble = model.fit([once, once], "fixed", run)
+    alone = model.fit([doubled], "fixed", run)
+    assert ensemble.draws is not None and alone.draws is not None
+    assert np.abs(ensemble.draws.mean(axis=0) - alone.draws.mean(axis=0)).max() < 0.005
+    # and the job's result for an ensemble in fixed mode: each algorithm, then the ensemble
+    request = model.Request({"eava": np.array(NEONATE_EXAMPLE, float), "insilicova": np.array(NEONATE_EXAMPLE, float)},
+                            "neonate", "Mozambique", "fixed", True)  # fmt: skip
+    prep = model.prepare_all(request, files)
+    fits = {name: model.fit([p], "fixed", run) for name, p in prep.items()}
+    fits[model.ENSEMBLE] = model.fit(list(prep.values()), "fixed", run)
+    out = model.result(request, prep, fits)
+    assert out["ensemble"] is True and list(out["calibrated"]) == ["eava", "insilicova", "ensemble"]
+    for name in out["calibrated"]:
+        summary = out["calibrated"][name]
+        assert sum(summary["mean"]) == pytest.approx(1.0, abs=1e-9)
+        bounds = zip(summary["lower_ci"], summary["mean"], summary["upper_ci"], strict=True)
+        assert all(lo <= m <= hi for lo, m, hi in bounds)
+    # the ensemble sits between the two algorithms' calibrations, cause by cause
+    for j in range(6):
+        a, b = out["calibrated"]["eava"]["mean"][j], out["calibrated"]["insilicova"]["mean"][j]
+        assert min(a, b) - 0.01 <= out["calibrated"]["ensemble"]["mean"][j] <= max(a, b) + 0.01

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,50 @@ def test_settings_read_seed_003s_api_names(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("CORS_ORIGINS", "[not json")
     with pytest.raises(ValueError, match="JSON list"):
         Settings()
+
+
+def test_seed_003s_cache_ttl_and_batch_size_reach_the_runtime(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from conveyor import Conveyor
+
+    monkeypatch.setenv("CACHE_TTL", "120")
+    monkeypatch.setenv("BATCH_MAX_SIZE", "7")
+    app = Conveyor.from_settings(Settings(database_url=f"sqlite:///{tmp_path / 'c.db'}", packs="none"))
+    assert app.cache.ttl == timedelta(seconds=120)
+    assert app.batches.max_size == 7
+
+
+def test_vacalibration_data_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_VACALIBRATION_DATA", "/srv/vacalibration")
+    assert Settings().vacalibration_data == "/srv/vacalibration"
+    from conveyor.packs.calibration import data
+
+    assert data.configured_directory() == Path("/srv/vacalibration")
+
+
+async def test_redis_and_celery_variables_are_accepted_and_ignored_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from conveyor import Conveyor
+
+    for name, value in {
+        "REDIS_HOST": "localhost",
+        "REDIS_PORT": "6379",
+        "CELERY_BROKER_URL": "redis://x:6379/1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'c.db'}", packs="none")  # they do not upset Settings
+    with caplog.at_level("INFO", logger="conveyor"):
+        async with Conveyor.from_settings(settings) as app:
+            await app.engine.enqueue("noop", {})  # and the app works without them
+    lines = [r.getMessage() for r in caplog.records if "Redis" in r.getMessage()]
+    assert len(lines) == 1
+    assert "REDIS_HOST, REDIS_PORT, CELERY_BROKER_URL set but ignored" in lines[0]
+    assert "needs neither Redis nor Celery" in lines[0]
+
+    caplog.clear()
+    for name in ("REDIS_HOST", "REDIS_PORT", "CELERY_BROKER_URL"):
+        monkeypatch.delenv(name)
+    with caplog.at_level("INFO", logger="conveyor"):
+        async with Conveyor.from_settings(settings):
+            pass
+    assert not [r for r in caplog.records if "Redis" in r.getMessage()]

@@ -1,4 +1,5 @@
-"""The package's data, read from the directory CONVEYOR_VACALIBRATION_DATA names.
+"""The package's data, read from the directory CONVEYOR_VACALIBRATION_DATA names (the setting
+`vacalibration_data`, conveyor/settings.py).
 
 The CHAMPS misclassification estimates and the COMSA-Mozambique example data come from the R
 package vacalibration (Pramanik et al. 2025, doi:10.1214/24-AOAS2006; data © Sandipan
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import numpy as np
 
-SETTING = "CONVEYOR_VACALIBRATION_DATA"
+SETTING = "CONVEYOR_VACALIBRATION_DATA"  # Settings.vacalibration_data
 AgeGroup = Literal["neonate", "child"]
 ALGORITHMS = ("eava", "insilicova", "interva")
 AGE_GROUPS: tuple[AgeGroup, ...] = ("neonate", "child")
@@ -70,13 +71,22 @@ class CalibrationData:
 
 def configured_directory(path: str | os.PathLike[str] | None = None) -> Path:
     """The data directory: `path`, else the setting; DataUnavailable naming the setting if unset."""
-    raw = path if path is not None else os.environ.get(SETTING, "")
+    raw = path if path is not None else _setting(os.environ.get(SETTING))
     if not str(raw).strip():
         raise DataUnavailable(
             f"VA calibration data are not configured: set {SETTING} to the directory holding the "
             "vacalibration data (see the README, 'VA calibration')"
         )
     return Path(raw).expanduser()
+
+
+@functools.cache
+def _setting(_environment_value: str | None) -> str:
+    """Settings.vacalibration_data, read again only when the variable changes (reading all the
+    settings takes milliseconds, and every request's validation asks)."""
+    from conveyor.settings import Settings
+
+    return Settings().vacalibration_data
 
 
 def load(path: str | os.PathLike[str] | None = None) -> CalibrationData:

@@ -113,7 +113,12 @@ def fit(
         return Fit(p0, left_out, None, None)
     keep = np.stack([~p.left_out if p.calibrated else np.zeros_like(p.left_out) for p in prepared]).astype(float)
     matrices = np.stack([p.matrix for p in prepared])
-    raw, diagnostics = sample(counts, keep, matrices, sample_matrix=mmat_type == "prior")
+    # Only the causes calibrated for some algorithm (U) are sampled: the package's model with
+    # the others integrated away (see sampler), and the calibrated CSMF uses p[U] alone.
+    u = ~left_out
+    raw_u, diagnostics = sample(counts[:, u], keep[:, u], matrices[:, u][:, :, u], sample_matrix=mmat_type == "prior")
+    raw = np.zeros((len(raw_u), len(p0)))
+    raw[:, u] = raw_u
     return Fit(p0, left_out, post_process(raw, p0, left_out), diagnostics.to_json())
 
 

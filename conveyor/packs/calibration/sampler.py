@@ -1,13 +1,22 @@
 """The Bayesian calibration model of vacalibration 2.1, sampled with NUTS (NumPyro on JAX's CPU).
 
-One model covers all cases: a shared CSMF `p ~ Dirichlet(1, …, 1)` over all C causes; per
-algorithm k a misclassification matrix M_k that is the identity on the causes left out and a
-row-stochastic block on the calibrated ones (S_k); and `a_k ~ Multinomial(M_kᵀ p)` on the full
-counts. In `prior` mode every row of M_k's block is the normalised S_k-part of a row drawn from
-its path-corrected Dirichlet (as the package's Stan program does, all CxC entries are sampled;
-only the S_k block reaches the likelihood); in `fixed` mode the block is given. Masks rather
-than shapes carry S_k, so one compiled sampler serves every request with the same number of
-algorithms and causes: only the first calibration of its kind in a process pays JAX's compile.
+The model, on the causes U that are calibrated (for at least one algorithm): a CSMF
+`u ~ Dirichlet(1, …, 1)` over U; per algorithm k a misclassification matrix M_k that is the
+identity on U's causes k leaves out and a row-stochastic block on the ones it calibrates
+(S_k); and `a_k[U] ~ Multinomial(M_kᵀ u)`. It is the package's model with the causes left out
+integrated away, not an approximation of it: M_k is the identity outside S_k, so the
+package's likelihood factors into a part in the total share of U and a part in u = p[U] /
+sum(p[U]), and under p ~ Dirichlet(1) those two are independent, u ~ Dirichlet(1) over U. The
+calibrated CSMF only ever uses u. Likewise a row's S_k-part, normalised, is Dirichlet with the
+S_k-part of the row's parameters, so the rows and columns outside U need not be sampled.
+
+Each simplex is sampled in additive log-ratio coordinates (the last entry's logit fixed at 0),
+where a Dirichlet(alpha) density is Π x_i^alpha_i with the Jacobian included; the potential is written
+out rather than traced from a NumPyro model (a gradient costs about 1 µs), and NUTS adapts a
+dense mass matrix, as p and the matrix trade off against each other: a third of the leapfrog
+steps of the diagonal metric. One compiled sampler serves every request with the same number
+of algorithms, calibrated causes and warm-up iterations (masks, not shapes, carry S_k inside
+U); it is compiled once per process and kept on disk across processes.
 
 The chain is driven a chunk of iterations at a time, so that a job can stop between chunks
 and report progress. Same seed, same inputs, same machine: same draws.
@@ -28,22 +37,35 @@ import numpy as np
 # Must be set before JAX initialises: float64 as Stan computes, and the CPU backend only.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_ENABLE_X64", "1")
-# Compiled samplers are kept on disk, so a fresh worker process skips most of XLA's compile.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path.home() / ".cache" / "conveyor" / "jax"))
 
 import jax
 import jax.numpy as jnp
-import numpyro
-import numpyro.distributions as dist
+from jax.nn import log_softmax
 from jax.scipy.special import ndtri
 from numpyro.diagnostics import effective_sample_size, gelman_rubin
-from numpyro.infer import NUTS
+from numpyro.infer.hmc import hmc
 
 jax.config.update("jax_enable_x64", True)
 
+
+def compilation_cache_directory() -> Path:
+    """Where XLA's compiled samplers are kept across processes: JAX_COMPILATION_CACHE_DIR when
+    set, else `jax-cache` in conveyor's data directory (CONVEYOR_DATA_DIR)."""
+    configured = os.environ.get("JAX_COMPILATION_CACHE_DIR", "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    from conveyor.settings import Settings
+
+    return Path(Settings().data_dir).expanduser().resolve() / "jax-cache"
+
+
+# Every compiled program is kept, the small ones too: a fresh worker then skips XLA entirely.
+jax.config.update("jax_compilation_cache_dir", str(compilation_cache_directory()))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
 MAX_TREE_DEPTH = 10
 TARGET_ACCEPT = 0.9  # the package's adapt_delta
-_SIMPLEX = dist.biject_to(dist.constraints.simplex)
 
 
 @dataclass(frozen=True)
@@ -87,7 +109,7 @@ class Diagnostics:
 
 
 def _misclassification(keep: jnp.ndarray, rows: jnp.ndarray) -> jnp.ndarray:
-    """M (KxCxC): identity outside S_k, the rows restricted to S_k and re-normalised inside."""
+    """M (KxnxN): identity outside S_k, the rows restricted to S_k and re-normalised inside."""
     block = keep[:, :, None] * keep[:, None, :]
     sub = rows * block
     total = sub.sum(-1, keepdims=True)
@@ -96,32 +118,70 @@ def _misclassification(keep: jnp.ndarray, rows: jnp.ndarray) -> jnp.ndarray:
     return sub + identity
 
 
-def model(counts: jnp.ndarray, keep: jnp.ndarray, matrix: jnp.ndarray, sample_matrix: bool) -> None:
-    n_causes = counts.shape[-1]
-    p = numpyro.sample("p", dist.Dirichlet(jnp.ones(n_causes)))
-    rows = numpyro.sample("R", dist.Dirichlet(matrix).to_event(2)) if sample_matrix else matrix
-    probs = jnp.einsum("i,kij->kj", p, _misclassification(keep, rows))
-    numpyro.factor("likelihood", jnp.sum(counts * jnp.log(jnp.clip(probs, 1e-300))))
+def _log_simplex(y: jnp.ndarray) -> jnp.ndarray:
+    """Additive log-ratio coordinates (..., n-1) -> the log of a point of the simplex (..., n)."""
+    return log_softmax(jnp.concatenate([y, jnp.zeros((*y.shape[:-1], 1))], axis=-1), axis=-1)
+
+
+def dimension(n_algorithms: int, n_causes: int, sample_matrix: bool) -> int:
+    return (n_causes - 1) * (1 + (n_algorithms * n_causes if sample_matrix else 0))
+
+
+def _potential_maker(n_algorithms: int, n_causes: int, sample_matrix: bool) -> Callable[..., Any]:
+    """The negative log posterior density in unconstrained coordinates, for given data."""
+
+    def make(counts: jnp.ndarray, keep: jnp.ndarray, matrix: jnp.ndarray) -> Callable[[jnp.ndarray], jnp.ndarray]:
+        def potential(z: jnp.ndarray) -> jnp.ndarray:
+            log_u = _log_simplex(z[: n_causes - 1])
+            log_density = log_u.sum()  # Dirichlet(1) with its Jacobian: Σ log u_i
+            if sample_matrix:
+                log_rows = _log_simplex(z[n_causes - 1 :].reshape(n_algorithms, n_causes, n_causes - 1))
+                log_density = log_density + jnp.sum(matrix * log_rows)  # Dirichlet(alpha) rows, Jacobian included
+                rates = _misclassification(keep, jnp.exp(log_rows))
+            else:
+                rates = _misclassification(keep, matrix)
+            probs = jnp.einsum("i,kij->kj", jnp.exp(log_u), rates)
+            return -(log_density + jnp.sum(counts * jnp.log(probs)))
+
+        return potential
+
+    return make
+
+
+def csmf(z: jnp.ndarray, n_causes: int) -> jnp.ndarray:
+    return jnp.exp(_log_simplex(z[: n_causes - 1]))
 
 
 @functools.cache
-def _kernel(sample_matrix: bool, n_warmup: int, shape: tuple[int, int]) -> tuple[NUTS, Callable[..., Any]]:
-    """A NUTS kernel and its jitted chunk runner, kept for the process (JAX compiles once)."""
+def _compiled(sample_matrix: bool, n_warmup: int, shape: tuple[int, int]) -> tuple[Any, Any]:
+    """The jitted start and chunk runner of NUTS for one model shape, kept for the process:
+    JAX traces and compiles them on first use only (and XLA's output is cached on disk)."""
+    n_algorithms, n_causes = shape
+    init_kernel, sample_kernel = hmc(
+        potential_fn_gen=_potential_maker(n_algorithms, n_causes, sample_matrix), algo="NUTS"
+    )
 
-    def bound(counts: jnp.ndarray, keep: jnp.ndarray, matrix: jnp.ndarray) -> None:
-        model(counts, keep, matrix, sample_matrix)
-
-    kernel = NUTS(bound, target_accept_prob=TARGET_ACCEPT, max_tree_depth=MAX_TREE_DEPTH)
+    @jax.jit
+    def start(z: jnp.ndarray, key: jnp.ndarray, args: tuple[jnp.ndarray, ...]) -> Any:
+        return init_kernel(
+            z,
+            n_warmup,
+            target_accept_prob=TARGET_ACCEPT,
+            max_tree_depth=MAX_TREE_DEPTH,
+            dense_mass=True,
+            model_args=args,
+            rng_key=key,
+        )
 
     @functools.partial(jax.jit, static_argnums=(2,))
     def run_chunk(state: Any, args: tuple[jnp.ndarray, ...], length: int) -> tuple[Any, Any]:
         def step(s: Any, _: Any) -> tuple[Any, Any]:
-            s = kernel.sample(s, args, {})
-            return s, (_SIMPLEX(s.z["p"]), s.diverging, s.num_steps)
+            s = sample_kernel(s, args)
+            return s, (csmf(s.z, n_causes), s.diverging, s.num_steps)
 
         return jax.lax.scan(step, state, None, length=length)
 
-    return kernel, run_chunk
+    return start, run_chunk
 
 
 def sample(
@@ -133,15 +193,20 @@ def sample(
     settings: SamplerSettings,
     on_chunk: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[np.ndarray, Diagnostics]:
-    """Posterior draws of p (n_samples x C) and the chain's diagnostics.
+    """Posterior draws of u (n_samples x n) and the chain's diagnostics.
 
-    counts: KxC deaths; keep: KxC, 1.0 where cause j is calibrated for algorithm k; matrix:
-    KxCxC Dirichlet parameters (sample_matrix) or misclassification rates. `on_chunk(done,
-    total)` is called after each chunk of iterations; it may raise to stop the chain.
+    On the n calibrated causes only: counts: Kxn deaths; keep: Kxn, 1.0 where cause j is
+    calibrated for algorithm k; matrix: Kxnxn Dirichlet parameters (sample_matrix) or
+    misclassification rates. `on_chunk(done, total)` is called after each chunk of
+    iterations; it may raise to stop the chain.
     """
     args = (jnp.asarray(counts, float), jnp.asarray(keep, float), jnp.asarray(matrix, float))
-    kernel, run_chunk = _kernel(sample_matrix, settings.n_warmup, tuple(counts.shape))
-    state = kernel.init(jax.random.PRNGKey(settings.seed), settings.n_warmup, None, args, {})
+    n_algorithms, n_causes = counts.shape
+    start, run_chunk = _compiled(sample_matrix, settings.n_warmup, (n_algorithms, n_causes))
+    # Stan's start: uniform on (-2, 2) in the unconstrained coordinates.
+    rng = np.random.default_rng(settings.seed)
+    z = jnp.asarray(rng.uniform(-2, 2, dimension(n_algorithms, n_causes, sample_matrix)))
+    state = start(z, jax.random.PRNGKey(settings.seed), args)
     total = settings.n_warmup + settings.n_samples
     kept_p, kept_div, kept_steps = [], [], []
     done = 0
