@@ -141,6 +141,11 @@ class Settings(BaseSettings):
 
     # --- local users, sign-in, e-signatures (21 CFR Part 11) ---
     password_min_length: int = Field(12, ge=8, le=256, description="shortest password a local user may set")
+    password_hash_time_cost: int = Field(3, ge=1, le=100, description="argon2id passes (RFC 9106 low-memory: 3)")
+    password_hash_memory_kib: int = Field(
+        65536, ge=1024, le=4 * 1024 * 1024, description="argon2id memory per hash, KiB (RFC 9106 low-memory: 64 MiB)"
+    )
+    password_hash_parallelism: int = Field(4, ge=1, le=64, description="argon2id lanes (RFC 9106 low-memory: 4)")
     sign_in_max_failures: int = Field(
         5, ge=1, le=1000, description="consecutive failed sign-ins (or signatures) that lock a local user out"
     )

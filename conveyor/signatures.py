@@ -156,7 +156,7 @@ class Signatures:
                 raise SignatureInvalid(f"the signature lacks {header}", field=header, operation=operation)
         if presented.meaning not in self.meanings:
             raise SignatureInvalid(
-                f"meaning must be one of {', '.join(self.meaning_list())}",
+                f"the signature meaning must be one of {', '.join(self.meaning_list())}",
                 field="X-Signature-Meaning",
                 operation=operation,
             )

@@ -134,6 +134,11 @@ class Users:
             policy=PasswordPolicy(min_length=settings.password_min_length),
             max_failures=settings.sign_in_max_failures,
             lockout=timedelta(minutes=settings.sign_in_lockout_minutes),
+            hasher=PasswordHasher(
+                time_cost=settings.password_hash_time_cost,
+                memory_cost=settings.password_hash_memory_kib,
+                parallelism=settings.password_hash_parallelism,
+            ),
         )
 
     # --- hashing (in a thread: argon2 takes tens of milliseconds on purpose) ----------------------

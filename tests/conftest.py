@@ -125,8 +125,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
     return url
 
 
+# argon2id at its production cost takes ~0.4 s a hash on the test machine: the tests hash
+# cheaply (tests/test_users.py times the real cost where it matters).
+FAST_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 8192, "password_hash_parallelism": 1}
+
+
 def make_settings(url: str, **overrides: Any) -> Settings:
-    return Settings(database_url=url, auto_migrate=False, **overrides)
+    return Settings(database_url=url, auto_migrate=False, **{**FAST_HASHING, **overrides})
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ class Clock:
 
 def users_of(app: Conveyor, **options: Any) -> tuple[Users, Clock]:
     clock = Clock()
+    options.setdefault("hasher", app.users.hasher)  # the test app's cheap argon2id
     return Users(app.store, app.audit, clock=clock, **options), clock
 
 
@@ -82,7 +83,7 @@ async def test_password_and_account_rules_name_the_field(
 async def test_minimum_length_is_a_setting(app: Conveyor) -> None:
     from conveyor.users import PasswordPolicy
 
-    users = Users(app.store, app.audit, policy=PasswordPolicy(min_length=20))
+    users = Users(app.store, app.audit, policy=PasswordPolicy(min_length=20), hasher=app.users.hasher)
     with pytest.raises(InvalidUserRequest, match="at least 20"):
         await users.create("ada", name="Ada", role="user", password="fifteen chars!!")
 
@@ -113,7 +114,9 @@ async def test_wrong_password_and_unknown_user_are_one_error_each_recorded(app: 
 async def test_an_unknown_user_costs_what_a_wrong_password_costs(app: Conveyor) -> None:
     """The dummy hash: without it an unknown id answers in about a millisecond, a known one in
     the tens argon2id takes (measured figures in the README)."""
-    users, _clock = users_of(app, max_failures=1000)
+    from argon2 import PasswordHasher
+
+    users, _clock = users_of(app, max_failures=1000, hasher=PasswordHasher())  # the production cost
     await users.create("ada", name="Ada Lovelace", role="operator", password=PASSWORD)
 
     async def timed(user_id: str) -> float:
