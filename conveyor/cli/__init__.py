@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from conveyor.cli.users import users_app
 from conveyor.errors import ConveyorError
 
 # The engine, store and settings (pydantic, SQLAlchemy) are imported by the commands that use
@@ -299,6 +300,7 @@ apikey_app = typer.Typer(
     help="Create, list and revoke API keys (straight in the database).", no_args_is_help=True, **PLAIN
 )
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(users_app, name="users")
 
 
 @apikey_app.command("create")

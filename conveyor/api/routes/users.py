@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.access import Permission, Principal, Role
+from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.errors import ApiError
 from conveyor.api.lean import LeanRoute
@@ -109,6 +110,51 @@ def _request_actor(request: Request, user_id: str) -> Actor:
     )
 
 
+TS = "2026-11-23T19:00:00Z"
+USER_EXAMPLE = {
+    "userId": "ada",
+    "name": "Ada Lovelace",
+    "role": "operator",
+    "orgId": "org-a",
+    "disabled": False,
+    "lockedUntil": None,
+    "failedAttempts": 0,
+    "passwordChangedAt": TS,
+    "createdAt": TS,
+    "createdBy": "admin-1",
+    "lastSignInAt": TS,
+}
+USER_ANSWER = {"success": True, "data": USER_EXAMPLE, "timestamp": TS}
+USERS_ANSWER = {"success": True, "data": {"users": [USER_EXAMPLE], "total": 1}, "timestamp": TS}
+SIGNATURES_ANSWER = {
+    "success": True,
+    "data": {
+        "jobId": "0193b5e2-7c4a-7d1e-9f00-3c2a1b4d5e6f",
+        "signatures": [
+            {
+                "id": "6f1c2b9e-0d7a-4c1e-8a3b-2f4d5e6a7b8c",
+                "signerId": "ada",
+                "printedName": "Ada Lovelace",
+                "meaning": "approved",
+                "signedAt": "2026-11-23T19:00:00.123456Z",
+                "action": "job.cancelled",
+                "objectType": "job",
+                "objectId": "0193b5e2-7c4a-7d1e-9f00-3c2a1b4d5e6f",
+                "recordHash": "9b0c" + "0" * 60,
+                "requestedBy": "ada",
+            }
+        ],
+    },
+    "timestamp": TS,
+}
+INVALID_CREDENTIALS = {
+    "success": False,
+    "error": "user id or password is wrong, or the account is locked out or disabled",
+    "details": {"code": "INVALID_CREDENTIALS"},
+    "timestamp": TS,
+}
+
+
 # --- sign-in and one's own account --------------------------------------------------------------
 
 TOKEN_EXAMPLE = {
@@ -126,7 +172,7 @@ TOKEN_EXAMPLE = {
 @router.post(
     "/api/v1/auth/token",
     summary="Sign in: a JWT for a local user's id and password",
-    responses={200: {"content": {"application/json": {"example": TOKEN_EXAMPLE}}}, 401: {"description": "refused"}},
+    responses={**ex.example(200, TOKEN_EXAMPLE), **ex.example(401, INVALID_CREDENTIALS, "refused")},
 )
 async def sign_in(request: Request, svc: Svc, body: TokenRequest) -> dict[str, Any]:
     """An unknown user, a wrong password, a locked-out or disabled account are one answer
@@ -150,7 +196,11 @@ async def sign_in(request: Request, svc: Svc, body: TokenRequest) -> dict[str, A
     return _ok(data)
 
 
-@router.post("/api/v1/auth/password", summary="Change one's own password")
+@router.post(
+    "/api/v1/auth/password",
+    summary="Change one's own password",
+    responses={**ex.example(200, USER_ANSWER), **ex.example(403, INVALID_CREDENTIALS, "wrong current password")},
+)
 async def change_own_password(
     request: Request, svc: Svc, principal: Account, body: ChangePasswordRequest
 ) -> dict[str, Any]:
@@ -186,7 +236,7 @@ def _may_grant(principal: Principal, role: Role | None) -> None:
         raise ApiError(403, "FORBIDDEN", "only a super admin may make super admins", field="role")
 
 
-@router.post("/api/v1/users", status_code=201, summary="Create a local user")
+@router.post("/api/v1/users", status_code=201, summary="Create a local user", responses=ex.example(201, USER_ANSWER))
 async def create_user(svc: Svc, principal: Admin, body: CreateUserRequest) -> dict[str, Any]:
     _may_grant(principal, body.role)
     org_id = body.orgId
@@ -205,18 +255,26 @@ async def create_user(svc: Svc, principal: Admin, body: CreateUserRequest) -> di
     return _ok(user_json(user))
 
 
-@router.get("/api/v1/users", summary="List local users (the organisation's; super admin: all)")
+@router.get(
+    "/api/v1/users",
+    summary="List local users (the organisation's; super admin: all)",
+    responses=ex.example(200, USERS_ANSWER),
+)
 async def list_users(svc: Svc, principal: Admin) -> dict[str, Any]:
     users = await svc.conveyor.users.list(org_id=principal.org_id, every_org=principal.is_super_admin)
     return _ok({"users": [user_json(u) for u in users], "total": len(users)})
 
 
-@router.get("/api/v1/users/{user_id}", summary="Get a local user")
+@router.get("/api/v1/users/{user_id}", summary="Get a local user", responses=ex.example(200, USER_ANSWER))
 async def get_user(svc: Svc, principal: Admin, user_id: str) -> dict[str, Any]:
     return _ok(user_json(await _manageable(svc, principal, user_id)))
 
 
-@router.patch("/api/v1/users/{user_id}", summary="Change a user's printed name or role, or disable it")
+@router.patch(
+    "/api/v1/users/{user_id}",
+    summary="Change a user's printed name or role, or disable it",
+    responses=ex.example(200, USER_ANSWER),
+)
 async def update_user(svc: Svc, principal: Admin, user_id: str, body: UpdateUserRequest) -> dict[str, Any]:
     await _manageable(svc, principal, user_id)
     _may_grant(principal, body.role)
@@ -226,13 +284,17 @@ async def update_user(svc: Svc, principal: Admin, user_id: str, body: UpdateUser
     return _ok(user_json(user))
 
 
-@router.post("/api/v1/users/{user_id}/password", summary="Reset a user's password (lifts a lock-out)")
+@router.post(
+    "/api/v1/users/{user_id}/password",
+    summary="Reset a user's password (lifts a lock-out)",
+    responses=ex.example(200, USER_ANSWER),
+)
 async def reset_password(svc: Svc, principal: Admin, user_id: str, body: ResetPasswordRequest) -> dict[str, Any]:
     await _manageable(svc, principal, user_id)
     return _ok(user_json(await svc.conveyor.users.set_password(user_id, body.password)))
 
 
-@router.post("/api/v1/users/{user_id}/unlock", summary="Lift a user's lock-out")
+@router.post("/api/v1/users/{user_id}/unlock", summary="Lift a user's lock-out", responses=ex.example(200, USER_ANSWER))
 async def unlock_user(svc: Svc, principal: Admin, user_id: str) -> dict[str, Any]:
     await _manageable(svc, principal, user_id)
     return _ok(user_json(await svc.conveyor.users.unlock(user_id)))
@@ -241,7 +303,11 @@ async def unlock_user(svc: Svc, principal: Admin, user_id: str) -> dict[str, Any
 # --- signatures shown with the job -------------------------------------------------------------------
 
 
-@router.get("/api/v1/jobs/{job_id}/signatures", summary="The e-signatures applied to a job")
+@router.get(
+    "/api/v1/jobs/{job_id}/signatures",
+    summary="The e-signatures applied to a job",
+    responses=ex.example(200, SIGNATURES_ANSWER),
+)
 async def job_signatures(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
     """Each signature: signer id, printed name, meaning, server UTC time, the action signed and
     the content hash of the audit record it is bound to (GET /api/v1/audit/verify checks it)."""
