@@ -135,6 +135,11 @@ class Signatures:
         self.critical = critical
         self.meanings = meanings
 
+    @staticmethod
+    def in_request() -> bool:
+        """Whether a request's signing context is open (outside one nothing is demanded)."""
+        return _SIGNING.get() is not None
+
     def meaning_list(self) -> list[str]:
         return sorted(self.meanings)
 

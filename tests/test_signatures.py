@@ -236,6 +236,8 @@ async def test_signatures_are_shown_with_the_job(env: Env) -> None:
         "olga", "Olga Operator", "approved", "job.cancelled",
     )  # fmt: skip
     assert len(one["recordHash"]) == 64 and one["requestedBy"] == "olga"
+    with_job = await env.client.get(f"/api/v1/jobs/{case.object_id}", headers=env.tokens["vera"])
+    assert with_job.json()["data"]["signatures"] == [one]
     verify = await env.client.get("/api/v1/audit/verify", headers=env.tokens["adam"])
     assert verify.json()["data"]["signatures"] == 1, verify.text
 

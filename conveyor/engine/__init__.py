@@ -366,7 +366,7 @@ class Engine:
         Recorded in the audit trail as job.deleted (before: the job's state), in the transaction
         of the deletion, with the request's e-signature where one is demanded."""
         signature = None
-        if visible_to is not None or self.signatures is not None:
+        if visible_to is not None or (self.signatures is not None and self.signatures.in_request()):
             signature = await self._signature("job.delete", await self._stored(job_id, visible_to))
 
         def records(job: Job) -> list[AuditEntry]:
