@@ -2,8 +2,8 @@
 records. On PostgreSQL the signatures are append-only as the audit trail is (the triggers of
 0005's function refuse UPDATE, DELETE and TRUNCATE).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
@@ -11,8 +11,8 @@ from alembic import op
 
 from conveyor.store.schema import UTCDateTime
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
