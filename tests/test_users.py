@@ -196,3 +196,16 @@ async def test_unlock_disable_reset_and_change_are_recorded(app: Conveyor) -> No
     hashes = {(await users.get("ada")).password_hash}  # type: ignore[union-attr]
     assert not any(h in str(r.before) + str(r.after) for r in user_records for h in hashes)
     assert (await app.audit.verify()).ok
+
+
+async def test_a_hash_of_other_parameters_is_rehashed_at_sign_in(app: Conveyor) -> None:
+    from argon2 import PasswordHasher
+
+    await app.users.create("ada", name="Ada Lovelace", role="operator", password=PASSWORD)
+    stronger = PasswordHasher(time_cost=2, memory_cost=16384, parallelism=1)
+    users, _clock = users_of(app, hasher=stronger)
+    assert stronger.check_needs_rehash((await users.get("ada")).password_hash)  # type: ignore[union-attr]
+    await users.verify("ada", PASSWORD)
+    rehashed = (await users.get("ada")).password_hash  # type: ignore[union-attr]
+    assert not stronger.check_needs_rehash(rehashed) and "m=16384,t=2,p=1" in rehashed
+    await users.verify("ada", PASSWORD)

@@ -70,7 +70,14 @@ clients expect: the canonical family (`/api/v1/jobs…`, seed 002), the monitori
 family (`/api/v1/predictions…`, seed 004: default-risk bulk uploads), health and metrics.
 
 Authenticate with `Authorization: Bearer <JWT or API key>` or `X-API-Key: <API key>`;
-only `GET /api/v1/jobs/health` is open.
+only `GET /api/v1/jobs/health` and the sign-in `POST /api/v1/auth/token` are open.
+
+Critical operations (by default: cancelling, retrying or deleting a critical-priority job,
+deleting any job, clearing the cache, changing, pausing, resuming or deleting a schedule,
+revoking an API key; `CONVEYOR_CRITICAL_OPERATIONS`) need an e-signature in the request:
+`X-Signature-User`, `X-Signature-Password` and `X-Signature-Meaning` (approved, responsible,
+reviewed, authored). Without one: 428 `SIGNATURE_REQUIRED`; a wrong one: 403
+`SIGNATURE_INVALID`; in both cases nothing changes.
 """
 
 
