@@ -3,7 +3,9 @@
     python -m bench.fuzz_api [--max-examples 250] [--seed N] [--json]
 
 Starts `conveyor serve --no-worker` on a SQLite file in a temporary directory (creation limits
-off, an encryption key for the sensitive job types, the admin key the first start prints),
+off, an encryption key for the sensitive job types, a JWT key for sign-in, cheap argon2id, the
+admin key the first start prints; critical operations need e-signatures, as by default, so
+the generated requests get 428 there),
 runs `schemathesis run` over every operation of /openapi.json — examples, coverage, fuzzing
 and stateful phases — with two checks: no response is a server error (5xx), and every
 response matches the schema documented for it. Where the VA calibration data are not
@@ -46,6 +48,12 @@ def run(max_examples: int, seed: int | None = None) -> dict[str, object]:
             "CONVEYOR_JOBS_PER_HOUR": "0",
             "CONVEYOR_MAX_QUEUE_SIZE": "0",
             "CONVEYOR_ENCRYPTION_KEYS": json.dumps({"fuzz": "ZnV6ei1rZXktZm9yLWEtdGhyb3dhd2F5LWRiLTAwMDE="}),
+            # Sign-in needs a JWT key (else 503 by design); argon2id hashes cheaply here, so that
+            # the generated sign-ins and user creations do not spend the run hashing.
+            "CONVEYOR_JWT_SECRET": "fuzz-only-secret-of-a-throwaway-database-0001",
+            "CONVEYOR_PASSWORD_HASH_TIME_COST": "1",
+            "CONVEYOR_PASSWORD_HASH_MEMORY_KIB": "8192",
+            "CONVEYOR_PASSWORD_HASH_PARALLELISM": "1",
         }
         conveyor = str(Path(sys.executable).with_name("conveyor"))
         log = (root / "serve.log").open("w+")

@@ -42,9 +42,11 @@ class Permission(enum.StrEnum):
     CACHE_CLEAR = "cache:clear"  # forget cached results of the caller's scope
     KEYS_MANAGE = "keys:manage"  # API keys of the caller's organisation
     AUDIT_READ = "audit:read"  # the audit trail of the caller's organisation (super admin: all); verify
+    USERS_MANAGE = "users:manage"  # local users of the caller's organisation (super admin: all)
+    ACCOUNT = "account:self"  # the caller's own account: change its password
 
 
-_VIEWER = {Permission.JOBS_READ, Permission.QUEUES_READ}
+_VIEWER = {Permission.JOBS_READ, Permission.QUEUES_READ, Permission.ACCOUNT}
 _USER = _VIEWER | {Permission.JOBS_CREATE, Permission.JOBS_MANAGE}
 _OPERATOR = _USER | {
     Permission.QUEUES_MANAGE,
@@ -52,7 +54,7 @@ _OPERATOR = _USER | {
     Permission.METRICS_READ,
     Permission.CACHE_CLEAR,
 }
-_ADMIN = _OPERATOR | {Permission.KEYS_MANAGE, Permission.AUDIT_READ}
+_ADMIN = _OPERATOR | {Permission.KEYS_MANAGE, Permission.AUDIT_READ, Permission.USERS_MANAGE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset(_VIEWER),

@@ -25,7 +25,9 @@ from conveyor.model import utc_now
 from conveyor.store.control import ApiKeyRecord, ControlTables
 
 if TYPE_CHECKING:
+    from conveyor.audit import AuditEntry
     from conveyor.engine.audit import Audit
+    from conveyor.signatures import Signatures
 
 PREFIX = "cvk"
 
@@ -73,9 +75,17 @@ class ApiKeys:
     """Creates, checks and revokes API keys; creations and revocations are recorded in
     `audit` when given (the API and the CLI give theirs)."""
 
-    def __init__(self, store: ControlTables, *, cache_seconds: float = 10.0, audit: Audit | None = None) -> None:
+    def __init__(
+        self,
+        store: ControlTables,
+        *,
+        cache_seconds: float = 10.0,
+        audit: Audit | None = None,
+        signatures: Signatures | None = None,
+    ) -> None:
         self._store = store
         self._audit = audit
+        self._signatures = signatures
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, ApiKeyRecord | None]] = {}
 
@@ -143,13 +153,20 @@ class ApiKeys:
 
     async def revoke(self, key_id: str) -> ApiKeyRecord | None:
         self._cache.pop(key_id, None)
-        before = await self._store.get_api_key(key_id) if self._audit is not None else None
-        revoked = await self._store.revoke_api_key(key_id)
-        if self._audit is not None and before is not None and before.active and revoked is not None:
-            await self._audit.record(
-                "api_key.revoked", "api_key", key_id, before=_audited(before), after=_audited(revoked),
-                org_id=revoked.org_id,
-            )  # fmt: skip
+        before = await self._store.get_api_key(key_id)
+        signature = None
+        if self._signatures is not None and before is not None and before.active:
+            signature = await self._signatures.demand("api_key.revoke")
+        audit = self._audit
+
+        def records(revoked: ApiKeyRecord) -> list[AuditEntry]:
+            if audit is None or before is None:
+                return []
+            return [audit.entry("api_key.revoked", "api_key", key_id, before=_audited(before),
+                                after=_audited(revoked), org_id=revoked.org_id, signature=signature)]  # fmt: skip
+
+        revoked = await self._store.revoke_api_key(key_id, records)
+        self._cache.pop(key_id, None)
         return revoked
 
     async def any_exist(self) -> bool:

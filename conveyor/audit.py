@@ -66,6 +66,29 @@ def set_actor(actor: Actor) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureMark:
+    """An electronic signature (21 CFR Part 11 §11.50, §11.70) applied to one audit record:
+    who signed (user id and printed name), when (server UTC), what it means. Its manifest is
+    written into the record it signs (so the chain's hash covers it), and its row in
+    conveyor_signatures names that record's content hash (so it cannot be moved to another)."""
+
+    id: str
+    signer_id: str
+    signer_name: str
+    meaning: str
+    signed_at: datetime
+
+    def manifest(self) -> dict[str, str]:
+        return {
+            "id": self.id,
+            "signerId": self.signer_id,
+            "printedName": self.signer_name,
+            "meaning": self.meaning,
+            "signedAt": timestamp_text(self.signed_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """One thing that happened, before it is given its place in the chain."""
 
@@ -76,6 +99,7 @@ class AuditEntry:
     before: Any = None
     after: Any = None
     org_id: str | None = None  # the organisation the object belongs to
+    signature: SignatureMark | None = None  # the e-signature this record carries, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +182,10 @@ def journal_row(entry: AuditEntry, at: datetime, *, org_id: str | None = None, p
     after are plain JSON already (text keys, no NaN, no NUL), made so by the caller."""
     actor = entry.actor
     org = entry.org_id if entry.org_id is not None else org_id if org_id is not None else actor.org_id
+    after = entry.after if plain else plain_json(entry.after)
+    if entry.signature is not None:  # the manifest is part of what the record's hash covers
+        after = {**(after if isinstance(after, dict) else {"value": after} if after is not None else {})}
+        after[SIGNATURE_KEY] = entry.signature.manifest()
     return {
         "recorded_at": at.astimezone(UTC),
         "actor_id": storable_text(actor.user_id, 200),
@@ -166,7 +194,7 @@ def journal_row(entry: AuditEntry, at: datetime, *, org_id: str | None = None, p
         "object_type": entry.object_type,
         "object_id": storable_text(entry.object_id, 200),
         "before": entry.before if plain else plain_json(entry.before),
-        "after": entry.after if plain else plain_json(entry.after),
+        "after": after,
         "request_id": storable_text(actor.request_id, 64),
         "client_address": storable_text(actor.client_address, 64),
         "org_id": storable_text(org, 200),
@@ -179,6 +207,22 @@ RECORD_COLUMNS = (
     "recorded_at", "actor_id", "actor_name", "action", "object_type", "object_id", "before", "after",
     "request_id", "client_address", "org_id",
 )  # fmt: skip
+
+
+SIGNATURE_KEY = "signature"  # where a signed record's `after` holds the signature's manifest
+
+
+def content_hash(fields: dict[str, Any]) -> str:
+    """SHA-256 of a record's own content (RECORD_COLUMNS: not its seq nor its link to the
+    previous record), known when it is journaled, before it has a place in the chain: what an
+    e-signature is bound to."""
+    return record_hash({c: fields[c] for c in RECORD_COLUMNS})
+
+
+def signature_manifest(after: Any) -> dict[str, Any] | None:
+    """The signature manifest a record's `after` carries, if any."""
+    found = after.get(SIGNATURE_KEY) if isinstance(after, dict) else None
+    return found if isinstance(found, dict) else None
 
 
 def chain(rows: list[dict[str, Any]], *, prev_seq: int, prev_hash: str) -> list[AuditRecord]:
@@ -209,6 +253,40 @@ def checkpoint_signed_by(checkpoint: Checkpoint, key: str) -> bool:
     return checkpoint.signature is not None and hmac.compare_digest(checkpoint.signature, expected or "")
 
 
+@dataclass(frozen=True, slots=True)
+class SignatureRow:
+    """A row of conveyor_signatures: an e-signature, bound to the content hash of its record."""
+
+    id: str
+    record_hash: str
+    action: str
+    object_type: str
+    object_id: str | None
+    org_id: str | None
+    signer_id: str
+    signer_name: str
+    meaning: str
+    signed_at: datetime
+    signed_by_caller: str  # who made the request (a user, or an API key a user signed for)
+
+    def manifest(self) -> dict[str, str]:
+        return SignatureMark(self.id, self.signer_id, self.signer_name, self.meaning, self.signed_at).manifest()
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "signerId": self.signer_id,
+            "printedName": self.signer_name,
+            "meaning": self.meaning,
+            "signedAt": timestamp_text(self.signed_at),
+            "action": self.action,
+            "objectType": self.object_type,
+            "objectId": self.object_id,
+            "recordHash": self.record_hash,
+            "requestedBy": self.signed_by_caller,
+        }
+
+
 @dataclass(slots=True)
 class Verdict:
     ok: bool = True
@@ -220,6 +298,7 @@ class Verdict:
     broken_seq: int | None = None  # the first record (or checkpoint) found wrong
     problem: str | None = None
     warnings: list[str] = field(default_factory=list)
+    signatures: int = 0  # e-signatures checked against the records they sign
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -232,6 +311,7 @@ class Verdict:
             "brokenSeq": self.broken_seq,
             "problem": self.problem,
             "warnings": self.warnings,
+            "signatures": self.signatures,
         }
 
 
@@ -242,6 +322,8 @@ class ChainVerifier:
     def __init__(self, checkpoints: list[Checkpoint], *, key: str | None) -> None:
         self._checkpoints = {c.seq: c for c in checkpoints}
         self._key = key
+        # Signed records seen: signature id -> (seq, the record's content hash, manifest, record).
+        self.signed: dict[str, tuple[int, str, dict[str, Any], AuditRecord]] = {}
         self.verdict = Verdict(checkpoints=len(checkpoints), signed=bool(key))
         if not key:
             self.verdict.warnings.append(
@@ -276,9 +358,38 @@ class ChainVerifier:
                 self._fail(r.seq, f"seq {r.seq}: differs from the checkpoint taken at {timestamp_text(c.created_at)}")
             if not v.ok:
                 return False
+            if (manifest := signature_manifest(r.after)) is not None:
+                self.signed[str(manifest.get("id"))] = (r.seq, content_hash(r.fields()), manifest, r)
             v.records += 1
             v.head_seq, v.head_hash = r.seq, r.hash
         return True
+
+    def check_signatures(self, rows: list[SignatureRow]) -> None:
+        """Each signature row against the record it signs: the row must name that record's
+        content hash and say what the record's manifest says; every signed record must have
+        its row. (Run after the whole chain was fed.)"""
+        v = self.verdict
+        seen: set[str] = set()
+        for row in rows:
+            if not v.ok:
+                return
+            seen.add(row.id)
+            found = self.signed.get(row.id)
+            if found is None:
+                self._fail(0, f"signature {row.id} signs no record in the chain (moved or forged)")
+                return
+            seq, record_content, manifest, record = found
+            if row.record_hash != record_content:
+                self._fail(seq, f"signature {row.id} is not bound to record seq {seq}: record hash differs (moved)")
+            elif row.manifest() != manifest or (row.action, row.object_type, row.object_id) != (
+                record.action, record.object_type, record.object_id,
+            ):  # fmt: skip
+                self._fail(seq, f"signature {row.id} differs from the manifest in record seq {seq} (altered)")
+            else:
+                v.signatures += 1
+        for sig_id, (seq, *_rest) in self.signed.items():
+            if v.ok and sig_id not in seen:
+                self._fail(seq, f"record seq {seq} carries signature {sig_id}, whose row is missing (deleted)")
 
     def finish(self) -> Verdict:
         v = self.verdict

@@ -21,7 +21,9 @@ from conveyor.engine.schedules import Schedules
 from conveyor.jobtypes import Registry
 from conveyor.scheduler import Scheduler
 from conveyor.settings import Settings, ignored_seed_variables
+from conveyor.signatures import CriticalOperations, Signatures
 from conveyor.store import SqlStore, open_store
+from conveyor.users import Users
 from conveyor.worker import Worker
 
 PACKS_GROUP = "conveyor.packs"
@@ -81,6 +83,13 @@ class Conveyor:
         )
         self.batches = Batches(engine, max_size=settings.batch_max_size)
         self.cache = ResultCache(engine, ttl=timedelta(seconds=settings.cache_ttl))
+        self.users = Users.from_settings(store, engine.audit, settings)
+        self.signatures = Signatures(
+            self.users,
+            CriticalOperations.parse(settings.critical_operations),
+            frozenset(m.strip() for m in settings.signature_meanings.split(",") if m.strip()),
+        )
+        engine.signatures = self.signatures
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, registries: Iterable[Registry] = ()) -> Conveyor:

@@ -158,6 +158,29 @@ class Settings(BaseSettings):
         10, ge=0, description="how long a process trusts an API key lookup (a revocation elsewhere takes this long)"
     )
 
+    # --- local users, sign-in, e-signatures (21 CFR Part 11) ---
+    password_min_length: int = Field(12, ge=8, le=256, description="shortest password a local user may set")
+    password_hash_time_cost: int = Field(3, ge=1, le=100, description="argon2id passes (RFC 9106 low-memory: 3)")
+    password_hash_memory_kib: int = Field(
+        65536, ge=1024, le=4 * 1024 * 1024, description="argon2id memory per hash, KiB (RFC 9106 low-memory: 64 MiB)"
+    )
+    password_hash_parallelism: int = Field(4, ge=1, le=64, description="argon2id lanes (RFC 9106 low-memory: 4)")
+    sign_in_max_failures: int = Field(
+        5, ge=1, le=1000, description="consecutive failed sign-ins (or signatures) that lock a local user out"
+    )
+    sign_in_lockout_minutes: float = Field(15, gt=0, description="how long a lock-out lasts")
+    sign_in_token_minutes: float = Field(
+        60, gt=0, le=24 * 60, description="lifetime of the JWT POST /api/v1/auth/token issues"
+    )
+    critical_operations: str = Field(
+        "job.cancel:critical,job.retry:critical,job.delete,cache.clear,schedule.change,schedule.delete,api_key.revoke",
+        description="operations that need an e-signature (comma-separated; `:critical`: only on critical-priority "
+        "jobs; empty or `none`: none)",
+    )
+    signature_meanings: str = Field(
+        "approved,responsible,reviewed,authored", description="the meanings a signer may state (comma-separated)"
+    )
+
     audit_key: str | None = Field(
         None, description="HMAC-SHA256 key signing the audit trail's checkpoints; unset: checkpoints are unsigned"
     )
@@ -170,6 +193,22 @@ class Settings(BaseSettings):
         if self.scheduler_lease_seconds <= self.scheduler_interval_seconds:
             raise ValueError("scheduler_lease_seconds must be longer than scheduler_interval_seconds")
         return self
+
+    @field_validator("critical_operations")
+    @classmethod
+    def _critical_operations_parse(cls, value: str) -> str:
+        from conveyor.signatures import CriticalOperations
+
+        CriticalOperations.parse(value)
+        return value
+
+    @field_validator("signature_meanings")
+    @classmethod
+    def _meanings_not_empty(cls, value: str) -> str:
+        meanings = [m.strip() for m in value.split(",") if m.strip()]
+        if not meanings or any(len(m) > 64 for m in meanings):
+            raise ValueError("at least one meaning, each at most 64 characters")
+        return value
 
     @field_validator("queues")
     @classmethod

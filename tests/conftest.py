@@ -33,11 +33,11 @@ DEFAULT_PG = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 TABLES = (
     "conveyor_jobs", "conveyor_job_logs", "conveyor_api_keys", "conveyor_queues", "conveyor_workers",
     "conveyor_job_counts", "conveyor_job_minutes", "conveyor_schedules", "conveyor_leaders", "conveyor_batches",
-    "conveyor_cache_entries", "conveyor_rate_windows",
+    "conveyor_cache_entries", "conveyor_rate_windows", "conveyor_users",
 )  # fmt: skip
 # Append-only: their triggers refuse TRUNCATE, so tests switch them off around it (as the
 # tables' owner may; see the README's "Audit trail").
-AUDIT_TABLES = ("conveyor_audit_journal", "conveyor_audit", "conveyor_audit_checkpoints")
+AUDIT_TABLES = ("conveyor_audit_journal", "conveyor_audit", "conveyor_audit_checkpoints", "conveyor_signatures")
 
 
 def truncate_all(conn: psycopg.Connection[Any]) -> None:
@@ -125,8 +125,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
     return url
 
 
+# argon2id at its production cost takes ~0.4 s a hash on the test machine: the tests hash
+# cheaply (tests/test_users.py times the real cost where it matters).
+FAST_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 8192, "password_hash_parallelism": 1}
+
+
 def make_settings(url: str, **overrides: Any) -> Settings:
-    return Settings(database_url=url, auto_migrate=False, **overrides)
+    return Settings(database_url=url, auto_migrate=False, **{**FAST_HASHING, **overrides})
 
 
 @pytest.fixture
@@ -216,6 +221,9 @@ NO_CREATION_LIMITS = {"jobs_per_minute": 0, "jobs_per_hour": 0, "max_queue_size"
 # Sensitive job types (the workbench's sentiment analysis) are stored encrypted and refused
 # without a key: the test apps have one (tests/test_encryption.py checks the refusal).
 TEST_ENCRYPTION = {"encryption_keys": {"test": "dGhpcyBpcyBhIHRlc3Qga2V5LCBub3QgYSBzZWNyZXQ="}}
+# Critical operations need an e-signature by default (a local user's password); the test apps
+# of other features run without that demand, tests/test_signatures.py puts it back.
+NO_SIGNATURES = {"critical_operations": "none"}
 
 
 @contextlib.asynccontextmanager
@@ -239,7 +247,7 @@ async def api_harness(
             jwt_audience=JWT_AUDIENCE,
             jwt_issuer=JWT_ISSUER,
             max_body_bytes=API_MAX_BODY_BYTES,
-            **{"data_dir": data_dir, **NO_CREATION_LIMITS, **TEST_ENCRYPTION, **overrides},
+            **{"data_dir": data_dir, **NO_CREATION_LIMITS, **TEST_ENCRYPTION, **NO_SIGNATURES, **overrides},
         )
         conveyor = Conveyor.from_settings(settings, registries=[jobtypes])
         fastapi_app = create_app(conveyor, bootstrap_keys=False)

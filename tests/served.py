@@ -55,7 +55,9 @@ def base_env(database_url: str) -> dict[str, str]:
 def conveyor_serve(database_url: str, directory: Path, *, role: str = "super_admin") -> Iterator[Served]:
     """`conveyor serve` (API and a worker) on `database_url`, listening on a free port."""
     port = free_port()
-    env = {**base_env(database_url), "API_PORT": str(port)}
+    # Critical operations are signed by a local user's password (tests/test_signatures.py); the
+    # command's HTTP calls carry no signature yet, so these servers demand none.
+    env = {**base_env(database_url), "API_PORT": str(port), "CONVEYOR_CRITICAL_OPERATIONS": "none"}
     key = asyncio.run(_new_key(database_url, role))
     log_path = directory / "serve.log"
     url = f"http://127.0.0.1:{port}"

@@ -170,10 +170,28 @@ class Shared:
         return await self.harness.key(Role(role).value, org=org)
 
 
+# A local user of org-a whose id and password sign in (the open route POST /api/v1/auth/token).
+MATRIX_USER, MATRIX_PASSWORD = "matrix-user", "the matrix's long pass phrase"
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared(module_database_url: str) -> AsyncIterator[Shared]:
     async with api_harness(module_database_url, raise_app_exceptions=False) as harness:
+        await harness.conveyor.users.create(
+            MATRIX_USER, name="Matrix User", role="viewer", password=MATRIX_PASSWORD, org_id="org-a"
+        )
         yield Shared(harness)
+
+
+async def local_user_token(shared: Shared, role: Role) -> dict[str, str]:
+    """A fresh local user of org-a with `role` and MATRIX_PASSWORD, signed in."""
+    user_id = f"matrix-{role.value}-{secrets.token_hex(4)}"
+    await shared.harness.conveyor.users.create(
+        user_id, name=f"Matrix {role.value}", role=role, password=MATRIX_PASSWORD, org_id="org-a"
+    )
+    answer = await shared.client.post("/api/v1/auth/token", json={"userId": user_id, "password": MATRIX_PASSWORD})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['data']['accessToken']}"}
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -205,6 +223,17 @@ def body_for(route: RouteInfo) -> dict[str, Any] | None:
         return {"name": "renamed by the matrix"}
     if route.path.endswith("/wait"):
         return {"timeout": 0}  # never block the matrix
+    if (route.method, route.path) == ("POST", "/api/v1/auth/token"):
+        return {"userId": MATRIX_USER, "password": MATRIX_PASSWORD}
+    if (route.method, route.path) == ("POST", "/api/v1/auth/password"):
+        return {"currentPassword": MATRIX_PASSWORD, "newPassword": f"a new pass phrase {secrets.token_hex(4)}"}
+    if (route.method, route.path) == ("POST", "/api/v1/users"):
+        name = f"made-{secrets.token_hex(4)}"
+        return {"userId": name, "name": "Made By The Matrix", "role": "viewer", "password": MATRIX_PASSWORD}
+    if (route.method, route.path) == ("PATCH", "/api/v1/users/{user_id}"):
+        return {"name": "renamed by the matrix"}
+    if (route.method, route.path) == ("POST", "/api/v1/users/{user_id}/password"):
+        return {"password": "reset by the matrix, long"}
     return None
 
 
@@ -353,6 +382,11 @@ async def fill(shared: Shared, route: RouteInfo, owner: dict[str, str]) -> tuple
             filled[name] = "default"
         elif name == "key_id":
             filled[name] = key_id_of(await shared.fresh_key(Role.VIEWER, "org-a"))
+        elif name == "user_id":
+            filled[name] = f"victim-{secrets.token_hex(4)}"
+            await shared.harness.conveyor.users.create(
+                filled[name], name="Matrix Victim", role="viewer", password=MATRIX_PASSWORD, org_id="org-a"
+            )
         else:
             raise AssertionError(f"{route_id(route)}: the matrix does not know how to fill {{{name}}}")
     return route.path.format(**filled), filled
@@ -370,7 +404,7 @@ def test_calibration_routes_are_in_the_matrix_where_their_data_is() -> None:
 
 
 def test_route_table_lists_every_route_with_a_permission_but_health() -> None:
-    assert {route_id(r) for r in OPEN} == {"GET /api/v1/jobs/health"}
+    assert {route_id(r) for r in OPEN} == {"GET /api/v1/jobs/health", "POST /api/v1/auth/token"}
     assert len({route_id(r) for r in ROUTES}) == len(ROUTES)
     assert JOB_ROUTES, "no route takes a job id"
 
@@ -410,6 +444,8 @@ async def test_role_matrix(shared: Shared, route: RouteInfo, role: Role) -> None
     """A role holding the route's permission is served (2xx, with real objects in the path);
     one lacking it gets 403 in its family's shape, and nothing changes."""
     caller = await shared.fresh_key(role, "org-a")
+    if route.path == "/api/v1/auth/password":  # one's own password: a signed-in user, not a key
+        caller = await local_user_token(shared, role)
     admin = await shared.key(Role.ADMIN)
     # a user sees only its own jobs: let it act on one it created
     owner = caller if role is Role.USER else admin
@@ -418,6 +454,7 @@ async def test_role_matrix(shared: Shared, route: RouteInfo, role: Role) -> None
     queue_before = await queue_state(shared, filled["name"]) if "name" in filled else None
     schedule_before = await schedule_state(shared, filled["schedule_id"]) if "schedule_id" in filled else None
     batch_before = await batch_state(shared.client, admin, filled["batch_id"]) if "batch_id" in filled else None
+    user_before = await shared.harness.conveyor.users.get(filled["user_id"]) if "user_id" in filled else None
 
     response = await call(shared.client, route, path, caller)
 
@@ -439,6 +476,8 @@ async def test_role_matrix(shared: Shared, route: RouteInfo, role: Role) -> None
         assert await schedule_state(shared, filled["schedule_id"]) == schedule_before, "a refused call changed it"
     if "batch_id" in filled:
         assert await batch_state(shared.client, admin, filled["batch_id"]) == batch_before, "a refused call changed it"
+    if "user_id" in filled:
+        assert await shared.harness.conveyor.users.get(filled["user_id"]) == user_before, "a refused call changed it"
 
 
 # --- isolation: a job outside the caller's scope does not exist --------------------------------

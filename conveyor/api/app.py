@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.access import Permission, Role
-from conveyor.api.auth import SECURITY_SCHEMES, Authenticator, JwtVerifier
+from conveyor.api.auth import SECURITY_SCHEMES, Authenticator, JwtIssuer, JwtVerifier
 from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors
 from conveyor.api.metrics import ApiMetrics
 from conveyor.api.routes import (
@@ -43,6 +43,7 @@ from conveyor.api.routes import (
     predictions,
     schedules,
     system,
+    users,
     workbench,
 )
 from conveyor.api.services import Services
@@ -69,7 +70,14 @@ clients expect: the canonical family (`/api/v1/jobs…`, seed 002), the monitori
 family (`/api/v1/predictions…`, seed 004: default-risk bulk uploads), health and metrics.
 
 Authenticate with `Authorization: Bearer <JWT or API key>` or `X-API-Key: <API key>`;
-only `GET /api/v1/jobs/health` is open.
+only `GET /api/v1/jobs/health` and the sign-in `POST /api/v1/auth/token` are open.
+
+Critical operations (by default: cancelling, retrying or deleting a critical-priority job,
+deleting any job, clearing the cache, changing, pausing, resuming or deleting a schedule,
+revoking an API key; `CONVEYOR_CRITICAL_OPERATIONS`) need an e-signature in the request:
+`X-Signature-User`, `X-Signature-Password` and `X-Signature-Meaning` (approved, responsible,
+reviewed, authored). Without one: 428 `SIGNATURE_REQUIRED`; a wrong one: 403
+`SIGNATURE_INVALID`; in both cases nothing changes.
 """
 
 
@@ -203,6 +211,7 @@ ROUTERS = (
     cache.router,
     workbench.router,
     calibration.router,
+    users.router,
     canonical.router,
     predictions.router,
 )
@@ -350,12 +359,18 @@ def create_app(
     """The API over `conveyor`. `freeze_gc` is for a process that serves this app alone (see
     lifespan)."""
     settings = conveyor.settings
-    api_keys = ApiKeys(conveyor.store, cache_seconds=settings.api_key_cache_seconds, audit=conveyor.audit)
+    api_keys = ApiKeys(
+        conveyor.store,
+        cache_seconds=settings.api_key_cache_seconds,
+        audit=conveyor.audit,
+        signatures=conveyor.signatures,
+    )
     metrics = ApiMetrics()
     services = Services(
         conveyor=conveyor,
         keys=api_keys,
-        auth=Authenticator(api_keys, JwtVerifier.from_settings(settings)),
+        auth=Authenticator(api_keys, JwtVerifier.from_settings(settings), conveyor.users),
+        issuer=JwtIssuer.from_settings(settings),
         metrics=metrics,
         insights=Insights(conveyor.store),
         limits=JobLimits(conveyor.store, settings),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,10 @@ from conveyor.api.errors import ApiError
 from conveyor.apikeys import PREFIX, ApiKeys, split_key
 from conveyor.audit import Actor, set_actor
 from conveyor.settings import Settings
+from conveyor.signatures import Presented, SigningContext, set_signing
 from conveyor.storable import text_problem
+from conveyor.store.users import UserRecord
+from conveyor.users import Users
 
 KNOWN_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "PS256", "EdDSA", "none"})
 # The owner columns (owner_user_id, owner_org_id, owner_study_id, created_by) hold 200 characters.
@@ -66,6 +70,10 @@ class JwtVerifier:
         return bool(self._keys)
 
     def verify(self, token: str) -> Principal:
+        return self.principal_of(self.claims(token))
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The token's claims, its signature, expiry, audience and issuer checked (else 401)."""
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
         except jwt.PyJWTError:
@@ -88,6 +96,10 @@ class JwtVerifier:
             raise _unauthorized("the token has expired") from None
         except jwt.PyJWTError as exc:
             raise _unauthorized(f"invalid token: {exc}") from None
+        return claims
+
+    @staticmethod
+    def principal_of(claims: dict[str, Any]) -> Principal:
         return Principal(
             user_id=_identity(claims, "sub"),  # type: ignore[arg-type]  # required above
             name=_identity(claims, "name"),
@@ -112,10 +124,54 @@ def _identity(claims: dict[str, Any], claim: str) -> str | None:
     return text
 
 
+class JwtIssuer:
+    """Signs the tokens of local users' sign-ins (POST /api/v1/auth/token) with the server's
+    HS256 key, so that the same JwtVerifier accepts them; with the configured audience and
+    issuer. Claim `cvu` marks a local user's token: each use checks that the user still may
+    sign in (not disabled, password not changed since the token was issued)."""
+
+    def __init__(self, *, secret: str | None, audience: str | None, issuer: str | None, minutes: float) -> None:
+        self._secret = secret
+        self._audience = audience
+        self._issuer = issuer
+        self.lifetime = timedelta(minutes=minutes)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JwtIssuer:
+        return cls(
+            secret=settings.jwt_secret,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            minutes=settings.sign_in_token_minutes,
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._secret)
+
+    def issue(self, user: UserRecord, now: datetime) -> tuple[str, datetime]:
+        expires = now + self.lifetime
+        claims: dict[str, Any] = {
+            "sub": user.id,
+            "name": user.name,
+            "org_id": user.org_id,
+            "roles": [user.role],
+            "iat": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+            "cvu": True,
+        }
+        if self._audience:
+            claims["aud"] = self._audience
+        if self._issuer:
+            claims["iss"] = self._issuer
+        return jwt.encode(claims, self._secret, algorithm="HS256"), expires  # type: ignore[arg-type]
+
+
 class Authenticator:
-    def __init__(self, keys: ApiKeys, jwts: JwtVerifier) -> None:
+    def __init__(self, keys: ApiKeys, jwts: JwtVerifier, users: Users | None = None) -> None:
         self.keys = keys
         self.jwts = jwts
+        self.users = users
 
     async def principal(self, bearer: str | None, api_key: str | None) -> Principal:
         if api_key:
@@ -126,7 +182,21 @@ class Authenticator:
             return await self._by_key(bearer)
         if not self.jwts.configured:
             raise _unauthorized("JWT bearer tokens are not configured on this server; use an API key")
-        return self.jwts.verify(bearer)
+        claims = self.jwts.claims(bearer)
+        principal = self.jwts.principal_of(claims)
+        if claims.get("cvu") is True and self.users is not None:
+            await self._still_valid(principal.user_id, claims)
+        return principal
+
+    async def _still_valid(self, user_id: str, claims: dict[str, Any]) -> None:
+        """A local user's token: refused once the user is disabled, removed, or has changed
+        their password since it was issued (a reset ends every session)."""
+        user = await self.users.get(user_id)  # type: ignore[union-attr]  # checked by the caller
+        issued = claims.get("iat")
+        if user is None or user.disabled:
+            raise _unauthorized("the user of this token is disabled or unknown")
+        if not isinstance(issued, int | float) or issued < int(user.password_changed_at.timestamp()):
+            raise _unauthorized("the password changed since this token was issued: sign in again")
 
     async def _by_key(self, key: str) -> Principal:
         principal = await self.keys.authenticate(key)
@@ -153,6 +223,8 @@ async def authenticate(request: Request) -> Principal:
             await _record_failed_sign_in(request, exc, bearer, api_key)
         raise
     request.state.principal = principal
+    # The e-signature this request carries, for the critical operations that demand one.
+    set_signing(SigningContext(principal, _presented_signature(headers)))
     # Whatever this request changes is recorded in the audit trail as done by this caller.
     set_actor(
         Actor(
@@ -183,6 +255,26 @@ async def _record_failed_sign_in(request: Request, error: ApiError, bearer: str 
     route = getattr(request.scope.get("route"), "path", None)  # the template: no caller's text
     after = {"credential": kind, "keyId": key_id, "reason": error.message, "route": route}
     await audit.record("auth.failed", "credential", kind, after=after, actor=actor)
+
+
+SIGNATURE_HEADERS = ("x-signature-user", "x-signature-password", "x-signature-meaning")
+
+
+def _header_text(value: str) -> str:
+    """A header as the UTF-8 the client sent (Starlette decodes headers as Latin-1)."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def _presented_signature(headers: Any) -> Presented | None:
+    """The X-Signature-* headers (None when none is given; a part left out is empty)."""
+    values = [headers.get(name) for name in SIGNATURE_HEADERS]
+    if all(v is None for v in values):
+        return None
+    user_id, password, meaning = (_header_text(v or "") for v in values)
+    return Presented(user_id=user_id.strip(), password=password, meaning=meaning.strip())
 
 
 def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:

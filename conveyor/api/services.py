@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 from conveyor.access import Principal
-from conveyor.api.auth import Authenticator
+from conveyor.api.auth import Authenticator, JwtIssuer
 from conveyor.api.errors import ApiError
 from conveyor.apikeys import ApiKeys
 from conveyor.engine import Engine
@@ -31,6 +31,7 @@ class Services:
     metrics: ApiMetrics
     insights: Insights
     limits: JobLimits
+    issuer: JwtIssuer
     worker_enabled: bool = False
     started_at: float = field(default_factory=time.time)
 

@@ -18,6 +18,7 @@ from conveyor.cli import apikeys, audit, batches, cache, jobs, keys, local, moni
 from conveyor.cli.exits import core_failure
 from conveyor.cli.local import DatabaseOpt
 from conveyor.cli.output import PLAIN
+from conveyor.cli.users import users_app
 
 # The helpers command modules written against the single-file command imported from here
 # (users.py, webhooks.py on other branches); new modules import local.py, exits.py, output.py.
@@ -60,6 +61,7 @@ app.add_typer(cache.cache_app, name="cache")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(apikeys.apikey_app, name="apikey")
 app.add_typer(keys.keys_app, name="keys")
+app.add_typer(users_app, name="users")
 
 
 def main() -> None:

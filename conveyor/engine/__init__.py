@@ -7,10 +7,10 @@ import contextlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from conveyor.audit import current_actor
+from conveyor.audit import AuditEntry, current_actor
 from conveyor.crypto import Keyring
 from conveyor.engine.audit import Audit
 from conveyor.engine.coalescer import EnqueueCoalescer
@@ -46,6 +46,10 @@ from conveyor.notifier import Notifier
 from conveyor.retry import RetryPolicy, policy_for
 from conveyor.storable import unstorable
 from conveyor.store.base import TOPICS, Store
+
+if TYPE_CHECKING:
+    from conveyor.audit import SignatureMark
+    from conveyor.signatures import Signatures
 
 JobTypeRef = str | type[JobType] | Callable[..., Any]
 
@@ -107,6 +111,8 @@ class Engine:
     ) -> None:
         self.store = store
         self.audit = audit or Audit(store)
+        # E-signatures demanded of critical operations (set by conveyor.runtime.Conveyor).
+        self.signatures: Signatures | None = None
         self.sealing = Sealing(registry, keyring)
         self.registry = registry
         self.notifier = notifier or Notifier()
@@ -328,33 +334,50 @@ class Engine:
 
     # --- operations ---------------------------------------------------------------------------
 
+    async def _signature(self, operation: str, job: Job) -> SignatureMark | None:
+        """The request's e-signature when `operation` on `job` is critical (else None);
+        SignatureRequired / SignatureInvalid before anything changes."""
+        if self.signatures is None:
+            return None
+        return await self.signatures.demand(operation, critical_job=job.priority_class is Priority.CRITICAL)
+
     async def cancel(self, job_id: UUID, *, visible_to: Visibility | None = None, action: str = "job.cancelled") -> Job:
         """Scheduled and pending jobs are cancelled at once; a running one is asked to stop at
         its next checkpoint (its status stays running until it does). Finished: refused.
-        Recorded in the audit trail as `action` (the API's DELETE says job.deleted)."""
+        Recorded in the audit trail as `action` (the API's DELETE says job.deleted), in the
+        transaction of the change, with the request's e-signature where one is demanded."""
         before = await self._stored(job_id, visible_to)
-        job, acted = await self.store.request_cancel(job_id)
+        signature = await self._signature("job.delete" if action == "job.deleted" else "job.cancel", before)
+
+        def records(job: Job) -> list[AuditEntry]:
+            return [self.audit.entry(action, "job", job.id, before=job_state(before), after=job_state(job),
+                                     org_id=job.owner.org_id, signature=signature)]  # fmt: skip
+
+        job, acted = await self.store.request_cancel(job_id, records)
         if job is None:
             raise JobNotFound(job_id)
         if not acted:
             raise JobNotCancellable(job_id, job.status.value)
-        await self.audit.record(
-            action, "job", job.id, before=job_state(before), after=job_state(job), org_id=job.owner.org_id
-        )
         return job
 
     async def delete(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
         """Delete a job that is not running (any other status), with its log lines; returns
         the job as it was. A running job is refused (JobNotDeletable): cancel it first.
-        Recorded in the audit trail as job.deleted (before: the job's state)."""
-        if visible_to is not None:
-            await self._stored(job_id, visible_to)
-        job, deleted = await self.store.delete_job(job_id)
+        Recorded in the audit trail as job.deleted (before: the job's state), in the transaction
+        of the deletion, with the request's e-signature where one is demanded."""
+        signature = None
+        if visible_to is not None or (self.signatures is not None and self.signatures.in_request()):
+            signature = await self._signature("job.delete", await self._stored(job_id, visible_to))
+
+        def records(job: Job) -> list[AuditEntry]:
+            return [self.audit.entry("job.deleted", "job", job.id, before=job_state(job), org_id=job.owner.org_id,
+                                     signature=signature)]  # fmt: skip
+
+        job, deleted = await self.store.delete_job(job_id, records)
         if job is None:
             raise JobNotFound(job_id)
         if not deleted:
             raise JobNotDeletable(job_id, job.status.value)
-        await self.audit.record("job.deleted", "job", job.id, before=job_state(job), org_id=job.owner.org_id)
         return job
 
     async def retry(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
@@ -362,6 +385,7 @@ class Engine:
         job = self.sealing.opened(await self._stored(job_id, visible_to))  # its data goes into the new job
         if job.status not in RETRYABLE_BY_HAND:
             raise JobNotRetryable(job_id, job.status.value)
+        signature = await self._signature("job.retry", job)
         request = JobRequest(
             job.kind,
             job.data,
@@ -385,7 +409,7 @@ class Engine:
             again = self.sealing.opened(await self._stored(new_job.id, None))
         await self.audit.record(
             "job.retried", "job", job.id, before=job_state(job), after={"retryJobId": str(again.id)},
-            org_id=job.owner.org_id,
+            org_id=job.owner.org_id, signature=signature,
         )  # fmt: skip
         return again
 

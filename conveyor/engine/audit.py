@@ -22,6 +22,8 @@ from conveyor.audit import (
     AuditRecord,
     ChainVerifier,
     Checkpoint,
+    SignatureMark,
+    SignatureRow,
     Verdict,
     current_actor,
 )
@@ -50,8 +52,27 @@ class Audit:
         after: Any = None,
         org_id: str | None = None,
         actor: Actor | None = None,
+        signature: SignatureMark | None = None,
     ) -> None:
-        entry = AuditEntry(
+        await self.record_many(
+            [self.entry(action, object_type, object_id, before=before, after=after, org_id=org_id, actor=actor,
+                        signature=signature)]
+        )  # fmt: skip
+
+    @staticmethod
+    def entry(
+        action: str,
+        object_type: str,
+        object_id: object = None,
+        *,
+        before: Any = None,
+        after: Any = None,
+        org_id: str | None = None,
+        actor: Actor | None = None,
+        signature: SignatureMark | None = None,
+    ) -> AuditEntry:
+        """A record to hand to a store operation, which journals it in the change's transaction."""
+        return AuditEntry(
             action=action,
             object_type=object_type,
             object_id=None if object_id is None else str(object_id),
@@ -59,8 +80,8 @@ class Audit:
             before=before,
             after=after,
             org_id=org_id,
+            signature=signature,
         )
-        await self.record_many([entry])
 
     async def record_many(self, entries: Sequence[AuditEntry]) -> None:
         """Journal `entries` in one statement; they join the chain at the next seal."""
@@ -96,7 +117,24 @@ class Audit:
             if not page or not verifier.feed(page):
                 break
             after = page[-1].seq
+        if verifier.verdict.ok:
+            verifier.check_signatures([row async for row in self.signature_rows()])
         return verifier.finish()
+
+    async def signature_rows(self, *, page_size: int = VERIFY_PAGE) -> AsyncIterator[SignatureRow]:
+        after = ""
+        while True:
+            page = await self.store.list_signatures(after_id=after, limit=page_size)
+            for row in page:
+                yield row
+            if len(page) < page_size:
+                return
+            after = page[-1].id
+
+    async def signatures_of(self, object_type: str, object_id: object) -> list[SignatureRow]:
+        """The e-signatures applied to one object (a job: its cancel, retry, delete), oldest first."""
+        rows = await self.store.list_signatures(object_type=object_type, object_id=str(object_id))
+        return sorted(rows, key=lambda r: r.signed_at)
 
     async def list(self, where: AuditFilter, *, limit: int, offset: int = 0) -> tuple[list[AuditRecord], int]:
         """A page of chained records (the journal sealed first, so nothing recorded is missing)."""

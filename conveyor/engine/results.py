@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from conveyor.audit import AuditEntry
 from conveyor.engine import Engine, JobRequest, JobTypeRef
 from conveyor.errors import InvalidJobOptions
 from conveyor.model import Job, NewJob, Visibility, utc_now
@@ -101,8 +102,14 @@ class ResultCache:
         """Forget completed results `visible_to` may see (with these labels, when given): the
         next identical request runs again. How many entries were cleared (recorded in the
         audit trail as cache.cleared)."""
-        cleared: int = await self.store.clear_cache(visible_to=visible_to, labels=labels)
-        after = {"cleared": cleared, "labels": dict(labels or {})}
+        signatures = self.engine.signatures
+        signature = None if signatures is None else await signatures.demand("cache.clear")
         org_id = visible_to.org_id if visible_to is not None else None
-        await self.engine.audit.record("cache.cleared", "cache", None, after=after, org_id=org_id)
+
+        def records(cleared: int) -> list[AuditEntry]:
+            after = {"cleared": cleared, "labels": dict(labels or {})}
+            return [self.engine.audit.entry("cache.cleared", "cache", None, after=after, org_id=org_id,
+                                            signature=signature)]  # fmt: skip
+
+        cleared: int = await self.store.clear_cache(visible_to=visible_to, labels=labels, records=records)
         return cleared

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from conveyor.audit import AuditEntry, SignatureMark
 from conveyor.cron import MissedPolicy, Timing, parse_policy, plan_ticks, tick_key
 from conveyor.engine import Engine, JobRequest
 from conveyor.errors import InvalidJobData, InvalidJobOptions, InvalidSchedule, ScheduleNotFound
@@ -171,14 +172,29 @@ class Schedules:
         return schedule
 
     async def _record(self, action: str, schedule: Schedule, before: Schedule | None, after: Schedule | None) -> None:
-        await self.engine.audit.record(
+        await self.engine.audit.record_many([self._entry(action, schedule, before, after)])
+
+    def _entry(
+        self,
+        action: str,
+        schedule: Schedule,
+        before: Schedule | None,
+        after: Schedule | None,
+        signature: SignatureMark | None = None,
+    ) -> AuditEntry:
+        return self.engine.audit.entry(
             action,
             "schedule",
             schedule.id,
             before=None if before is None else describe(before),
             after=None if after is None else describe(after),
             org_id=schedule.owner.org_id,
+            signature=signature,
         )
+
+    async def _signature(self, operation: str) -> SignatureMark | None:
+        signatures = self.engine.signatures
+        return None if signatures is None else await signatures.demand(operation)
 
     async def get(self, schedule_id: str, *, visible_to: Visibility | None = None) -> Schedule:
         """The schedule; ScheduleNotFound also when it lies outside `visible_to`."""
@@ -226,10 +242,12 @@ class Schedules:
         }
         if checked.timing != current.timing or spec.enabled != current.enabled:
             values["next_run_at"] = checked.timing.first_after(now or utc_now()) if spec.enabled else None
-        updated = await self.store.update_schedule(schedule_id, values)
+        signature = await self._signature("schedule.change")
+        updated = await self.store.update_schedule(
+            schedule_id, values, lambda s: [self._entry("schedule.changed", s, current, s, signature)]
+        )
         if updated is None:
             raise ScheduleNotFound(schedule_id)
-        await self._record("schedule.changed", updated, current, updated)
         return updated
 
     async def pause(self, schedule_id: str, *, visible_to: Visibility | None = None) -> Schedule:
@@ -247,18 +265,25 @@ class Schedules:
         if current.enabled == enabled:
             return current
         next_run_at = current.timing.first_after(utc_now()) if enabled else None
-        updated = await self.store.update_schedule(schedule_id, {"enabled": enabled, "next_run_at": next_run_at})
+        signature = await self._signature("schedule.change")
+        action = "schedule.resumed" if enabled else "schedule.paused"
+        updated = await self.store.update_schedule(
+            schedule_id,
+            {"enabled": enabled, "next_run_at": next_run_at},
+            lambda s: [self._entry(action, s, current, s, signature)],
+        )
         if updated is None:
             raise ScheduleNotFound(schedule_id)
-        await self._record("schedule.resumed" if enabled else "schedule.paused", updated, current, updated)
         return updated
 
     async def delete(self, schedule_id: str, *, visible_to: Visibility | None = None) -> Schedule:
         """Delete the schedule (jobs it made stay); the schedule as it was."""
         schedule = await self.get(schedule_id, visible_to=visible_to)
-        if not await self.store.delete_schedule(schedule_id):
+        signature = await self._signature("schedule.delete")
+        if not await self.store.delete_schedule(
+            schedule_id, [self._entry("schedule.deleted", schedule, schedule, None, signature)]
+        ):
             raise ScheduleNotFound(schedule_id)
-        await self._record("schedule.deleted", schedule, schedule, None)
         return schedule
 
     # --- ticks ------------------------------------------------------------------------------

@@ -27,13 +27,15 @@ from conveyor.audit import (
     AuditEntry,
     AuditRecord,
     Checkpoint,
+    SignatureRow,
     chain,
+    content_hash,
     journal_row,
     sign_checkpoint,
 )
 from conveyor.model import utc_now
 from conveyor.store.hooks import StoreHooks
-from conveyor.store.schema import audit, audit_checkpoints, audit_journal
+from conveyor.store.schema import audit, audit_checkpoints, audit_journal, signatures
 
 # An arbitrary constant: the key of the advisory lock that serialises sealing.
 PG_AUDIT_LOCK = 7_412_202_612
@@ -82,9 +84,8 @@ class AuditTables(StoreHooks):
     async def journal_audit(self, entries: Sequence[AuditEntry]) -> None:
         """Write `entries` to the journal (one statement, no lock); `seal_audit` chains them."""
         if entries:
-            now = utc_now()
             async with self._write() as conn:
-                await conn.execute(audit_journal.insert(), [journal_row(e, now) for e in entries])
+                await journal_in(conn, entries)
 
     async def seal_audit(
         self, limit: int, *, max_bytes: int = SEAL_BYTES, checkpoint_every: int = 0, key: str | None = None
@@ -152,6 +153,19 @@ class AuditTables(StoreHooks):
             rows = await conn.execute(sa.select(audit_checkpoints).order_by(audit_checkpoints.c.seq))
             return [Checkpoint(**r._mapping) for r in rows]
 
+    async def list_signatures(
+        self, *, object_type: str | None = None, object_id: str | None = None, after_id: str = "", limit: int = 1000
+    ) -> list[SignatureRow]:
+        """E-signatures (of one object, when given), in id order after `after_id`."""
+        c = signatures.c
+        stmt = sa.select(signatures).where(c.id > after_id).order_by(c.id).limit(limit)
+        if object_type is not None:
+            stmt = stmt.where(c.object_type == object_type)
+        if object_id is not None:
+            stmt = stmt.where(c.object_id == object_id)
+        async with self._read_engine.connect() as conn:
+            return [SignatureRow(**r._mapping) for r in await conn.execute(stmt)]
+
     async def list_audit(
         self, where: AuditFilter, *, limit: int, offset: int = 0, after_seq: int = 0, count: bool = True
     ) -> tuple[list[AuditRecord], int]:
@@ -178,6 +192,39 @@ def _last_to_seal(dialect: str, limit: int, max_bytes: int) -> sa.Select[Any]:
     )
     within = sa.func.max(sa.case((oldest.c.running <= max_bytes, oldest.c.id)))
     return sa.select(sa.func.coalesce(within, sa.func.min(oldest.c.id)))
+
+
+async def journal_in(conn: AsyncConnection, entries: Sequence[AuditEntry]) -> None:
+    """Journal `entries` inside the caller's transaction (so a record commits with the change
+    it records, or not at all). A signed entry's row is read back as stored, and its
+    signature's row written with the content hash of that record (conveyor.audit)."""
+    now = utc_now()
+    plain = [journal_row(e, now) for e in entries if e.signature is None]
+    if plain:
+        await conn.execute(audit_journal.insert(), plain)
+    for entry in entries:
+        mark = entry.signature
+        if mark is None:
+            continue
+        stored = (
+            await conn.execute(audit_journal.insert().returning(*_JOURNAL_COLUMNS), journal_row(entry, now))
+        ).one()
+        row = stored._asdict()
+        await conn.execute(
+            signatures.insert().values(
+                id=mark.id,
+                record_hash=content_hash(row),
+                action=row["action"],
+                object_type=row["object_type"],
+                object_id=row["object_id"],
+                org_id=row["org_id"],
+                signer_id=mark.signer_id,
+                signer_name=mark.signer_name,
+                meaning=mark.meaning,
+                signed_at=mark.signed_at,
+                signed_by_caller=row["actor_id"],
+            )
+        )
 
 
 async def _lock_chain(conn: AsyncConnection, *, wait: bool = False) -> bool:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
+from conveyor.audit import AuditEntry
 from conveyor.model import (
     Job,
     JobFilter,
@@ -79,13 +80,19 @@ class Store(Protocol):
         """Write logs, progress and outcomes in one transaction; returns the ids of the jobs
         whose outcome was applied (the attempt was still theirs)."""
 
-    async def request_cancel(self, job_id: UUID) -> tuple[Job | None, bool]:
+    async def request_cancel(
+        self, job_id: UUID, records: Callable[[Job], Sequence[AuditEntry]] | None = None
+    ) -> tuple[Job | None, bool]:
         """Cancel a scheduled or pending job at once, or flag a running one. Returns the job
-        as it is afterwards (None when it does not exist) and whether anything was done."""
+        as it is afterwards (None when it does not exist) and whether anything was done.
+        `records`: the audit records of the job as changed, journaled in the same transaction."""
 
-    async def delete_job(self, job_id: UUID) -> tuple[Job | None, bool]:
+    async def delete_job(
+        self, job_id: UUID, records: Callable[[Job], Sequence[AuditEntry]] | None = None
+    ) -> tuple[Job | None, bool]:
         """Delete a job that is not running, with its log lines. Returns the job as it was
-        (None when it does not exist) and whether it was deleted (False: it is running)."""
+        (None when it does not exist) and whether it was deleted (False: it is running).
+        `records`: the audit records of the deleted job, journaled in the same transaction."""
 
     async def stage_due(self, now: datetime | None = None) -> int:
         """scheduled -> pending for jobs whose run_at has come; returns how many."""

@@ -12,7 +12,7 @@ completed at or after `fresh_after` (now minus the TTL); clearing deletes entrie
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -20,7 +20,9 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from conveyor.audit import AuditEntry
 from conveyor.model import Job, NewJob, Status, Visibility, utc_now
+from conveyor.store.audit import journal_in
 from conveyor.store.filters import scope_clauses
 from conveyor.store.hooks import StoreHooks
 from conveyor.store.rows import created_record, job_from_row, job_of_new, row_of
@@ -151,7 +153,13 @@ class CacheTables(StoreHooks):
             hits, misses = (await conn.execute(counted.where(*scope))).one()
         return CacheStats(int(entries), int(size), _aware(oldest), _aware(newest), int(hits), int(misses))
 
-    async def clear_cache(self, *, visible_to: Visibility | None, labels: Mapping[str, str] | None = None) -> int:
+    async def clear_cache(
+        self,
+        *,
+        visible_to: Visibility | None,
+        labels: Mapping[str, str] | None = None,
+        records: Callable[[int], Sequence[AuditEntry]] | None = None,
+    ) -> int:
         """Delete the entries `visible_to` may see whose job completed (with these labels, when
         given): identical requests run again. Entries of jobs in flight stay, so that requests
         made meanwhile still attach to them. How many were deleted."""
@@ -163,6 +171,8 @@ class CacheTables(StoreHooks):
         )
         async with self._write() as conn:
             deleted = await conn.execute(cache_entries.delete().where(*scope, e.job_id.in_(completed)))
+            if records is not None:  # `records`: the audit records of how many were cleared, in this transaction
+                await journal_in(conn, records(int(deleted.rowcount)))
         return int(deleted.rowcount)
 
 

@@ -7,14 +7,16 @@ callers cache it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from conveyor.audit import AuditEntry
 from conveyor.model import utc_now
+from conveyor.store.audit import journal_in
 from conveyor.store.hooks import StoreHooks
 from conveyor.store.schema import api_keys, queue_states, workers
 
@@ -77,14 +79,19 @@ class ControlTables(StoreHooks):
         async with self._read_engine.connect() as conn:
             return [ApiKeyRecord(**r._mapping) for r in await conn.execute(stmt)]
 
-    async def revoke_api_key(self, key_id: str) -> ApiKeyRecord | None:
-        """Revoke (once; revoking again keeps the first time); the key, or None if unknown."""
+    async def revoke_api_key(
+        self, key_id: str, records: Callable[[ApiKeyRecord], Sequence[AuditEntry]] | None = None
+    ) -> ApiKeyRecord | None:
+        """Revoke (once; revoking again keeps the first time); the key, or None if unknown.
+        `records`: the audit records of a key revoked now, journaled in the same transaction."""
         c = api_keys.c
         async with self._write() as conn:
-            await conn.execute(
+            revoked = await conn.execute(
                 api_keys.update().where(c.id == key_id, c.revoked_at.is_(None)).values(revoked_at=utc_now())
             )
             row = (await conn.execute(sa.select(api_keys).where(c.id == key_id))).first()
+            if revoked.rowcount and row is not None and records is not None:
+                await journal_in(conn, records(ApiKeyRecord(**row._mapping)))
         return ApiKeyRecord(**row._mapping) if row else None
 
     async def count_api_keys(self) -> int:

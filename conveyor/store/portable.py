@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +12,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from conveyor.audit import SYSTEM, Actor
+from conveyor.audit import SYSTEM, Actor, AuditEntry
 from conveyor.model import (
     Job,
     JobFilter,
@@ -25,7 +25,7 @@ from conveyor.model import (
     Status,
     utc_now,
 )
-from conveyor.store.audit import AuditTables
+from conveyor.store.audit import AuditTables, journal_in
 from conveyor.store.base import TOPICS, Listener
 from conveyor.store.batches import BatchTables, batch_ids_of
 from conveyor.store.cache import CacheTables
@@ -47,6 +47,7 @@ from conveyor.store.rows import (
 from conveyor.store.schedules import ScheduleTables
 from conveyor.store.schema import audit_journal, job_logs, jobs, queue_states
 from conveyor.store.statistics import JobStatistics
+from conveyor.store.users import UserTables
 
 
 def paused_queues() -> sa.Select[Any]:
@@ -57,7 +58,9 @@ def paused_queues() -> sa.Select[Any]:
 RESCUER = Actor(user_id=SYSTEM, name="lease rescue")
 
 
-class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTables, RateWindows, JobStatistics):
+class SqlStore(
+    ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTables, RateWindows, JobStatistics, UserTables
+):
     """The Store protocol over an async SQLAlchemy engine.
 
     `_engine` runs writes; `_read_engine` runs reads (the same engine on PostgreSQL; on
@@ -370,7 +373,9 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTab
 
     # --- cancel, stage, rescue ----------------------------------------------------------
 
-    async def request_cancel(self, job_id: UUID) -> tuple[Job | None, bool]:
+    async def request_cancel(
+        self, job_id: UUID, records: Callable[[Job], Sequence[AuditEntry]] | None = None
+    ) -> tuple[Job | None, bool]:
         c = jobs.c
         at_once = (
             jobs.update()
@@ -395,6 +400,8 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTab
                 topic = ""
             if topic:
                 await self._notify(conn, topic, [str(job_id)])
+                if records is not None:
+                    await journal_in(conn, records(job_from_row(row)))
         if topic:
             await self._after_commit(topic, [str(job_id)])
         job = job_from_row(row) if row else None
@@ -402,7 +409,9 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTab
             await self.settle_batches_quietly([job.batch_id])
         return job, bool(topic)
 
-    async def delete_job(self, job_id: UUID) -> tuple[Job | None, bool]:
+    async def delete_job(
+        self, job_id: UUID, records: Callable[[Job], Sequence[AuditEntry]] | None = None
+    ) -> tuple[Job | None, bool]:
         c = jobs.c
         # Guarded by status in the statement itself: a claim that wins the race keeps its job.
         delete = jobs.delete().where(c.id == job_id, c.status != Status.RUNNING.value).returning(*jobs.c)
@@ -411,6 +420,8 @@ class SqlStore(ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTab
             if row is not None:
                 await conn.execute(job_logs.delete().where(job_logs.c.job_id == job_id))
                 deleted = job_from_row(row)
+                if records is not None:
+                    await journal_in(conn, records(deleted))
             else:
                 row = (await conn.execute(sa.select(jobs).where(c.id == job_id))).first()
                 return (job_from_row(row) if row else None), False

@@ -13,7 +13,7 @@ Two guarantees live here, both decided by the database rather than by timing:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,8 +21,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from conveyor.audit import AuditEntry
 from conveyor.cron import MissedPolicy, Timing
 from conveyor.model import Job, NewJob, Owner, Status, Visibility, utc_now
+from conveyor.store.audit import journal_in
 from conveyor.store.filters import scope_clauses
 from conveyor.store.hooks import StoreHooks
 from conveyor.store.rows import job_of_new, row_of
@@ -125,8 +127,14 @@ class ScheduleTables(StoreHooks):
             count = (await conn.execute(total)).scalar_one()
         return [schedule_from_row(r) for r in rows], int(count)
 
-    async def update_schedule(self, schedule_id: str, values: dict[str, Any]) -> Schedule | None:
-        """Set these columns (updated_at too); the schedule afterwards, or None if unknown."""
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        values: dict[str, Any],
+        records: Callable[[Schedule], Sequence[AuditEntry]] | None = None,
+    ) -> Schedule | None:
+        """Set these columns (updated_at too); the schedule afterwards, or None if unknown.
+        `records`: its audit records, journaled in the same transaction."""
         stmt = (
             schedules.update()
             .where(schedules.c.id == schedule_id)
@@ -135,11 +143,16 @@ class ScheduleTables(StoreHooks):
         )
         async with self._write() as conn:
             row = (await conn.execute(stmt)).first()
+            if row is not None and records is not None:
+                await journal_in(conn, records(schedule_from_row(row)))
         return schedule_from_row(row) if row else None
 
-    async def delete_schedule(self, schedule_id: str) -> bool:
+    async def delete_schedule(self, schedule_id: str, records: Sequence[AuditEntry] = ()) -> bool:
+        """Delete it, with its audit `records` in the same transaction (none if it is unknown)."""
         async with self._write() as conn:
             deleted = await conn.execute(schedules.delete().where(schedules.c.id == schedule_id))
+            if deleted.rowcount:
+                await journal_in(conn, records)
         return bool(deleted.rowcount)
 
     async def due_schedules(

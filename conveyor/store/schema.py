@@ -363,3 +363,43 @@ rate_windows = sa.Table(
     sa.Column("count", sa.BigInteger(), nullable=False),
     sa.Index("ix_conveyor_rate_windows_start", "window_start"),
 )
+
+# --- local users and e-signatures (21 CFR Part 11 §11.50, §11.70, §11.200, §11.300) ---------------
+
+# Local user accounts: an argon2id password hash (never the password), the lock-out state.
+users = sa.Table(
+    "conveyor_users",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),  # the user id they sign in with
+    sa.Column("name", sa.String(200), nullable=False),  # printed (full) name, shown with signatures
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("org_id", sa.String(200)),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("failed_attempts", sa.Integer(), nullable=False, server_default="0"),  # consecutive
+    sa.Column("locked_until", UTCDateTime()),
+    sa.Column("password_changed_at", UTCDateTime(), nullable=False),
+    sa.Column("disabled", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("last_sign_in_at", UTCDateTime()),
+    sa.Index("ix_conveyor_users_org", "org_id"),
+)
+
+# E-signatures: each bound to the content hash of the audit record it signs (conveyor.audit),
+# written in the same transaction; append-only (PostgreSQL: triggers, as the audit trail's).
+signatures = sa.Table(
+    "conveyor_signatures",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("record_hash", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("object_type", sa.String(32), nullable=False),
+    sa.Column("object_id", sa.String(200)),
+    sa.Column("org_id", sa.String(200)),
+    sa.Column("signer_id", sa.String(200), nullable=False),
+    sa.Column("signer_name", sa.String(200), nullable=False),
+    sa.Column("meaning", sa.String(64), nullable=False),
+    sa.Column("signed_at", UTCDateTime(), nullable=False),
+    sa.Column("signed_by_caller", sa.String(200), nullable=False),
+    sa.Index("ix_conveyor_signatures_object", "object_type", "object_id"),
+)

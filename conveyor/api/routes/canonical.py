@@ -307,8 +307,11 @@ async def stats_summary(svc: Svc, principal: Reader) -> dict[str, Any]:
     responses={**ex.example(200, ex.RUNNING_JOB), **ex.example(404, ex.CANONICAL_ERROR)},
 )
 async def get_job(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
+    """The job, with the e-signatures applied to it (`signatures`: signer, printed name,
+    meaning, time, action; see GET /api/v1/jobs/{job_id}/signatures)."""
     job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility)
-    return ok(canonical_job(job))
+    signatures = await svc.conveyor.audit.signatures_of("job", job.id)
+    return ok({**canonical_job(job), "signatures": [s.as_json() for s in signatures]})
 
 
 async def _cancel(svc: Services, principal: Principal, job_id: str, action: str = "job.cancelled") -> dict[str, Any]:
