@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -306,7 +307,13 @@ def scan_one(ctx: Context, data: SecurityScanInput) -> dict[str, Any]:
     def on_block(scanned: int) -> None:
         ctx.progress(processed=min(scanned, planned))  # also the cancellation checkpoint
 
-    report = scan.scan_file(path, full=data.scanType == "full", frameworks=frameworks, on_block=on_block)
+    report = scan.scan_file(
+        path,
+        full=data.scanType == "full",
+        frameworks=frameworks,
+        on_block=on_block,
+        cache_dir=Path(ctx.data_dir) / "workbench" / "cache",
+    )
     ctx.progress(processed=max(planned, 1), total=max(planned, 1))
     failing = [name for name, v in report["frameworks"].items() if v["verdict"] == "fail"]
     ctx.info(f"{len(report['findings'])} findings; failing: {', '.join(failing) or 'none'}", component="security_scan")
