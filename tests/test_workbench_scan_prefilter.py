@@ -18,6 +18,9 @@ from conveyor.packs.workbench import prefilter, scan
 from conveyor.packs.workbench.prefilter import Prefilter
 
 pytest.importorskip("hyperscan")
+# Compiling the prefilter takes ~8 s of CPU and the plain path ~3.5 s per MB: a loaded machine
+# stretches both past the default timeout.
+pytestmark = pytest.mark.timeout(900)
 
 DATA = Path(__file__).parent / "data"
 AWS_KEY = "AKIA" + "Z7Q2X4M9W3K8P5N6"
@@ -118,9 +121,9 @@ def test_bytes_that_are_not_utf8_scan_alike(tmp_path: Path, fast: Prefilter) -> 
 
 def test_a_generated_log_scans_alike_and_mostly_skipped(tmp_path: Path, fast: Prefilter) -> None:
     path = tmp_path / "scan.log"
-    write_scan_file(path, 2)
+    write_scan_file(path, 1.2)
     report = both_ways(path)
-    assert len(report["findings"]) >= 5
+    assert len(report["findings"]) >= 3
     data = path.read_bytes()
     newlines = [m.start() for m in re.finditer(b"\n", data)]
     windows = fast.windows(data, newlines)
