@@ -158,6 +158,7 @@ def _write_json(parts: Iterator[pl.DataFrame], path: Path, metadata: dict[str, A
 
 
 def _write_xlsx(parts: Iterator[pl.DataFrame], path: Path, metadata: dict[str, Any] | None) -> int:
+    import polars as pl
     import xlsxwriter
 
     workbook = xlsxwriter.Workbook(str(path), {"constant_memory": True, "nan_inf_to_errors": True})
@@ -167,13 +168,28 @@ def _write_xlsx(parts: Iterator[pl.DataFrame], path: Path, metadata: dict[str, A
         if line == 0:
             sheet.write_row(0, 0, frame.columns)
             line = 1
-        for values in frame.iter_rows():
-            # Text is written as text: a value that looks like a formula stays inert.
-            for column, value in enumerate(values):
-                if isinstance(value, str):
-                    sheet.write_string(line, column, value)
-                elif value is not None:
-                    sheet.write(line, column, _plain(value))
+        # A writer per column, chosen once (not `write`'s type checks per cell): text is
+        # written as text, so a value that looks like a formula stays inert; dates as ISO text.
+        columns: list[list[Any]] = []
+        writers: list[Callable[[int, int, Any], Any]] = []
+        for name, dtype in frame.schema.items():
+            series = frame[name]
+            if dtype == pl.Date:
+                series = series.cast(pl.String)
+            if series.dtype == pl.String:
+                writers.append(sheet.write_string)
+            elif series.dtype.is_numeric():
+                writers.append(sheet.write_number)
+            elif series.dtype == pl.Boolean:
+                writers.append(sheet.write_boolean)
+            else:
+                writers.append(lambda row, column, value: sheet.write(row, column, _plain(value)))
+            columns.append(series.to_list())
+        numbered = list(enumerate(writers))
+        for values in zip(*columns, strict=True):
+            for (column, write), value in zip(numbered, values, strict=True):
+                if value is not None:
+                    write(line, column, value)
             line += 1
     if metadata:
         meta = workbook.add_worksheet("metadata")

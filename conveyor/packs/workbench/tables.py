@@ -1,9 +1,12 @@
 """Reading tables a batch at a time: CSV, JSON Lines, Parquet and XLSX.
 
-CSV is read with the standard library's reader over binary lines, so that every record
-knows the physical line it starts on (quoted newlines included) and each line is decoded on
-its own: UTF-8, or Windows-1252 where a line is not UTF-8 (a file pasted together from two
-systems). A record with the wrong number of fields is a malformed row, reported with its
+CSV is read with the standard library's reader, so that every record knows the physical line
+it starts on (quoted newlines included). The text comes in blocks decoded whole as UTF-8; a
+block that is not UTF-8 is decoded line by line, Windows-1252 where a line is not UTF-8 (a file
+pasted together from two systems). Records are taken a slice at a time and each slice becomes
+a frame at once (no Python code per record unless the slice holds a malformed or blank one);
+tests/test_workbench_csv_blocks.py checks the result against a record-by-record read.
+A record with the wrong number of fields is a malformed row, reported with its
 line number and left out. Rows are gathered into polars frames of `batch_rows` rows at most;
 the schema (integer, float, boolean, date, datetime or text) is inferred from the first batch
 and later batches are cast to it, a value that does not fit becoming null and reported once
@@ -14,8 +17,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -73,19 +78,90 @@ def read_batches(path: Path, file_format: str, batch_rows: int = DEFAULT_BATCH_R
 # --- CSV -------------------------------------------------------------------------------------
 
 
-def _decoded_lines(f: IO[bytes], state: ReadState) -> Iterator[str]:
-    first = True
-    for number, raw in enumerate(f, start=1):
-        state.bytes_read += len(raw)
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            line = raw.decode("cp1252", errors="replace")
-            state.recoded_lines.append(number)
-        if first:
-            first = False
-            line = line.removeprefix("\ufeff")
-        yield line
+BLOCK_BYTES = 8 * 1024 * 1024
+SLICE_RECORDS = 10_000
+
+
+class _Source:
+    """The file's text a block at a time, for one csv.reader over all of it: each block is cut
+    at a line end and decoded whole as UTF-8, or line by line where it is not UTF-8 (a line
+    that is not UTF-8 is read as Windows-1252 and its number kept). Lines end at "\\n" only,
+    as binary lines do. The reader pulls lines through itertools.chain (no Python code per
+    line); `mark` and `since` give the text from a point on again, for the rare slice of
+    records that has to be read a second time."""
+
+    def __init__(self, f: IO[bytes], state: ReadState) -> None:
+        self.f = f
+        self.state = state
+        self.lines_before = 0  # line ends in the blocks read so far
+        self.blocks: list[io.StringIO] = []  # since the last mark
+        self.current: io.StringIO | None = None
+
+    def _blocks(self) -> Iterator[io.StringIO]:
+        carry = b""
+        first = True
+        while True:
+            data = self.f.read(BLOCK_BYTES)
+            if not data:
+                if not carry:
+                    return
+                block, carry = carry, b""  # the last line, without a line end
+            else:
+                data = carry + data
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # one long line: read on
+                    carry = data
+                    continue
+                block, carry = data[:cut], data[cut:]
+            self.state.bytes_read += len(block)
+            try:
+                text = block.decode("utf-8")
+            except UnicodeDecodeError:
+                text = self._by_line(block)
+            self.lines_before += block.count(b"\n")
+            if first:
+                text, first = text.removeprefix("\ufeff"), False
+            self.current = io.StringIO(text, newline="\n")
+            self.blocks.append(self.current)
+            yield self.current
+
+    def _by_line(self, block: bytes) -> str:
+        out = []
+        for number, raw in enumerate(block.split(b"\n"), start=self.lines_before + 1):
+            try:
+                out.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                out.append(raw.decode("cp1252", errors="replace"))
+                self.state.recoded_lines.append(number)
+        return "\n".join(out)
+
+    def lines(self) -> Iterator[str]:
+        return itertools.chain.from_iterable(self._blocks())
+
+    def mark(self) -> tuple[io.StringIO | None, int]:
+        self.blocks = [self.current] if self.current is not None else []
+        return self.current, self.current.tell() if self.current is not None else 0
+
+    def since(self, mark: tuple[io.StringIO | None, int]) -> str:
+        """The text pulled since `mark` (to the end of the last block pulled)."""
+        block, at = mark
+        parts = [b.getvalue() for b in self.blocks]
+        if block is not None and parts:
+            parts[0] = parts[0][at:]
+        return "".join(parts)
+
+
+def _record_lines(records: list[list[str]], start: int, end: int) -> Sequence[int]:
+    """The line each record starts on, the first on line start + 1; a record spans one line
+    more for every line end inside its quoted fields."""
+    if end - start == len(records):
+        return range(start + 1, end + 1)
+    out: list[int] = []
+    line = start
+    for record in records:
+        out.append(line + 1)
+        line += 1 + sum(value.count("\n") for value in record)
+    return out
 
 
 def unique_names(header: list[str]) -> list[str]:
@@ -100,6 +176,10 @@ def unique_names(header: list[str]) -> list[str]:
 
 
 def _csv(path: Path, batch_rows: int) -> Iterator[Batch]:
+    """Records are read SLICE_RECORDS at a time (`list(islice(reader))`: no Python code per
+    record); only a slice with a malformed or blank record is walked record by record."""
+    import polars as pl
+
     state = ReadState()
     with path.open("rb") as f:
         sample = f.read(64 * 1024).decode("utf-8", errors="replace")
@@ -108,39 +188,84 @@ def _csv(path: Path, batch_rows: int) -> Iterator[Batch]:
             dialect: Any = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|")
         except csv.Error:
             dialect = csv.excel
-        reader = csv.reader(_decoded_lines(f, state), delimiter=dialect.delimiter, quotechar='"', doublequote=True)
-        last_line = 0
+        options = {"delimiter": dialect.delimiter, "quotechar": '"', "doublequote": True}
+        source = _Source(f, state)
+        reader = csv.reader(source.lines(), **options)
         header: list[str] | None = None
-        rows: list[list[str]] = []
+        # Each slice's records become a frame at once: a batch's worth of Python lists kept
+        # alive would make every garbage collection walk them all.
+        frames: list[pl.DataFrame] = []
+        held = 0  # rows in `frames`
         lines: list[int] = []
         errors: list[RowError] = []
         records = 0
         caster = Caster()
-        try:
-            for record in reader:
-                line, last_line = last_line + 1, reader.line_num
-                if not record or record == [""]:
-                    continue
-                if header is None:
-                    header = unique_names(record)
-                    continue
-                records += 1
-                if len(record) != len(header):
-                    errors.append(RowError(line, f"expected {len(header)} fields, found {len(record)}"))
-                else:
-                    rows.append(record)
-                    lines.append(line)
-                if len(rows) >= batch_rows:
-                    yield caster.batch(header, rows, lines, errors, state, records)
-                    rows, lines, errors = [], [], []
-        except csv.Error as exc:  # an unterminated quote runs to the end of the file
-            errors.append(RowError(last_line + 1, f"unreadable from here to the end of the file: {exc}"))
+        unreadable: RowError | None = None
+        while unreadable is None:
+            mark, start = source.mark(), reader.line_num
+            try:
+                chunk = list(itertools.islice(reader, SLICE_RECORDS))
+                numbers = _record_lines(chunk, start, reader.line_num)
+            except csv.Error:  # read the slice again, record by record, up to the error
+                again = csv.reader(io.StringIO(source.since(mark), newline="\n"), **options)
+                chunk, numbers = [], []
+                before = 0
+                try:
+                    for record in again:
+                        chunk.append(record)
+                        numbers.append(start + before + 1)
+                        before = again.line_num
+                except csv.Error as exc:  # an unterminated quote runs to the end of the file
+                    unreadable = RowError(start + before + 1, f"unreadable from here to the end of the file: {exc}")
+                    read = start + again.line_num  # lines after it were decoded, not read
+                    state.recoded_lines = [n for n in state.recoded_lines if n <= read]
+            if not chunk and unreadable is None:
+                break
+            width = len(header) if header is not None else -1
+            if header is None or not all(len(record) == width for record in chunk):
+                good: list[list[str]] = []
+                kept: list[int] = []
+                for record, line in zip(chunk, numbers, strict=True):
+                    if not record or record == [""]:
+                        continue
+                    if header is None:
+                        header = unique_names(record)
+                        width = len(header)
+                        continue
+                    records += 1
+                    if len(record) != width:
+                        errors.append(RowError(line, f"expected {width} fields, found {len(record)}"))
+                    else:
+                        good.append(record)
+                        kept.append(line)
+                chunk, numbers = good, kept
+            else:
+                records += len(chunk)
+            if header is not None and chunk:
+                frames.append(_raw_frame(header, chunk))
+                lines += numbers
+                held += len(chunk)
+            del chunk
+            while header is not None and held >= batch_rows:
+                whole = pl.concat(frames) if len(frames) > 1 else frames[0]
+                yield caster.batch(header, whole.head(batch_rows), lines[:batch_rows], errors, state, records)
+                rest = whole.slice(batch_rows)
+                frames, held, lines, errors = [rest], rest.height, lines[batch_rows:], []
+        if unreadable is not None:
+            errors.append(unreadable)
         for number in state.recoded_lines:
             errors.append(RowError(number, "not UTF-8: read as Windows-1252", code="RECODED_LINE"))
         state.recoded_lines.clear()
         if header is None:
             raise ValueError("the file has no header line")
-        yield caster.batch(header, rows, lines, errors, state, records)
+        whole = pl.concat(frames) if len(frames) > 1 else frames[0] if frames else _raw_frame(header, [])
+        yield caster.batch(header, whole, lines, errors, state, records)
+
+
+def _raw_frame(header: list[str], rows: list[list[str]]) -> pl.DataFrame:
+    import polars as pl
+
+    return pl.DataFrame(rows, schema=dict.fromkeys(header, pl.String), orient="row")
 
 
 # --- schema ---------------------------------------------------------------------------------------
@@ -155,15 +280,15 @@ class Caster:
     def batch(
         self,
         header: list[str],
-        rows: list[list[str]],
-        lines: list[int],
+        rows: list[list[str]] | pl.DataFrame,
+        lines: Sequence[int],
         errors: list[RowError],
         state: ReadState,
         records: int,
     ) -> Batch:
         import polars as pl
 
-        raw = pl.DataFrame(rows, schema=dict.fromkeys(header, pl.String), orient="row")
+        raw = rows if isinstance(rows, pl.DataFrame) else _raw_frame(header, rows)
         raw = raw.with_columns(pl.col(c).str.strip_chars().replace("", None) for c in header)
         if self.schema is None:
             self.schema = {c: infer(raw[c]) for c in header}
