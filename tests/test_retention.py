@@ -173,3 +173,30 @@ def test_expired_sql_names_each_status_and_queue() -> None:
     retention = Retention(RetentionPolicy(), {"q": RetentionPolicy(completed=None)})
     assert retention.ttl(Status.COMPLETED, "q") is None and retention.ttl(Status.FAILED, "q") == timedelta(hours=72)
     assert retention.shortest() == timedelta(hours=24)
+
+
+def test_the_packs_remove_the_files_of_their_pruned_jobs(tmp_path: Path) -> None:
+    from uuid import uuid4
+
+    from conveyor.packs.predictions import Workspace
+    from conveyor.packs.predictions import jobtypes as predictions
+    from conveyor.packs.workbench import export
+    from conveyor.packs.workbench.jobtypes import jobtypes as workbench
+
+    workspace, other = Workspace.create(tmp_path), Workspace.create(tmp_path)
+    workspace.upload_path("csv").write_text("a,b\n")
+    upload = PrunedJob(uuid4(), "predictions.annual", "default", "completed", {"workspace": workspace.name}, None)
+    for hook in predictions.prune_hooks["predictions.annual"]:
+        hook(tmp_path, [upload])
+    assert not workspace.path.exists() and other.path.exists(), "only the pruned job's workspace went"
+
+    job_id, kept_id = uuid4(), uuid4()
+    for identity in (job_id, kept_id):
+        path = export.export_path(tmp_path, identity, "csv")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    pruned = PrunedJob(job_id, "data_export", "default", "completed", {"format": "csv"}, None)
+    for hook in workbench.prune_hooks["data_export"]:
+        hook(tmp_path, [pruned])
+    assert not export.export_path(tmp_path, job_id, "csv").exists()
+    assert export.export_path(tmp_path, kept_id, "csv").exists()

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from conveyor import Context, JobType, PermanentError, Registry
+from conveyor.model import PrunedJob
 from conveyor.packs.workbench import export, pii, scan, sentiment, tables
 from conveyor.packs.workbench.datasets import DatasetWriter, open_dataset
 from conveyor.packs.workbench.paths import check_pattern, confine
@@ -486,3 +488,12 @@ class DataExport(JobType):
 
     def estimate_memory(self, data: DataExportInput) -> int:
         return 50 * MB
+
+
+@jobtypes.on_pruned("data_export")
+def remove_exports(data_dir: Path, jobs: list[PrunedJob]) -> None:
+    """Retention removed these exports' jobs: their files go too (they expire after a day
+    anyway; see export.sweep_expired)."""
+    for job in jobs:
+        for file_format in export.MEDIA_TYPES:
+            export.export_path(data_dir, job.id, file_format).unlink(missing_ok=True)
