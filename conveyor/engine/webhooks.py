@@ -24,7 +24,6 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
 from conveyor.context import Context
@@ -306,6 +305,8 @@ class Deliverer:
             SIGNATURE_HEADER: sign(self.webhooks.open_secret(webhook), body),
         }
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        import httpx  # here, not at the top: workers that deliver nothing do not load it
+
         try:
             # Redirects are not followed: a 3xx could point anywhere, past the address check.
             async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False, trust_env=False) as client:
