@@ -38,7 +38,8 @@ SETTINGS = {"retention_queues": {"reports": {"completed_hours": 1}, "keep": {"co
 
 @pytest.fixture
 async def app(database_url: str, tmp_path: Path) -> AsyncIterator[Conveyor]:
-    settings = make_settings(database_url, data_dir=str(tmp_path), **SETTINGS)
+    # No scheduler in the tests' workers: the tests run the Pruner themselves.
+    settings = make_settings(database_url, data_dir=str(tmp_path), scheduler_enabled=False, **SETTINGS)
     conveyor = Conveyor.from_settings(settings, registries=[jobtypes, hooks])
     await conveyor.start()
     told.clear()

@@ -22,11 +22,13 @@ from conveyor.webhooks import AllowList, TargetRefused, check_target, sign, veri
 ORG_A = Owner(user_id="u1", org_id="org-a", created_by="u1")
 ORG_B = Owner(user_id="u2", org_id="org-b", created_by="u2")
 FAST_RETRIES = {"webhook_allow_hosts": "127.0.0.1", "webhook_retry_base_seconds": 0.05, "webhook_timeout_seconds": 5}
+# No scheduler in the tests' workers: the tests dispatch themselves (but for the last one).
+MANUAL = {**FAST_RETRIES, "scheduler_enabled": False}
 
 
 @pytest.fixture
 async def hooks(database_url: str) -> AsyncIterator[Conveyor]:
-    conveyor = Conveyor.from_settings(make_settings(database_url, **FAST_RETRIES), registries=[jobtypes])
+    conveyor = Conveyor.from_settings(make_settings(database_url, **MANUAL), registries=[jobtypes])
     await conveyor.start()
     yield conveyor
     await conveyor.close()
@@ -270,7 +272,7 @@ def test_signatures_follow_the_documented_scheme() -> None:
 async def test_secrets_are_sealed_at_rest_when_a_key_is_configured(database_url: str) -> None:
     from conftest import TEST_ENCRYPTION
 
-    settings = make_settings(database_url, **FAST_RETRIES, **TEST_ENCRYPTION)
+    settings = make_settings(database_url, **MANUAL, **TEST_ENCRYPTION)
     app = Conveyor.from_settings(settings, registries=[jobtypes])
     await app.start()
     try:
@@ -281,5 +283,20 @@ async def test_secrets_are_sealed_at_rest_when_a_key_is_configured(database_url:
         assert secret == "my-own-secret-1234" and "my-own-secret" not in stored.secret
         assert stored.secret.startswith("sealed:")
         assert app.webhooks.open_secret(stored) == secret
+    finally:
+        await app.close()
+
+
+async def test_the_leader_dispatches_and_the_workers_deliver_on_their_own(database_url: str) -> None:
+    settings = make_settings(database_url, **FAST_RETRIES, scheduler_interval_seconds=0.1, scheduler_lease_seconds=5)
+    app = Conveyor.from_settings(settings, registries=[jobtypes])
+    await app.start()
+    try:
+        async with Receiver() as receiver:
+            await app.webhooks.create(org_id="org-a", url=receiver.url, events=["job.completed"])
+            job = await app.engine.enqueue("t.echo", {"value": 1}, owner=ORG_A)
+            async with running_worker(app):  # its scheduler leads: dispatch runs each pass
+                await eventually(lambda: _true_when(len(receiver.received) == 1), timeout=20)
+        assert receiver.received[0].event["data"]["job"]["id"] == str(job.id)
     finally:
         await app.close()
