@@ -124,3 +124,14 @@ async def test_alerts_are_listed_and_exported_as_metrics(api: ApiHarness) -> Non
     metrics = await api.client.get("/metrics", headers=operator)
     assert 'conveyor_alerts_active{metric="error_rate",org="org-a",type="t.echo"} 0.2' in metrics.text
     assert 't.fail"' not in metrics.text.split("conveyor_alerts_active")[-1]
+
+
+async def test_study_scoped_admins_may_not_manage_organisation_wide_subscriptions(api: ApiHarness) -> None:
+    scoped = await api.key("admin", org="org-a", study="study-1")
+    body = {"url": "http://127.0.0.1:9/x", "events": ["job.failed"]}
+    refused = await api.client.post("/api/v1/webhooks", json=body, headers=scoped)
+    assert refused.status_code == 403 and refused.json()["details"]["code"] == "FORBIDDEN"
+    assert (await api.client.get("/api/v1/webhooks", headers=scoped)).status_code == 403
+    admin = await api.key("admin", org="org-a")
+    created = (await api.client.post("/api/v1/webhooks", json=body, headers=admin)).json()["data"]
+    assert (await api.client.get(f"/api/v1/webhooks/{created['id']}", headers=scoped)).status_code == 403

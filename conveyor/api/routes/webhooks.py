@@ -2,7 +2,8 @@
 `/{id}` (get, change, delete), `/{id}/ping` (a test delivery), `/{id}/deliveries` (attempts).
 
 Admins manage their organisation's subscriptions (`webhooks:manage`); a super admin any
-organisation's (`orgId` on create). Another organisation's subscription answers 404. A
+organisation's (`orgId` on create). Subscriptions receive the whole organisation's events, so
+an admin scoped to one study may not manage them (403). Another organisation's subscription answers 404. A
 subscription receives its organisation's events only. The signing secret is shown once, in
 the answer that creates it (or rotates it); never again. Every change is audited.
 Also here: `GET /api/v1/alerts` (`alerts:read`), the alerts of the caller's organisation.
@@ -142,7 +143,15 @@ def _refused(exc: TargetRefused) -> ApiError:
     return ApiError(400, "INVALID_WEBHOOK_URL", str(exc), field="url")
 
 
+def _org_wide(principal: Principal) -> None:
+    """Subscriptions receive their whole organisation's events: a principal scoped to one study
+    (who sees only that study's jobs) may not manage them."""
+    if principal.study_id is not None and not principal.is_super_admin:
+        raise ApiError(403, "FORBIDDEN", "webhooks are organisation-wide: a study-scoped principal may not manage them")
+
+
 async def _visible(svc: Services, principal: Principal, raw: str) -> Webhook:
+    _org_wide(principal)
     try:
         webhook_id = UUID(raw)
     except ValueError:
@@ -161,6 +170,7 @@ async def _visible(svc: Services, principal: Principal, raw: str) -> Webhook:
     responses=ex.example(201, {"success": True, "data": {**WEBHOOK, "secret": "whsec_…"}, "timestamp": ex.TS}),  # nosec B105
 )
 async def create_webhook(svc: Svc, principal: Admin, body: CreateWebhookRequest) -> dict[str, Any]:
+    _org_wide(principal)
     org_id = principal.org_id
     if body.orgId is not None and body.orgId != principal.org_id:
         if not principal.is_super_admin:
@@ -188,6 +198,7 @@ async def list_webhooks(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=100, description="page size, default 20")] = 20,
 ) -> dict[str, Any]:
+    _org_wide(principal)
     webhooks, total = await svc.conveyor.webhooks.list(
         org_id=principal.org_id, every_org=principal.is_super_admin, limit=limit, offset=(page - 1) * limit
     )
