@@ -44,6 +44,8 @@ class Permission(enum.StrEnum):
     AUDIT_READ = "audit:read"  # the audit trail of the caller's organisation (super admin: all); verify
     USERS_MANAGE = "users:manage"  # local users of the caller's organisation (super admin: all)
     ACCOUNT = "account:self"  # the caller's own account: change its password
+    ALERTS_READ = "alerts:read"  # alerts of the caller's organisation (super admin: all)
+    WEBHOOKS_MANAGE = "webhooks:manage"  # webhook subscriptions of the caller's organisation
 
 
 _VIEWER = {Permission.JOBS_READ, Permission.QUEUES_READ, Permission.ACCOUNT}
@@ -53,8 +55,14 @@ _OPERATOR = _USER | {
     Permission.SCHEDULES_MANAGE,
     Permission.METRICS_READ,
     Permission.CACHE_CLEAR,
+    Permission.ALERTS_READ,
 }
-_ADMIN = _OPERATOR | {Permission.KEYS_MANAGE, Permission.AUDIT_READ, Permission.USERS_MANAGE}
+_ADMIN = _OPERATOR | {
+    Permission.KEYS_MANAGE,
+    Permission.AUDIT_READ,
+    Permission.USERS_MANAGE,
+    Permission.WEBHOOKS_MANAGE,
+}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset(_VIEWER),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,10 @@ class Context:
         data_dir: Path | None = None,
         data_roots: Sequence[Path] = (),
         clock: Callable[[], float] = time.monotonic,
+        services: Mapping[str, Any] | None = None,
     ) -> None:
         self.job = job
+        self._services = services or {}
         self._data_dir = data_dir
         self._data_roots = tuple(data_roots)
         self._clock = clock
@@ -64,6 +66,14 @@ class Context:
         self._stop_event: asyncio.Event | None = None
 
     # --- who and what ------------------------------------------------------------------
+
+    def service(self, name: str) -> Any:
+        """A service the process that runs the job offers its built-in job types (the webhook
+        deliverer: "webhooks"); LookupError when it offers none by that name."""
+        try:
+            return self._services[name]
+        except KeyError:
+            raise LookupError(f"this worker offers no service {name!r}") from None
 
     @property
     def job_id(self) -> UUID:

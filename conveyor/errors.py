@@ -124,6 +124,13 @@ class BatchNotFound(ConveyorError):
         super().__init__(f"batch {batch_id} not found", batch_id=str(batch_id))
 
 
+class WebhookNotFound(ConveyorError):
+    code = "WEBHOOK_NOT_FOUND"
+
+    def __init__(self, webhook_id: UUID | str) -> None:
+        super().__init__(f"webhook {webhook_id} not found", webhook_id=str(webhook_id))
+
+
 class BatchNotCancellable(ConveyorError):
     code = "BATCH_NOT_CANCELLABLE"
 

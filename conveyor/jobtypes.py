@@ -28,13 +28,14 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from conveyor.errors import DuplicateJobType, InvalidJobData, UnknownJobType, UnstorableResult
-from conveyor.model import Priority, PriorityLike
+from conveyor.model import Priority, PriorityLike, PrunedJob
 from conveyor.retry import RetryPolicy
 
 RunsIn = Literal["loop", "thread", "process"]
@@ -161,13 +162,37 @@ class _FunctionJobType(JobType):
         return self._func(ctx, data)
 
 
+PruneHook = Callable[[Path, list[PrunedJob]], None]
+
+
 class Registry:
     """The job types a process knows, by kind."""
 
     def __init__(self, definitions: Iterable[Definition] = ()) -> None:
         self._by_kind: dict[str, Definition] = {}
+        # kind -> functions told of the jobs retention deleted: `hook(data_dir, jobs)`
+        self.prune_hooks: dict[str, list[PruneHook]] = {}
         for d in definitions:
             self._register(d)
+
+    def on_pruned(self, kind: str) -> Callable[[PruneHook], PruneHook]:
+        """Register `hook(data_dir, jobs)`, called after retention deleted finished jobs of
+        `kind` (a list of model.PrunedJob), to remove files the job type keeps for them.
+        It runs in the leader after the delete committed; an exception is logged, not raised.
+
+        Example::
+
+            @registry.on_pruned("reports.export")
+            def remove_exports(data_dir: Path, jobs: list[PrunedJob]) -> None:
+                for job in jobs:
+                    (data_dir / "exports" / f"{job.id}.csv").unlink(missing_ok=True)
+        """
+
+        def register(hook: PruneHook) -> PruneHook:
+            self.prune_hooks.setdefault(kind, []).append(hook)
+            return hook
+
+        return register
 
     def add(self, cls: type[JobType]) -> type[JobType]:
         """Register a JobType subclass (usable as a class decorator)."""
@@ -228,6 +253,9 @@ class Registry:
     def include(self, other: Registry) -> None:
         for d in other:
             self._register(d)
+        for kind, hooks in other.prune_hooks.items():
+            mine = self.prune_hooks.setdefault(kind, [])
+            mine.extend(h for h in hooks if h not in mine)
 
     def _register(self, definition: Definition) -> None:
         existing = self._by_kind.get(definition.kind)

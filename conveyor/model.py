@@ -352,6 +352,19 @@ class JobFilter:
     visible_to: Visibility | None = None  # None: every job (super admin, CLI, library code)
 
 
+@dataclass(frozen=True, slots=True)
+class PrunedJob:
+    """A finished job retention deleted, as a job type's prune hook learns of it (to remove
+    files it keeps for the job). `data` is as stored: sealed for a sensitive job type."""
+
+    id: UUID
+    kind: str
+    queue: str
+    status: str
+    data: Any
+    file_info: Any
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 

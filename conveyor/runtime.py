@@ -14,16 +14,20 @@ from typing import Any
 from conveyor.builtin import jobtypes as builtin_jobtypes
 from conveyor.crypto import Keyring
 from conveyor.engine import Engine
+from conveyor.engine.alerts import AlertRules, Alerts
 from conveyor.engine.audit import Audit
 from conveyor.engine.batches import Batches
 from conveyor.engine.results import ResultCache
+from conveyor.engine.retention import Pruner, Retention, RetentionPolicy
 from conveyor.engine.schedules import Schedules
+from conveyor.engine.webhooks import Deliverer, Dispatcher, Webhooks, delivery_jobtypes
 from conveyor.jobtypes import Registry
-from conveyor.scheduler import Scheduler
+from conveyor.scheduler import Chore, Scheduler
 from conveyor.settings import Settings, ignored_seed_variables
 from conveyor.signatures import CriticalOperations, Signatures
 from conveyor.store import SqlStore, open_store
 from conveyor.users import Users
+from conveyor.webhooks import AllowList
 from conveyor.worker import Worker
 
 PACKS_GROUP = "conveyor.packs"
@@ -62,6 +66,30 @@ def load_registry(path: str) -> Registry:
     return registry
 
 
+def retention_of(settings: Settings) -> Retention:
+    """The retention settings as the Pruner takes them (0 hours: kept for good)."""
+    default = RetentionPolicy.of_hours(
+        {
+            "completed_hours": settings.retention_completed_hours,
+            "failed_hours": settings.retention_failed_hours,
+            "cancelled_hours": settings.retention_cancelled_hours,
+            "timeout_hours": settings.retention_timeout_hours,
+        }
+    )
+    queues = {q: RetentionPolicy.of_hours(ttls, default) for q, ttls in settings.retention_queues.items()}
+    logs = timedelta(days=settings.retention_logs_days) if settings.retention_logs_days else None
+    return Retention(default, queues, logs)
+
+
+def alert_rules_of(settings: Settings) -> AlertRules:
+    return AlertRules(
+        error_threshold=settings.alert_error_threshold,
+        latency_threshold_ms=settings.alert_latency_threshold_ms,
+        window=timedelta(seconds=settings.alert_window_seconds),
+        min_samples=settings.alert_min_samples,
+    )
+
+
 class Conveyor:
     """A store, an engine over it, and the job types this process knows.
 
@@ -90,12 +118,30 @@ class Conveyor:
             frozenset(m.strip() for m in settings.signature_meanings.split(",") if m.strip()),
         )
         engine.signatures = self.signatures
+        self.webhooks = Webhooks(
+            engine,
+            allow=AllowList.parse(settings.webhook_allow_list),
+            keyring=engine.sealing.keyring,
+            queue=settings.webhook_queue,
+        )
+        engine.services["webhooks"] = Deliverer(self.webhooks, timeout=settings.webhook_timeout_seconds)
+        self.dispatcher = Dispatcher(self.webhooks)
+        self.pruner = Pruner(engine, retention_of(settings), data_dir=Path(settings.data_dir))
+        self.alerts = Alerts(store, alert_rules_of(settings))
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, registries: Iterable[Registry] = ()) -> Conveyor:
         settings = settings or Settings()
         registry = Registry()
         registry.include(builtin_jobtypes)
+        registry.include(
+            delivery_jobtypes(
+                max_attempts=settings.webhook_max_attempts,
+                retry_base=timedelta(seconds=settings.webhook_retry_base_seconds),
+                timeout=timedelta(seconds=settings.webhook_timeout_seconds * 3),
+                queue=settings.webhook_queue,
+            )
+        )
         packs = load_packs(settings.pack_names)
         for extra in [*packs, *registries, *(load_registry(p) for p in settings.jobtype_paths)]:
             registry.include(extra)
@@ -158,9 +204,15 @@ class Conveyor:
 
     def scheduler(self, **overrides: Any) -> Scheduler:
         """The scheduler a worker (or an API-only process) runs beside its maintenance."""
+        s = self.settings
         options: dict[str, Any] = {
-            "interval": timedelta(seconds=self.settings.scheduler_interval_seconds),
-            "lease": timedelta(seconds=self.settings.scheduler_lease_seconds),
+            "interval": timedelta(seconds=s.scheduler_interval_seconds),
+            "lease": timedelta(seconds=s.scheduler_lease_seconds),
+            "chores": [
+                Chore("webhook dispatch", 0, self.dispatcher.run_once),
+                Chore("alerts", s.alert_interval_seconds, self.alerts.run_once),
+                Chore("retention", s.retention_interval_seconds, self.pruner.run_once),
+            ],
         }
         options.update(overrides)
         return Scheduler(self.schedules, **options)

@@ -9,7 +9,8 @@ processes may both believe they lead for a moment): see conveyor.store.schedules
 
 The leader also seals the audit journal into its chain each pass (conveyor.engine.audit), so
 records join the chain within about a pass of being written, whichever process wrote them,
-and once a minute forgets job-creation rate windows no limit looks at any more.
+once a minute forgets job-creation rate windows no limit looks at any more, and runs its
+chores when due: webhook dispatch (each pass), alerts, retention.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from conveyor.engine.schedules import Schedules
 from conveyor.model import Job
@@ -34,6 +38,17 @@ PRUNE_INTERVAL_SECONDS = 60
 RATE_WINDOWS_KEPT = timedelta(hours=2)  # the longest limit (an hour) looks back one window more
 
 
+@dataclass
+class Chore:
+    """A leader-only task run every `interval` (seconds) from the scheduler's pass: webhook
+    dispatch, retention, alerts (see Conveyor.scheduler)."""
+
+    name: str
+    interval: float
+    run: Callable[[], Awaitable[Any]]
+    next_at: float = 0.0
+
+
 class Scheduler:
     def __init__(
         self,
@@ -42,6 +57,7 @@ class Scheduler:
         node_id: str | None = None,
         interval: timedelta = timedelta(seconds=1),
         lease: timedelta = timedelta(seconds=20),
+        chores: Sequence[Chore] = (),
     ) -> None:
         if lease <= interval:
             raise ValueError("the scheduler's lease must outlast the interval it is renewed at")
@@ -52,6 +68,7 @@ class Scheduler:
         self.lease = lease
         self.is_leader = False
         self._next_prune = 0.0
+        self.chores = list(chores)
 
     async def run_once(self, now: datetime | None = None) -> list[Job]:
         """One pass: lead (take or renew the lease), then fire what is due; the jobs made.
@@ -92,3 +109,16 @@ class Scheduler:
                     await self.store.prune_rate_windows(datetime.now(UTC) - RATE_WINDOWS_KEPT)
             except Exception:
                 log.exception("the leader's chores failed")
+            await self.run_chores()
+
+    async def run_chores(self, *, every: bool = False) -> None:
+        """The leader's chores that are due (`every`: all of them, now); each one's failure is
+        logged, and the others still run."""
+        for chore in self.chores:
+            if not (every or time.monotonic() >= chore.next_at):
+                continue
+            chore.next_at = time.monotonic() + chore.interval
+            try:
+                await chore.run()
+            except Exception:
+                log.exception("the leader's chore %s failed", chore.name)

@@ -188,6 +188,63 @@ class Settings(BaseSettings):
         1000, ge=1, description="a checkpoint of the audit chain's head every this many records"
     )
 
+    # --- webhooks (leader dispatch, delivery jobs) ---
+    webhook_allow_hosts: str = Field(
+        "",
+        description="comma-separated host names and CIDR blocks webhooks may reach although not public "
+        "(e.g. hooks.internal,10.1.0.0/16); everything else private, loopback or link-local is refused",
+    )
+    webhook_timeout_seconds: float = Field(10, gt=0, le=300, description="how long a delivery waits for an answer")
+    webhook_max_attempts: int = Field(8, ge=1, le=50, description="delivery attempts before a delivery job fails")
+    webhook_retry_base_seconds: float = Field(
+        30, gt=0, description="first retry delay of a failed delivery, doubling each time (with jitter, at most 6 h)"
+    )
+    webhook_queue: str = Field("default", min_length=1, max_length=100, description="the queue delivery jobs go to")
+
+    # --- retention (the leader prunes; seeds 001 and 002) ---
+    retention_completed_hours: float = Field(24, ge=0, description="completed jobs kept this long; 0: for good")
+    retention_failed_hours: float = Field(72, ge=0, description="failed jobs kept this long; 0: for good")
+    retention_cancelled_hours: float = Field(24, ge=0, description="cancelled jobs kept this long; 0: for good")
+    retention_timeout_hours: float = Field(72, ge=0, description="timed-out jobs kept this long; 0: for good")
+    retention_logs_days: float = Field(
+        30, ge=0, description="log lines (and webhook deliveries, cleared alerts) kept this long; 0: for good"
+    )
+    retention_queues: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description='per queue, TTLs in place of the defaults: {"reports": {"completed_hours": 168}}',
+    )
+    retention_interval_seconds: float = Field(60, gt=0, description="how often the leader prunes")
+
+    # --- alerts (seed 001's monitoring) ---
+    alert_error_threshold: float = Field(
+        0.01, ge=0, le=1, validation_alias=_alias("alert_error_threshold", "ERROR_THRESHOLD"),
+        description="error rate of a job type over the window above which an alert is raised",
+    )  # fmt: skip
+    alert_latency_threshold_ms: float = Field(
+        1000, gt=0, validation_alias=_alias("alert_latency_threshold_ms", "LATENCY_THRESHOLD"),
+        description="p95 run time (ms) of a job type over the window above which an alert is raised",
+    )  # fmt: skip
+    alert_window_seconds: float = Field(300, gt=0, description="the sliding window alerts are decided over")
+    alert_min_samples: int = Field(
+        20, ge=1, description="jobs a job type must have run to an end in the window before it may raise or clear"
+    )
+    alert_interval_seconds: float = Field(30, gt=0, description="how often the leader evaluates alerts")
+
+    @field_validator("retention_queues")
+    @classmethod
+    def _retention_queues_known(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        known = {"completed_hours", "failed_hours", "cancelled_hours", "timeout_hours"}
+        for queue, ttls in value.items():
+            if unknown := set(ttls) - known:
+                raise ValueError(f"queue {queue!r}: unknown {sorted(unknown)}; use {sorted(known)}")
+            if any(h is not None and h < 0 for h in ttls.values()):
+                raise ValueError(f"queue {queue!r}: hours may not be negative")
+        return value
+
+    @property
+    def webhook_allow_list(self) -> list[str]:
+        return [h.strip() for h in self.webhook_allow_hosts.split(",") if h.strip()]
+
     @model_validator(mode="after")
     def _lease_outlasts_interval(self) -> Settings:
         if self.scheduler_lease_seconds <= self.scheduler_interval_seconds:

@@ -51,6 +51,9 @@ ROUTES = [r for r in route_table() if CALIBRATION_READY or not r.path.startswith
 ROLES = tuple(Role)
 JOB_ROUTES = [r for r in ROUTES if "{job_id}" in r.path]
 SCHEDULE_ROUTES = [r for r in ROUTES if "{schedule_id}" in r.path]
+WEBHOOK_ROUTES = [r for r in ROUTES if "{webhook_id}" in r.path]
+# A public address (no lookup, nothing listens for the matrix): subscriptions refuse private ones.
+WEBHOOK_URL = "http://93.184.216.34/conveyor-matrix"
 BATCH_ROUTES = [r for r in ROUTES if "{batch_id}" in r.path]
 OPEN = [r for r in ROUTES if r.permission is None]
 
@@ -176,7 +179,8 @@ MATRIX_USER, MATRIX_PASSWORD = "matrix-user", "the matrix's long pass phrase"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def shared(module_database_url: str) -> AsyncIterator[Shared]:
-    async with api_harness(module_database_url, raise_app_exceptions=False) as harness:
+    # Pings make delivery jobs; the workers some cases start never claim them (no outbound calls).
+    async with api_harness(module_database_url, raise_app_exceptions=False, webhook_queue="unclaimed") as harness:
         await harness.conveyor.users.create(
             MATRIX_USER, name="Matrix User", role="viewer", password=MATRIX_PASSWORD, org_id="org-a"
         )
@@ -221,6 +225,10 @@ def body_for(route: RouteInfo) -> dict[str, Any] | None:
         return {"name": "matrix", "jobs": [{"type": "t.echo", "data": {"value": 1}}], "parallelLimit": 1}
     if route.method == "PATCH" and route.path.endswith("{schedule_id}"):
         return {"name": "renamed by the matrix"}
+    if (route.method, route.path) == ("POST", "/api/v1/webhooks"):
+        return {"url": WEBHOOK_URL, "events": ["job.failed"]}
+    if route.method == "PATCH" and route.path.endswith("{webhook_id}"):
+        return {"description": "changed by the matrix"}
     if route.path.endswith("/wait"):
         return {"timeout": 0}  # never block the matrix
     if (route.method, route.path) == ("POST", "/api/v1/auth/token"):
@@ -387,9 +395,22 @@ async def fill(shared: Shared, route: RouteInfo, owner: dict[str, str]) -> tuple
             await shared.harness.conveyor.users.create(
                 filled[name], name="Matrix Victim", role="viewer", password=MATRIX_PASSWORD, org_id="org-a"
             )
+        elif name == "webhook_id":
+            filled[name] = await create_webhook(shared, "org-a")
         else:
             raise AssertionError(f"{route_id(route)}: the matrix does not know how to fill {{{name}}}")
     return route.path.format(**filled), filled
+
+
+async def create_webhook(shared: Shared, org: str) -> str:
+    """A subscription of `org`'s (made in the core: the matrix's roles may not all create one)."""
+    webhook, _secret = await shared.harness.conveyor.webhooks.create(org_id=org, url=WEBHOOK_URL, events=["job.failed"])
+    return str(webhook.id)
+
+
+async def webhook_state(shared: Shared, webhook_id: str) -> Any:
+    webhook = await shared.harness.conveyor.webhooks.get(uuid.UUID(webhook_id))
+    return None if webhook is None else (webhook.description, webhook.updated_at)
 
 
 async def queue_state(shared: Shared, name: str) -> Any:
@@ -455,6 +476,7 @@ async def test_role_matrix(shared: Shared, route: RouteInfo, role: Role) -> None
     schedule_before = await schedule_state(shared, filled["schedule_id"]) if "schedule_id" in filled else None
     batch_before = await batch_state(shared.client, admin, filled["batch_id"]) if "batch_id" in filled else None
     user_before = await shared.harness.conveyor.users.get(filled["user_id"]) if "user_id" in filled else None
+    webhook_before = await webhook_state(shared, filled["webhook_id"]) if "webhook_id" in filled else None
 
     response = await call(shared.client, route, path, caller)
 
@@ -478,6 +500,8 @@ async def test_role_matrix(shared: Shared, route: RouteInfo, role: Role) -> None
         assert await batch_state(shared.client, admin, filled["batch_id"]) == batch_before, "a refused call changed it"
     if "user_id" in filled:
         assert await shared.harness.conveyor.users.get(filled["user_id"]) == user_before, "a refused call changed it"
+    if "webhook_id" in filled:
+        assert await webhook_state(shared, filled["webhook_id"]) == webhook_before, "a refused call changed it"
 
 
 # --- isolation: a job outside the caller's scope does not exist --------------------------------
@@ -608,6 +632,39 @@ async def test_batches_outside_the_callers_scope_are_not_found(shared: Shared, r
         failures.append("callers who cannot see the batch changed it")
     failures += await insider_failures(shared, route, fresh_batch)
     assert not failures, f"{route_id(route)}\n" + "\n".join(failures)
+
+
+@MODULE_LOOP
+@pytest.mark.parametrize("route", WEBHOOK_ROUTES, ids=route_id)
+async def test_webhooks_of_another_organisation_are_not_found(shared: Shared, route: RouteInfo) -> None:
+    async def fresh_webhook() -> str:  # one each: an insider's DELETE must not hide it from the next
+        return route.path.format(webhook_id=await create_webhook(shared, "org-a"))
+
+    path = await fresh_webhook()
+    webhook_id = path.split("/")[4]
+    before = await webhook_state(shared, webhook_id)
+    unknown_path = route.path.format(webhook_id=str(uuid.uuid4()))
+    failures = await outsider_failures(shared, route, path, unknown_path, "WEBHOOK_NOT_FOUND")
+    if await webhook_state(shared, webhook_id) != before:
+        failures.append("callers who cannot see the subscription changed it")
+    failures += await insider_failures(shared, route, fresh_webhook)
+    assert not failures, f"{route_id(route)}\n" + "\n".join(failures)
+
+
+@MODULE_LOOP
+async def test_webhook_and_alert_lists_cover_only_the_callers_organisation(shared: Shared) -> None:
+    await create_webhook(shared, "org-a")
+    store = shared.harness.conveyor.store
+    await store.raise_alert(org_id="org-a", kind="t.echo", metric="error_rate", threshold=0.01, value=0.5, samples=40)
+    for org, sees in (("org-a", True), ("org-b", False)):
+        headers = await shared.key(Role.ADMIN, org)
+        hooks = (await shared.client.get("/api/v1/webhooks", headers=headers)).json()["data"]["webhooks"]
+        assert {h["orgId"] for h in hooks} <= {org} and bool(hooks) is sees
+        alerts = (await shared.client.get("/api/v1/alerts", headers=headers)).json()["data"]["alerts"]
+        assert {a["orgId"] for a in alerts} <= {org} and bool(alerts) is sees
+    root = await shared.key(Role.SUPER_ADMIN, None)
+    everyone = (await shared.client.get("/api/v1/alerts?status=all", headers=root)).json()["data"]["alerts"]
+    assert "org-a" in {a["orgId"] for a in everyone}
 
 
 async def test_lists_and_counts_cover_only_visible_jobs(api: ApiHarness) -> None:

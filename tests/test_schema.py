@@ -57,11 +57,12 @@ def test_migrating_twice_changes_nothing(database_url: str) -> None:
 # these plans are the ones a large table gets (pgqueuer's query-plan guards do the same).
 SEED_ROWS = """
     INSERT INTO conveyor_jobs (id, kind, queue, status, priority, data, max_attempts, run_at,
-                               created_at, updated_at, owner_org_id, labels)
+                               created_at, updated_at, owner_org_id, labels, completed_at)
     SELECT gen_random_uuid(), 'k' || (n % 5), 'q' || (n % 3),
            CASE WHEN n % 500 = 0 THEN 'failed'  -- rare, as failures are: an index beats a scan
                 ELSE (ARRAY['pending','completed','completed','completed','running','scheduled'])[n % 6 + 1] END,
-           n % 10 + 1, '{}', 4, now(), now() - n * interval '1 second', now(), 'org' || (n % 50), '{}'
+           n % 10 + 1, '{}', 4, now(), now() - n * interval '1 second', now(), 'org' || (n % 50), '{}',
+           now() - n * interval '1 second'
     FROM generate_series(1, 50000) AS n
 """
 
@@ -96,6 +97,17 @@ PLANS = {
     "rescue": (
         "SELECT id FROM conveyor_jobs WHERE status = 'running' AND lease_expires_at < now()",
         "ix_conveyor_jobs_running",
+    ),
+    # Retention's delete and the alerts' window read finished jobs by status and completion.
+    "prune": (
+        """SELECT id FROM conveyor_jobs WHERE status = 'completed' AND completed_at < now() - interval '1 hour'
+           AND batch_id IS NULL ORDER BY completed_at LIMIT 500 FOR UPDATE SKIP LOCKED""",
+        "ix_conveyor_jobs_finished",
+    ),
+    "alert window": (
+        """SELECT owner_org_id, kind, status FROM conveyor_jobs
+           WHERE status IN ('completed', 'failed', 'timeout') AND completed_at >= now() - interval '5 minutes'""",
+        "ix_conveyor_jobs_finished",
     ),
 }
 
@@ -137,12 +149,13 @@ def test_owner_lookups_use_the_partial_owner_indexes_with_parameters(large_postg
             assert index in plan, plan
 
 
-@pytest.mark.parametrize("name", ["claim", "list newest", "list by status", "stage due", "rescue"])
+@pytest.mark.parametrize("name", ["claim", "list newest", "list by status", "stage due", "rescue", "prune"])
 def test_hot_queries_search_an_index_on_sqlite(sqlite_template: Any, name: str) -> None:
     # Without statistics SQLite may pick a neighbouring index (status, created_at) over the
     # partial one; what matters is that no hot query scans the table.
     query, _index = PLANS[name]
-    query = query.replace(" FOR UPDATE SKIP LOCKED", "").replace("now()", "'2026-01-01'")
+    query = query.replace(" FOR UPDATE SKIP LOCKED", "").replace("now() - interval '1 hour'", "now()")
+    query = query.replace("now()", "'2026-01-01'")
     engine = sa.create_engine(f"sqlite:///{sqlite_template}")
     try:
         with engine.connect() as conn:

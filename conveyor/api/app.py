@@ -44,6 +44,7 @@ from conveyor.api.routes import (
     schedules,
     system,
     users,
+    webhooks,
     workbench,
 )
 from conveyor.api.services import Services
@@ -208,6 +209,8 @@ ROUTERS = (
     keys.router,
     audit.router,
     batches.router,
+    webhooks.router,
+    webhooks.alerts_router,
     cache.router,
     workbench.router,
     calibration.router,

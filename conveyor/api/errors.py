@@ -135,6 +135,7 @@ _STATUS_OF_CODE = {
     "USER_NOT_FOUND": 404,
     "SIGNATURE_REQUIRED": 428,
     "SIGNATURE_INVALID": 403,
+    "WEBHOOK_NOT_FOUND": 404,
 }
 
 
@@ -158,5 +159,6 @@ def api_error_of(exc: ConveyorError) -> ApiError:
         "JOB_NOT_CANCELLABLE": "Job not found or cannot be cancelled",
         "SCHEDULE_NOT_FOUND": "Schedule not found",
         "BATCH_NOT_FOUND": "Batch not found",
+        "WEBHOOK_NOT_FOUND": "Webhook not found",
     }.get(exc.code, exc.message)
     return ApiError(_STATUS_OF_CODE.get(exc.code, 400), exc.code, message, field=field, **details)

@@ -48,6 +48,12 @@ class ApiMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.alerts_active = Gauge(
+            "conveyor_alerts_active",
+            "Active alerts (conveyor.engine.alerts), each at the value that raised it",
+            ["org", "type", "metric"],
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -85,4 +91,7 @@ class ApiMetrics:
             age = queue.age_seconds(now)
             if age is not None:
                 self.oldest_pending.labels(queue.name).set(age)
+        self.alerts_active.clear()
+        for alert in await insights.store.active_alerts():
+            self.alerts_active.labels(alert.org_id or "", alert.kind, alert.metric).set(alert.value)
         return generate_latest(self.registry)

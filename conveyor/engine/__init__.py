@@ -110,6 +110,9 @@ class Engine:
         keyring: Keyring | None = None,
     ) -> None:
         self.store = store
+        # Services built-in job types reach through ctx.service(name) (the webhook deliverer),
+        # registered by the runtime.
+        self.services: dict[str, Any] = {}
         self.audit = audit or Audit(store)
         # E-signatures demanded of critical operations (set by conveyor.runtime.Conveyor).
         self.signatures: Signatures | None = None

@@ -225,7 +225,7 @@ class BatchTables(StoreHooks):
             jobs.update()
             .where(c.batch_id == batch_id, c.status.in_([Status.SCHEDULED.value, Status.PENDING.value]))
             .values(status=Status.CANCELLED.value, completed_at=self._now(), updated_at=self._now())
-            .returning(c.id)
+            .returning(c.id, c.status, c.owner_org_id, c.kind, c.batch_id)
         )
         flag = (
             jobs.update()
@@ -233,7 +233,9 @@ class BatchTables(StoreHooks):
             .values(cancel_requested=True, updated_at=self._now())
             .returning(c.id)
         )
-        cancelled = [r.id for r in await conn.execute(at_once)]
+        cancelled_rows = (await conn.execute(at_once)).all()
+        cancelled = [r.id for r in cancelled_rows]
+        await self.record_job_events(conn, [tuple(r) for r in cancelled_rows])  # type: ignore[misc]
         requested = [r.id for r in await conn.execute(flag)]
         await self._notify(conn, "finish", [str(i) for i in cancelled])
         await self._notify(conn, "cancel", [str(i) for i in requested])

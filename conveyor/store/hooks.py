@@ -38,6 +38,14 @@ class StoreHooks:
     async def _after_commit(self, topic: str, payloads: Sequence[str]) -> None:
         raise NotImplementedError
 
+    async def record_job_events(self, conn: AsyncConnection, changes: Sequence[Any]) -> int:
+        """The webhook outbox's rows for jobs that finished (store/webhooks.py)."""
+        raise NotImplementedError
+
+    async def insert_event(self, conn: AsyncConnection, event_type: str, org_id: str | None, payload: Any) -> bool:
+        """An outbox row with its payload (store/webhooks.py)."""
+        raise NotImplementedError
+
     def _upsert(self, table: sa.Table) -> Any:
         """INSERT … ON CONFLICT, which both dialects spell alike."""
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)

@@ -25,6 +25,7 @@ from conveyor.model import (
     Status,
     utc_now,
 )
+from conveyor.store.alerts import AlertTables
 from conveyor.store.audit import AuditTables, journal_in
 from conveyor.store.base import TOPICS, Listener
 from conveyor.store.batches import BatchTables, batch_ids_of
@@ -32,6 +33,7 @@ from conveyor.store.cache import CacheTables
 from conveyor.store.control import ControlTables
 from conveyor.store.filters import filter_clauses
 from conveyor.store.limits import RateWindows
+from conveyor.store.retention import RetentionTables
 from conveyor.store.rows import (
     CLAIMED_COLUMNS,
     RESCUE_ACTIONS,
@@ -48,6 +50,7 @@ from conveyor.store.schedules import ScheduleTables
 from conveyor.store.schema import audit_journal, job_logs, jobs, queue_states
 from conveyor.store.statistics import JobStatistics
 from conveyor.store.users import UserTables
+from conveyor.store.webhooks import WebhookTables
 
 
 def paused_queues() -> sa.Select[Any]:
@@ -59,7 +62,17 @@ RESCUER = Actor(user_id=SYSTEM, name="lease rescue")
 
 
 class SqlStore(
-    ControlTables, ScheduleTables, AuditTables, BatchTables, CacheTables, RateWindows, JobStatistics, UserTables
+    ControlTables,
+    ScheduleTables,
+    AuditTables,
+    BatchTables,
+    CacheTables,
+    RateWindows,
+    WebhookTables,
+    AlertTables,
+    RetentionTables,
+    UserTables,
+    JobStatistics,
 ):
     """The Store protocol over an async SQLAlchemy engine.
 
@@ -392,7 +405,9 @@ class SqlStore(
         topic = "finish"
         async with self._write() as conn:
             row = (await conn.execute(at_once)).first()
-            if row is None:
+            if row is not None:
+                await self.record_job_events(conn, [(row.id, row.status, row.owner_org_id, row.kind, row.batch_id)])
+            else:
                 row = (await conn.execute(flag)).first()
                 topic = "cancel"
             if row is None:
@@ -513,13 +528,14 @@ class SqlStore(
                 lease_expires_at=None,
                 updated_at=self._now(),
             )
-            .returning(c.id, c.status, c.queue, c.batch_id, c.owner_org_id)
+            .returning(c.id, c.status, c.queue, c.batch_id, c.owner_org_id, c.kind)
         )
         async with self._write() as conn:
             rows = (await conn.execute(stmt)).all()
             if rows:
                 done = [(r.id, r.status, r.owner_org_id) for r in rows]
                 await conn.execute(audit_journal.insert(), grouped_records(done, RESCUER, utc_now(), RESCUE_ACTIONS))
+                await self.record_job_events(conn, [(r.id, r.status, r.owner_org_id, r.kind, r.batch_id) for r in rows])
             ready = sorted({r.queue for r in rows if r.status == Status.PENDING.value})
             finished = [str(r.id) for r in rows if r.status != Status.PENDING.value]
             await self._notify(conn, "insert", ready)

@@ -189,7 +189,19 @@ APPLY_OUTCOMES = """
         FROM v
         WHERE j.id = v.id AND j.id IN (SELECT id FROM locked) AND j.attempt = v.attempt
           AND j.worker_id = %(worker_id)s AND j.status = 'running'
-        RETURNING j.id, j.status, j.queue, j.batch_id, j.owner_org_id
+        RETURNING j.id, j.status, j.queue, j.batch_id, j.owner_org_id, j.kind
+    ),
+    -- The webhook outbox (store/webhooks.py): only for organisations subscribed to the event,
+    -- so without subscriptions this is one probe of an empty table per batch.
+    events AS (
+        INSERT INTO conveyor_webhook_events (id, created_at, org_id, event_type, job_id, batch_id)
+        SELECT gen_random_uuid(), now(), d.owner_org_id, 'job.' || d.status, d.id, d.batch_id FROM done d
+        WHERE d.status IN ('completed', 'failed', 'cancelled', 'timeout') AND d.kind <> 'webhook_delivery'
+          AND EXISTS (
+            SELECT 1 FROM conveyor_webhooks w
+            WHERE w.enabled AND w.org_id IS NOT DISTINCT FROM d.owner_org_id
+              AND (w.events ? ('job.' || d.status) OR (d.batch_id IS NOT NULL AND w.events ? 'batch.completed'))
+          )
     ),
     -- The audit trail: one record per new status and organisation, naming the jobs (the
     -- actions as rows.OUTCOME_ACTIONS names them).

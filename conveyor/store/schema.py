@@ -107,6 +107,14 @@ jobs = sa.Table(
     sa.Index("ix_conveyor_jobs_status_created", "status", "created_at"),
     sa.Index("ix_conveyor_jobs_kind_created", "kind", "created_at"),
     sa.Index("ix_conveyor_jobs_created", "created_at"),
+    # Retention prunes, and alerts read, finished jobs by status and completion time.
+    sa.Index(
+        "ix_conveyor_jobs_finished",
+        "status",
+        "completed_at",
+        postgresql_where=sa.text("completed_at IS NOT NULL"),
+        sqlite_where=sa.text("completed_at IS NOT NULL"),
+    ),
     # Partial: owners are looked up by equality only, and ownerless jobs skip two entries.
     sa.Index(
         "ix_conveyor_jobs_org_created",
@@ -327,6 +335,7 @@ batches = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("cancelled_at", UTCDateTime()),  # cancelled by hand, or by fail_fast
     sa.Column("cancel_reason", sa.String(32)),  # "cancelled" or "fail_fast"
+    sa.Column("completion_announced_at", UTCDateTime()),  # batch.completed went to the webhook outbox
     sa.Index("ix_conveyor_batches_org_created", "owner_org_id", "created_at"),
 )
 
@@ -402,4 +411,83 @@ signatures = sa.Table(
     sa.Column("signed_at", UTCDateTime(), nullable=False),
     sa.Column("signed_by_caller", sa.String(200), nullable=False),
     sa.Index("ix_conveyor_signatures_object", "object_type", "object_id"),
+)
+
+# --- webhooks, alerts ----------------------------------------------------------------------------
+
+# A subscription: an organisation's URL told of the events it names (conveyor.webhooks).
+webhooks = sa.Table(
+    "conveyor_webhooks",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),  # a UUIDv7
+    sa.Column("org_id", sa.String(200)),  # NULL: jobs of no organisation (super admins only)
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("events", Json, nullable=False),  # a list of event types
+    sa.Column("secret", sa.Text(), nullable=False),  # sealed with the keyring when one is configured
+    sa.Column("description", sa.String(200)),
+    sa.Column("enabled", sa.Boolean(), nullable=False),
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_conveyor_webhooks_org", "org_id"),
+)
+
+# The outbox: events written in the transaction that made them happen (an outcome, a cancel, an
+# alert), for organisations with a subscription that wants them; the leader turns each into
+# delivery jobs and deletes it (conveyor.webhooks.Dispatcher).
+webhook_events = sa.Table(
+    "conveyor_webhook_events",
+    metadata,
+    # A UUID, not a serial: SQLite may hand a deleted row's integer out again, and the id is part
+    # of each delivery's idempotency key.
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("org_id", sa.String(200)),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("job_id", sa.Uuid()),
+    sa.Column("batch_id", sa.Uuid()),
+    sa.Column("payload", Json),  # alerts carry theirs; job and batch events are read when dispatched
+)
+
+# One row per delivery attempt: what the receiver answered, and how long it took.
+webhook_deliveries = sa.Table(
+    "conveyor_webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("webhook_id", sa.Uuid(), nullable=False),
+    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("job_id", sa.Uuid(), nullable=False),  # the delivery job
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("status_code", sa.Integer()),  # NULL: no answer (refused, timed out, unreachable)
+    sa.Column("success", sa.Boolean(), nullable=False),
+    sa.Column("duration_ms", sa.Float(), nullable=False),
+    sa.Column("error", sa.String(500)),
+    sa.Column("delivered_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_conveyor_webhook_deliveries_webhook", "webhook_id", "id"),
+    sa.Index("ix_conveyor_webhook_deliveries_at", "delivered_at"),
+)
+
+# Alerts (seed 001's monitoring): one row per raised alert of one job type in one organisation;
+# `cleared_at` is set when it recovers. At most one uncleared row per (org, kind, metric).
+alerts = sa.Table(
+    "conveyor_alerts",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),  # a UUIDv7
+    sa.Column("org_id", sa.String(200)),
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("metric", sa.String(32), nullable=False),  # error_rate or latency_p95_ms
+    sa.Column("threshold", sa.Float(), nullable=False),
+    sa.Column("value", sa.Float(), nullable=False),  # when raised
+    sa.Column("samples", sa.Integer(), nullable=False),
+    sa.Column("raised_at", UTCDateTime(), nullable=False),
+    sa.Column("cleared_at", UTCDateTime()),
+    sa.Column("cleared_value", sa.Float()),
+    sa.Index("ix_conveyor_alerts_org_raised", "org_id", "raised_at"),
+    sa.Index(
+        "ix_conveyor_alerts_active",
+        "kind",
+        postgresql_where=sa.text("cleared_at IS NULL"),
+        sqlite_where=sa.text("cleared_at IS NULL"),
+    ),
 )

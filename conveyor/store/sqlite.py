@@ -59,11 +59,12 @@ APPLY_OUTCOMES = (
         WHERE conveyor_jobs.id = v.id AND conveyor_jobs.attempt = v.attempt
           AND conveyor_jobs.worker_id = :worker_id
           AND +conveyor_jobs.status = 'running'  -- unary +: look rows up by id, not by status
-        RETURNING conveyor_jobs.id, conveyor_jobs.batch_id, conveyor_jobs.status, conveyor_jobs.owner_org_id
+        RETURNING conveyor_jobs.id, conveyor_jobs.batch_id, conveyor_jobs.status, conveyor_jobs.owner_org_id,
+            conveyor_jobs.kind
         """
     )
     .bindparams(sa.bindparam("now", type_=UTCDateTime()))
-    .columns(id=sa.Uuid(), batch_id=sa.Uuid(), status=sa.String(), owner_org_id=sa.String())
+    .columns(id=sa.Uuid(), batch_id=sa.Uuid(), status=sa.String(), owner_org_id=sa.String(), kind=sa.String())
 )
 
 
@@ -220,6 +221,7 @@ class SqliteStore(SqlStore):
             applied.extend((r.id, r.batch_id) for r in rows)
             if records := outcome_records([(r.id, r.status, r.owner_org_id) for r in rows], worker_id, now):
                 await conn.execute(audit_journal.insert(), records)
+                await self.record_job_events(conn, [(r.id, r.status, r.owner_org_id, r.kind, r.batch_id) for r in rows])
         return applied
 
     def _now(self) -> sa.ColumnElement[Any]:

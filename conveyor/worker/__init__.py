@@ -249,6 +249,7 @@ class Worker:
             max_log_entries=self.max_log_entries,
             data_dir=self.data_dir,
             data_roots=self.data_roots,
+            services=self.engine.services,
         )
         running = Running(job, ctx, claimed_at=time.monotonic())
         self._running[job.id] = running

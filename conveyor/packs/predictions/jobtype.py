@@ -9,15 +9,17 @@ and stop there if the job was cancelled. Memory follows the chunk size, not the 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor import Context, JobType, PermanentError, Registry
+from conveyor.model import PrunedJob
 from conveyor.packs.predictions.columns import MissingColumns, Period, map_columns
 from conveyor.packs.predictions.scoring import RISK_LEVELS, ScoringOptions, prepare, score, split
 from conveyor.packs.predictions.sources import UnreadableFile, open_source
-from conveyor.packs.predictions.workspace import Workspace
+from conveyor.packs.predictions.workspace import WORKSPACE_NAME, Workspace
 
 if TYPE_CHECKING:
     import polars as pl
@@ -156,3 +158,16 @@ class QuarterlyPredictions(JobType):
 
     def execute(self, ctx: Context, data: PredictionInput) -> dict[str, Any]:
         return score_upload(ctx, data, "quarterly")
+
+
+def remove_workspaces(data_dir: Path, jobs: list[PrunedJob]) -> None:
+    """Retention removed these uploads' jobs: their workspaces (upload, scored rows, errors) go
+    too. A retry by hand shares its original's workspace: pruned first, the original takes it."""
+    for job in jobs:
+        name = job.data.get("workspace") if isinstance(job.data, dict) else None
+        if isinstance(name, str) and WORKSPACE_NAME.match(name):
+            Workspace(data_dir, name).remove()
+
+
+for _kind in KINDS.values():
+    jobtypes.on_pruned(_kind)(remove_workspaces)

@@ -17,6 +17,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from conveyor import Context, JobType, PermanentError, Registry
+from conveyor.model import PrunedJob
 from conveyor.packs.workbench import export, pii, scan, sentiment, tables
 from conveyor.packs.workbench.datasets import DatasetWriter, open_dataset
 from conveyor.packs.workbench.paths import check_pattern, confine
@@ -498,3 +499,12 @@ class DataExport(JobType):
 
     def estimate_memory(self, data: DataExportInput) -> int:
         return 50 * MB
+
+
+@jobtypes.on_pruned("data_export")
+def remove_exports(data_dir: Path, jobs: list[PrunedJob]) -> None:
+    """Retention removed these exports' jobs: their files go too (they expire after a day
+    anyway; see export.sweep_expired)."""
+    for job in jobs:
+        for file_format in export.MEDIA_TYPES:
+            export.export_path(data_dir, job.id, file_format).unlink(missing_ok=True)
