@@ -28,6 +28,7 @@ import pytest
 
 from conveyor import Conveyor, Settings
 from conveyor.apikeys import ApiKeys
+from conveyor.engine import JobRequest
 from conveyor.model import Owner, Status
 
 CHROMIUM = os.environ.get("CONVEYOR_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -47,6 +48,7 @@ ORG = "org-a"
 OTHER = "org-b"
 IDLE = "reports"  # a queue no worker of the server serves: its jobs stay pending
 SEEDED = 65  # org-a's pending jobs in IDLE: two pages of 50
+PRIORITY = ["low", "high"]  # by the seeded job's index: odd ones are high
 DASH = "\N{EN DASH}"  # the page writes ranges with an en dash: "Jobs 1 to 50 of 65"
 
 
@@ -98,13 +100,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         ]:
             made[name] = (await keys.create(role=role, name=f"{name} key", org_id=org)).key
         mine = Owner(user_id="alice", org_id=ORG, created_by="alice")
-        for i in range(SEEDED):
-            labels = {"country": "Kenya" if i % 5 == 0 else "Peru"}
-            priority = "high" if i % 2 else "low"
-            await conveyor.engine.enqueue("noop", {}, queue=IDLE, owner=mine, labels=labels, priority=priority)
         theirs = Owner(user_id="bob", org_id=OTHER, created_by="bob")
-        for _ in range(7):
-            await conveyor.engine.enqueue("noop", {}, queue=IDLE, owner=theirs)
+        country = ["Kenya", "Peru", "Peru", "Peru", "Peru"]
+        seeded = [
+            JobRequest("noop", {}, queue=IDLE, owner=mine, labels={"country": country[i % 5]}, priority=PRIORITY[i % 2])
+            for i in range(SEEDED)
+        ]
+        await conveyor.engine.enqueue_many(seeded + [JobRequest("noop", {}, queue=IDLE, owner=theirs)] * 7)
         return made
 
     # The first start migrates the new file.
