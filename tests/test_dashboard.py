@@ -340,3 +340,52 @@ def test_a_super_admin_filters_by_organisation_and_an_admin_reads_the_audit_trai
         page.get_by_role("button", name="Export CSV").click()
     assert download.value.suggested_filename == "conveyor-audit.csv"
     assert Path(download.value.path()).read_text().startswith("seq,recordedAt")
+
+
+def _has_user_accounts() -> bool:
+    from conveyor.api.app import route_table
+
+    return any(r.path == "/api/v1/auth/token" for r in route_table())
+
+
+PASSWORD = "correct horse battery staple"  # a test user's, in a throwaway database
+
+
+@pytest.mark.skipif(not _has_user_accounts(), reason="this build has no user accounts (POST /api/v1/auth/token)")
+def test_a_user_signs_in_and_signs_a_critical_cancel(page: Page, served: Served) -> None:
+    """Cancelling a critical-priority job is a critical operation by default: the page asks for
+    the e-signature, sends it with the request, and the job is cancelled with it recorded."""
+
+    async def prepare(conveyor: Conveyor) -> UUID:
+        users = conveyor.users  # type: ignore[attr-defined]
+        if await users.get("ada") is None:
+            await users.create("ada", name="Ada Lovelace", role="operator", password=PASSWORD, org_id=ORG)
+        owner = Owner(user_id="ada", org_id=ORG, created_by="Ada Lovelace")
+        job = await conveyor.engine.enqueue("noop", {}, queue=IDLE, owner=owner, priority="critical")
+        return job.id
+
+    job_id = served.engine(prepare)
+    page.goto(f"{served.base_url}/dashboard/#/job/{job_id}")
+    sign_in_form = page.get_by_role("form", name="With a user account")
+    sign_in_form.get_by_label("User id").fill("ada")
+    sign_in_form.get_by_label("Password").fill("not the password")
+    sign_in_form.get_by_role("button", name="Sign in").click()
+    expect(sign_in_form.get_by_role("alert")).not_to_be_empty()
+    sign_in_form.get_by_label("Password").fill(PASSWORD)
+    sign_in_form.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#who")).to_contain_text("Ada Lovelace · operator · organisation org-a")
+    expect(page.locator(".subtitle")).to_contain_text("pending")
+
+    page.get_by_role("button", name="Cancel job").click()
+    page.get_by_role("dialog", name="Are you sure?").get_by_role("button", name="Cancel job").click()
+    signature = page.get_by_role("dialog", name="Electronic signature")
+    expect(signature).to_be_visible()
+    expect(signature.get_by_label("User id")).to_have_value("ada")
+    signature.get_by_label("Password").fill("a wrong password")
+    signature.get_by_label("Meaning").fill("approved")
+    signature.get_by_role("button", name="Sign and continue").click()
+    expect(signature.locator("#signature-error")).to_contain_text("signature refused")
+    signature.get_by_label("Password").fill(PASSWORD)
+    signature.get_by_role("button", name="Sign and continue").click()
+    expect(page.locator(".subtitle .badge")).to_have_text("cancelled")
+    expect(page.get_by_role("cell", name="approved", exact=True)).to_be_visible()  # the job's e-signatures
