@@ -29,6 +29,7 @@ import pytest
 from conveyor import Conveyor, Settings
 from conveyor.apikeys import ApiKeys
 from conveyor.engine import JobRequest
+from conveyor.engine.schedules import ScheduleSpec
 from conveyor.model import Owner, Status
 
 CHROMIUM = os.environ.get("CONVEYOR_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -340,6 +341,34 @@ def test_a_super_admin_filters_by_organisation_and_an_admin_reads_the_audit_trai
         page.get_by_role("button", name="Export CSV").click()
     assert download.value.suggested_filename == "conveyor-audit.csv"
     assert Path(download.value.path()).read_text().startswith("seq,recordedAt")
+
+
+def test_batches_show_their_progress_and_an_operator_pauses_a_schedule(page: Page, served: Served) -> None:
+    async def prepare(conveyor: Conveyor) -> str:
+        owner = Owner(user_id="alice", org_id=ORG)
+        # two jobs the server's worker runs, one in a queue it does not serve
+        jobs = [JobRequest("noop", {}), JobRequest("noop", {}), JobRequest("noop", {}, queue="held")]
+        view = await conveyor.batches.submit("nightly import", jobs, owner=owner)
+        for member in view.jobs[:2]:
+            assert (await conveyor.engine.wait(member.id, 30)).status is Status.COMPLETED
+        spec = ScheduleSpec("yearly report", "noop", {}, cron="0 0 1 1 *")
+        return (await conveyor.schedules.create(spec, owner=owner)).id
+
+    schedule_id = served.engine(prepare)
+    sign_in(page, served, "operator", "#/batches")
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name="nightly import"))
+    expect(row).to_contain_text("2 completed, 0 failed, 0 cancelled, 0 running, 1 waiting")
+    expect(row.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "67")
+
+    page.get_by_role("link", name="Schedules").click()
+    row = page.get_by_role("row").filter(has=page.get_by_role("cell", name="yearly report"))
+    expect(row).to_contain_text("cron 0 0 1 1 * (UTC)")
+    expect(row).to_contain_text("-01-01 00:00:00 UTC")  # the next fire time
+    row.get_by_role("button", name="Pause").click()
+    expect(row.get_by_role("button", name="Resume")).to_be_visible()
+    expect(row).to_contain_text("paused")
+    schedule = served.engine(lambda conveyor: conveyor.store.get_schedule(schedule_id))
+    assert schedule.enabled is False
 
 
 def _has_user_accounts() -> bool:
