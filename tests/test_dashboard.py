@@ -343,6 +343,18 @@ def test_a_super_admin_filters_by_organisation_and_an_admin_reads_the_audit_trai
     assert Path(download.value.path()).read_text().startswith("seq,recordedAt")
 
 
+PASSWORD = "correct horse battery staple"  # a test user's, in a throwaway database
+
+
+async def _user(conveyor: Conveyor) -> None:
+    """Ada, an operator of org-a with a password (where this build has user accounts)."""
+    if not _has_user_accounts():
+        return
+    users = conveyor.users  # type: ignore[attr-defined]
+    if await users.get("ada") is None:
+        await users.create("ada", name="Ada Lovelace", role="operator", password=PASSWORD, org_id=ORG)
+
+
 def test_batches_show_their_progress_and_an_operator_pauses_a_schedule(page: Page, served: Served) -> None:
     async def prepare(conveyor: Conveyor) -> str:
         owner = Owner(user_id="alice", org_id=ORG)
@@ -352,6 +364,7 @@ def test_batches_show_their_progress_and_an_operator_pauses_a_schedule(page: Pag
         for member in view.jobs[:2]:
             assert (await conveyor.engine.wait(member.id, 30)).status is Status.COMPLETED
         spec = ScheduleSpec("yearly report", "noop", {}, cron="0 0 1 1 *")
+        await _user(conveyor)  # changing a schedule is a critical operation: a key's signer
         return (await conveyor.schedules.create(spec, owner=owner)).id
 
     schedule_id = served.engine(prepare)
@@ -365,6 +378,12 @@ def test_batches_show_their_progress_and_an_operator_pauses_a_schedule(page: Pag
     expect(row).to_contain_text("cron 0 0 1 1 * (UTC)")
     expect(row).to_contain_text("-01-01 00:00:00 UTC")  # the next fire time
     row.get_by_role("button", name="Pause").click()
+    signature = page.get_by_role("dialog", name="Electronic signature")
+    if _has_user_accounts():  # an API key signs with a local user of its organisation
+        signature.get_by_label("User id").fill("ada")
+        signature.get_by_label("Password").fill(PASSWORD)
+        signature.get_by_label("Meaning").fill("approved")
+        signature.get_by_role("button", name="Sign and continue").click()
     expect(row.get_by_role("button", name="Resume")).to_be_visible()
     expect(row).to_contain_text("paused")
     schedule = served.engine(lambda conveyor: conveyor.store.get_schedule(schedule_id))
@@ -377,18 +396,13 @@ def _has_user_accounts() -> bool:
     return any(r.path == "/api/v1/auth/token" for r in route_table())
 
 
-PASSWORD = "correct horse battery staple"  # a test user's, in a throwaway database
-
-
 @pytest.mark.skipif(not _has_user_accounts(), reason="this build has no user accounts (POST /api/v1/auth/token)")
 def test_a_user_signs_in_and_signs_a_critical_cancel(page: Page, served: Served) -> None:
     """Cancelling a critical-priority job is a critical operation by default: the page asks for
     the e-signature, sends it with the request, and the job is cancelled with it recorded."""
 
     async def prepare(conveyor: Conveyor) -> UUID:
-        users = conveyor.users  # type: ignore[attr-defined]
-        if await users.get("ada") is None:
-            await users.create("ada", name="Ada Lovelace", role="operator", password=PASSWORD, org_id=ORG)
+        await _user(conveyor)
         owner = Owner(user_id="ada", org_id=ORG, created_by="Ada Lovelace")
         job = await conveyor.engine.enqueue("noop", {}, queue=IDLE, owner=owner, priority="critical")
         return job.id
