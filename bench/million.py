@@ -4,8 +4,9 @@
 
 1. Enqueues `--jobs` noop jobs (bulk calls of 10,000) into a database of its own.
 2. With all of them stored and pending, times the reads an API serves (median and p99 of
-   20 calls each): the newest page, a page filtered by status, a page filtered by kind,
-   counts by status, and one claim of 100 jobs.
+   20 calls each): the newest page, the last page by offset and by key (the dashboard's
+   `cursor`), a page filtered by status, a page filtered by kind, counts by status, and one
+   claim of 100 jobs.
 3. Starts `--workers` worker processes and samples their resident memory (VmRSS) every
    second while everything drains; prints RSS at 10 %, 50 % and 100 % of the drain and the
    growth between 10 % and 100 % (flat memory: growth near zero), and the drain rate.
@@ -72,8 +73,14 @@ async def time_reads(app: Conveyor) -> dict[str, dict[str, float]]:
         claimed = await store.claim_jobs(["default"], 100, "bench-million-probe", timedelta(seconds=30))
         await store.flush([Outcome(j.id, j.attempt, "bench-million-probe", OutcomeKind.RELEASED) for j in claimed])
 
+    # The dashboard's deep pages: the last page by offset, and the same page by key (the
+    # `cursor` of GET /api/v1/jobs: the created_at and id of the job before it).
+    total = sum((await engine.counts()).values())
+    deep = (await engine.list(limit=1, offset=max(total - 51, 0)))[0][0]
     return {
         "list_newest": await timed(lambda: engine.list(limit=50)),
+        "list_last_page_by_offset": await timed(lambda: engine.list(limit=50, offset=max(total - 50, 0)), repeat=3),
+        "list_last_page_by_cursor": await timed(lambda: engine.list(limit=50, after=(deep.created_at, deep.id))),
         "list_by_status": await timed(lambda: engine.list(JobFilter(statuses=(Status.PENDING,)), limit=50)),
         "list_by_kind": await timed(lambda: engine.list(JobFilter(kinds=("noop",)), limit=50)),
         "count_by_status": await timed(lambda: engine.counts(), repeat=5),

@@ -8,7 +8,7 @@ caller's visibility narrows statistics exactly as it narrows listings.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from conveyor.model import JobFilter, Priority, Status, utc_now
 from conveyor.store.control import WorkerRecord
@@ -72,6 +72,22 @@ class QueueInfo:
         return max((now - self.oldest_pending_at).total_seconds(), 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Jobs that finished in [start, start + the series' bucket)."""
+
+    start: datetime
+    completed: int = 0
+    failed: int = 0  # failed and timed out
+    cancelled: int = 0
+
+    @property
+    def error_rate(self) -> float | None:
+        """Failed out of completed and failed, in percent (None: nothing was judged)."""
+        judged = self.completed + self.failed
+        return round(100.0 * self.failed / judged, 1) if judged else None
+
+
 # A worker is counted as live while its presence is this fresh (it refreshes every few seconds).
 WORKER_FRESH = timedelta(seconds=30)
 
@@ -91,6 +107,28 @@ class Insights:
             cancelled=sum(g.cancelled for g in groups),
             average_seconds=weighted / completed if completed else None,
         )
+
+    async def throughput(self, where: JobFilter, window: timedelta, bucket: timedelta) -> list[Bucket]:
+        """Finished jobs per `bucket` (a whole number of minutes) over the last `window`, oldest
+        first, every bucket present (empty ones as zeros); the last one is the current, partial one.
+        Built from the database's per-minute counts, so a restart loses nothing."""
+        step = max(int(bucket.total_seconds() // 60), 1)
+        now = utc_now()
+        epoch_minute = int(now.timestamp() // 60)
+        last = epoch_minute - epoch_minute % step  # the current bucket's first minute
+        count = max(int(window.total_seconds() // 60) // step, 1)
+        first = last - (count - 1) * step
+        starts = [datetime.fromtimestamp((first + i * step) * 60, UTC) for i in range(count)]
+        sums = {start: [0, 0, 0] for start in starts}
+        for row in await self.store.finished_by_minute(where, starts[0]):
+            minute = int(row.minute.timestamp() // 60)
+            if minute < first:
+                continue
+            key = starts[min((minute - first) // step, count - 1)]
+            sums[key][0] += row.completed
+            sums[key][1] += row.failed
+            sums[key][2] += row.cancelled
+        return [Bucket(start, *sums[start]) for start in starts]
 
     async def summary(self, where: JobFilter) -> Summary:
         counts = await self.store.count_grouped(where, ("kind", "status", "priority"))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: creates .venv (if missing), installs conveyor with its test
 # extras, starts PostgreSQL with the role the tests use, and runs the suite on SQLite and
-# PostgreSQL. Extra arguments go to pytest (e.g. scripts/test.sh -k retry).
+# PostgreSQL (and the dashboard in Chromium, installed if missing). Extra arguments go to pytest
+# (e.g. scripts/test.sh -k retry).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test,calibration]"
+
+# The dashboard's browser tests drive Debian's Chromium.
+bash scripts/chromium-up.sh
 
 if [ -z "${CONVEYOR_TEST_DATABASE_URL:-}" ]; then
   bash scripts/postgres-up.sh

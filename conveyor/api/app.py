@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.access import Permission, Role
 from conveyor.api.auth import SECURITY_SCHEMES, Authenticator, JwtIssuer, JwtVerifier
+from conveyor.api.dashboard import mount_dashboard
 from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors
 from conveyor.api.metrics import ApiMetrics
 from conveyor.api.routes import (
@@ -38,6 +39,7 @@ from conveyor.api.routes import (
     cache,
     calibration,
     canonical,
+    console,
     keys,
     monitoring,
     predictions,
@@ -204,6 +206,7 @@ def _replay(body: bytes) -> Receive:
 # Order: static paths first (/api/v1/jobs/schedules before /api/v1/jobs/{job_id}).
 ROUTERS = (
     system.router,
+    console.router,
     monitoring.router,
     schedules.router,
     keys.router,
@@ -431,6 +434,7 @@ def create_app(
         # 0.3 ms per request in matching alone (measured), more than some handlers.
         for route in router.routes:
             app.router.routes.append(route)
+    mount_dashboard(app)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,

@@ -338,3 +338,57 @@ AUDIT_VERIFIED = {
     },
     "timestamp": TS,
 }
+
+ME = {
+    "success": True,
+    "data": {
+        "userId": "ada",
+        "name": "Ada Lovelace",
+        "role": "operator",
+        "roles": ["operator"],
+        "orgId": "org-a",
+        "studyId": None,
+        "via": "jwt",
+        "superAdmin": False,
+        "permissions": [
+            "cache:clear", "jobs:create", "jobs:manage", "jobs:read", "metrics:read", "queues:manage",
+            "queues:read", "schedules:manage",
+        ],
+    },
+    "timestamp": TS,
+}  # fmt: skip
+
+WORKERS = {
+    "success": True,
+    "data": {
+        "workers": [
+            {
+                "id": "host-1:4242:9f3a1c",
+                "hostname": "host-1",
+                "pid": 4242,
+                "queues": ["default", "reports"],
+                "concurrency": 10,
+                "running": 3,
+                "startedAt": "2026-01-15T08:00:00.000Z",
+                "lastSeenAt": "2026-01-15T10:29:58.000Z",
+                "lastSeenSecondsAgo": 2.0,
+            }
+        ],
+        "total": 1,
+    },
+    "timestamp": TS,
+}
+
+THROUGHPUT = {
+    "success": True,
+    "data": {
+        "window": "1h",
+        "bucketMinutes": 1,
+        "buckets": [
+            {"start": "2026-01-15T10:28:00.000Z", "completed": 41, "failed": 2, "cancelled": 0, "errorRate": 4.7},
+            {"start": "2026-01-15T10:29:00.000Z", "completed": 0, "failed": 0, "cancelled": 0, "errorRate": None},
+            {"start": "2026-01-15T10:30:00.000Z", "completed": 12, "failed": 0, "cancelled": 1, "errorRate": 0.0},
+        ],
+    },
+    "timestamp": TS,
+}

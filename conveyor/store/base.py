@@ -56,9 +56,16 @@ class Store(Protocol):
     async def get_job(self, job_id: UUID) -> Job | None: ...
 
     async def list_jobs(
-        self, where: JobFilter, *, limit: int, offset: int, newest_first: bool = True
+        self,
+        where: JobFilter,
+        *,
+        limit: int,
+        offset: int,
+        newest_first: bool = True,
+        after: tuple[datetime, UUID] | None = None,
     ) -> tuple[list[Job], int]:
-        """A page of jobs matching `where`, and how many match in all."""
+        """A page of jobs matching `where`, and how many match in all. `after` (a job's
+        created_at and id) starts the page past that job, in the listing's order."""
 
     async def count_jobs(self, where: JobFilter, by: str = "status") -> dict[str, int]:
         """How many jobs match, grouped by one column (status, kind, priority, queue)."""

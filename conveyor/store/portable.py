@@ -232,10 +232,25 @@ class SqlStore(
             return {r.id: r.attempt for r in await conn.execute(held)}
 
     async def list_jobs(
-        self, where: JobFilter, *, limit: int, offset: int, newest_first: bool = True
+        self,
+        where: JobFilter,
+        *,
+        limit: int,
+        offset: int,
+        newest_first: bool = True,
+        after: tuple[datetime, UUID] | None = None,
     ) -> tuple[list[Job], int]:
         clauses = filter_clauses(where)
         order = (jobs.c.created_at.desc(), jobs.c.id.desc()) if newest_first else (jobs.c.created_at, jobs.c.id)
+        if after is not None:
+            # Keyset paging: the jobs past (created_at, id) in the listing's order, found through
+            # the created_at indexes however deep the page (an offset walks every row before it).
+            at, last_id = after
+            c = jobs.c
+            if newest_first:
+                clauses.append(sa.or_(c.created_at < at, sa.and_(c.created_at == at, c.id < last_id)))
+            else:
+                clauses.append(sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > last_id)))
         page = sa.select(jobs).where(*clauses).order_by(*order).limit(limit).offset(offset)
         async with self._read_engine.connect() as conn:
             rows = (await conn.execute(page)).all()

@@ -320,6 +320,9 @@ class PostgresStore(PostgresRollups, SqlStore):
     def _seconds_between(self, start: Any, end: Any) -> sa.ColumnElement[float]:
         return sa.func.extract("epoch", end - start)
 
+    def _minute_of(self, column: Any) -> sa.ColumnElement[Any]:
+        return sa.func.date_trunc("minute", column)
+
     def _lock_skipping(self, select: sa.Select[Any]) -> sa.Select[Any]:
         return select.with_for_update(skip_locked=True)
 

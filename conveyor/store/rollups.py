@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from conveyor.model import JobFilter, Status
 from conveyor.store.filters import COUNT_COLUMNS, MINUTE_COLUMNS, clauses_for
 from conveyor.store.schema import job_counts, job_minutes
-from conveyor.store.statistics import FinishedGroup
+from conveyor.store.statistics import FinishedGroup, MinuteCounts, minute_value
 
 # Keys of the advisory lock that lets one process fold at a time (arbitrary constants).
 COMPACT_LOCK = 7_412_202_612
@@ -104,6 +104,30 @@ class PostgresRollups:
             average = float(seconds) / done if done and seconds is not None else None
             out.append(FinishedGroup(str(k), int(done), int(failed), int(cancelled), average))
         return out
+
+    async def finished_by_minute(self, where: JobFilter, since: datetime) -> list[MinuteCounts]:
+        clauses = clauses_for(where, MINUTE_COLUMNS)
+        if clauses is None:
+            return await super().finished_by_minute(where, since)  # type: ignore[misc, no-any-return]
+        m = job_minutes.c
+
+        def total(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+            return sa.func.coalesce(sa.func.sum(m.n).filter(condition), 0)
+
+        stmt = (
+            sa.select(
+                m.minute,
+                total(m.status == Status.COMPLETED.value),
+                total(m.status.in_([Status.FAILED.value, Status.TIMEOUT.value])),
+                total(m.status == Status.CANCELLED.value),
+            )
+            .where(m.minute >= sa.func.date_trunc("minute", since), m.status.in_(FINISHED_STATUSES), *clauses)
+            .group_by(m.minute)
+            .order_by(m.minute)
+        )
+        async with self._read_engine.connect() as conn:  # type: ignore[attr-defined]
+            rows = (await conn.execute(stmt)).all()
+        return [MinuteCounts(minute_value(t), int(a), int(b), int(c)) for t, a, b, c in rows]
 
     async def peak_concurrency(self, where: JobFilter, since: datetime) -> int:
         clauses = clauses_for(where, MINUTE_COLUMNS)

@@ -233,5 +233,9 @@ class SqliteStore(SqlStore):
     def _seconds_between(self, start: Any, end: Any) -> sa.ColumnElement[float]:
         return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
 
+    def _minute_of(self, column: Any) -> sa.ColumnElement[Any]:
+        # Timestamps are stored as 'YYYY-MM-DD HH:MM:SS.ffffff' text (schema.UTCDateTime).
+        return sa.func.substr(column, 1, 16)
+
     def _insert(self) -> Any:
         return sqlite_insert(jobs)

@@ -7,14 +7,16 @@ what is counted exactly as it narrows what is listed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from conveyor.model import JobFilter, Status
+from conveyor.model import FINISHED, JobFilter, Status
 from conveyor.store.schema import jobs
+
+FINISHED_VALUES = tuple(s.value for s in FINISHED)
 
 GROUPABLE = {
     "status": jobs.c.status,
@@ -35,6 +37,16 @@ class FinishedGroup:
     average_seconds: float | None  # started -> completed, over completed jobs
 
 
+@dataclass(frozen=True, slots=True)
+class MinuteCounts:
+    """Jobs that finished within one minute (UTC, from its first second)."""
+
+    minute: datetime
+    completed: int
+    failed: int  # failed and timed out
+    cancelled: int
+
+
 class JobStatistics:
     _read_engine: AsyncEngine
 
@@ -42,6 +54,10 @@ class JobStatistics:
         raise NotImplementedError
 
     def _seconds_between(self, start: Any, end: Any) -> sa.ColumnElement[float]:
+        raise NotImplementedError
+
+    def _minute_of(self, column: Any) -> sa.ColumnElement[Any]:
+        """The minute a timestamp column falls in (a dialect's own expression)."""
         raise NotImplementedError
 
     async def count_grouped(self, where: JobFilter, by: tuple[str, ...]) -> dict[tuple[Any, ...], int]:
@@ -87,6 +103,26 @@ class JobStatistics:
             for k, done, failed, cancelled, avg in rows
         ]
 
+    async def finished_by_minute(self, where: JobFilter, since: datetime) -> list[MinuteCounts]:
+        """Per minute since `since` (oldest first; minutes without a finished job are left out):
+        how many jobs completed, failed and were cancelled in it."""
+        c = jobs.c
+        minute = self._minute_of(c.completed_at).label("minute")
+        stmt = (
+            sa.select(
+                minute,
+                sa.func.count().filter(c.status == Status.COMPLETED.value),
+                sa.func.count().filter(c.status.in_([Status.FAILED.value, Status.TIMEOUT.value])),
+                sa.func.count().filter(c.status == Status.CANCELLED.value),
+            )
+            .where(c.completed_at >= since, c.status.in_(FINISHED_VALUES), *self._filter(where))
+            .group_by(minute)
+            .order_by(minute)
+        )
+        async with self._read_engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [MinuteCounts(minute_value(m), done, failed, cancelled) for m, done, failed, cancelled in rows]
+
     async def running_now(self, where: JobFilter) -> int:
         stmt = sa.select(sa.func.count()).where(jobs.c.status == Status.RUNNING.value, *self._filter(where))
         async with self._read_engine.connect() as conn:
@@ -109,3 +145,10 @@ class JobStatistics:
         stmt = sa.select(sa.func.max(sa.select(running).subquery().c.n))
         async with self._read_engine.connect() as conn:
             return int((await conn.execute(stmt)).scalar() or 0)
+
+
+def minute_value(value: Any) -> datetime:
+    """A minute as a dialect hands it back (SQLite: text), as aware UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -6,8 +6,9 @@ conveyor.api.errors. `GET /api/v1/jobs` also answers seed 003's list contract (s
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -26,7 +27,7 @@ from conveyor.api.services import Services, admit_jobs, queue_of, services
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.engine import MAX_DELAY
 from conveyor.errors import InvalidJobOptions, JobNotFound
-from conveyor.model import FINISHED, JobFilter, LogLevel, Status, priority_level, utc_now
+from conveyor.model import FINISHED, Job, JobFilter, LogLevel, Status, priority_level, utc_now
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -252,6 +253,13 @@ async def list_jobs(
     country: Annotated[str | None, Query(description="label filter (seed 003)")] = None,
     label: Annotated[list[str], Query(description="label filter key:value (repeatable)")] = [],  # noqa: B006
     batch_id: Annotated[UUID | None, Query(description="the jobs of one batch")] = None,
+    org_id: Annotated[
+        str | None, Query(max_length=200, description="one organisation's jobs (of those the caller may see)")
+    ] = None,
+    sort: Annotated[Literal["newest", "oldest"], Query(description="by creation time")] = "newest",
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`nextCursor` of the previous page (then `page` is not used)")
+    ] = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     limit: Annotated[int | None, Query(ge=1, le=100, description="page size, default 50")] = None,
     page_size: Annotated[int | None, Query(ge=1, le=100, description="seed 003's name for `limit`")] = None,
@@ -259,9 +267,12 @@ async def list_jobs(
     """One answer for two contracts: seed 002's envelope (`success`, `data.jobs`, `data.total`,
     `timestamp`) beside seed 003's top-level `jobs`, `total_count`, `page`, `page_size`,
     `has_next`. Items carry both conventions' keys; where both name a key (`status`,
-    `priority`) it holds seed 002's value, and seed 003's is in `job_status`/`priority_level`."""
+    `priority`) it holds seed 002's value, and seed 003's is in `job_status`/`priority_level`.
+    `data.nextCursor` pages by key (the dashboard's way): as fast deep in a million jobs as on
+    the first page, where `page` makes the database walk every job before it."""
     kinds = [k.strip() for k in (type or job_type or "").split(",") if k.strip()]
     size = limit or page_size or 50
+    after = parse_cursor(cursor) if cursor else None
     where = JobFilter(
         statuses=statuses(status),
         kinds=tuple(kinds),
@@ -271,13 +282,17 @@ async def list_jobs(
         created_before=aware(created_before),
         labels=labels_filter(label, age_group=age_group, country=country),
         batch_id=batch_id,
+        owner_org_id=org_id,
         visible_to=principal.visibility,
     )
-    jobs, total = await svc.engine.list(where, limit=size, offset=(page - 1) * size)
+    offset = 0 if after else (page - 1) * size
+    jobs, total = await svc.engine.list(where, limit=size, offset=offset, newest_first=sort == "newest", after=after)
     items = [{**canonical_job(j, full=False), **seed003_keys(j)} for j in jobs]
+    # A full page may be the last: its cursor then answers an empty page (`total` tells).
+    next_cursor = job_cursor(jobs[-1]) if len(jobs) == size else None
     return {
         "success": True,
-        "data": {"jobs": items, "total": total, "page": page, "limit": size},
+        "data": {"jobs": items, "total": total, "page": page, "limit": size, "nextCursor": next_cursor},
         "timestamp": iso_now(),
         "jobs": items,
         "total_count": total,
@@ -285,6 +300,24 @@ async def list_jobs(
         "page_size": size,
         "has_next": page * size < total,
     }
+
+
+def job_cursor(job: Job) -> str:
+    """Where a page ends: the last job's creation time and id, opaque to the caller."""
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_cursor(text: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        at, _, job_id = raw.partition("|")
+        when = datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError(at)
+        return when, UUID(job_id)
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise ApiError(400, "INVALID_QUERY", "cursor is not one this API gave", field="cursor") from None
 
 
 # --- stats ----------------------------------------------------------------------------------------
@@ -296,6 +329,42 @@ async def stats_summary(svc: Svc, principal: Reader) -> dict[str, Any]:
     the last hour (throughput, peak concurrency) and day (average time, success rate)."""
     summary = await svc.insights.summary(JobFilter(visible_to=principal.visibility))
     return ok(render_summary(summary))
+
+
+SERIES_WINDOWS = {"1h": (timedelta(hours=1), 1), "24h": (timedelta(days=1), 15)}
+
+
+@router.get(
+    "/stats/throughput",
+    summary="Finished jobs and error rate per time bucket (charts)",
+    responses=ex.example(200, ex.THROUGHPUT),
+)
+async def stats_throughput(
+    svc: Svc,
+    principal: Reader,
+    window: Annotated[Literal["1h", "24h"], Query(description="the last hour or day")] = "1h",
+    bucket_minutes: Annotated[
+        int | None, Query(ge=1, le=60, description="bucket width; default 1 (1h) or 15 (24h)")
+    ] = None,
+) -> dict[str, Any]:
+    """Over the jobs the caller may see: per bucket, oldest first and every bucket present, how
+    many completed, failed (or timed out) and were cancelled, and the error rate (failed out
+    of completed and failed, in percent; null when none finished). Read from the database's
+    per-minute counts, so a restart loses nothing; the last bucket is the current one."""
+    span, default_bucket = SERIES_WINDOWS[window]
+    step = bucket_minutes or default_bucket
+    buckets = await svc.insights.throughput(JobFilter(visible_to=principal.visibility), span, timedelta(minutes=step))
+    points = [
+        {
+            "start": iso(b.start),
+            "completed": b.completed,
+            "failed": b.failed,
+            "cancelled": b.cancelled,
+            "errorRate": b.error_rate,
+        }
+        for b in buckets
+    ]
+    return ok({"window": window, "bucketMinutes": step, "buckets": points})
 
 
 # --- one job ------------------------------------------------------------------------------------------

@@ -1,0 +1,611 @@
+// The pages. Each renders into `root` from the API's answers and returns a refresh function
+// (or nothing). Actions are offered only where the caller's permissions (GET /api/v1/me, from
+// the API's own role table) allow them; the API decides again on every call.
+import * as api from "./api.js";
+import { can, me, navigate } from "./app.js";
+import { throughputChart } from "./charts.js";
+import { ago, badge, confirmDialog, duration, errorBox, h, number, pretty, progressBar, section, table, toast, when } from "./ui.js";
+
+const STATUSES = ["scheduled", "pending", "running", "completed", "failed", "cancelled", "timeout"];
+const FINISHED = new Set(["completed", "failed", "cancelled", "timeout"]);
+const PRIORITIES = ["critical", "high", "medium", "low"];
+const LEVELS = ["debug", "info", "warning", "error", "critical"];
+
+function jobLink(id, text) {
+  // UUIDv7s made together share their first digits: the end tells them apart.
+  return h("a", { href: `#/job/${id}`, class: "mono", title: id }, text || `${id.slice(0, 8)}…${id.slice(-6)}`);
+}
+
+async function perform(label, call, after) {
+  try {
+    const answer = await call();
+    toast(answer && answer.message ? answer.message : `${label}: done`, "ok");
+    if (after) await after(answer);
+  } catch (failure) {
+    toast(`${label}: ${failure.message}`, "error");
+  }
+}
+
+// --- overview ---------------------------------------------------------------------------------
+
+async function overview(root) {
+  const counts = h("div", { class: "tiles", id: "status-counts" });
+  const charts = h("div", { class: "charts" });
+  const queues = h("div");
+  const running = h("div");
+  root.replaceChildren(
+    h("h1", {}, "Overview"),
+    section("Jobs by status", counts),
+    section("Throughput and error rate", charts),
+    section("Queues", queues),
+    section("Running now", running),
+  );
+  let chartsAt = 0;
+  async function refresh() {
+    const [summary, queueList, runningJobs] = await Promise.all([
+      api.get("/api/v1/jobs/stats/summary"),
+      api.get("/api/v1/jobs/queues"),
+      api.get("/api/v1/jobs", { status: "running", limit: 20 }),
+    ]);
+    const data = summary.data;
+    counts.replaceChildren(
+      tile("total", data.total, "#/jobs"),
+      ...STATUSES.map((s) => tile(s, data[s] || 0, `#/jobs?status=${s}`)),
+    );
+    queues.replaceChildren(queueTable(queueList.queues, false));
+    running.replaceChildren(runningTable(runningJobs.data.jobs));
+    if (Date.now() - chartsAt > 15000) {
+      chartsAt = Date.now();
+      const [hour, day] = await Promise.all([
+        api.get("/api/v1/jobs/stats/throughput", { window: "1h" }),
+        api.get("/api/v1/jobs/stats/throughput", { window: "24h" }),
+      ]);
+      charts.replaceChildren(throughputChart(hour.data, "Last hour"), throughputChart(day.data, "Last 24 hours"));
+    }
+  }
+  await refresh();
+  return refresh;
+}
+
+function tile(label, value, href) {
+  return h("a", { class: `tile status-${label}`, href, dataset: { status: label } }, h("span", { class: "tile-value" }, number(value)), h("span", { class: "tile-label" }, label));
+}
+
+function runningTable(jobs) {
+  return table(
+    [
+      { title: "Job", cell: (j) => jobLink(j.id) },
+      { title: "Type", cell: (j) => j.type },
+      { title: "Priority", cell: (j) => j.priority },
+      { title: "Started", cell: (j) => ago(j.startedAt) },
+      { title: "Progress", class: "wide", cell: (j) => progressBar(j.progress, `progress of job ${j.id}`) },
+    ],
+    jobs,
+    { empty: "No job is running." },
+  );
+}
+
+function queueTable(queues, actions) {
+  const columns = [
+    { title: "Queue", cell: (q) => h("a", { href: `#/jobs?queue=${encodeURIComponent(q.name)}` }, q.name) },
+    { title: "State", cell: (q) => (q.paused ? badge("paused") : badge("active")) },
+    { title: "Pending", cell: (q) => number(q.pending) },
+    { title: "Scheduled", cell: (q) => number(q.scheduled) },
+    { title: "Running", cell: (q) => number(q.running) },
+    { title: "Oldest pending", cell: (q) => (q.oldest_pending_age_seconds === null ? "–" : duration(q.oldest_pending_age_seconds)) },
+    { title: "Done last hour", cell: (q) => number(q.completed_last_hour) },
+    { title: "Failed last hour", cell: (q) => number(q.failed_last_hour) },
+    { title: "Workers (slots)", cell: (q) => `${q.workers} (${q.concurrency})` },
+  ];
+  if (actions) {
+    columns.push({
+      title: "Actions",
+      cell: (q) => {
+        const verb = q.paused ? "resume" : "pause";
+        return h("button", { type: "button", onclick: () => perform(`${verb} ${q.name}`, () => api.act("POST", `/api/v1/jobs/queues/${encodeURIComponent(q.name)}/${verb}`), () => navigate(location.hash)) }, q.paused ? "Resume" : "Pause");
+      },
+    });
+  }
+  return table(columns, queues, { empty: "No queue has jobs or workers yet." });
+}
+
+// --- jobs ------------------------------------------------------------------------------------------
+
+const FILTERS = ["status", "type", "queue", "priority", "org_id", "label", "batch_id", "created_after", "created_before", "sort"];
+
+async function jobs(root, { params }) {
+  const filters = Object.fromEntries(FILTERS.map((f) => [f, params.get(f) || ""]));
+  const form = filterForm(filters);
+  const search = h(
+    "form",
+    { class: "inline", role: "search", "aria-label": "Find a job by id" },
+    h("label", {}, "Job id ", h("input", { name: "id", placeholder: "a job's id", size: 38, required: true })),
+    h("button", { type: "submit" }, "Open"),
+  );
+  search.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = search.id.value.trim();
+    if (id) navigate(`#/job/${encodeURIComponent(id)}`);
+  });
+  const listing = h("div", { id: "job-list" });
+  root.replaceChildren(h("h1", {}, "Jobs"), search, form, listing);
+  const cursors = [null]; // cursors[i]: where page i+1 starts
+  let page = 0;
+  async function load() {
+    const query = { limit: 50, cursor: cursors[page] };
+    for (const [key, value] of Object.entries(filters)) {
+      if (!value) continue;
+      query[key] = /^created_/.test(key) ? new Date(value + "Z").toISOString() : value;
+    }
+    const answer = await api.get("/api/v1/jobs", query);
+    const data = answer.data;
+    if (data.nextCursor) cursors[page + 1] = data.nextCursor;
+    const prev = h("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; load(); } }, "← Newer");
+    const last = page * 50 + data.jobs.length;
+    const next = h("button", { type: "button", disabled: !data.nextCursor || last >= data.total, onclick: () => { page += 1; load(); } }, "Older →");
+    if (filters.sort === "oldest") {
+      prev.textContent = "← Older";
+      next.textContent = "Newer →";
+    }
+    const first = page * 50 + 1;
+    listing.replaceChildren(
+      h("p", { class: "count", id: "job-count" }, data.jobs.length ? `Jobs ${number(first)}–${number(last)} of ${number(data.total)}` : `No job matches (${number(data.total)}).`),
+      table(
+        [
+          { title: "Job", cell: (j) => jobLink(j.id) },
+          { title: "Type", cell: (j) => j.type },
+          { title: "Status", cell: (j) => badge(j.status) },
+          { title: "Priority", cell: (j) => j.priority },
+          { title: "Progress", class: "wide", cell: (j) => progressBar(j.progress, `progress of job ${j.id}`) },
+          { title: "Created", cell: (j) => when(j.createdAt) },
+          { title: "Finished", cell: (j) => when(j.completedAt) },
+        ],
+        data.jobs,
+        { caption: "Jobs, " + (filters.sort === "oldest" ? "oldest first" : "newest first"), empty: "No job matches these filters." },
+      ),
+      h("nav", { class: "pager", "aria-label": "Pages" }, prev, h("span", {}, `page ${page + 1}`), next),
+    );
+  }
+  await load();
+}
+
+function filterForm(filters) {
+  const select = (name, label, options) =>
+    h("label", {}, label + " ", h("select", { name }, h("option", { value: "" }, "any"), options.map((o) => h("option", { value: o, selected: filters[name] === o }, o))));
+  const input = (name, label, attrs = {}) => h("label", {}, label + " ", h("input", { name, value: filters[name], ...attrs }));
+  const form = h(
+    "form",
+    { class: "filters", "aria-label": "Filter jobs" },
+    select("status", "Status", STATUSES),
+    input("type", "Type", { placeholder: "e.g. sleep" }),
+    input("queue", "Queue"),
+    select("priority", "Priority", PRIORITIES),
+    me().superAdmin ? input("org_id", "Organisation") : null,
+    input("label", "Label", { placeholder: "key:value", pattern: "[^:]+:.*" }),
+    filters.batch_id ? input("batch_id", "Batch") : null,
+    input("created_after", "Created from", { type: "datetime-local", step: 1 }),
+    input("created_before", "Created before", { type: "datetime-local", step: 1 }),
+    h("label", {}, "Order ", h("select", { name: "sort" }, h("option", { value: "newest", selected: filters.sort !== "oldest" }, "newest first"), h("option", { value: "oldest", selected: filters.sort === "oldest" }, "oldest first"))),
+    h("button", { type: "submit", class: "primary" }, "Apply"),
+    h("a", { href: "#/jobs", class: "button" }, "Clear"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const params = new URLSearchParams();
+    for (const name of FILTERS) {
+      const field = form.elements[name];
+      if (field && field.value && !(name === "sort" && field.value === "newest")) params.set(name, field.value);
+    }
+    navigate(`#/jobs${params.toString() ? "?" + params : ""}`);
+  });
+  return form;
+}
+
+// --- one job -----------------------------------------------------------------------------------------
+
+async function job(root, { parts }) {
+  const id = decodeURIComponent(parts[1] || "");
+  const head = h("div");
+  const progress = h("div");
+  const details = h("div");
+  const result = h("div");
+  const logs = h("div");
+  const audit = h("div");
+  root.replaceChildren(
+    h("p", {}, h("a", { href: "#/jobs" }, "← Jobs")),
+    head,
+    section("Progress", progress),
+    section("Details and timeline", details),
+    section("Result and errors", result),
+    section("Logs", logs),
+    can("audit:read") ? section("Audit records and signatures", audit) : section("Signatures", audit),
+  );
+  let current = null;
+  let finishedShown = false;
+
+  async function refresh() {
+    current = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}`)).data;
+    renderHead(head, current, reload);
+    renderProgress(progress, current);
+    renderDetails(details, current);
+    if (!finishedShown || !FINISHED.has(current.status)) renderResult(result, current);
+    finishedShown = FINISHED.has(current.status);
+  }
+  async function reload() {
+    await refresh();
+    await logView.load();
+    await renderAudit(audit, current);
+  }
+  await refresh();
+  const logView = logPanel(logs, id);
+  await logView.load();
+  await renderAudit(audit, current);
+  return async () => {
+    if (current && FINISHED.has(current.status) && finishedShown) return;
+    await refresh();
+    await logView.load();
+  };
+}
+
+function renderHead(el, j, reload) {
+  const actions = h("div", { class: "actions", id: "job-actions" });
+  if (can("jobs:manage")) {
+    if (!FINISHED.has(j.status) && !j.cancelRequested) {
+      actions.append(h("button", { type: "button", class: "danger", onclick: () => cancelJob(j, reload) }, "Cancel job"));
+    }
+    if (["failed", "cancelled", "timeout"].includes(j.status)) {
+      actions.append(h("button", { type: "button", onclick: () => retryJob(j) }, "Retry"));
+    }
+  }
+  el.replaceChildren(
+    h("h1", {}, "Job ", h("span", { class: "mono" }, j.id)),
+    h("p", { class: "subtitle" }, badge(j.status), " ", h("strong", {}, j.type), ` · queue ${j.queue} · priority ${j.priority} (${j.priorityLevel})`, j.cancelRequested && !FINISHED.has(j.status) ? " · cancellation requested" : ""),
+    actions,
+  );
+}
+
+async function cancelJob(j, reload) {
+  if (!(await confirmDialog(`Cancel job ${j.id} (${j.type})? A running job stops at its next checkpoint.`, "Cancel job"))) return;
+  await perform("cancel", () => api.act("POST", `/api/v1/jobs/${j.id}/cancel`, { operation: "Cancelling this job" }), reload);
+}
+
+async function retryJob(j) {
+  await perform(
+    "retry",
+    () => api.act("POST", `/api/v1/jobs/${j.id}/retry`, { operation: "Retrying this job" }),
+    (answer) => navigate(`#/job/${answer.data.jobId}`),
+  );
+}
+
+function renderProgress(el, j) {
+  const stats = j.processingStats || {};
+  const step = j.currentStep;
+  const rows = [
+    ["Items", stats.totalItems !== undefined ? `${number(stats.processedItems)} of ${number(stats.totalItems)} (${number(stats.successfulItems)} ok, ${number(stats.failedItems)} failed)` : null],
+    ["Speed", stats.currentSpeed || null],
+    ["Estimated completion", j.estimatedCompletion ? `${when(j.estimatedCompletion)}` : null],
+    ["Current step", step ? `${step.step} of ${step.totalSteps}${step.name ? ": " + step.name : ""}` : null],
+  ].filter(([, v]) => v);
+  el.replaceChildren(
+    progressBar(j.progress, "job progress"),
+    rows.length ? h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])) : null,
+  );
+}
+
+function renderDetails(el, j) {
+  const owner = j.owner || {};
+  const labels = Object.entries(j.labels || {});
+  const facts = [
+    ["Attempts", `${j.attempts} of ${j.maxAttempts}`],
+    ["Timeout", j.timeoutSeconds ? duration(j.timeoutSeconds) : "–"],
+    ["Owner", [owner.createdBy || owner.userId, owner.orgId ? `organisation ${owner.orgId}` : null, owner.studyId ? `study ${owner.studyId}` : null].filter(Boolean).join(" · ") || "–"],
+    ["Labels", labels.length ? labels.map(([k, v]) => `${k}=${v}`).join(", ") : "–"],
+    ["Batch", j.batchId ? h("a", { href: `#/jobs?batch_id=${j.batchId}` }, j.batchId) : "–"],
+    ["Retry of", j.retryOf ? jobLink(j.retryOf, j.retryOf) : "–"],
+  ];
+  const timeline = [
+    ["Created", j.createdAt],
+    ["Due", j.runAt],
+    ["Started", j.startedAt],
+    ["Finished", j.completedAt],
+    ["Last change", j.updatedAt],
+  ];
+  el.replaceChildren(
+    h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+    h("h3", {}, "Timeline"),
+    h("ol", { class: "timeline" }, timeline.filter(([, v]) => v).map(([k, v]) => h("li", {}, h("strong", {}, k), " ", when(v)))),
+  );
+}
+
+function renderResult(el, j) {
+  const parts = [];
+  if (j.error) parts.push(h("h3", {}, "Error"), pretty(j.error));
+  if (j.itemErrors && j.itemErrors.length) {
+    parts.push(
+      h("h3", {}, `Per-item errors (${number(j.itemErrors.length)}${j.itemErrorsOmitted ? `, ${number(j.itemErrorsOmitted)} more not kept` : ""})`),
+      table(
+        [
+          { title: "Item", cell: (e) => (e.item ?? e.index ?? e.row ?? "–") },
+          { title: "Error", cell: (e) => e.error ?? e.message ?? JSON.stringify(e) },
+        ],
+        j.itemErrors.slice(0, 200),
+      ),
+    );
+  }
+  if (j.status === "completed") {
+    const save = h("button", { type: "button", onclick: () => api.saveBlob(new Blob([JSON.stringify(j.result, null, 2)], { type: "application/json" }), `job-${j.id}-result.json`) }, "Download result (JSON)");
+    parts.push(h("h3", {}, "Result"), save, pretty(j.result ?? null));
+  }
+  if (!parts.length) parts.push(h("p", { class: "muted" }, FINISHED.has(j.status) ? "No result." : "The result appears when the job completes."));
+  el.replaceChildren(...parts);
+}
+
+function logPanel(el, id) {
+  let level = "";
+  let offset = 0;
+  const size = 50;
+  const body = h("div");
+  const levelSelect = h("select", { name: "level", onchange: () => { level = levelSelect.value; offset = 0; view.load(); } }, h("option", { value: "" }, "all"), LEVELS.map((l) => h("option", { value: l }, `${l} and above`)));
+  el.replaceChildren(h("label", {}, "Level ", levelSelect), body);
+  const view = {
+    async load() {
+      const answer = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}/logs`, { level, limit: size, offset })).data;
+      const prev = h("button", { type: "button", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - size); view.load(); } }, "← Earlier");
+      const next = h("button", { type: "button", disabled: offset + size >= answer.total, onclick: () => { offset += size; view.load(); } }, "Later →");
+      body.replaceChildren(
+        table(
+          [
+            { title: "Time", cell: (l) => when(l.timestamp) },
+            { title: "Level", cell: (l) => h("span", { class: `level level-${l.level}` }, l.level) },
+            { title: "Attempt", cell: (l) => l.attempt ?? "–" },
+            { title: "Component", cell: (l) => l.component || "–" },
+            { title: "Message", class: "wide", cell: (l) => l.message },
+          ],
+          answer.logs,
+          { empty: "No log lines." },
+        ),
+        h("nav", { class: "pager", "aria-label": "Log pages" }, prev, h("span", {}, answer.total ? `${offset + 1}–${Math.min(offset + size, answer.total)} of ${number(answer.total)}` : "0"), next),
+      );
+    },
+  };
+  return view;
+}
+
+async function renderAudit(el, j) {
+  const parts = [];
+  if (can("audit:read")) {
+    const records = (await api.get("/api/v1/audit", { object_type: "job", object_id: j.id, page_size: 100 })).data.records;
+    parts.push(auditTable(records));
+  }
+  try {
+    const signed = (await api.get(`/api/v1/jobs/${j.id}/signatures`)).data.signatures;
+    parts.push(
+      h("h3", {}, "E-signatures"),
+      table(
+        [
+          { title: "Signed", cell: (s) => when(s.signedAt) },
+          { title: "Signer", cell: (s) => `${s.signerName || ""} (${s.signerId})` },
+          { title: "Meaning", cell: (s) => s.meaning },
+          { title: "Action", cell: (s) => s.action || "–" },
+        ],
+        signed,
+        { empty: "No signature was applied to this job." },
+      ),
+    );
+  } catch (failure) {
+    if (failure.status !== 404) parts.push(errorBox(failure));
+    else if (!can("audit:read")) parts.push(h("p", { class: "muted" }, "This server records no e-signatures."));
+  }
+  el.replaceChildren(...parts);
+}
+
+function auditTable(records) {
+  return table(
+    [
+      { title: "#", cell: (r) => r.seq },
+      { title: "When", cell: (r) => when(r.recordedAt) },
+      { title: "Actor", cell: (r) => r.actorName || r.actorId || "–" },
+      { title: "Action", cell: (r) => r.action },
+      { title: "Object", cell: (r) => (r.objectType === "job" && r.objectId ? jobLink(r.objectId) : `${r.objectType} ${r.objectId || ""}`) },
+      { title: "Change", class: "wide", cell: (r) => h("details", {}, h("summary", {}, "before / after"), pretty({ before: r.before, after: r.after })) },
+      { title: "Request", cell: (r) => h("span", { class: "mono" }, r.requestId || "–") },
+    ],
+    records,
+    { empty: "No audit record." },
+  );
+}
+
+// --- queues, batches, schedules, workers -------------------------------------------------------------
+
+async function queues(root) {
+  const body = h("div");
+  root.replaceChildren(h("h1", {}, "Queues"), body);
+  async function refresh() {
+    const answer = await api.get("/api/v1/jobs/queues");
+    body.replaceChildren(queueTable(answer.queues, can("queues:manage")));
+  }
+  await refresh();
+  return refresh;
+}
+
+async function batches(root, { params }) {
+  const page = Number(params.get("page") || 1);
+  const body = h("div");
+  root.replaceChildren(h("h1", {}, "Batches"), body);
+  async function refresh() {
+    const data = (await api.get("/api/v1/batches", { page, limit: 20 })).data;
+    body.replaceChildren(
+      table(
+        [
+          { title: "Batch", cell: (b) => h("a", { href: `#/jobs?batch_id=${b.id}` }, b.name || b.id) },
+          { title: "Status", cell: (b) => badge(b.status) },
+          { title: "Jobs", cell: (b) => number(b.total) },
+          { title: "Progress", class: "wide", cell: (b) => batchProgress(b) },
+          { title: "Created", cell: (b) => when(b.createdAt) },
+          { title: "", cell: (b) => (can("jobs:manage") && !["completed", "failed", "cancelled"].includes(b.status) ? h("button", { type: "button", onclick: () => perform("cancel batch", () => api.act("POST", `/api/v1/batches/${b.id}/cancel`, { operation: "Cancelling this batch" }), refresh) }, "Cancel") : "") },
+        ],
+        data.batches,
+        { empty: "No batch yet." },
+      ),
+      pager(page, data.hasNext, (p) => `#/batches?page=${p}`),
+    );
+  }
+  await refresh();
+  return refresh;
+}
+
+function batchProgress(b) {
+  const c = b.counts;
+  const done = (c.completed || 0) + (c.failed || 0) + (c.cancelled || 0) + (c.timeout || 0);
+  const percent = b.total ? (100 * done) / b.total : 0;
+  return h("div", {}, progressBar(percent, `batch ${b.name} finished`), h("small", { class: "muted" }, `${c.completed || 0} completed, ${(c.failed || 0) + (c.timeout || 0)} failed, ${c.cancelled || 0} cancelled, ${c.running || 0} running, ${(c.pending || 0) + (c.scheduled || 0)} waiting`));
+}
+
+function pager(page, hasNext, href) {
+  return h(
+    "nav",
+    { class: "pager", "aria-label": "Pages" },
+    page > 1 ? h("a", { href: href(page - 1), class: "button" }, "← Previous") : null,
+    h("span", {}, `page ${page}`),
+    hasNext ? h("a", { href: href(page + 1), class: "button" }, "Next →") : null,
+  );
+}
+
+async function schedules(root, { params }) {
+  const page = Number(params.get("page") || 1);
+  const body = h("div");
+  root.replaceChildren(h("h1", {}, "Schedules"), body);
+  async function refresh() {
+    const answer = await api.get("/api/v1/jobs/schedules", { page, page_size: 20 });
+    const manage = can("schedules:manage");
+    body.replaceChildren(
+      table(
+        [
+          { title: "Name", cell: (s) => s.name },
+          { title: "Job type", cell: (s) => s.job_type },
+          { title: "Timing", cell: (s) => (s.cron ? `cron ${s.cron} (${s.timezone})` : `every ${duration(s.interval_seconds)}`) },
+          { title: "State", cell: (s) => badge(s.enabled ? "active" : "paused") },
+          { title: "Next run", cell: (s) => when(s.next_run_at) },
+          { title: "Last run", cell: (s) => when(s.last_run_at) },
+          {
+            title: "",
+            cell: (s) => {
+              if (!manage) return "";
+              const verb = s.enabled ? "pause" : "resume";
+              return h("button", { type: "button", onclick: () => perform(`${verb} ${s.name}`, () => api.act("POST", `/api/v1/jobs/schedules/${s.id}/${verb}`, { operation: `${verb === "pause" ? "Pausing" : "Resuming"} this schedule` }), refresh) }, s.enabled ? "Pause" : "Resume");
+            },
+          },
+        ],
+        answer.schedules,
+        { empty: "No schedule yet." },
+      ),
+      pager(page, answer.pagination.has_next, (p) => `#/schedules?page=${p}`),
+    );
+  }
+  await refresh();
+  return refresh;
+}
+
+async function workers(root) {
+  const body = h("div");
+  root.replaceChildren(h("h1", {}, "Workers"), body);
+  async function refresh() {
+    const data = (await api.get("/api/v1/workers")).data;
+    body.replaceChildren(
+      table(
+        [
+          { title: "Host", cell: (w) => w.hostname },
+          { title: "PID", cell: (w) => w.pid },
+          { title: "Queues", cell: (w) => w.queues.join(", ") },
+          { title: "Concurrency", cell: (w) => w.concurrency },
+          { title: "Running", cell: (w) => w.running },
+          { title: "Started", cell: (w) => when(w.startedAt) },
+          { title: "Last heartbeat", cell: (w) => `${w.lastSeenSecondsAgo}s ago` },
+        ],
+        data.workers,
+        { empty: "No live worker: pending jobs wait until one starts." },
+      ),
+    );
+  }
+  await refresh();
+  return refresh;
+}
+
+// --- audit trail -------------------------------------------------------------------------------------
+
+const AUDIT_FILTERS = ["actor", "action", "object_type", "object_id", "since", "until"];
+
+async function auditTrail(root, { params }) {
+  if (!can("audit:read")) {
+    root.replaceChildren(h("h1", {}, "Audit trail"), h("p", {}, "Your role may not read the audit trail."));
+    return null;
+  }
+  const filters = Object.fromEntries(AUDIT_FILTERS.map((f) => [f, params.get(f) || ""]));
+  const page = Number(params.get("page") || 1);
+  const query = {};
+  for (const [key, value] of Object.entries(filters)) {
+    if (value) query[key] = key === "since" || key === "until" ? new Date(value + "Z").toISOString() : value;
+  }
+  const form = h(
+    "form",
+    { class: "filters", "aria-label": "Filter the audit trail" },
+    ...AUDIT_FILTERS.map((f) => h("label", {}, f.replace("_", " ") + " ", h("input", { name: f, value: filters[f], type: f === "since" || f === "until" ? "datetime-local" : "text", step: 1 }))),
+    h("button", { type: "submit", class: "primary" }, "Apply"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const out = new URLSearchParams();
+    for (const f of AUDIT_FILTERS) if (form.elements[f].value) out.set(f, form.elements[f].value);
+    navigate(`#/audit${out.toString() ? "?" + out : ""}`);
+  });
+  const verdict = h("p", { id: "audit-verdict", role: "status" });
+  const tools = h(
+    "div",
+    { class: "actions" },
+    h("button", { type: "button", onclick: () => verify(verdict) }, "Verify the chain"),
+    h("button", { type: "button", onclick: () => perform("export", () => api.download("/api/v1/audit/export", { ...query, format: "csv" }, "conveyor-audit.csv")) }, "Export CSV"),
+    h("button", { type: "button", onclick: () => perform("export", () => api.download("/api/v1/audit/export", { ...query, format: "json" }, "conveyor-audit.json")) }, "Export JSON"),
+  );
+  const data = (await api.get("/api/v1/audit", { ...query, page, page_size: 50 })).data;
+  const pageHref = (p) => {
+    const out = new URLSearchParams(params);
+    out.set("page", p);
+    return `#/audit?${out}`;
+  };
+  root.replaceChildren(
+    h("h1", {}, "Audit trail"),
+    form,
+    tools,
+    verdict,
+    h("p", { class: "count" }, `${number(data.total)} records`),
+    auditTable(data.records),
+    pager(page, data.hasNext, pageHref),
+  );
+  return null;
+}
+
+async function verify(el) {
+  el.textContent = "Verifying…";
+  try {
+    const v = (await api.get("/api/v1/audit/verify")).data;
+    const warnings = v.warnings && v.warnings.length ? ` Warnings: ${v.warnings.join("; ")}` : "";
+    el.textContent = v.ok
+      ? `Intact: ${number(v.records)} records, ${number(v.checkpoints)} checkpoints (${number(v.checkpointsSigned)} signed).${warnings}`
+      : `Broken at record ${v.brokenSeq}: ${v.problem}`;
+    el.className = v.ok ? "ok" : "error";
+  } catch (failure) {
+    el.textContent = failure.message;
+    el.className = "error";
+  }
+}
+
+export const PAGES = {
+  overview,
+  jobs,
+  job,
+  queues,
+  batches,
+  schedules,
+  workers,
+  audit: auditTrail,
+};
