@@ -362,7 +362,8 @@ class Engine:
         Recorded in the audit trail as `action` (the API's DELETE says job.deleted), in the
         transaction of the change, with the request's e-signature where one is demanded."""
         before = await self._stored(job_id, visible_to)
-        signature = await self._signature("job.delete" if action == "job.deleted" else "job.cancel", before)
+        # Seed 002's DELETE cancels (recorded as job.deleted): it is a cancel, not a deletion.
+        signature = await self._signature("job.cancel", before)
 
         def records(job: Job) -> list[AuditEntry]:
             return [self.audit.entry(action, "job", job.id, before=job_state(before), after=job_state(job),
