@@ -274,11 +274,7 @@ class SignatureRow:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "id": self.id,
-            "signerId": self.signer_id,
-            "printedName": self.signer_name,
-            "meaning": self.meaning,
-            "signedAt": timestamp_text(self.signed_at),
+            **self.manifest(),
             "action": self.action,
             "objectType": self.object_type,
             "objectId": self.object_id,
