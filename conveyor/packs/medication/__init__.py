@@ -1,0 +1,12 @@
+"""Medication platform (seed 001): six critical-path job types, each started by its own
+endpoint under /api/v1/jobs: medication_reminder, refill_check, interaction_check,
+supply_monitor, analytics_roll_up and backup.
+
+A pack on the public job-type API only. Every job type here is sensitive: its data, result
+and log lines are sealed at rest, and reading them is audited. Each part of the pack keeps
+its job types in a Registry of its own, included here.
+"""
+
+from conveyor import Registry
+
+jobtypes = Registry()
