@@ -371,3 +371,43 @@ async def test_a_seal_takes_no_more_journal_than_its_size_bound_and_seal_takes_i
     page = await app.store.audit_page(0, 100)
     assert sum(r.after["count"] for r in page) == 7500
     assert (await app.audit.verify()).ok
+
+
+async def test_a_retry_by_hand_and_its_record_commit_together(app: Conveyor, database_url: str) -> None:
+    job = await app.engine.enqueue(
+        "noop", {}, owner=Owner(user_id="alice", org_id="org-a"), run_at=utc_now() + timedelta(hours=1)
+    )
+    await app.engine.cancel(job.id)
+    # The journal refuses job.retried: the new job must not be stored without its record.
+    engine = sync_engine(database_url)
+    postgres = engine.dialect.name == "postgresql"
+    refuse = (
+        [
+            "CREATE FUNCTION refuse_retried() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN IF NEW.action = 'job.retried' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_retried BEFORE INSERT ON conveyor_audit_journal "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_retried()",
+        ]
+        if postgres
+        else [
+            "CREATE TRIGGER refuse_retried BEFORE INSERT ON conveyor_audit_journal "
+            "WHEN NEW.action = 'job.retried' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        ]
+    )
+    with engine.begin() as conn:
+        for statement in refuse:
+            conn.execute(sa.text(statement))
+    try:
+        with pytest.raises(Exception, match="refused"):
+            await app.engine.retry(job.id)
+        jobs, total = await app.engine.list(limit=10)
+        assert total == 1 and jobs[0].retry_of is None
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER refuse_retried" + (" ON conveyor_audit_journal" if postgres else "")))
+        engine.dispose()
+    again = await app.engine.retry(job.id)
+    await app.audit.seal()
+    retried = [r for r in await app.store.audit_page(0, 100) if r.action == "job.retried"]
+    assert [(r.object_id, r.after) for r in retried] == [(str(job.id), {"retryJobId": str(again.id)})]
+    assert (await app.audit.verify()).ok

@@ -416,18 +416,18 @@ class Engine:
             file_info=job.file_info,
         )
         new_job = self.prepare(request)
-        if job.batch_id is None:
-            again = self.sealing.opened((await self._coalescer.insert(new_job))[0])
-        else:  # a member of a batch: it joins the batch waiting for a slot, as the others did
-            new_job.status, new_job.run_at = _SCHEDULED, HELD_UNTIL
-            await self.store.insert_jobs([new_job])
-            await self.store.settle_batches([job.batch_id])
-            again = self.sealing.opened(await self._stored(new_job.id, None))
-        await self.audit.record(
-            "job.retried", "job", job.id, before=job_state(job), after={"retryJobId": str(again.id)},
+        # Recorded in the transaction that stores the new job: both, or neither.
+        retried = self.audit.entry(
+            "job.retried", "job", job.id, before=job_state(job), after={"retryJobId": str(new_job.id)},
             org_id=job.owner.org_id, signature=signature,
         )  # fmt: skip
-        return again
+        if job.batch_id is not None:  # a member of a batch: it joins the batch waiting for a slot, as the others did
+            new_job.status, new_job.run_at = _SCHEDULED, HELD_UNTIL
+        [(stored, _created)] = await self.store.insert_jobs([new_job], also=[retried])
+        if job.batch_id is None:
+            return self.sealing.opened(stored)
+        await self.store.settle_batches([job.batch_id])
+        return self.sealing.opened(await self._stored(new_job.id, None))
 
     async def wait(self, job_id: UUID, timeout: float, *, visible_to: Visibility | None = None) -> Job:
         """The job once it finishes, or as it is when `timeout` seconds pass.

@@ -44,9 +44,10 @@ class Store(Protocol):
     def notifies_across_processes(self) -> bool:
         """True where other processes' inserts wake us without polling (LISTEN/NOTIFY)."""
 
-    async def insert_jobs(self, jobs: Sequence[NewJob]) -> list[tuple[Job, bool]]:
+    async def insert_jobs(self, jobs: Sequence[NewJob], *, also: Sequence[AuditEntry] = ()) -> list[tuple[Job, bool]]:
         """Insert in one transaction. A job whose idempotency key exists already is not
-        inserted: the existing job comes back instead, with False."""
+        inserted: the existing job comes back instead, with False. `also`: audit records
+        journaled in that transaction when any job was inserted (a retry's job.retried)."""
 
     async def insert_batches(self, batches: Iterable[Sequence[NewJob]]) -> list[Job]:
         """Insert jobs without idempotency keys, all in one transaction. `batches` may be lazy:

@@ -146,7 +146,9 @@ class SqlStore(
 
     # --- enqueue ------------------------------------------------------------------------
 
-    async def insert_jobs(self, new_jobs: Sequence[NewJob]) -> list[tuple[Job, bool]]:
+    async def insert_jobs(
+        self, new_jobs: Sequence[NewJob], *, also: Sequence[AuditEntry] = ()
+    ) -> list[tuple[Job, bool]]:
         if not new_jobs:
             return []
         now = utc_now()
@@ -154,7 +156,7 @@ class SqlStore(
         rows = [row_of(n, now) for n in new_jobs]
         # Each created job's audit record goes in with it: in its statement or transaction.
         records = [created_record(job, n, now) for job, n in zip(made, new_jobs, strict=True)]
-        inserted = await self._insert_rows(rows, records)
+        inserted = await self._insert_rows(rows, records, also)
         missing = [n.idempotency_key for n in new_jobs if n.id not in inserted]
         existing: dict[str, Job] = {}
         if missing:
@@ -192,9 +194,12 @@ class SqlStore(
         await self._after_commit("insert", ready)
         return stored
 
-    async def _insert_rows(self, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> set[UUID]:
+    async def _insert_rows(
+        self, rows: list[dict[str, Any]], records: list[dict[str, Any]], also: Sequence[AuditEntry] = ()
+    ) -> set[UUID]:
         """Insert in one transaction, skipping known idempotency keys, with the audit journal's
-        rows (`records`, one per row) of those inserted; the ids inserted."""
+        rows (`records`, one per row) of those inserted, and `also` when any was; the ids
+        inserted."""
         async with self._write() as conn:
             if any(r["idempotency_key"] is not None for r in rows):
                 stmt = (
@@ -211,6 +216,7 @@ class SqlStore(
                 inserted = {r["id"] for r in rows}
             if written := [rec for rec, row in zip(records, rows, strict=True) if row["id"] in inserted]:
                 await conn.execute(audit_journal.insert(), written)
+                await journal_in(conn, also)
             ready = sorted({r["queue"] for r in rows if r["id"] in inserted and r["status"] == Status.PENDING})
             await self._notify(conn, "insert", ready)
         await self._after_commit("insert", ready)

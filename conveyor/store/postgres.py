@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from conveyor.audit import AuditEntry
 from conveyor.model import FINISHED, Job, LogEntry, NewJob, Outcome, OutcomeKind, ProgressUpdate, Status, utc_now
 from conveyor.store import copytext
 from conveyor.store.base import TOPICS, Listener
@@ -363,7 +364,11 @@ class PostgresStore(PostgresRollups, SqlStore):
             )
         return stored
 
-    async def _insert_rows(self, rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> set[UUID]:
+    async def _insert_rows(
+        self, rows: list[dict[str, Any]], records: list[dict[str, Any]], also: Sequence[AuditEntry] = ()
+    ) -> set[UUID]:
+        if also:  # rare (a retry by hand, perhaps signed): the portable transaction journals them
+            return await super()._insert_rows(rows, records, also)
         if len(rows) == 1:
             [row], [record] = rows, records
             params = {c: v for c, v in row.items() if v is not None and c in _COLUMN_TYPES}
