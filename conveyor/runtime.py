@@ -155,6 +155,7 @@ class Conveyor:
             max_timeout=settings.max_timeout,
             audit=Audit(store, key=settings.audit_key, checkpoint_every=settings.audit_checkpoint_every),
             keyring=Keyring.from_settings(settings.encryption_keys, settings.encryption_key_id),
+            read_window=timedelta(seconds=settings.audit_read_window_seconds),
         )
         return cls(settings, store, engine)
 

@@ -187,6 +187,12 @@ class Settings(BaseSettings):
     audit_checkpoint_every: int = Field(
         1000, ge=1, description="a checkpoint of the audit chain's head every this many records"
     )
+    audit_read_window_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="a reader opening the same sensitive job's sealed fields again within this many seconds "
+        "is not recorded again (job.read); 0: every read is recorded",
+    )
 
     # --- webhooks (leader dispatch, delivery jobs) ---
     webhook_allow_hosts: str = Field(

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +20,7 @@ from jobtypes_for_tests import jobtypes
 from conveyor import Conveyor, JobFilter
 from conveyor.audit import Actor, acting_as
 from conveyor.crypto import Keyring, SealError, aad, parse_keys
+from conveyor.engine.reads import Reads
 from conveyor.engine.sealing import rotate_keys
 from conveyor.errors import InvalidJobOptions
 from conveyor.store.migrate import sync_engine
@@ -178,3 +180,35 @@ async def test_reads_of_sensitive_data_are_recorded_and_other_reads_are_not(data
         ]
         # run_one's wait returned the job once: one read, by whoever waited (here the system).
         assert [r.actor_id for r in reads if r.actor_id != "dr-who"] == ["system"]
+
+
+async def test_a_reader_polling_a_sensitive_job_is_recorded_once_a_window(database_url: str) -> None:
+    async with conveyor_with(database_url, {"k1": K1}) as app:
+        done = await run_one(app)
+        clock = [0.0]
+        app.engine.reads = Reads(app.audit, timedelta(seconds=60), clock=lambda: clock[0])
+        who, other = Actor(user_id="dr-who", name="Dr Who"), Actor(user_id="nurse", name="Nurse")
+        with acting_as(who):
+            for _ in range(5):  # a live page polling every two seconds
+                await app.engine.get(done.id)
+                await app.engine.logs(done.id)
+                clock[0] += 2
+        with acting_as(other):
+            await app.engine.get(done.id)  # another reader: recorded
+        clock[0] += 60
+        with acting_as(who):
+            await app.engine.get(done.id)  # the window has passed: recorded again
+        app.engine.reads = Reads(app.audit, timedelta(0))
+        with acting_as(other):
+            await app.engine.get(done.id)
+            await app.engine.get(done.id)  # window 0: every read
+        await app.audit.seal()
+        reads = [(r.actor_id, r.after["fields"]) for r in await app.store.audit_page(0, 200) if r.action == "job.read"]
+        assert reads[1:] == [
+            ("dr-who", ["data", "result"]),
+            ("dr-who", ["logs"]),
+            ("nurse", ["data", "result"]),
+            ("dr-who", ["data", "result"]),
+            ("nurse", ["data", "result"]),
+            ("nurse", ["data", "result"]),
+        ]

@@ -14,6 +14,8 @@ from conveyor.audit import AuditEntry, current_actor
 from conveyor.crypto import Keyring
 from conveyor.engine.audit import Audit
 from conveyor.engine.coalescer import EnqueueCoalescer
+from conveyor.engine.reads import DEFAULT_WINDOW as DEFAULT_READ_WINDOW
+from conveyor.engine.reads import Reads
 from conveyor.engine.sealing import Sealing
 from conveyor.errors import (
     InvalidJobData,
@@ -108,12 +110,15 @@ class Engine:
         wait_poll_interval: float = 0.25,
         audit: Audit | None = None,
         keyring: Keyring | None = None,
+        read_window: timedelta = DEFAULT_READ_WINDOW,
     ) -> None:
         self.store = store
         # Services built-in job types reach through ctx.service(name) (the webhook deliverer),
         # registered by the runtime.
         self.services: dict[str, Any] = {}
         self.audit = audit or Audit(store)
+        # job.read records for sealed data opened, once per reader and job within the window.
+        self.reads = Reads(self.audit, read_window)
         # E-signatures demanded of critical operations (set by conveyor.runtime.Conveyor).
         self.signatures: Signatures | None = None
         self.sealing = Sealing(registry, keyring)
@@ -303,8 +308,7 @@ class Engine:
         return job
 
     async def _record_read(self, job: Job) -> None:
-        if fields := self.sealing.sealed_fields(job):
-            await self.audit.record("job.read", "job", job.id, after={"fields": fields}, org_id=job.owner.org_id)
+        await self.reads.job(job, self.sealing.sealed_fields(job))
 
     async def list(
         self,
@@ -322,11 +326,7 @@ class Engine:
             where or JobFilter(), limit=limit, offset=offset, newest_first=newest_first, after=after
         )
         if sensitive := [j for j in jobs if self.sealing.sealed_fields(j)]:
-            orgs = {j.owner.org_id for j in sensitive}
-            await self.audit.record(
-                "job.read", "job", None, after={"count": len(sensitive), "jobIds": [str(j.id) for j in sensitive]},
-                org_id=orgs.pop() if len(orgs) == 1 else None,
-            )  # fmt: skip
+            await self.reads.page(sensitive)
         return [self.sealing.opened(job) for job in jobs], total
 
     async def counts(self, where: JobFilter | None = None, *, by: str = "status") -> dict[str, int]:
@@ -344,7 +344,7 @@ class Engine:
         job = await self._stored(job_id, visible_to)
         logs, total = await self.store.get_logs(job_id, min_level=min_level, limit=limit, offset=offset)
         if self.sealing.any_sealed_log(logs):
-            await self.audit.record("job.read", "job", job_id, after={"fields": ["logs"]}, org_id=job.owner.org_id)
+            await self.reads.job(job, ["logs"])
         return self.sealing.open_logs(logs), total
 
     # --- operations ---------------------------------------------------------------------------
