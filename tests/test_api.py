@@ -151,6 +151,31 @@ async def test_cancel_rules_of_seed002(api: ApiHarness) -> None:
     }
 
 
+async def test_delete_with_purge_removes_a_job_for_good_but_not_a_running_one(api: ApiHarness) -> None:
+    user = await api.key("user", org="org-a")
+    job = await create(api, user)
+    await api.client.delete(f"/api/v1/jobs/{job['id']}", headers=user)  # cancelled: still there
+    assert (await api.client.get(f"/api/v1/jobs/{job['id']}", headers=user)).status_code == 200
+    # Another organisation's user and a viewer of the same one cannot purge it.
+    other = await api.key("user", org="org-b")
+    assert (await api.client.delete(f"/api/v1/jobs/{job['id']}?purge=true", headers=other)).status_code == 404
+    viewer = await api.key("viewer", org="org-a")
+    assert (await api.client.delete(f"/api/v1/jobs/{job['id']}?purge=true", headers=viewer)).status_code == 403
+    purged = await api.client.delete(f"/api/v1/jobs/{job['id']}?purge=true", headers=user)
+    assert purged.status_code == 200, purged.text
+    assert (purged.json()["message"], purged.json()["data"]["status"]) == ("Job deleted", "cancelled")
+    assert (await api.client.get(f"/api/v1/jobs/{job['id']}", headers=user)).status_code == 404
+    await api.conveyor.audit.seal()
+    actions = [r.action for r in await api.conveyor.store.audit_page(0, 100) if r.object_id == job["id"]]
+    assert actions == ["job.created", "job.deleted", "job.deleted"]  # the DELETE that cancelled, the purge
+    running = await create(api, user, {"type": "t.loop_spin", "data": {"seconds": 30}})
+    async with running_worker(api.conveyor):
+        await eventually(lambda: _status_is(api, user, running["id"], "running"))
+        refused = await api.client.delete(f"/api/v1/jobs/{running['id']}?purge=true", headers=user)
+        assert refused.status_code == 409 and refused.json()["details"]["code"] == "JOB_NOT_DELETABLE"
+        await api.client.post(f"/api/v1/jobs/{running['id']}/cancel", headers=user)
+
+
 async def test_cancel_running_job_stops_it_at_a_checkpoint(api: ApiHarness) -> None:
     user = await api.key("user")
     job = await create(api, user, {"type": "t.loop_spin", "data": {"seconds": 30}})

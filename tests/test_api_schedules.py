@@ -5,6 +5,7 @@ other's schedules. (Who may call what is checked by the matrix in test_api_authz
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import pytest
 from conftest import ApiHarness, eventually
@@ -99,6 +100,30 @@ async def test_without_credentials_is_401(api: ApiHarness) -> None:
     for method, path in (("GET", BASE), ("POST", BASE), ("GET", f"{BASE}/x"), ("POST", f"{BASE}/x/pause")):
         response = await api.client.request(method, path, json=NIGHTLY if method == "POST" else None)
         assert_monitoring_error(response, 401, None)
+
+
+async def test_run_now_enqueues_one_job_of_a_paused_schedule_and_leaves_its_ticks(api: ApiHarness) -> None:
+    operator = await api.key("operator", org="org-a")
+    created = await create(api, operator)
+    await api.client.post(f"{BASE}/{created['id']}/pause", headers=operator)
+    ran = await api.client.post(f"{BASE}/{created['id']}/run", headers=operator)
+    assert ran.status_code == 201, ran.text
+    job = ran.json()["job"]
+    assert (job["job_type"], job["status"], job["priority"]) == ("t.report", "pending", "high")
+    assert ran.json()["schedule_id"] == created["id"]
+    stored = await api.conveyor.engine.get(UUID(job["job_id"]))
+    assert stored.schedule_id == created["id"] and stored.owner.org_id == "org-a"
+    assert stored.data == {"name": "nightly", "count": 5, "tags": []}
+    after = (await api.client.get(f"{BASE}/{created['id']}", headers=operator)).json()["schedule"]
+    assert after["enabled"] is False and after["last_run_at"] is None  # a run by hand is not a tick
+    await api.conveyor.audit.seal()
+    [record] = [r for r in await api.conveyor.store.audit_page(0, 100) if r.action == "schedule.run"]
+    assert (record.object_id, record.after) == (created["id"], {"jobId": job["job_id"]})
+    # Another organisation's schedule is not there; a viewer may not run one.
+    other = await api.key("operator", org="org-b")
+    assert_monitoring_error(await api.client.post(f"{BASE}/{created['id']}/run", headers=other), 404, None)
+    viewer = await api.key("viewer", org="org-a")
+    assert (await api.client.post(f"{BASE}/{created['id']}/run", headers=viewer)).status_code == 403
 
 
 async def test_organisations_never_see_each_others_schedules(api: ApiHarness) -> None:

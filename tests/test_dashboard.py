@@ -388,6 +388,13 @@ def test_batches_show_their_progress_and_an_operator_pauses_a_schedule(page: Pag
     expect(row).to_contain_text("paused")
     schedule = served.engine(lambda conveyor: conveyor.store.get_schedule(schedule_id))
     assert schedule.enabled is False
+    # Run now, paused or not: one job at once, and the page follows it.
+    row.get_by_role("button", name="Run yearly report now").click()
+    expect(page).to_have_url(re.compile(r"#/job/[0-9a-f-]{36}$"))
+    expect(page.locator(".subtitle")).to_contain_text("noop")
+    expect(page.locator(".subtitle .badge")).to_have_text("completed", timeout=15_000)
+    ran = served.engine(lambda conveyor: conveyor.engine.get(UUID(page.url.rsplit("/", 1)[1])))
+    assert ran.schedule_id == schedule_id
 
 
 def _has_user_accounts() -> bool:
@@ -432,3 +439,30 @@ def test_a_user_signs_in_and_signs_a_critical_cancel(page: Page, served: Served)
     signature.get_by_role("button", name="Sign and continue").click()
     expect(page.locator(".subtitle .badge")).to_have_text("cancelled")
     expect(page.get_by_role("cell", name="approved", exact=True)).to_be_visible()  # the job's e-signatures
+
+
+def test_an_operator_sees_the_alerts_and_deletes_a_finished_job(page: Page, served: Served) -> None:
+    """Deleting a job is a critical operation by default: the page asks for the e-signature;
+    the job is gone from the database, and the overview lists the organisation's alerts."""
+
+    async def prepare(conveyor: Conveyor) -> UUID:
+        await _user(conveyor)
+        job = await conveyor.engine.enqueue("noop", {}, queue="parked", owner=Owner(user_id="alice", org_id=ORG))
+        await conveyor.engine.cancel(job.id)
+        return job.id
+
+    job_id = served.engine(prepare)
+    sign_in(page, served, "operator")
+    expect(page.locator("#active-alerts")).to_contain_text("No active alert.")
+    page.goto(f"{served.base_url}/dashboard/#/job/{job_id}")
+    expect(page.locator(".subtitle .badge")).to_have_text("cancelled")
+    page.get_by_role("button", name="Delete job").click()
+    page.get_by_role("dialog", name="Are you sure?").get_by_role("button", name="Delete job").click()
+    if _has_user_accounts():
+        signature = page.get_by_role("dialog", name="Electronic signature")
+        signature.get_by_label("User id").fill("ada")
+        signature.get_by_label("Password").fill(PASSWORD)
+        signature.get_by_label("Meaning").fill("approved")
+        signature.get_by_role("button", name="Sign and continue").click()
+    expect(page).to_have_url(re.compile(r"#/jobs$"))
+    assert served.engine(lambda conveyor: conveyor.store.get_job(job_id)) is None

@@ -397,11 +397,28 @@ async def _cancel(svc: Services, principal: Principal, job_id: str, action: str 
     summary="Cancel a job (seed 002)",
     responses={**ex.example(200, ex.CANCELLED), **ex.example(409, ex.NOT_CANCELLABLE)},
 )
-async def delete_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]:
+async def delete_job(
+    svc: Svc,
+    principal: Manager,
+    job_id: str,
+    purge: Annotated[
+        bool,
+        Query(
+            description="true: remove the job and its log lines for good (any status but running) instead of cancelling"
+        ),
+    ] = False,
+) -> dict[str, Any]:
     """Pending and scheduled jobs are cancelled at once; a running job at its next checkpoint;
     finished jobs are refused with JOB_NOT_CANCELLABLE and their current status. Recorded in
-    the audit trail as job.deleted."""
-    return await _cancel(svc, principal, job_id, "job.deleted")
+    the audit trail as job.deleted.
+
+    With `purge=true` the job is removed (data, result, logs: an erasure request), whatever its
+    status but running (JOB_NOT_DELETABLE: cancel it first); the audit trail keeps job.deleted
+    with the job's state, and the e-signature the job.delete operation demands."""
+    if not purge:
+        return await _cancel(svc, principal, job_id, "job.deleted")
+    job = await svc.engine.delete(parse_job_id(job_id), visible_to=principal.visibility)
+    return {"success": True, "message": "Job deleted", "data": canonical_job(job, full=False), "timestamp": iso_now()}
 
 
 @router.post(

@@ -98,7 +98,7 @@ export function get(path, query) {
 }
 
 // A state-changing call; `operation` names it for the e-signature prompt.
-export async function act(method, path, { body, operation } = {}) {
+export async function act(method, path, { body, query, operation } = {}) {
   let signature = null;
   let problem = null;
   for (;;) {
@@ -109,7 +109,7 @@ export async function act(method, path, { body, operation } = {}) {
       headers["X-Signature-Meaning"] = signature.meaning;
     }
     try {
-      return await send(method, path, { body, headers });
+      return await send(method, path, { query, body, headers });
     } catch (failure) {
       const wanted = failure.code === "SIGNATURE_REQUIRED" || (signature && failure.code === "SIGNATURE_INVALID");
       if (!wanted) throw failure;

@@ -33,8 +33,10 @@ async function overview(root) {
   const charts = h("div", { class: "charts" });
   const queues = h("div");
   const running = h("div");
+  const alerts = h("div", { id: "active-alerts" });
   root.replaceChildren(
     h("h1", {}, "Overview"),
+    can("alerts:read") ? section("Active alerts", alerts) : null,
     section("Jobs by status", counts),
     section("Throughput and error rate", charts),
     section("Queues", queues),
@@ -54,6 +56,7 @@ async function overview(root) {
     );
     queues.replaceChildren(queueTable(queueList.queues, false));
     running.replaceChildren(runningTable(runningJobs.data.jobs));
+    if (can("alerts:read")) alerts.replaceChildren(alertTable((await api.get("/api/v1/alerts", { status: "active" })).data.alerts));
     if (Date.now() - chartsAt > 15000) {
       chartsAt = Date.now();
       const [hour, day] = await Promise.all([
@@ -65,6 +68,24 @@ async function overview(root) {
   }
   await refresh();
   return refresh;
+}
+
+const METRIC_NAMES = { error_rate: "error rate", latency_p95_ms: "p95 run time" };
+
+function alertTable(alerts) {
+  const shown = (a, value) => (a.metric === "error_rate" ? `${(value * 100).toFixed(1)} %` : `${number(Math.round(value))} ms`);
+  return table(
+    [
+      { title: "Job type", cell: (a) => a.jobType },
+      { title: "Metric", cell: (a) => METRIC_NAMES[a.metric] || a.metric },
+      { title: "Value", cell: (a) => shown(a, a.value) },
+      { title: "Threshold", cell: (a) => shown(a, a.threshold) },
+      { title: "Samples", cell: (a) => number(a.samples) },
+      { title: "Raised", cell: (a) => when(a.raisedAt) },
+    ],
+    alerts,
+    { caption: "Alerts raised and not yet cleared", empty: "No active alert." },
+  );
 }
 
 function tile(label, value, href) {
@@ -256,6 +277,9 @@ function renderHead(el, j, reload) {
     if (["failed", "cancelled", "timeout"].includes(j.status)) {
       actions.append(h("button", { type: "button", onclick: () => retryJob(j) }, "Retry"));
     }
+    if (j.status !== "running") {
+      actions.append(h("button", { type: "button", class: "danger", onclick: () => deleteJob(j) }, "Delete job"));
+    }
   }
   el.replaceChildren(
     h("h1", {}, "Job ", h("span", { class: "mono" }, j.id)),
@@ -267,6 +291,11 @@ function renderHead(el, j, reload) {
 async function cancelJob(j, reload) {
   if (!(await confirmDialog(`Cancel job ${j.id} (${j.type})? A running job stops at its next checkpoint.`, "Cancel job"))) return;
   await perform("cancel", () => api.act("POST", `/api/v1/jobs/${j.id}/cancel`, { operation: "Cancelling this job" }), reload);
+}
+
+async function deleteJob(j) {
+  if (!(await confirmDialog(`Delete job ${j.id} (${j.type}) for good, with its result and logs? The audit trail keeps a record of it.`, "Delete job"))) return;
+  await perform("delete", () => api.act("DELETE", `/api/v1/jobs/${j.id}`, { query: { purge: "true" }, operation: "Deleting this job" }), () => navigate("#/jobs"));
 }
 
 async function retryJob(j) {
@@ -492,7 +521,12 @@ async function schedules(root, { params }) {
             cell: (s) => {
               if (!manage) return "";
               const verb = s.enabled ? "pause" : "resume";
-              return h("button", { type: "button", onclick: () => perform(`${verb} ${s.name}`, () => api.act("POST", `/api/v1/jobs/schedules/${s.id}/${verb}`, { operation: `${verb === "pause" ? "Pausing" : "Resuming"} this schedule` }), refresh) }, s.enabled ? "Pause" : "Resume");
+              return h(
+                "div",
+                { class: "actions" },
+                h("button", { type: "button", onclick: () => perform(`${verb} ${s.name}`, () => api.act("POST", `/api/v1/jobs/schedules/${s.id}/${verb}`, { operation: `${verb === "pause" ? "Pausing" : "Resuming"} this schedule` }), refresh) }, s.enabled ? "Pause" : "Resume"),
+                h("button", { type: "button", "aria-label": `Run ${s.name} now`, onclick: () => perform(`run ${s.name}`, () => api.act("POST", `/api/v1/jobs/schedules/${s.id}/run`, { operation: "Running this schedule now" }), (answer) => navigate(`#/job/${answer.job.job_id}`)) }, "Run now"),
+              );
             },
           },
         ],
