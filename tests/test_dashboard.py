@@ -44,6 +44,8 @@ pytestmark = [
 ]
 
 T = TypeVar("T")
+# Screenshots of each page, kept as test artefacts (CI may upload the directory).
+ARTIFACTS = Path(os.environ.get("CONVEYOR_TEST_ARTIFACTS", "test-artifacts")) / "dashboard"
 JWT_SECRET = "dashboard-tests-secret-that-is-long-enough-0123456789"
 ORG = "org-a"
 OTHER = "org-b"
@@ -175,6 +177,12 @@ def page(browser: Browser) -> Iterator[Page]:
     assert not problems, f"errors in the page: {problems}"
 
 
+def snap(page: Page, name: str) -> None:
+    """Save the page as it is now, whole, as ARTIFACTS/<name>.png."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
 def sign_in(page: Page, served: Served, key_name: str, at: str = "") -> None:
     page.goto(f"{served.base_url}/dashboard/{at}")
     page.get_by_role("textbox", name="API key").fill(served.keys[key_name])
@@ -201,6 +209,7 @@ def test_signing_in_with_a_key_shows_the_organisations_counts_queues_and_charts(
     page.get_by_role("textbox", name="API key").fill("cvk_0000000000000000_wrong")
     page.get_by_role("button", name="Sign in with the key").click()
     expect(page.get_by_role("alert").filter(has_text="unknown or revoked API key")).to_be_visible()
+    snap(page, "sign-in")
 
     sign_in(page, served, "admin")
     expect(page.locator("#who")).to_contain_text("admin · organisation org-a")
@@ -211,9 +220,11 @@ def test_signing_in_with_a_key_shows_the_organisations_counts_queues_and_charts(
     expect(row).to_contain_text(f"{SEEDED}")
     expect(page.locator(".chart-summary").first).to_contain_text(re.compile(r"[3-9] completed"))
     expect(page.get_by_role("link", name="Audit trail")).to_be_visible()
+    snap(page, "overview")
 
     page.get_by_role("link", name="pending").click()  # a tile opens the filtered list
     expect(page.locator("#job-count")).to_have_text(f"Jobs 1{DASH}50 of {SEEDED}")
+    snap(page, "jobs")
 
 
 def test_jobs_filters_search_and_pagination(page: Page, served: Served) -> None:
@@ -282,6 +293,8 @@ def test_cancel_a_running_job_from_its_page(page: Page, served: Served) -> None:
     bar = page.get_by_role("progressbar", name="job progress")
     expect(bar).to_be_visible()
     expect(page.get_by_text("team=ops")).to_be_visible()
+    expect(bar).not_to_have_attribute("aria-valuenow", "0")
+    snap(page, "job-running")
 
     page.get_by_role("button", name="Cancel job").click()
     dialog = page.get_by_role("dialog", name="Are you sure?")
@@ -306,8 +319,10 @@ def test_a_viewer_is_not_offered_actions_it_may_not_take(page: Page, served: Ser
         page.get_by_role("link", name="Queues").click()
         expect(page.get_by_role("link", name=IDLE, exact=True)).to_be_visible()
         expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+        snap(page, "queues")
         page.get_by_role("link", name="Workers").click()
         expect(page.get_by_role("cell", name="default", exact=True)).to_be_visible()
+        snap(page, "workers")
     finally:
         served.engine(lambda conveyor: conveyor.engine.cancel(job_id))
 
@@ -337,6 +352,7 @@ def test_a_super_admin_filters_by_organisation_and_an_admin_reads_the_audit_trai
     expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
     page.get_by_role("button", name="Verify the chain").click()
     expect(page.locator("#audit-verdict")).to_contain_text("Intact")
+    snap(page, "audit-trail")
     with page.expect_download() as download:
         page.get_by_role("button", name="Export CSV").click()
     assert download.value.suggested_filename == "conveyor-audit.csv"
@@ -372,11 +388,13 @@ def test_batches_show_their_progress_and_an_operator_pauses_a_schedule(page: Pag
     row = page.get_by_role("row").filter(has=page.get_by_role("link", name="nightly import"))
     expect(row).to_contain_text("2 completed, 0 failed, 0 cancelled, 0 running, 1 waiting")
     expect(row.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "67")
+    snap(page, "batches")
 
     page.get_by_role("link", name="Schedules").click()
     row = page.get_by_role("row").filter(has=page.get_by_role("cell", name="yearly report"))
     expect(row).to_contain_text("cron 0 0 1 1 * (UTC)")
     expect(row).to_contain_text("-01-01 00:00:00 UTC")  # the next fire time
+    snap(page, "schedules")
     row.get_by_role("button", name="Pause").click()
     signature = page.get_by_role("dialog", name="Electronic signature")
     if _has_user_accounts():  # an API key signs with a local user of its organisation
