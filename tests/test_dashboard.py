@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -484,3 +485,19 @@ def test_an_operator_sees_the_alerts_and_deletes_a_finished_job(page: Page, serv
         signature.get_by_role("button", name="Sign and continue").click()
     expect(page).to_have_url(re.compile(r"#/jobs$"))
     assert served.engine(lambda conveyor: conveyor.store.get_job(job_id)) is None
+
+
+def test_a_job_page_lists_the_attempts_that_ended_in_an_error(page: Page, served: Served) -> None:
+    async def timed_out(conveyor: Conveyor) -> UUID:
+        owner = Owner(user_id="alice", org_id=ORG)
+        job = await conveyor.engine.enqueue("sleep", {"seconds": 30}, owner=owner, timeout=timedelta(seconds=1))
+        assert (await conveyor.engine.wait(job.id, 30)).status is Status.TIMEOUT
+        return job.id
+
+    job_id = served.engine(timed_out)
+    sign_in(page, served, "viewer", f"#/job/{job_id}")
+    expect(page.locator(".subtitle .badge")).to_have_text("timeout")
+    row = page.locator("#attempt-errors tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Timeout: job exceeded its timeout of 1.0s")
+    expect(row.locator("td").first).to_have_text("1")

@@ -90,6 +90,19 @@ async def test_job_fails_for_good_once_out_of_attempts(app: Conveyor) -> None:
         done = await app.engine.wait(job.id, timeout=15)
     assert (done.status, done.attempt, done.max_attempts) == (Status.FAILED, 3, 3)
     assert done.error["message"] == "still down on attempt 3"
+    # Each attempt's error stays in the job's log after the next attempt replaced `error`.
+    logs, _ = await app.engine.logs(job.id)
+    ends = [(e.attempt, e.level.name, e.component, e.message.split("; next")[0]) for e in logs]
+    assert ends == [
+        (
+            n,
+            "WARNING" if n < 3 else "ERROR",
+            "worker",
+            f"attempt {n} of 3 ended: ConnectionError: still down on attempt {n}",
+        )
+        for n in (1, 2, 3)
+    ]
+    assert "; next attempt at " in logs[0].message
 
 
 async def test_transient_failures_then_success(app: Conveyor) -> None:

@@ -270,6 +270,7 @@ class Worker:
             self._running.pop(job.id, None)
             self._slot_freed.set()
         if outcome is not None:
+            _log_attempt_end(ctx, job, outcome)
             sealing = self.engine.sealing
             self._completer.add(
                 sealing.seal_outcome(job, outcome), ctx.take_progress(), sealing.seal_logs(job, ctx.take_logs())
@@ -484,3 +485,17 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._slot_freed.wait(), 1)
         await self._completer.drain(timeout=30)
+
+
+def _log_attempt_end(ctx: Context, job: Job, outcome: Outcome) -> None:
+    """An attempt that ended in an error leaves a line in the job's log (component "worker",
+    with its attempt number), so that every attempt's error stays readable after the next one
+    replaces the job's `error`."""
+    error = outcome.error
+    if error is None or outcome.kind not in (OutcomeKind.RETRY, OutcomeKind.FAILED, OutcomeKind.TIMEOUT):
+        return
+    what = f"attempt {job.attempt} of {job.max_attempts} ended: {error.get('type')}: {error.get('message')}"
+    if outcome.kind is OutcomeKind.RETRY and outcome.run_at is not None:
+        ctx.warning(f"{what}; next attempt at {outcome.run_at.isoformat(timespec='seconds')}", component="worker")
+    else:
+        ctx.error(what, component="worker")

@@ -230,6 +230,7 @@ async function job(root, { parts }) {
   const progress = h("div");
   const details = h("div");
   const result = h("div");
+  const attempts = h("div", { id: "attempt-errors" });
   const logs = h("div");
   const audit = h("div");
   root.replaceChildren(
@@ -238,11 +239,13 @@ async function job(root, { parts }) {
     section("Progress", progress),
     section("Details and timeline", details),
     section("Result and errors", result),
+    section("Attempts that ended in an error", attempts),
     section("Logs", logs),
     can("audit:read") ? section("Audit records and signatures", audit) : section("Signatures", audit),
   );
   let current = null;
   let finishedShown = false;
+  let attemptsShown = null; // the attempt and status the list was read at
 
   async function refresh() {
     current = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}`)).data;
@@ -251,6 +254,11 @@ async function job(root, { parts }) {
     renderDetails(details, current);
     if (!finishedShown || !FINISHED.has(current.status)) renderResult(result, current);
     finishedShown = FINISHED.has(current.status);
+    const seen = `${current.attempts}/${current.status}`;
+    if (seen !== attemptsShown) {
+      attemptsShown = seen;
+      await renderAttempts(attempts, id);
+    }
   }
   async function reload() {
     await refresh();
@@ -367,6 +375,23 @@ function renderResult(el, j) {
   }
   if (!parts.length) parts.push(h("p", { class: "muted" }, FINISHED.has(j.status) ? "No result." : "The result appears when the job completes."));
   el.replaceChildren(...parts);
+}
+
+// Each attempt that ended in an error left a line of the worker's in the job's log.
+async function renderAttempts(el, id) {
+  const answer = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}/logs`, { level: "warning", limit: 200 })).data;
+  const ends = answer.logs.filter((line) => line.component === "worker" && /^attempt \d+ of \d+ ended/.test(line.message));
+  el.replaceChildren(
+    table(
+      [
+        { title: "Attempt", cell: (line) => String(line.attempt ?? "–") },
+        { title: "Ended", cell: (line) => when(line.timestamp) },
+        { title: "Error", cell: (line) => line.message.replace(/^attempt \d+ of \d+ ended: /, "") },
+      ],
+      ends,
+      { empty: "No attempt has ended in an error." },
+    ),
+  );
 }
 
 function logPanel(el, id) {
