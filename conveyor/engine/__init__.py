@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -428,6 +428,34 @@ class Engine:
             return self.sealing.opened(stored)
         await self.store.settle_batches([job.batch_id])
         return self.sealing.opened(await self._stored(new_job.id, None))
+
+    async def watch(
+        self, job_id: UUID, *, visible_to: Visibility | None = None, interval: float = 1.0
+    ) -> AsyncGenerator[Job, None]:
+        """The job now, then again each time it changes (looked at every `interval` seconds,
+        and at once when it finishes), until it has finished: a live view's feed.
+
+        The jobs come as stored: a sensitive job's data and result stay sealed (the watcher
+        sees its state and progress; reading its result is `get`, recorded as a read)."""
+        await self.start(("finish",))
+        finished = asyncio.Event()
+        # Only this job's own finish cuts the interval short: a "*" (another process's commit,
+        # on SQLite many a second) would make a busy database's watchers read in a loop.
+        unsubscribe = self.notifier.subscribe("finish", lambda got: finished.set() if got == str(job_id) else None)
+        try:
+            last: tuple[Any, ...] | None = None
+            while True:
+                job = await self._stored(job_id, visible_to)
+                seen = (job.status, job.updated_at, job.cancel_requested)
+                if seen != last:
+                    last = seen
+                    yield job
+                if job.status.is_finished:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(finished.wait(), timeout=interval)
+        finally:
+            unsubscribe()
 
     async def wait(self, job_id: UUID, timeout: float, *, visible_to: Visibility | None = None) -> Job:
         """The job once it finishes, or as it is when `timeout` seconds pass.

@@ -6,14 +6,17 @@ conveyor.api.errors. `GET /api/v1/jobs` also answers seed 003's list contract (s
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from conveyor.access import Permission, Principal
@@ -440,6 +443,59 @@ async def retry_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]
     """A new job with the same type, data and options; `retryOf` names the original."""
     job = await svc.engine.retry(parse_job_id(job_id), visible_to=principal.visibility)
     return ok({"jobId": str(job.id), **canonical_job(job)})
+
+
+EVENTS_HEARTBEAT_S = 10.0  # a comment line this often keeps proxies from closing a quiet stream
+
+
+@router.get(
+    "/{job_id}/events",
+    summary="Follow a job: server-sent events as it changes, until it finishes",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+)
+async def job_events(svc: Svc, principal: Reader, job_id: str) -> StreamingResponse:
+    """`event: job` with the job (as GET shows it, without its result) now and each time it
+    changes (looked at every second, at once when it finishes); `event: end` once it has
+    finished, and the stream closes: GET the job for its result. 404 for a job the caller
+    cannot see. The dashboard's job page follows jobs this way."""
+    updates = svc.engine.watch(parse_job_id(job_id), visible_to=principal.visibility)
+    first = await anext(updates)  # JobNotFound here: a 404 before the stream starts
+    return StreamingResponse(
+        _job_events(first, updates),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _job_event(job: Job) -> str:
+    shown = {k: v for k, v in canonical_job(job).items() if k != "result"}
+    return f"event: job\ndata: {json.dumps(shown, separators=(',', ':'))}\n\n"
+
+
+async def _job_events(first: Job, updates: AsyncGenerator[Job, None]) -> AsyncIterator[str]:
+    pending: asyncio.Future[Job] | None = None
+    last = first
+    try:
+        yield _job_event(first)
+        while not first.status.is_finished:
+            pending = pending or asyncio.ensure_future(updates.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=EVENTS_HEARTBEAT_S)
+            if not done:
+                yield ": still here\n\n"
+                continue
+            try:
+                last = pending.result()
+            except StopAsyncIteration:
+                break
+            finally:
+                pending = None
+            yield _job_event(last)
+        yield f"event: end\ndata: {json.dumps({'id': str(last.id), 'status': last.status.value})}\n\n"
+    finally:
+        if pending is not None:
+            pending.cancel()
+        await updates.aclose()
 
 
 @router.get("/{job_id}/logs", summary="A job's log lines", responses=ex.example(200, ex.LOGS))

@@ -97,6 +97,35 @@ export function get(path, query) {
   return send("GET", path, { query });
 }
 
+// Server-sent events over fetch (EventSource cannot send the Authorization header): yields
+// [event, data] pairs until the server ends the stream or `signal` aborts it.
+export async function* stream(path, signal) {
+  const current = session();
+  const headers = { Accept: "text/event-stream" };
+  if (current) headers.Authorization = `Bearer ${current.token}`;
+  const response = await fetch(path, { headers, signal, credentials: "omit", cache: "no-store" });
+  if (!response.ok || !response.body) throw failureOf(response.status, null);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = "message";
+      let data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) name = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      if (data) yield [name, JSON.parse(data)];
+    }
+  }
+}
+
 // A state-changing call; `operation` names it for the e-signature prompt.
 export async function act(method, path, { body, query, operation } = {}) {
   let signature = null;

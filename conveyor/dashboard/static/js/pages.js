@@ -224,7 +224,7 @@ function filterForm(filters) {
 
 // --- one job -----------------------------------------------------------------------------------------
 
-async function job(root, { parts }) {
+async function job(root, { parts, isCurrent }) {
   const id = decodeURIComponent(parts[1] || "");
   const head = h("div");
   const progress = h("div");
@@ -269,7 +269,43 @@ async function job(root, { parts }) {
   const logView = logPanel(logs, id);
   await logView.load();
   await renderAudit(audit, current);
+  // Live through the job's event stream; while it flows the polling below stands aside, and
+  // takes over if the stream cannot be opened or breaks.
+  let following = !FINISHED.has(current.status);
+  if (following) {
+    follow().finally(() => {
+      following = false;
+    });
+  }
+  async function follow() {
+    const controller = new AbortController();
+    const stop = () => controller.abort();
+    window.addEventListener("hashchange", stop, { once: true });
+    let logsAt = 0;
+    try {
+      for await (const [name, data] of api.stream(`/api/v1/jobs/${encodeURIComponent(id)}/events`, controller.signal)) {
+        if (!isCurrent()) break;
+        if (name === "end") {
+          await reload();
+          break;
+        }
+        current = { ...current, ...data };
+        renderHead(head, current, reload);
+        renderProgress(progress, current);
+        renderDetails(details, current);
+        if (Date.now() - logsAt > 3000) {
+          logsAt = Date.now();
+          await logView.load();
+        }
+      }
+    } catch (failure) {
+      if (failure.name !== "AbortError") console.warn("job stream ended", failure);
+    } finally {
+      window.removeEventListener("hashchange", stop);
+    }
+  }
   return async () => {
+    if (following) return;
     if (current && FINISHED.has(current.status) && finishedShown) return;
     await refresh();
     await logView.load();
