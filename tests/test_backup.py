@@ -31,6 +31,7 @@ from conveyor.backup.databases import describe
 from conveyor.cli import app as cli
 from conveyor.crypto import Keyring, parse_keys
 from conveyor.errors import InvalidJobData
+from conveyor.packs.medication.backup import BackupInput
 from conveyor.store.audit import AuditFilter
 from conveyor.store.migrate import sync_engine
 
@@ -183,6 +184,10 @@ async def test_the_backup_file_holds_no_plaintext_and_the_job_no_secret(database
 
 async def test_the_request_is_validated_naming_the_field(sqlite_url: str, tmp_path: Path) -> None:
     async with backing_up(sqlite_url, tmp_path) as app:
+        definition = app.engine.registry.get("backup")  # from the medication pack, as the API finds it
+        assert definition.input_model is BackupInput and definition.sensitive
+        assert set(BackupInput.model_fields) == {"backup_type", "storage_config"}
+        assert set(BackupInput.model_fields["storage_config"].annotation.model_fields) == {"type", "path"}
         cases = [
             ({**BACKUP, "backup_type": "incremental"}, "backup_type", "'full'"),
             ({**BACKUP, "storage_config": {"type": "s3", "path": "x"}}, "storage_config.type", "'local'"),

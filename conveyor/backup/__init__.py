@@ -152,7 +152,7 @@ class Backups:
         backup_id = backup_id or uuid.uuid4().hex
         created = datetime.now(UTC)
         dialect = databases.dialect_of(self.database_url)
-        name = f"conveyor-backup-{created:%Y%m%dT%H%M%SZ}-{backup_id[:12]}"
+        name = f"conveyor-backup-{created:%Y%m%dT%H%M%SZ}-{backup_id.replace('-', '')}"
         final = directory / f"{name}{SUFFIX}"
         partial = directory / f".{name}{SUFFIX}.part"
         step = on_step or (lambda _n, _name: None)

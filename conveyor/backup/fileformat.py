@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ CHUNK_BYTES = 1024 * 1024
 PREFIX_BYTES = 7
 TAG_BYTES = 16
 MAX_HEADER_BYTES = 64 * 1024
+MAX_CHUNK_BYTES = 64 * 1024 * 1024  # what a reader accepts (a damaged header must not ask for GBs)
 _LENGTH = struct.Struct(">I")
 
 
@@ -60,7 +61,13 @@ def _nonce(prefix: bytes, counter: int, final: bool) -> bytes:
 
 
 def encrypt(
-    dump: Path, out: Path, keyring: Keyring, header: dict[str, Any], manifest_of: Any, *, chunk_bytes: int = CHUNK_BYTES
+    dump: Path,
+    out: Path,
+    keyring: Keyring,
+    header: dict[str, Any],
+    manifest_of: Callable[[int, str], dict[str, Any]],
+    *,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> Written:
     """Encrypt `dump` into `out` with the keyring's current key; `manifest_of(dump_bytes,
     dump_sha256)` gives the manifest sealed as the last record."""
@@ -113,6 +120,8 @@ def read_header(f: IO[bytes]) -> tuple[dict[str, Any], bytes]:
         raise BackupUnreadable("the backup file's header is damaged") from None
     if header.get("format") != FORMAT:
         raise BackupUnreadable(f"backup format {header.get('format')!r} is not one this version reads ({FORMAT})")
+    if not isinstance(header.get("chunk_bytes"), int) or not 0 < header["chunk_bytes"] <= MAX_CHUNK_BYTES:
+        raise BackupUnreadable("the backup file's header is damaged")
     return header, MAGIC + raw
 
 
