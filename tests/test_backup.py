@@ -264,54 +264,59 @@ def test_the_file_is_authenticated_record_by_record(tmp_path: Path, keyring: Key
 
 
 def test_restore_refuses_damage_a_forged_manifest_and_a_non_empty_target(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = f"sqlite:///{tmp_path / 'source.db'}"
+    source = database_url
     monkeypatch.setenv("CONVEYOR_ENCRYPTION_KEYS", json.dumps(TEST_ENCRYPTION["encryption_keys"]))
     monkeypatch.setenv("CONVEYOR_BACKUP_ROOT", str(tmp_path / "backups"))
     taken = runner.invoke(cli, ["backup", "--path", "cli", "--database-url", source])
     assert taken.exit_code == 0, taken.output
     summary = json.loads(taken.output)
     file = tmp_path / "backups" / summary["file"]
-    target = tmp_path / "target.db"
 
-    restored = runner.invoke(cli, ["restore", str(file), "--database-url", f"sqlite:///{target}"])
-    assert restored.exit_code == 0, restored.output
-    shown = json.loads(restored.output)
-    assert shown["backup_id"] == summary["backup_id"] and shown["audit"]["ok"] is True
-    assert "backup.restore" in {r["action"] for r in rows_of(f"sqlite:///{target}", "conveyor_audit_journal").values()}
+    with empty_database(source, tmp_path) as target, empty_database(source, tmp_path) as untouched:
+        restored = runner.invoke(cli, ["restore", str(file), "--database-url", target])
+        assert restored.exit_code == 0, restored.output
+        shown = json.loads(restored.output)
+        assert shown["backup_id"] == summary["backup_id"] and shown["audit"]["ok"] is True
+        assert "backup.restore" in {r["action"] for r in rows_of(target, "conveyor_audit_journal").values()}
 
-    again = runner.invoke(cli, ["restore", str(file), "--database-url", f"sqlite:///{target}"])
-    assert again.exit_code == 4 and json.loads(again.stderr)["error"] == RestoreRefused.code
-    forced = runner.invoke(cli, ["restore", str(file), "--force", "--database-url", f"sqlite:///{target}"])
-    assert forced.exit_code == 0, forced.output
+        again = runner.invoke(cli, ["restore", str(file), "--database-url", target])
+        assert again.exit_code == 4 and json.loads(again.stderr)["error"] == RestoreRefused.code
+        forced = runner.invoke(cli, ["restore", str(file), "--force", "--database-url", target])
+        assert forced.exit_code == 0, forced.output
+        assert json.loads(forced.output)["audit"]["ok"] is True
 
-    # One byte changed: the manifest beside the file catches it before anything is decrypted;
-    # without that manifest, the chunk's tag does.
-    damaged = tmp_path / "damaged.cvbak"
-    raw = bytearray(file.read_bytes())
-    raw[len(raw) // 2] ^= 0x40
-    damaged.write_bytes(bytes(raw))
-    shutil.copy(f"{file}.manifest.json", f"{damaged}.manifest.json")
-    for says in ("SHA-256 differs", "does not open"):
-        failed = runner.invoke(cli, ["restore", str(damaged), "--database-url", f"sqlite:///{tmp_path / 'x.db'}"])
-        assert failed.exit_code == 4 and json.loads(failed.stderr)["error"] == BackupUnreadable.code
-        assert says in json.loads(failed.stderr)["message"]
-        Path(f"{damaged}.manifest.json").unlink(missing_ok=True)
-        assert not (tmp_path / "x.db").exists() or (tmp_path / "x.db").stat().st_size == 0
+        # One byte changed: the manifest beside the file catches it before anything is
+        # decrypted; without that manifest, the chunk's tag does. Nothing reaches the target.
+        damaged = tmp_path / "damaged.cvbak"
+        raw = bytearray(file.read_bytes())
+        raw[len(raw) // 2] ^= 0x40
+        damaged.write_bytes(bytes(raw))
+        shutil.copy(f"{file}.manifest.json", f"{damaged}.manifest.json")
+        for says in ("SHA-256 differs", "does not open"):
+            failed = runner.invoke(cli, ["restore", str(damaged), "--database-url", untouched])
+            assert failed.exit_code == 4 and json.loads(failed.stderr)["error"] == BackupUnreadable.code
+            assert says in json.loads(failed.stderr)["message"]
+            Path(f"{damaged}.manifest.json").unlink(missing_ok=True)
+            if not untouched.startswith("sqlite") or Path(sa.make_url(untouched).database or "").exists():
+                assert describe(untouched).tables == {}
     missing = runner.invoke(cli, ["restore", str(tmp_path / "none.cvbak"), "--database-url", source])
     assert missing.exit_code == 3
 
     # An authentic file (made with the key) whose manifest does not match its dump: the
     # restore is checked against the manifest, and the mismatch ends with exit 1.
     keyring = Keyring(parse_keys(TEST_ENCRYPTION["encryption_keys"]), "test")
-    dump = tmp_path / "dump.db"
+    dump = tmp_path / "dump"
     fileformat.decrypt(file, dump, keyring)
     manifest = fileformat.read_manifest(file, keyring)
     forged = tmp_path / "forged.cvbak"
     lying = {**manifest, "tables": {**manifest["tables"], "conveyor_jobs": manifest["tables"]["conveyor_jobs"] + 7}}
-    fileformat.encrypt(dump, forged, keyring, {"dialect": "sqlite"}, lambda n, h: {**lying, "dump_bytes": n,
-                                                                                      "dump_sha256": h})  # fmt: skip
+
+    def lie(dump_bytes: int, dump_sha256: str) -> dict[str, Any]:
+        return {**lying, "dump_bytes": dump_bytes, "dump_sha256": dump_sha256}
+
+    fileformat.encrypt(dump, forged, keyring, {"dialect": manifest["dialect"]}, lie)
     checked = runner.invoke(cli, ["verify-backup", str(forged), "--database-url", source])
     assert checked.exit_code == 1 and json.loads(checked.stderr)["error"] == VerificationFailed.code
     assert json.loads(checked.stderr)["tables"]["conveyor_jobs"]["manifest"] == lying["tables"]["conveyor_jobs"]
