@@ -68,8 +68,8 @@ class Context:
     # --- who and what ------------------------------------------------------------------
 
     def service(self, name: str) -> Any:
-        """A service the process that runs the job offers its built-in job types (the webhook
-        deliverer: "webhooks"); LookupError when it offers none by that name."""
+        """A service the process that runs the job offers its job types (the webhook deliverer:
+        "webhooks"; backups of the database: "backup"); LookupError when it offers none by that name."""
         try:
             return self._services[name]
         except KeyError:

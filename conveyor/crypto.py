@@ -86,6 +86,12 @@ class Keyring:
 
         return base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
 
+    def cipher(self, kid: str | None = None) -> tuple[str, AESGCM]:
+        """The AES-GCM cipher of key `kid` (default: the current key), with its id, for
+        callers that seal in their own framing (backup files); KeyError when not configured."""
+        kid = self.current if kid is None else kid
+        return kid, self._ciphers[kid]
+
     def _seal(self, plain: bytes, aad: str) -> tuple[str, str]:
         nonce = os.urandom(NONCE_BYTES)
         sealed = nonce + self._ciphers[self.current].encrypt(nonce, plain, aad.encode())

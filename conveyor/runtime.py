@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from conveyor.backup import Backups
 from conveyor.builtin import jobtypes as builtin_jobtypes
 from conveyor.crypto import Keyring
 from conveyor.engine import Engine
@@ -126,6 +127,15 @@ class Conveyor:
         )
         engine.services["webhooks"] = Deliverer(self.webhooks, timeout=settings.webhook_timeout_seconds)
         self.dispatcher = Dispatcher(self.webhooks)
+        self.backups = Backups(
+            settings.database_url,
+            keyring=engine.sealing.keyring,
+            root=settings.backup_root_path,
+            audit_key=settings.audit_key,
+            pg_bin=settings.backup_pg_bin,
+            audit=engine.audit,
+        )
+        engine.services["backup"] = self.backups
         self.pruner = Pruner(engine, retention_of(settings), data_dir=Path(settings.data_dir))
         self.alerts = Alerts(store, alert_rules_of(settings))
 

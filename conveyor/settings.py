@@ -82,6 +82,16 @@ class Settings(BaseSettings):
         description="comma-separated directories whose files jobs may name by path (filePath), besides the data "
         "directory; a path that resolves outside all of them (../, a symlink) is refused",
     )
+    backup_root: str = Field(
+        "",
+        description="the directory backups are written under (a backup job's storage_config.path is confined to "
+        "it); empty: backups/ under the data directory",
+    )
+    backup_pg_bin: str = Field(
+        "",
+        description="the directory holding pg_dump and pg_restore (PostgreSQL backups); empty: PATH, then the "
+        "newest /usr/lib/postgresql/<version>/bin",
+    )
 
     default_timeout_minutes: float | None = Field(
         None, gt=0, validation_alias=_alias("default_timeout_minutes", "DEFAULT_TIMEOUT_MINUTES")
@@ -316,6 +326,10 @@ class Settings(BaseSettings):
     @property
     def data_root_paths(self) -> tuple[Path, ...]:
         return tuple(Path(r.strip()) for r in self.data_roots.split(",") if r.strip())
+
+    @property
+    def backup_root_path(self) -> Path:
+        return Path(self.backup_root) if self.backup_root else Path(self.data_dir) / "backups"
 
     @property
     def jobtype_paths(self) -> list[str]:

@@ -2,9 +2,9 @@
 
 One module per command group: service.py (serve, worker, migrate), jobs.py (submit, jobs …),
 monitor.py (stats, queues, health, top), schedules.py, batches.py, cache.py, audit.py,
-apikeys.py, keys.py. The commands that talk to a server go through `conveyor.client`
-(remote.py finds the server); those that work on the database go through the runtime
-(local.py). exits.py holds the exit codes; output.py the tables and JSON.
+apikeys.py, keys.py, backup.py (backup, restore, verify-backup). The commands that talk to a
+server go through `conveyor.client` (remote.py finds the server); those that work on the
+database go through the runtime (local.py). exits.py holds the exit codes; output.py the tables and JSON.
 
 Every module is imported here to register its commands, so none imports the engine, the
 store, pydantic, httpx or rich at its top: `conveyor --help` answers at once.
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from conveyor.cli import apikeys, audit, batches, cache, jobs, keys, local, monitor, remote, schedules, service
+from conveyor.cli import apikeys, audit, backup, batches, cache, jobs, keys, local, monitor, remote, schedules, service
 from conveyor.cli.exits import core_failure
 from conveyor.cli.local import DatabaseOpt
 from conveyor.cli.output import PLAIN
@@ -57,6 +57,7 @@ jobs.register(app)
 monitor.register(app)
 schedules.register(app)
 batches.register(app)
+backup.register(app)
 app.add_typer(cache.cache_app, name="cache")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(apikeys.apikey_app, name="apikey")

@@ -10,3 +10,7 @@ its job types in a Registry of its own, included here.
 from conveyor import Registry
 
 jobtypes = Registry()
+
+from conveyor.packs.medication.backup import jobtypes as backup_jobtypes  # noqa: E402
+
+jobtypes.include(backup_jobtypes)
