@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from conveyor.analytics import Analytics
 from conveyor.builtin import jobtypes as builtin_jobtypes
 from conveyor.crypto import Keyring
 from conveyor.engine import Engine
@@ -21,6 +22,7 @@ from conveyor.engine.results import ResultCache
 from conveyor.engine.retention import Pruner, Retention, RetentionPolicy
 from conveyor.engine.schedules import Schedules
 from conveyor.engine.webhooks import Deliverer, Dispatcher, Webhooks, delivery_jobtypes
+from conveyor.interactions import Interactions
 from conveyor.jobtypes import Registry
 from conveyor.scheduler import Chore, Scheduler
 from conveyor.settings import Settings, ignored_seed_variables
@@ -128,6 +130,11 @@ class Conveyor:
         self.dispatcher = Dispatcher(self.webhooks)
         self.pruner = Pruner(engine, retention_of(settings), data_dir=Path(settings.data_dir))
         self.alerts = Alerts(store, alert_rules_of(settings))
+        # Read-only core data offered to job types (the medication pack's interaction_check
+        # and analytics_roll_up) through the same store, so that packs never open one.
+        self.interactions = Interactions(store, engine.audit)
+        engine.services["interactions"] = self.interactions
+        engine.services["analytics"] = Analytics(store)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, registries: Iterable[Registry] = ()) -> Conveyor:

@@ -230,6 +230,11 @@ class Settings(BaseSettings):
     )
     alert_interval_seconds: float = Field(30, gt=0, description="how often the leader evaluates alerts")
 
+    # --- analytics (seed 001's analytics_roll_up) ---
+    analytics_max_span_days: float = Field(
+        366, gt=0, le=3660, description="the longest time range one analytics_roll_up job may cover, in days"
+    )
+
     @field_validator("retention_queues")
     @classmethod
     def _retention_queues_known(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

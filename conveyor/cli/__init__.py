@@ -2,7 +2,7 @@
 
 One module per command group: service.py (serve, worker, migrate), jobs.py (submit, jobs …),
 monitor.py (stats, queues, health, top), schedules.py, batches.py, cache.py, audit.py,
-apikeys.py, keys.py. The commands that talk to a server go through `conveyor.client`
+apikeys.py, keys.py, medication.py. The commands that talk to a server go through `conveyor.client`
 (remote.py finds the server); those that work on the database go through the runtime
 (local.py). exits.py holds the exit codes; output.py the tables and JSON.
 
@@ -17,6 +17,7 @@ import typer
 from conveyor.cli import apikeys, audit, batches, cache, jobs, keys, local, monitor, remote, schedules, service
 from conveyor.cli.exits import core_failure
 from conveyor.cli.local import DatabaseOpt
+from conveyor.cli.medication import medication_app
 from conveyor.cli.output import PLAIN
 from conveyor.cli.users import users_app
 
@@ -62,6 +63,7 @@ app.add_typer(audit.audit_app, name="audit")
 app.add_typer(apikeys.apikey_app, name="apikey")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(medication_app, name="medication")
 
 
 def main() -> None:

@@ -8,5 +8,8 @@ its job types in a Registry of its own, included here.
 """
 
 from conveyor import Registry
+from conveyor.packs.medication import analytics, interactions
 
 jobtypes = Registry()
+jobtypes.include(interactions.jobtypes)
+jobtypes.include(analytics.jobtypes)
