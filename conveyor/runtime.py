@@ -80,7 +80,8 @@ def retention_of(settings: Settings) -> Retention:
     )
     queues = {q: RetentionPolicy.of_hours(ttls, default) for q, ttls in settings.retention_queues.items()}
     logs = timedelta(days=settings.retention_logs_days) if settings.retention_logs_days else None
-    return Retention(default, queues, logs)
+    counters = timedelta(days=settings.retention_counters_days) if settings.retention_counters_days else None
+    return Retention(default, queues, logs, counters)
 
 
 def alert_rules_of(settings: Settings) -> AlertRules:

@@ -209,6 +209,9 @@ class Settings(BaseSettings):
     retention_logs_days: float = Field(
         30, ge=0, description="log lines (and webhook deliveries, cleared alerts) kept this long; 0: for good"
     )
+    retention_counters_days: float = Field(
+        400, ge=0, description="job counters (ctx.count) kept this long after their job finished; 0: for good"
+    )
     retention_queues: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description='per queue, TTLs in place of the defaults: {"reports": {"completed_hours": 168}}',
