@@ -264,3 +264,19 @@ async def test_interaction_check_input_is_refused_naming_the_field(
     with pytest.raises(InvalidJobData) as caught:
         await app.engine.enqueue("interaction_check", data, owner=OWNER)
     assert [e["field"] for e in caught.value.errors] == [field]
+
+
+class _Failing:
+    async def check(self, names: list[str]) -> Any:
+        raise RuntimeError(f"could not read the rows for {names}")
+
+
+async def test_a_failure_reading_the_table_is_retried_without_naming_a_medicine(app: Conveyor) -> None:
+    app.engine.services["interactions"] = _Failing()
+    data = {"user_id": "patient-7", "medications": ["warfarin", "aspirin"]}
+    job = await app.engine.enqueue("interaction_check", data, owner=OWNER, max_retries=0)
+    async with running_worker(app):
+        done = await app.engine.wait(job.id, timeout=30)
+    assert done.status is Status.FAILED
+    assert done.error["message"] == "reading the interaction table failed (RuntimeError)"
+    assert "warfarin" not in json.dumps(done.error)

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from conveyor import Context, Registry
+from conveyor import Context, PermanentError, Registry, RetryableError
 
 MAX_MEDICATIONS = 50
 
@@ -43,7 +43,14 @@ NOT_SAFE = (
 
 @jobtypes.job_type("interaction_check", sensitive=True)
 async def interaction_check(ctx: Context, data: InteractionCheckInput) -> dict[str, Any]:
-    check = await ctx.service("interactions").check(data.medications)
+    try:
+        check = await ctx.service("interactions").check(data.medications)
+    except PermanentError:
+        raise  # no table loaded: its message names none of the medicines
+    except Exception as exc:  # noqa: BLE001 - any failure, reported without its text
+        # A driver's error may quote the statement's parameters (the names), and a job's
+        # error is stored unsealed: keep only its type, and no chained traceback.
+        raise RetryableError(f"reading the interaction table failed ({type(exc).__name__})") from None
     found = [
         {
             "drugs": list(f.names),
