@@ -509,7 +509,6 @@ job_counters = sa.Table(
     sa.Column("attempt", sa.Integer(), nullable=False),
     sa.Column("recorded_at", UTCDateTime(), nullable=False),  # when the job finished
     sa.Index("ix_conveyor_job_counters_org_name_at", "org_id", "name", "recorded_at"),
-    sa.Index("ix_conveyor_job_counters_job", "job_id"),
 )
 
 # --- drug interaction table (operator data; conveyor.interactions) ------------------------------

@@ -31,7 +31,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_conveyor_job_counters_org_name_at", "conveyor_job_counters", ["org_id", "name", "recorded_at"])
-    op.create_index("ix_conveyor_job_counters_job", "conveyor_job_counters", ["job_id"])
     op.create_table(
         "conveyor_interaction_tables",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -70,6 +69,5 @@ def downgrade() -> None:
     op.drop_table("conveyor_interaction_synonyms")
     op.drop_table("conveyor_interactions")
     op.drop_table("conveyor_interaction_tables")
-    op.drop_index("ix_conveyor_job_counters_job", table_name="conveyor_job_counters")
     op.drop_index("ix_conveyor_job_counters_org_name_at", table_name="conveyor_job_counters")
     op.drop_table("conveyor_job_counters")
