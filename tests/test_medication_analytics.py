@@ -137,8 +137,12 @@ async def test_a_roll_up_matches_the_hand_computed_report(app: Conveyor) -> None
 
 async def test_a_roll_up_sees_only_its_own_organisation(app: Conveyor) -> None:
     await history(app)
-    metrics = (await roll_up(app, ["reminders_sent", "job_success_rate"], owner=ORG_B)).result["metrics"]
+    done = await roll_up(app, ["reminders_sent", "job_success_rate", "execution_time"], owner=ORG_B)
+    metrics = done.result["metrics"]
     assert metrics["reminders_sent"]["total"] == 100
+    [(kind, one)] = metrics["execution_time"]["by_job_type"].items()
+    assert kind == "k.one" and one["jobs"] == 1, "one job: every percentile is its run time"
+    assert [one[f] for f in ("mean_ms", "p50_ms", "p95_ms")] == pytest.approx([50, 50, 50], abs=0.05)
     assert metrics["job_success_rate"]["by_job_type"] == {
         "k.one": {"success_rate": 0.0, "error_rate": 1.0, "ran": 1, "completed": 0, "failed": 1, "timeout": 0,
                   "cancelled": 0},
