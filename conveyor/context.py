@@ -7,6 +7,8 @@ at most about once a second), so calling `ctx.progress()` per item costs next to
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
@@ -19,6 +21,9 @@ from conveyor.model import ItemError, Job, LogEntry, LogLevel, Owner, Progress, 
 
 DEFAULT_MAX_ITEM_ERRORS = 100
 DEFAULT_MAX_LOG_ENTRIES = 1000
+# Counter names are stored and aggregated unsealed: a closed alphabet keeps payload out of them.
+COUNTER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+MAX_COUNTERS = 32
 
 
 class Context:
@@ -61,6 +66,7 @@ class Context:
         self._logs: list[LogEntry] = []
         self._log_count = 0
         self._max_log_entries = max_log_entries
+        self._counters: dict[str, float] = {}
         self._dirty = False
         self._stop: type[BaseException] | None = None
         self._stop_event: asyncio.Event | None = None
@@ -204,6 +210,29 @@ class Context:
             self._item_errors_dropped += 1
         self._dirty = True
 
+    # --- counters ---------------------------------------------------------------------------------
+
+    def count(self, name: str, value: float = 1) -> None:
+        """Add `value` to the job's counter `name` (e.g. ``ctx.count("reminders_sent")``).
+
+        Counters are numbers the database can sum over an organisation and a time range
+        (analytics), so they are stored unsealed: the name must match ``[a-z][a-z0-9_]{0,63}``
+        and the value be a finite number, never anything from the job's data. They are written
+        with the outcome that finishes the job (completed, failed, cancelled, timed out); an
+        attempt that ends in a retry leaves none, since the next attempt does its work again.
+        """
+        if not isinstance(name, str) or not COUNTER_NAME.fullmatch(name):
+            raise ValueError("counter names are 1-64 characters of a-z, 0-9 and _, starting with a letter")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"counter {name}: the value must be a finite number")
+        if name not in self._counters and len(self._counters) >= MAX_COUNTERS:
+            raise ValueError(f"a job keeps at most {MAX_COUNTERS} counters")
+        self._counters[name] = self._counters.get(name, 0) + value
+
+    @property
+    def counters(self) -> dict[str, float]:
+        return dict(self._counters)
+
     # --- cancellation -------------------------------------------------------------------------
 
     def checkpoint(self) -> None:
@@ -261,6 +290,7 @@ class Context:
         self._progress = Progress.from_json(snapshot["progress"])
         self._item_errors = snapshot["item_errors"]
         self._item_errors_dropped = snapshot["item_errors_dropped"]
+        self._counters = dict(snapshot.get("counters", {}))
         self._logs.extend(
             LogEntry(self.job.id, ts, LogLevel(level), message, component, self.job.attempt)
             for ts, level, message, component in snapshot["logs"]
@@ -273,5 +303,6 @@ class Context:
             "progress": self._progress.to_json(),
             "item_errors": self._item_errors,
             "item_errors_dropped": self._item_errors_dropped,
+            "counters": dict(self._counters),
             "logs": [(e.timestamp, int(e.level), e.message, e.component) for e in self.take_logs()],
         }

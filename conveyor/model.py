@@ -307,6 +307,8 @@ class Outcome:
     result: Any = None
     error: dict[str, Any] | None = None
     run_at: datetime | None = None  # for RETRY
+    # The job's counters (Context.count), written with an outcome that finishes the job.
+    counters: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from conveyor.analytics import Analytics
 from conveyor.backup import Backups
 from conveyor.builtin import jobtypes as builtin_jobtypes
 from conveyor.crypto import Keyring
@@ -22,6 +23,7 @@ from conveyor.engine.results import ResultCache
 from conveyor.engine.retention import Pruner, Retention, RetentionPolicy
 from conveyor.engine.schedules import Schedules
 from conveyor.engine.webhooks import Deliverer, Dispatcher, Webhooks, delivery_jobtypes
+from conveyor.interactions import Interactions
 from conveyor.jobtypes import Registry
 from conveyor.scheduler import Chore, Scheduler
 from conveyor.settings import Settings, ignored_seed_variables
@@ -79,7 +81,8 @@ def retention_of(settings: Settings) -> Retention:
     )
     queues = {q: RetentionPolicy.of_hours(ttls, default) for q, ttls in settings.retention_queues.items()}
     logs = timedelta(days=settings.retention_logs_days) if settings.retention_logs_days else None
-    return Retention(default, queues, logs)
+    counters = timedelta(days=settings.retention_counters_days) if settings.retention_counters_days else None
+    return Retention(default, queues, logs, counters)
 
 
 def alert_rules_of(settings: Settings) -> AlertRules:
@@ -138,6 +141,11 @@ class Conveyor:
         engine.services["backup"] = self.backups
         self.pruner = Pruner(engine, retention_of(settings), data_dir=Path(settings.data_dir))
         self.alerts = Alerts(store, alert_rules_of(settings))
+        # Read-only core data offered to job types (the medication pack's interaction_check
+        # and analytics_roll_up) through the same store, so that packs never open one.
+        self.interactions = Interactions(store, engine.audit)
+        engine.services["interactions"] = self.interactions
+        engine.services["analytics"] = Analytics(store)
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, registries: Iterable[Registry] = ()) -> Conveyor:

@@ -225,6 +225,9 @@ class Settings(BaseSettings):
     retention_logs_days: float = Field(
         30, ge=0, description="log lines (and webhook deliveries, cleared alerts) kept this long; 0: for good"
     )
+    retention_counters_days: float = Field(
+        400, ge=0, description="job counters (ctx.count) kept this long after their job finished; 0: for good"
+    )
     retention_queues: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description='per queue, TTLs in place of the defaults: {"reports": {"completed_hours": 168}}',
@@ -245,6 +248,11 @@ class Settings(BaseSettings):
         20, ge=1, description="jobs a job type must have run to an end in the window before it may raise or clear"
     )
     alert_interval_seconds: float = Field(30, gt=0, description="how often the leader evaluates alerts")
+
+    # --- analytics (seed 001's analytics_roll_up) ---
+    analytics_max_span_days: float = Field(
+        366, gt=0, le=3660, description="the longest time range one analytics_roll_up job may cover, in days"
+    )
 
     @field_validator("retention_queues")
     @classmethod

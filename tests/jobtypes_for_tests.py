@@ -252,3 +252,35 @@ class Patient(BaseModel):
 async def sensitive(ctx: Context, data: Patient) -> dict[str, Any]:
     ctx.info(f"reviewing {data.note}")
     return {"patient": data.patient, "summary": f"{data.note} reviewed"}
+
+
+class Counting(BaseModel):
+    counts: dict[str, Any] = {}
+    fail_attempts: int = 0  # attempts that count, then fail (retried, then failed for good)
+
+
+def _count_then_maybe_fail(ctx: Context, data: Counting) -> dict[str, Any]:
+    for name, value in data.counts.items():
+        ctx.count(name, value)
+    ctx.count("attempts_counted")
+    if ctx.attempt <= data.fail_attempts:
+        raise RuntimeError(f"attempt {ctx.attempt} fails as asked")
+    return {"attempt": ctx.attempt}
+
+
+COUNTING_RETRY = RetryPolicy(max_retries=1, base=timedelta(milliseconds=20), jitter=0)
+
+
+@jobtypes.job_type("t.counting", retry=COUNTING_RETRY)
+def counting_job(ctx: Context, data: Counting) -> dict[str, Any]:
+    return _count_then_maybe_fail(ctx, data)
+
+
+@jobtypes.job_type("t.counting_process", runs_in="process", retry=COUNTING_RETRY)
+def counting_process_job(ctx: Context, data: Counting) -> dict[str, Any]:
+    return _count_then_maybe_fail(ctx, data)
+
+
+@jobtypes.job_type("t.counting_sensitive", sensitive=True, retry=COUNTING_RETRY)
+async def counting_sensitive_job(ctx: Context, data: Counting) -> dict[str, Any]:
+    return _count_then_maybe_fail(ctx, data)

@@ -66,7 +66,7 @@ def test_the_defaults_are_the_seeds() -> None:
         Status.CANCELLED: timedelta(hours=24),
         Status.TIMEOUT: timedelta(hours=72),
     }
-    assert retention.logs == timedelta(days=30)
+    assert retention.logs == timedelta(days=30) and retention.counters == timedelta(days=400)
     with pytest.raises(ValueError, match="unknown"):
         Settings(database_url="sqlite:///x.db", retention_queues={"q": {"completed_days": 1}})
 
@@ -148,6 +148,21 @@ async def test_log_lines_go_after_thirty_days(app: Conveyor) -> None:
     entries, total = await app.store.get_logs(job.id, min_level=None, limit=10, offset=0)
     assert [e.message for e in entries] == ["just inside", "new"] and total == 2
     assert await exists(app, job)
+
+
+async def test_job_counters_outlive_their_job_and_go_after_400_days(app: Conveyor) -> None:
+    [job] = await run(app, JobRequest("t.counting", {"counts": {"reminders_sent": 2}}, owner=ORG))
+    finished = job.completed_at
+    assert await app.pruner.run_once(now=finished + timedelta(days=2)) == {"jobs.completed": 1}
+
+    async def sums() -> list[float]:
+        found = await app.store.counter_sums("org-a", finished - JUST, finished + JUST, ["reminders_sent"])
+        return [s.total for s in found]
+
+    assert await sums() == [2], "analytics still sum them"
+    assert await app.pruner.run_once(now=finished + timedelta(days=400) - timedelta(seconds=1)) == {}
+    assert await app.pruner.run_once(now=finished + timedelta(days=400, seconds=1)) == {"counters": 2}
+    assert await sums() == []
 
 
 async def test_a_pass_is_audited_once_with_its_counts(app: Conveyor) -> None:

@@ -8,6 +8,7 @@ this process (`conveyor serve`), through the worker's on_finished hook.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from conveyor.insights import Insights
 from conveyor.model import Job, JobFilter, Status, utc_now
 
+DEFAULT_WINDOW = timedelta(minutes=5)
 DURATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
 
 
@@ -54,6 +56,29 @@ class ApiMetrics:
             ["org", "type", "metric"],
             registry=self.registry,
         )
+        # Per job type (and organisation, as the alerts), over the alerts' sliding window:
+        # read from the database at each scrape, so they cover every worker, not only this one.
+        window = ["org", "type"]
+        self.window_finished = Gauge(
+            "conveyor_job_window_finished", "Jobs that ran to an end (completed, failed, timed out) in the window",
+            window, registry=self.registry,
+        )  # fmt: skip
+        self.window_success_rate = Gauge(
+            "conveyor_job_window_success_rate", "Completed / ran to an end, over the alert window",
+            window, registry=self.registry,
+        )  # fmt: skip
+        self.window_error_rate = Gauge(
+            "conveyor_job_window_error_rate", "Failed or timed out / ran to an end, over the alert window",
+            window, registry=self.registry,
+        )  # fmt: skip
+        self.window_p95 = Gauge(
+            "conveyor_job_window_duration_p95_seconds", "95th percentile run time over the alert window",
+            window, registry=self.registry,
+        )  # fmt: skip
+        self.window_retries = Gauge(
+            "conveyor_job_window_retries", "Attempts beyond the first, of the jobs that ran to an end in the window",
+            window, registry=self.registry,
+        )  # fmt: skip
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -77,8 +102,9 @@ class ApiMetrics:
     def observe_job(self, job: Job, status: Status, seconds: float) -> None:
         self.job_duration.labels(job.kind, status.value).observe(seconds)
 
-    async def render(self, insights: Insights) -> bytes:
-        """The exposition text, with the store's current counts."""
+    async def render(self, insights: Insights, window: timedelta = DEFAULT_WINDOW) -> bytes:
+        """The exposition text, with the store's current counts and the per job type figures
+        of the last `window` (the alerts' window)."""
         counts = await insights.store.count_grouped(JobFilter(), ("status", "kind", "queue"))
         self.jobs.clear()
         for (status, kind, queue), n in counts.items():
@@ -94,4 +120,19 @@ class ApiMetrics:
         self.alerts_active.clear()
         for alert in await insights.store.active_alerts():
             self.alerts_active.labels(alert.org_id or "", alert.kind, alert.metric).set(alert.value)
+        await self._render_window(insights, window)
         return generate_latest(self.registry)
+
+    async def _render_window(self, insights: Insights, window: timedelta) -> None:
+        gauges = (self.window_finished, self.window_success_rate, self.window_error_rate, self.window_p95)
+        for gauge in (*gauges, self.window_retries):
+            gauge.clear()
+        since = await insights.store.database_now() - window
+        for s in await insights.store.window_stats(since):
+            labels = (s.org_id or "", s.kind)
+            self.window_finished.labels(*labels).set(s.samples)
+            self.window_success_rate.labels(*labels).set(s.success_rate)
+            self.window_error_rate.labels(*labels).set(s.error_rate)
+            self.window_retries.labels(*labels).set(s.retries)
+            if s.p95_ms is not None:
+                self.window_p95.labels(*labels).set(s.p95_ms / 1000.0)

@@ -2,9 +2,10 @@
 
 One module per command group: service.py (serve, worker, migrate), jobs.py (submit, jobs …),
 monitor.py (stats, queues, health, top), schedules.py, batches.py, cache.py, audit.py,
-apikeys.py, keys.py, backup.py (backup, restore, verify-backup). The commands that talk to a
-server go through `conveyor.client` (remote.py finds the server); those that work on the
-database go through the runtime (local.py). exits.py holds the exit codes; output.py the tables and JSON.
+apikeys.py, keys.py, backup.py (backup, restore, verify-backup), medication.py. The commands that
+talk to a server go through `conveyor.client` (remote.py finds the server); those that work on
+the database go through the runtime (local.py). exits.py holds the exit codes; output.py the
+tables and JSON.
 
 Every module is imported here to register its commands, so none imports the engine, the
 store, pydantic, httpx or rich at its top: `conveyor --help` answers at once.
@@ -17,6 +18,7 @@ import typer
 from conveyor.cli import apikeys, audit, backup, batches, cache, jobs, keys, local, monitor, remote, schedules, service
 from conveyor.cli.exits import core_failure
 from conveyor.cli.local import DatabaseOpt
+from conveyor.cli.medication import medication_app
 from conveyor.cli.output import PLAIN
 from conveyor.cli.users import users_app
 
@@ -63,6 +65,7 @@ app.add_typer(audit.audit_app, name="audit")
 app.add_typer(apikeys.apikey_app, name="apikey")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(medication_app, name="medication")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ files for their jobs; their prune hooks (`Registry.on_pruned`) are told of the j
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,6 +64,8 @@ class Retention:
     default: RetentionPolicy = field(default_factory=RetentionPolicy)
     queues: Mapping[str, RetentionPolicy] = field(default_factory=dict)
     logs: timedelta | None = timedelta(days=30)
+    # Job counters outlive their jobs: analytics sum them over ranges of up to a year.
+    counters: timedelta | None = timedelta(days=400)
 
     def ttl(self, status: Status, queue: str) -> timedelta | None:
         return self.queues.get(queue, self.default).ttl(status)
@@ -107,7 +110,7 @@ class Pruner:
 
     async def run_once(self, now: datetime | None = None) -> dict[str, int]:
         """One pass; how many of each were deleted (jobs by status, batches, log lines,
-        deliveries, alerts). `now` fixes the clock (tests); by default the database's."""
+        deliveries, alerts, job counters). `now` fixes the clock (tests); by default the database's."""
         now = now or await self.store.database_now()
         counts: dict[str, int] = {}
         budget = self.max_rows
@@ -122,6 +125,10 @@ class Pruner:
                 ("alerts", self.store.prune_alerts),
             ):
                 budget -= await self._repeat(lambda p=prune: p(before, self.batch_rows), name, counts, budget)  # type: ignore[misc]
+        if self.retention.counters is not None:
+            counters_before = now - self.retention.counters
+            step = functools.partial(self.store.prune_counters, counters_before, self.batch_rows)
+            budget -= await self._repeat(step, "counters", counts, budget)
         counts = {k: v for k, v in counts.items() if v}
         if counts:
             log.info("retention pruned %s", ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))

@@ -29,6 +29,11 @@ class WindowStats:
     samples: int  # jobs that ran to an end (completed, failed, timed out)
     errors: int  # of those, failed or timed out
     p95_ms: float | None  # 95th percentile of their run time (started -> completed)
+    retries: int = 0  # of those, attempts beyond the first, summed
+
+    @property
+    def success_rate(self) -> float:
+        return (self.samples - self.errors) / self.samples if self.samples else 0.0
 
     @property
     def error_rate(self) -> float:
@@ -85,23 +90,27 @@ class AlertTables(StoreHooks):
                     sa.func.count(),
                     sa.func.count().filter(c.status.in_(ERRORS)),
                     sa.func.percentile_cont(0.95).within_group(ms).filter(c.started_at.isnot(None)),
+                    sa.func.coalesce(sa.func.sum(c.attempt - 1), 0),
                 )
                 .where(*ran)
                 .group_by(c.owner_org_id, c.kind)
             )
             async with self._read_engine.connect() as conn:
                 rows = (await conn.execute(stmt)).all()
-            return [WindowStats(o, k, int(n), int(e), float(p) if p is not None else None) for o, k, n, e, p in rows]
+            return [
+                WindowStats(o, k, int(n), int(e), float(p) if p is not None else None, int(r))
+                for o, k, n, e, p, r in rows
+            ]
         seconds = self._seconds_between(c.started_at, c.completed_at)  # type: ignore[attr-defined]
-        stmt = sa.select(c.owner_org_id, c.kind, c.status, seconds).where(*ran)
-        groups: dict[tuple[str | None, str], tuple[int, int, list[float]]] = {}
+        stmt = sa.select(c.owner_org_id, c.kind, c.status, seconds, c.attempt).where(*ran)
+        groups: dict[tuple[str | None, str], tuple[int, int, list[float], int]] = {}
         async with self._read_engine.connect() as conn:
-            for org_id, kind, status, seconds in await conn.execute(stmt):
-                n, e, durations = groups.get((org_id, kind), (0, 0, []))
+            for org_id, kind, status, seconds, attempt in await conn.execute(stmt):
+                n, e, durations, r = groups.get((org_id, kind), (0, 0, [], 0))
                 if seconds is not None:
                     durations.append(float(seconds) * 1000.0)
-                groups[(org_id, kind)] = (n + 1, e + (status in ERRORS), durations)
-        return [WindowStats(o, k, n, e, percentile(d, 0.95)) for (o, k), (n, e, d) in groups.items()]
+                groups[(org_id, kind)] = (n + 1, e + (status in ERRORS), durations, r + max(attempt - 1, 0))
+        return [WindowStats(o, k, n, e, percentile(d, 0.95), r) for (o, k), (n, e, d, r) in groups.items()]
 
     async def active_alerts(self) -> list[Alert]:
         async with self._read_engine.connect() as conn:

@@ -26,12 +26,14 @@ from conveyor.model import (
     utc_now,
 )
 from conveyor.store.alerts import AlertTables
+from conveyor.store.analytics import JobAnalytics
 from conveyor.store.audit import AuditTables, journal_in
 from conveyor.store.base import TOPICS, Listener
 from conveyor.store.batches import BatchTables, batch_ids_of
 from conveyor.store.cache import CacheTables
 from conveyor.store.control import ControlTables
 from conveyor.store.filters import filter_clauses
+from conveyor.store.interactions import InteractionTables
 from conveyor.store.limits import RateWindows
 from conveyor.store.retention import RetentionTables
 from conveyor.store.rows import (
@@ -73,6 +75,8 @@ class SqlStore(
     RetentionTables,
     UserTables,
     JobStatistics,
+    JobAnalytics,
+    InteractionTables,
 ):
     """The Store protocol over an async SQLAlchemy engine.
 

@@ -171,7 +171,8 @@ HEARTBEAT = """
 APPLY_OUTCOMES = """
     WITH v AS MATERIALIZED (
         SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb)
-            AS v(id uuid, attempt int, status text, finished bool, result jsonb, error jsonb, run_at timestamptz)
+            AS v(id uuid, attempt int, status text, finished bool, result jsonb, error jsonb, run_at timestamptz,
+                 counters jsonb)
     ),
     locked AS MATERIALIZED (
         SELECT id FROM conveyor_jobs WHERE id IN (SELECT id FROM v) ORDER BY id FOR UPDATE
@@ -203,6 +204,14 @@ APPLY_OUTCOMES = """
             WHERE w.enabled AND w.org_id IS NOT DISTINCT FROM d.owner_org_id
               AND (w.events ? ('job.' || d.status) OR (d.batch_id IS NOT NULL AND w.events ? 'batch.completed'))
           )
+    ),
+    -- The job's counters (Context.count), with the outcome that finished it; null for most jobs,
+    -- which the strict jsonb_each_text turns into no rows.
+    counted AS (
+        INSERT INTO conveyor_job_counters (job_id, org_id, kind, name, value, attempt, recorded_at)
+        SELECT d.id, d.owner_org_id, d.kind, c.key, c.value::float8, v.attempt, now()
+        FROM done d JOIN v ON v.id = d.id CROSS JOIN LATERAL jsonb_each_text(v.counters) AS c
+        WHERE v.finished
     ),
     -- The audit trail: one record per new status and organisation, naming the jobs (the
     -- actions as rows.OUTCOME_ACTIONS names them).
@@ -466,6 +475,7 @@ def _outcome_record(o: Outcome) -> dict[str, Any]:
         "result": o.result if o.kind is OutcomeKind.COMPLETED else None,
         "error": o.error,
         "run_at": o.run_at.isoformat() if o.run_at else None,
+        "counters": dict(o.counters) if o.counters and status in FINISHED else None,
     }
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.model import FINISHED, PrunedJob, Status
 from conveyor.store.hooks import StoreHooks
-from conveyor.store.schema import batches, cache_entries, job_logs, jobs
+from conveyor.store.schema import batches, cache_entries, job_counters, job_logs, jobs
 
 _FINISHED_VALUES = tuple(s.value for s in FINISHED)
 
@@ -108,6 +108,16 @@ class RetentionTables(StoreHooks):
 
     async def _lock_batch_row(self, conn: AsyncConnection, batch_id: UUID) -> Any:
         return (await conn.execute(sa.select(batches.c.id).where(batches.c.id == batch_id).with_for_update())).first()
+
+    async def prune_counters(self, before: datetime, limit: int = 500) -> int:
+        """Delete job counters recorded before `before`, among the `limit` oldest (by id), as
+        prune_logs does log lines."""
+        c = job_counters.c
+        oldest = sa.select(c.id, c.recorded_at).order_by(c.id).limit(limit).subquery()
+        chosen = sa.select(oldest.c.id).where(oldest.c.recorded_at < before)
+        async with self._write() as conn:
+            result = await conn.execute(job_counters.delete().where(c.id.in_(chosen.scalar_subquery())))
+        return int(result.rowcount or 0)
 
     async def prune_logs(self, before: datetime, limit: int = 500) -> int:
         """Delete log lines written before `before`, among the `limit` oldest (by id, which

@@ -491,3 +491,64 @@ alerts = sa.Table(
         sqlite_where=sa.text("cleared_at IS NULL"),
     ),
 )
+
+# --- job counters ----------------------------------------------------------------------------------
+
+# Numbers a job reports (Context.count), written with the outcome that finished it, so that
+# the database sums them over an organisation and a time range. Names only from a safe
+# alphabet and values only numbers: no payload ever lands here unsealed.
+job_counters = sa.Table(
+    "conveyor_job_counters",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.Uuid(), nullable=False),
+    sa.Column("org_id", sa.String(200)),
+    sa.Column("kind", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("value", sa.Float(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),  # when the job finished
+    sa.Index("ix_conveyor_job_counters_org_name_at", "org_id", "name", "recorded_at"),
+)
+
+# --- drug interaction table (operator data; conveyor.interactions) ------------------------------
+
+# Each load of an operator's table: its name, version and content hash. The newest row names
+# the table in force; the older rows are the history of what was loaded when.
+interaction_tables = sa.Table(
+    "conveyor_interaction_tables",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),  # a UUIDv7: ordered by load
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(100), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),  # of the interactions file, then the synonyms file
+    sa.Column("pairs", sa.Integer(), nullable=False),
+    sa.Column("synonyms", sa.Integer(), nullable=False),
+    sa.Column("loaded_at", UTCDateTime(), nullable=False),
+    sa.Column("loaded_by", sa.String(200)),
+)
+
+# The pairs of the table in force, names normalised (conveyor.interactions.normalise) and
+# ordered (drug_a < drug_b), so that an unordered pair has one row.
+interactions = sa.Table(
+    "conveyor_interactions",
+    metadata,
+    sa.Column("drug_a", sa.String(200), primary_key=True),
+    sa.Column("drug_b", sa.String(200), primary_key=True),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text()),
+    sa.Column("mechanism", sa.Text()),
+    sa.Column("management", sa.Text()),
+    sa.Column("evidence", sa.Text()),
+    sa.Column("source", sa.String(500)),
+    sa.Column("source_version", sa.String(100)),
+    sa.Column("last_reviewed", sa.String(10)),  # an ISO date
+)
+
+# Other names of an ingredient (brands, spellings), normalised like the pairs.
+interaction_synonyms = sa.Table(
+    "conveyor_interaction_synonyms",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("ingredient", sa.String(200), nullable=False),
+)

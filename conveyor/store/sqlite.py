@@ -23,11 +23,11 @@ from sqlalchemy import event
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, utc_now
+from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, Status, utc_now
 from conveyor.store.base import TOPICS, Listener
 from conveyor.store.portable import SqlStore
 from conveyor.store.rows import OUTCOME_STATUS, claimed_job, dumps, outcome_records
-from conveyor.store.schema import UTCDateTime, audit_journal, jobs
+from conveyor.store.schema import UTCDateTime, audit_journal, job_counters, jobs
 from conveyor.store.watcher import SqliteWatcher
 
 BUSY_TIMEOUT_MS = 30_000
@@ -219,10 +219,31 @@ class SqliteStore(SqlStore):
                 await conn.execute(APPLY_OUTCOMES, {"payload": dumps(payload), "worker_id": worker_id, "now": now})
             ).all()
             applied.extend((r.id, r.batch_id) for r in rows)
+            await self._write_counters(
+                conn, [o for o in outcomes if o.worker_id == worker_id and o.counters], rows, now
+            )
             if records := outcome_records([(r.id, r.status, r.owner_org_id) for r in rows], worker_id, now):
                 await conn.execute(audit_journal.insert(), records)
                 await self.record_job_events(conn, [(r.id, r.status, r.owner_org_id, r.kind, r.batch_id) for r in rows])
         return applied
+
+    @staticmethod
+    async def _write_counters(
+        conn: AsyncConnection, outcomes: Sequence[Outcome], rows: Sequence[Any], now: datetime
+    ) -> None:
+        """The counters of the outcomes applied that finished their job (PostgreSQL writes them
+        in its outcome statement)."""
+        if not outcomes:
+            return
+        written = {r.id: r for r in rows if Status(r.status) in FINISHED}
+        values = [
+            {"job_id": o.job_id, "org_id": row.owner_org_id, "kind": row.kind, "name": name, "value": value,
+             "attempt": o.attempt, "recorded_at": now}
+            for o in outcomes if (row := written.get(o.job_id)) is not None
+            for name, value in o.counters
+        ]  # fmt: skip
+        if values:
+            await conn.execute(job_counters.insert(), values)
 
     def _now(self) -> sa.ColumnElement[Any]:
         return sa.literal(utc_now(), UTCDateTime())

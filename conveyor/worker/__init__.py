@@ -24,7 +24,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -272,6 +272,8 @@ class Worker:
         if outcome is not None:
             _log_attempt_end(ctx, job, outcome)
             sealing = self.engine.sealing
+            if ctx.counters and OUTCOME_STATUS[outcome.kind] in FINISHED:
+                outcome = replace(outcome, counters=tuple(ctx.counters.items()))
             self._completer.add(
                 sealing.seal_outcome(job, outcome), ctx.take_progress(), sealing.seal_logs(job, ctx.take_logs())
             )

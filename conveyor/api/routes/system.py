@@ -72,7 +72,9 @@ async def prometheus_metrics(
 ) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    return Response(await svc.metrics.render(svc.insights), media_type=CONTENT_TYPE_LATEST)
+    return Response(
+        await svc.metrics.render(svc.insights, svc.conveyor.alerts.rules.window), media_type=CONTENT_TYPE_LATEST
+    )
 
 
 TIME_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}

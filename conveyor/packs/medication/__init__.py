@@ -8,9 +8,9 @@ its job types in a Registry of its own, included here.
 """
 
 from conveyor import Registry
+from conveyor.packs.medication import analytics, backup, interactions
 
 jobtypes = Registry()
-
-from conveyor.packs.medication.backup import jobtypes as backup_jobtypes  # noqa: E402
-
-jobtypes.include(backup_jobtypes)
+jobtypes.include(backup.jobtypes)
+jobtypes.include(interactions.jobtypes)
+jobtypes.include(analytics.jobtypes)
