@@ -143,6 +143,22 @@ class BatchNotCancellable(ConveyorError):
         self.current_status = current_status
 
 
+class NotificationNotFound(ConveyorError):
+    code = "NOTIFICATION_NOT_FOUND"
+
+    def __init__(self, notification_id: UUID | str) -> None:
+        super().__init__(f"notification {notification_id} not found", notification_id=str(notification_id))
+
+
+class StateConflict(ConveyorError):
+    """A pack-state write named a version that is no longer the document's: read it again."""
+
+    code = "STATE_CONFLICT"
+
+    def __init__(self, namespace: str, key: str) -> None:
+        super().__init__(f"state {namespace}/{key} changed since it was read", namespace=namespace)
+
+
 # --- raised inside execute() -------------------------------------------------------------
 
 

@@ -33,6 +33,8 @@ from conveyor.store.cache import CacheTables
 from conveyor.store.control import ControlTables
 from conveyor.store.filters import filter_clauses
 from conveyor.store.limits import RateWindows
+from conveyor.store.notifications import NotificationTables
+from conveyor.store.packstate import PackStateTables
 from conveyor.store.retention import RetentionTables
 from conveyor.store.rows import (
     CLAIMED_COLUMNS,
@@ -72,6 +74,8 @@ class SqlStore(
     AlertTables,
     RetentionTables,
     UserTables,
+    PackStateTables,
+    NotificationTables,
     JobStatistics,
 ):
     """The Store protocol over an async SQLAlchemy engine.
