@@ -252,3 +252,14 @@ class Patient(BaseModel):
 async def sensitive(ctx: Context, data: Patient) -> dict[str, Any]:
     ctx.info(f"reviewing {data.note}")
     return {"patient": data.patient, "summary": f"{data.note} reviewed"}
+
+
+class Tally(BaseModel):
+    key: str = "tally"
+
+
+@jobtypes.job_type("t.tally")
+async def tally(ctx: Context, data: Tally) -> dict[str, Any]:
+    """Counts its runs in the owner's pack state (namespace `tests`), racing other tallies."""
+    document = await ctx.state("tests").update(data.key, lambda value: {"runs": (value or {}).get("runs", 0) + 1})
+    return {"runs": document.value["runs"], "version": document.version}

@@ -17,6 +17,8 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +33,10 @@ from conveyor.store.packstate import ANY_VERSION, StoredState
 
 _NAME = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 MAX_KEY = 300
-# Tries of update() before a StateConflict is raised (each lost race means another write won).
-UPDATE_TRIES = 8
+# Tries of update() before a StateConflict is raised (each lost race means another write won),
+# with a growing, jittered pause between them so that racing writers spread out.
+UPDATE_TRIES = 50
+UPDATE_PAUSE = 0.002  # seconds, times the try number, at most
 _UNSET: Any = object()
 
 
@@ -134,13 +138,14 @@ class StateNamespace:
 
     async def update(self, key: str, change: Callable[[Any], Any]) -> Document:
         """Apply `change(current value or None)` and write the result, again on a lost race."""
-        for _ in range(UPDATE_TRIES):
+        for attempt in range(1, UPDATE_TRIES + 1):
             current = await self.get(key)
             value = change(None if current is None else current.value)
             try:
                 return await self.put(key, value, version=None if current is None else current.version)
             except StateConflict:
-                continue
+                # jitter to part racing writers, not a secret (bandit B311)
+                await asyncio.sleep(random.random() * UPDATE_PAUSE * attempt)  # nosec B311
         raise StateConflict(self.namespace, key)
 
     async def delete(self, key: str, *, version: int | None = None) -> bool:
