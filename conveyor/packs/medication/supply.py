@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,13 +44,16 @@ class RefillCheckInput(BaseModel):
     current_supply: float = Field(ge=0, le=100_000, allow_inf_nan=False, description="doses on hand")
 
 
+MedicationId = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 class SupplyMonitorInput(BaseModel):
     """Seed 001's supply-monitor body."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     user_id: str = Field(min_length=1, max_length=200, description="the patient")
-    medications: list[str] = Field(min_length=1, max_length=100, description="medication ids")
+    medications: list[MedicationId] = Field(min_length=1, max_length=100, description="medication ids")
 
 
 @dataclass(frozen=True, slots=True)
