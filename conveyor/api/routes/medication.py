@@ -28,6 +28,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse, Response
 
 from conveyor.access import Permission, Principal, Role
+from conveyor.api import examples as ex
 from conveyor.api.auth import authenticate
 from conveyor.api.errors import ApiError, api_error_of
 from conveyor.api.services import Services, admit_jobs, queue_of, services
@@ -208,6 +209,61 @@ def _endpoint(entry: TypedJob) -> Callable[..., Awaitable[Response]]:
     return start
 
 
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """A pydantic JSON schema with its local `$defs` references written in place (the OpenAPI
+    document has no `$defs` of its own for them to point into)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
+
+
+def _error(status: int, code: str, reason: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return ex.example(
+        status,
+        {"error": {"code": code, "message": message, "field": field, "details": {"reason": reason},
+                   "timestamp": ex.TS, "request_id": "req_123456"}},
+    )  # fmt: skip
+
+
+def _openapi_extra(entry: TypedJob) -> dict[str, Any]:
+    model = medication_jobtypes.get(entry.kind).input_model
+    schema: dict[str, Any] = {"type": "object"}
+    if model is not None:
+        raw = model.model_json_schema()
+        schema = _inline(raw, raw.get("$defs", {}))
+        schema.setdefault("properties", {})["priority"] = {"type": "string", "enum": list(PRIORITIES)}
+        example = (model.model_config.get("json_schema_extra") or {}).get("examples", [None])[0]  # type: ignore[union-attr]
+        if example is not None:
+            schema["example"] = example
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_ANSWER = {
+    "id": "01968c3e-7d1a-7f3c-9a4e-2b8f5c6d7e8f",
+    "type": "medication_reminder",
+    "status": "pending",
+    "priority": "HIGH",
+    "created_at": ex.TS,
+    "links": {
+        "self": "/api/v1/jobs/01968c3e-7d1a-7f3c-9a4e-2b8f5c6d7e8f",
+        "monitoring": "/api/v1/jobs/jobs/01968c3e-7d1a-7f3c-9a4e-2b8f5c6d7e8f",
+    },
+}
+_RESPONSES = {
+    **ex.example(202, _ANSWER, "the job, created"),
+    **_error(400, "JOB002", "INVALID_JOB_DATA", "invalid schedule.times: twice daily takes 2 times, not 1",
+             "schedule.times"),
+    **_error(401, "JOB003", "UNAUTHORIZED", "credentials required"),
+    **_error(403, "JOB003", "FORBIDDEN", "viewer may not start medication_reminder jobs"),
+    **_error(404, "JOB001", "JOB_TYPE_NOT_INSTALLED", "job type medication_reminder is not installed here"),
+    **_error(500, "JOB005", "INTERNAL_ERROR", "internal server error"),
+}  # fmt: skip
+
 router = APIRouter(tags=["medication (seed 001)"], route_class=EvidenceRoute)
 for _entry in TYPED_JOBS:
     if _entry.kind in medication_jobtypes:
@@ -217,5 +273,6 @@ for _entry in TYPED_JOBS:
             methods=["POST"],
             status_code=202,
             summary=f"Start {_entry.kind.replace('_', ' ')}",
-            responses={400: {"description": "invalid input; the error names the field"}, 404: {}, 500: {}},
+            responses=_RESPONSES,  # type: ignore[arg-type]
+            openapi_extra=_openapi_extra(_entry),
         )

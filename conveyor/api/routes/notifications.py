@@ -30,7 +30,29 @@ router = APIRouter(prefix="/api/v1/notifications", tags=["notifications (seed 00
 
 Reader = Annotated[Principal, Depends(require(Permission.JOBS_READ))]
 Svc = Annotated[Services, Depends(services)]
-NOT_FOUND = ex.example(404, ex.MONITORING_ERROR | {"error": {**ex.MONITORING_ERROR["error"], "code": "JOB001"}})
+NOT_FOUND = ex.example(
+    404,
+    {"error": {**ex.MONITORING_ERROR["error"], "message": "Notification not found",
+               "details": {"reason": "NOTIFICATION_NOT_FOUND", "notificationId": "01968c3e-0000-7000-8000-0000"}}},
+)  # fmt: skip
+NOTIFICATION = {
+    "id": "01968c3e-7d1a-7f3c-9a4e-2b8f5c6d7e8f",
+    "kind": "medication_reminder",
+    "user_id": "patient-4411",
+    "org_id": "clinic-1",
+    "body": {"medication_id": "med-0042", "local_date": "2025-06-15", "local_time": "08:00",
+             "timezone": "Europe/Berlin", "due_at": "2025-06-15T06:00:00+00:00", "reminder_id": "5f0c…"},
+    "job_id": "01968c3e-7d00-7000-8000-000000000001",
+    "created_at": ex.TS,
+    "read_at": None,
+    "read": False,
+}  # fmt: skip
+ONE = ex.example(200, {"notification": NOTIFICATION, "timestamp": ex.TS})
+PAGE = ex.example(
+    200,
+    {"notifications": [NOTIFICATION],
+     "pagination": {"page": 1, "page_size": 20, "total": 1, "total_pages": 1, "has_next": False}, "timestamp": ex.TS},
+)  # fmt: skip
 
 
 def notification_json(n: Notification) -> dict[str, Any]:
@@ -54,7 +76,7 @@ def _id(raw: str) -> UUID:
         raise NotificationNotFound(raw) from None
 
 
-@router.get("", summary="List notifications")
+@router.get("", summary="List notifications", responses=PAGE)
 async def list_notifications(
     svc: Svc,
     principal: Reader,
@@ -79,13 +101,13 @@ async def list_notifications(
     }
 
 
-@router.get("/{notification_id}", summary="Get a notification", responses=NOT_FOUND)
+@router.get("/{notification_id}", summary="Get a notification", responses={**ONE, **NOT_FOUND})
 async def get_notification(svc: Svc, principal: Reader, notification_id: str) -> dict[str, Any]:
     found = await svc.conveyor.notifications.get(_id(notification_id), visible_to=principal.visibility)
     return {"notification": notification_json(found), "timestamp": iso_now()}
 
 
-@router.post("/{notification_id}/read", summary="Mark a notification read", responses=NOT_FOUND)
+@router.post("/{notification_id}/read", summary="Mark a notification read", responses={**ONE, **NOT_FOUND})
 async def mark_read(svc: Svc, principal: Reader, notification_id: str) -> dict[str, Any]:
     found = await svc.conveyor.notifications.mark_read(_id(notification_id), visible_to=principal.visibility)
     return {"notification": notification_json(found), "timestamp": iso_now()}

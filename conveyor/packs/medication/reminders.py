@@ -38,7 +38,19 @@ NOTIFICATION_KIND = "medication_reminder"
 class MedicationReminderInput(BaseModel):
     """Seed 001's medication-reminder body."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "patient-4411",
+                    "medication_id": "med-0042",
+                    "schedule": {"frequency": "twice daily", "times": ["08:00", "20:00"], "timezone": "Europe/Berlin"},
+                }
+            ]
+        },
+    )
 
     user_id: str = Field(min_length=1, max_length=200, description="the patient")
     medication_id: str = Field(min_length=1, max_length=200)

@@ -37,7 +37,13 @@ REFILL_NOTIFICATION = "refill_due"
 class RefillCheckInput(BaseModel):
     """Seed 001's refill-check body."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [{"user_id": "patient-4411", "medication_id": "med-0042", "current_supply": 12}]
+        },
+    )
 
     user_id: str = Field(min_length=1, max_length=200, description="the patient")
     medication_id: str = Field(min_length=1, max_length=200)
@@ -50,7 +56,11 @@ MedicationId = Annotated[str, Field(min_length=1, max_length=200)]
 class SupplyMonitorInput(BaseModel):
     """Seed 001's supply-monitor body."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{"user_id": "patient-4411", "medications": ["med-0042", "med-0077"]}]},
+    )
 
     user_id: str = Field(min_length=1, max_length=200, description="the patient")
     medications: list[MedicationId] = Field(min_length=1, max_length=100, description="medication ids")
