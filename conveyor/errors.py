@@ -156,7 +156,9 @@ class StateConflict(ConveyorError):
     code = "STATE_CONFLICT"
 
     def __init__(self, namespace: str, key: str) -> None:
-        super().__init__(f"state {namespace}/{key} changed since it was read", namespace=namespace)
+        # The key is left out: a pack's keys may name a person, and errors are stored in clear.
+        super().__init__(f"a document of state namespace {namespace!r} changed since it was read", namespace=namespace)
+        self.key = key
 
 
 # --- raised inside execute() -------------------------------------------------------------

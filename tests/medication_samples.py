@@ -43,6 +43,7 @@ SAMPLES: dict[str, Sample] = {
             ({"user_id": None}, "user_id"),
             ({"medication_id": None}, "medication_id"),
             ({"current_supply": -1}, "current_supply"),
+            ({"current_supply": 5001}, "current_supply"),  # over the 5,000 doses a projection walks
             ({"current_supply": "plenty"}, "current_supply"),
             ({"current_supply": None}, "current_supply"),
             ({"priority": 3}, "priority"),

@@ -25,7 +25,7 @@ from conveyor import Registry
 from conveyor.context import Context
 from conveyor.model import Priority, utc_now
 from conveyor.packs.medication import records
-from conveyor.packs.medication.regimen import Regimen
+from conveyor.packs.medication.regimen import MAX_WALK, Regimen
 
 jobtypes = Registry()
 
@@ -47,7 +47,7 @@ class RefillCheckInput(BaseModel):
 
     user_id: str = Field(min_length=1, max_length=200, description="the patient")
     medication_id: str = Field(min_length=1, max_length=200)
-    current_supply: float = Field(ge=0, le=100_000, allow_inf_nan=False, description="doses on hand")
+    current_supply: float = Field(ge=0, le=MAX_WALK, allow_inf_nan=False, description="doses on hand")
 
 
 MedicationId = Annotated[str, Field(min_length=1, max_length=200)]
