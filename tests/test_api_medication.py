@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import ApiHarness, running_worker
+from conftest import ApiHarness, api_harness, running_worker
 from medication_samples import SAMPLES, changed
 
 from conveyor.access import Role
@@ -57,8 +57,10 @@ def assert_monitoring_error(response: Any, status: int, field: str | None = None
     return dict(error)
 
 
-def test_the_three_endpoints_of_this_part_are_installed() -> None:
+def test_the_three_endpoints_of_this_part_are_installed_and_every_installed_one_has_a_sample() -> None:
     assert {"medication-reminder", "refill-check", "supply-monitor"} <= set(PATHS)
+    installed = {t.path for t in TYPED_JOBS if t.route in INSTALLED}
+    assert installed <= set(SAMPLES), f"add sample bodies to tests/medication_samples.py for {installed - set(SAMPLES)}"
     # Static paths come before /api/v1/jobs/{job_id}
     order = [r.path for r in route_table()]
     assert all(order.index(url(p)) < order.index("/api/v1/jobs/{job_id}") for p in PATHS)
@@ -227,3 +229,29 @@ async def test_a_reminder_runs_and_its_firing_is_a_notification_over_the_api(
     assert reads and all("warfarin" not in str(r.after) for r in reads)
     marked, _ = await conveyor.audit.list(AuditFilter(action="notification.marked_read"), limit=10)
     assert [r.object_id for r in marked] == [note["id"]]
+
+
+async def test_a_process_without_the_pack_answers_404_and_records_it(database_url: str) -> None:
+    async with api_harness(database_url, packs="none") as bare:
+        admin = await bare.key("admin", org="org-a")
+        response = await bare.client.post(url("refill-check"), json=SAMPLES["refill-check"].body, headers=admin)
+        error = assert_monitoring_error(response, 404)
+        assert error["details"]["reason"] == "JOB_TYPE_NOT_INSTALLED"
+        assert [r["status"] for r in await refusals(bare, url("refill-check"))] == [404]
+
+
+async def test_a_server_error_is_500_in_seed_000s_shape_and_recorded(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with api_harness(database_url, raise_app_exceptions=False) as app:
+        admin = await app.key("admin", org="org-a")
+
+        async def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("the engine broke")
+
+        monkeypatch.setattr(app.conveyor.engine, "enqueue", broken)
+        response = await app.client.post(url("refill-check"), json=SAMPLES["refill-check"].body, headers=admin)
+        assert response.status_code == 500 and response.json()["error"]["code"] == "JOB005"
+        assert "broke" not in response.text
+        [record] = await refusals(app, url("refill-check"))
+        assert (record["status"], record["code"]) == (500, "INTERNAL_ERROR")
