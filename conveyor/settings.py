@@ -215,7 +215,9 @@ class Settings(BaseSettings):
     retention_cancelled_hours: float = Field(24, ge=0, description="cancelled jobs kept this long; 0: for good")
     retention_timeout_hours: float = Field(72, ge=0, description="timed-out jobs kept this long; 0: for good")
     retention_logs_days: float = Field(
-        30, ge=0, description="log lines (and webhook deliveries, cleared alerts) kept this long; 0: for good"
+        30,
+        ge=0,
+        description="log lines (also webhook deliveries, cleared alerts, read notifications) kept this long; 0: keep",
     )
     retention_queues: dict[str, dict[str, float]] = Field(
         default_factory=dict,

@@ -115,6 +115,14 @@ class NotificationTables(StoreHooks):
             row = (await conn.execute(sa.select(notifications).where(c.id == notification_id))).first()
         return notification_from_row(row) if row else None
 
+    async def prune_notifications(self, before: datetime, limit: int = 500) -> int:
+        """Notifications read before `before`, up to `limit` (unread ones stay); how many went."""
+        c = notifications.c
+        chosen = sa.select(c.id).where(c.read_at < before).limit(limit)
+        async with self._write() as conn:
+            result = await conn.execute(notifications.delete().where(c.id.in_(chosen.scalar_subquery())))
+        return int(result.rowcount or 0)
+
     async def notifications_page(self, after: UUID | None, limit: int) -> list[Notification]:
         """Notifications in id order after `after` (key rotation walks them)."""
         c = notifications.c
