@@ -13,11 +13,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from conveyor.errors import Cancelled, PermanentError
 from conveyor.model import ItemError, Job, LogEntry, LogLevel, Owner, Progress, ProgressUpdate, utc_now
+
+if TYPE_CHECKING:
+    from conveyor.engine.packstate import PackState, StateNamespace
 
 DEFAULT_MAX_ITEM_ERRORS = 100
 DEFAULT_MAX_LOG_ENTRIES = 1000
@@ -74,12 +77,22 @@ class Context:
     # --- who and what ------------------------------------------------------------------
 
     def service(self, name: str) -> Any:
-        """A service the process that runs the job offers its job types (the webhook deliverer:
-        "webhooks"; backups of the database: "backup"); LookupError when it offers none by that name."""
+        """A service the process that runs the job offers its job types: "webhooks" (the
+        deliverer), "state" (pack state), "notifications" (conveyor.engine.notifications),
+        "schedules" (conveyor.engine.schedules), "backup" (backups of the database),
+        "interactions" and "analytics" (the medication pack's); LookupError when it offers none
+        by that name. Jobs that run in a child process (runs_in="process") are offered none."""
         try:
             return self._services[name]
         except KeyError:
             raise LookupError(f"this worker offers no service {name!r}") from None
+
+    def state(self, namespace: str) -> StateNamespace:
+        """The documents this job's owner keeps under `namespace` between jobs (its
+        organisation's, or its user's when it has none), sealed at rest: get, put, update,
+        delete, list (conveyor.engine.packstate). Async: call from an async execute."""
+        store: PackState = self.service("state")
+        return store.namespace(self.job.owner, namespace)
 
     @property
     def job_id(self) -> UUID:

@@ -132,6 +132,18 @@ def tick_key(schedule_id: str, tick: datetime) -> str:
     return f"schedule:{schedule_id}:{tick.astimezone(UTC).isoformat(timespec='microseconds')}"
 
 
+def tick_of(job_key: str | None, schedule_id: str | None) -> datetime | None:
+    """The tick a schedule's job was made for, read back from its idempotency key (None: not
+    a tick's job): what a job type reports as the time it was due."""
+    prefix = f"schedule:{schedule_id}:"
+    if job_key is None or schedule_id is None or not job_key.startswith(prefix):
+        return None
+    try:
+        return datetime.fromisoformat(job_key[len(prefix) :])
+    except ValueError:
+        return None
+
+
 # --- cron ----------------------------------------------------------------------------------
 
 

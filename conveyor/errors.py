@@ -143,6 +143,24 @@ class BatchNotCancellable(ConveyorError):
         self.current_status = current_status
 
 
+class NotificationNotFound(ConveyorError):
+    code = "NOTIFICATION_NOT_FOUND"
+
+    def __init__(self, notification_id: UUID | str) -> None:
+        super().__init__(f"notification {notification_id} not found", notification_id=str(notification_id))
+
+
+class StateConflict(ConveyorError):
+    """A pack-state write named a version that is no longer the document's: read it again."""
+
+    code = "STATE_CONFLICT"
+
+    def __init__(self, namespace: str, key: str) -> None:
+        # The key is left out: a pack's keys may name a person, and errors are stored in clear.
+        super().__init__(f"a document of state namespace {namespace!r} changed since it was read", namespace=namespace)
+        self.key = key
+
+
 # --- raised inside execute() -------------------------------------------------------------
 
 

@@ -19,6 +19,8 @@ from conveyor.engine import Engine
 from conveyor.engine.alerts import AlertRules, Alerts
 from conveyor.engine.audit import Audit
 from conveyor.engine.batches import Batches
+from conveyor.engine.notifications import Notifications
+from conveyor.engine.packstate import PackState
 from conveyor.engine.results import ResultCache
 from conveyor.engine.retention import Pruner, Retention, RetentionPolicy
 from conveyor.engine.schedules import Schedules
@@ -139,6 +141,11 @@ class Conveyor:
             audit=engine.audit,
         )
         engine.services["backup"] = self.backups
+        # What packs keep between jobs (ctx.state), the messages they leave for people, and
+        # the schedules they keep (a reminder's firings).
+        self.state = PackState(store, engine.sealing.keyring)
+        self.notifications = Notifications(engine)
+        engine.services.update(state=self.state, notifications=self.notifications, schedules=self.schedules)
         self.pruner = Pruner(engine, retention_of(settings), data_dir=Path(settings.data_dir))
         self.alerts = Alerts(store, alert_rules_of(settings))
         # Read-only core data offered to job types (the medication pack's interaction_check

@@ -217,13 +217,23 @@ class Settings(BaseSettings):
     )
     webhook_queue: str = Field("default", min_length=1, max_length=100, description="the queue delivery jobs go to")
 
+    # --- medication pack (seed 001) ---
+    medication_refill_window_days: float = Field(
+        7,
+        gt=0,
+        le=365,
+        description="refill_check and supply_monitor call a refill due at this many days of supply or fewer",
+    )
+
     # --- retention (the leader prunes; seeds 001 and 002) ---
     retention_completed_hours: float = Field(24, ge=0, description="completed jobs kept this long; 0: for good")
     retention_failed_hours: float = Field(72, ge=0, description="failed jobs kept this long; 0: for good")
     retention_cancelled_hours: float = Field(24, ge=0, description="cancelled jobs kept this long; 0: for good")
     retention_timeout_hours: float = Field(72, ge=0, description="timed-out jobs kept this long; 0: for good")
     retention_logs_days: float = Field(
-        30, ge=0, description="log lines (and webhook deliveries, cleared alerts) kept this long; 0: for good"
+        30,
+        ge=0,
+        description="log lines (also webhook deliveries, cleared alerts, read notifications) kept this long; 0: keep",
     )
     retention_counters_days: float = Field(
         400, ge=0, description="job counters (ctx.count) kept this long after their job finished; 0: for good"

@@ -35,7 +35,8 @@ TABLES = (
     "conveyor_job_counts", "conveyor_job_minutes", "conveyor_schedules", "conveyor_leaders", "conveyor_batches",
     "conveyor_cache_entries", "conveyor_rate_windows", "conveyor_users", "conveyor_webhooks",
     "conveyor_webhook_events", "conveyor_webhook_deliveries", "conveyor_alerts", "conveyor_job_counters",
-    "conveyor_interaction_tables", "conveyor_interactions", "conveyor_interaction_synonyms",
+    "conveyor_interaction_tables", "conveyor_interactions", "conveyor_interaction_synonyms", "conveyor_pack_state",
+    "conveyor_notifications",
 )  # fmt: skip
 # Append-only: their triggers refuse TRUNCATE, so tests switch them off around it (as the
 # tables' owner may; see the README's "Audit trail").

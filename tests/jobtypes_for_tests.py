@@ -284,3 +284,14 @@ def counting_process_job(ctx: Context, data: Counting) -> dict[str, Any]:
 @jobtypes.job_type("t.counting_sensitive", sensitive=True, retry=COUNTING_RETRY)
 async def counting_sensitive_job(ctx: Context, data: Counting) -> dict[str, Any]:
     return _count_then_maybe_fail(ctx, data)
+
+
+class Tally(BaseModel):
+    key: str = "tally"
+
+
+@jobtypes.job_type("t.tally")
+async def tally(ctx: Context, data: Tally) -> dict[str, Any]:
+    """Counts its runs in the owner's pack state (namespace `tests`), racing other tallies."""
+    document = await ctx.state("tests").update(data.key, lambda value: {"runs": (value or {}).get("runs", 0) + 1})
+    return {"runs": document.value["runs"], "version": document.version}

@@ -37,9 +37,11 @@ from conftest import (
     own_database_url,
     running_worker,
 )
+from medication_samples import SAMPLES
 
 from conveyor.access import ROLE_PERMISSIONS, Principal, Role
 from conveyor.api.app import RouteInfo, route_table
+from conveyor.api.routes.medication import ROLES_BY_ROUTE
 from conveyor.engine.schedules import ScheduleSpec
 from conveyor.model import Owner
 from conveyor.packs.calibration import unavailable
@@ -65,12 +67,21 @@ def route_id(route: RouteInfo) -> str:
 
 
 def holds(role: Role, route: RouteInfo) -> bool:
+    if route.path in ROLES_BY_ROUTE:  # seed 001's typed jobs: their own table of roles
+        return role in ROLES_BY_ROUTE[route.path]
     return route.permission is None or route.permission in ROLE_PERMISSIONS[role]
 
 
 # --- response shapes, by family (decided by the path, as the API documents) -------------------
 
-_MONITORING = ("/api/v1/jobs/jobs", "/api/v1/jobs/queues", "/api/v1/jobs/schedules", "/api/v1/jobs/statistics")
+_MONITORING = (
+    "/api/v1/jobs/jobs",
+    "/api/v1/jobs/queues",
+    "/api/v1/jobs/schedules",
+    "/api/v1/jobs/statistics",
+    *ROLES_BY_ROUTE,  # seed 001's typed job endpoints
+    "/api/v1/notifications",
+)
 _CALIBRATION = ("/api/v1/jobs/health", "/api/v1/jobs/metrics", "/api/v1/cache", "/api/v1/calibrate")
 
 
@@ -210,7 +221,7 @@ def key_id_of(headers: dict[str, str]) -> str:
 CALIBRATION = {"va_data": {"insilicova": "use_example"}, "age_group": "neonate", "country": "Kenya"}
 
 
-def body_for(route: RouteInfo) -> dict[str, Any] | None:
+def body_for(route: RouteInfo, caller_id: str | None = None) -> dict[str, Any] | None:
     if (route.method, route.path) == ("POST", "/api/v1/calibrate/async"):
         return {**CALIBRATION, "use_cache": False}
     if (route.method, route.path) == ("POST", "/api/v1/calibrate/batch"):
@@ -229,6 +240,10 @@ def body_for(route: RouteInfo) -> dict[str, Any] | None:
         return {"url": WEBHOOK_URL, "events": ["job.failed"]}
     if route.method == "PATCH" and route.path.endswith("{webhook_id}"):
         return {"description": "changed by the matrix"}
+    if route.path in ROLES_BY_ROUTE:
+        sample = SAMPLES[route.path.rsplit("/", 1)[1]]
+        # a user may start these jobs for themselves only: the matrix's callers ask for themselves
+        return {**sample.body, sample.patient_field: caller_id} if sample.patient_field and caller_id else sample.body
     if route.path.endswith("/wait"):
         return {"timeout": 0}  # never block the matrix
     if (route.method, route.path) == ("POST", "/api/v1/auth/token"):
@@ -257,9 +272,13 @@ def is_upload(path: str) -> bool:
 
 
 async def call(
-    client: httpx.AsyncClient, route: RouteInfo, path: str, headers: dict[str, str] | None
+    client: httpx.AsyncClient,
+    route: RouteInfo,
+    path: str,
+    headers: dict[str, str] | None,
+    caller_id: str | None = None,
 ) -> httpx.Response:
-    body = body_for(route)
+    body = body_for(route, caller_id)
     kwargs: dict[str, Any] = {"headers": headers or {}}
     if body is not None:
         kwargs["json"] = body
@@ -397,6 +416,8 @@ async def fill(shared: Shared, route: RouteInfo, owner: dict[str, str]) -> tuple
             )
         elif name == "webhook_id":
             filled[name] = await create_webhook(shared, "org-a")
+        elif name == "notification_id":
+            filled[name] = await create_notification(shared, await principal_of(shared, owner))
         else:
             raise AssertionError(f"{route_id(route)}: the matrix does not know how to fill {{{name}}}")
     return route.path.format(**filled), filled
@@ -406,6 +427,15 @@ async def create_webhook(shared: Shared, org: str) -> str:
     """A subscription of `org`'s (made in the core: the matrix's roles may not all create one)."""
     webhook, _secret = await shared.harness.conveyor.webhooks.create(org_id=org, url=WEBHOOK_URL, events=["job.failed"])
     return str(webhook.id)
+
+
+async def create_notification(shared: Shared, recipient: Principal) -> str:
+    """A notification to `recipient` in its organisation (made in the core, as a job would)."""
+    note, _ = await shared.harness.conveyor.notifications.notify(
+        owner=recipient.owner, user_id=recipient.user_id, kind="matrix", body={"n": 1},
+        delivery_key=f"matrix-{secrets.token_hex(6)}",
+    )  # fmt: skip
+    return str(note.id)
 
 
 async def webhook_state(shared: Shared, webhook_id: str) -> Any:
@@ -478,7 +508,7 @@ async def test_role_matrix(shared: Shared, route: RouteInfo, role: Role) -> None
     user_before = await shared.harness.conveyor.users.get(filled["user_id"]) if "user_id" in filled else None
     webhook_before = await webhook_state(shared, filled["webhook_id"]) if "webhook_id" in filled else None
 
-    response = await call(shared.client, route, path, caller)
+    response = await call(shared.client, route, path, caller, (await principal_of(shared, caller)).user_id)
 
     if holds(role, route):
         assert 200 <= response.status_code < 300, (

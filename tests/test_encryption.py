@@ -23,6 +23,7 @@ from conveyor.crypto import Keyring, SealError, aad, parse_keys
 from conveyor.engine.reads import Reads
 from conveyor.engine.sealing import rotate_keys
 from conveyor.errors import InvalidJobOptions
+from conveyor.model import Owner
 from conveyor.store.migrate import sync_engine
 
 K1, K2 = Keyring.new_key(), Keyring.new_key()
@@ -46,7 +47,8 @@ def raw_text(database_url: str) -> str:
     engine = sync_engine(database_url)
     try:
         with engine.connect() as conn:
-            tables = ["conveyor_jobs", "conveyor_job_logs", "conveyor_audit_journal", "conveyor_audit"]
+            tables = ["conveyor_jobs", "conveyor_job_logs", "conveyor_audit_journal", "conveyor_audit",
+                      "conveyor_pack_state", "conveyor_notifications"]  # fmt: skip
             return "\n".join(str(row) for t in tables for row in conn.execute(sa.text(f"SELECT * FROM {t}")))
     finally:
         engine.dispose()
@@ -109,11 +111,20 @@ async def test_a_sensitive_job_type_is_refused_without_a_key(app: Conveyor) -> N
 
 
 async def test_rotation_reseals_everything_with_the_new_key(database_url: str) -> None:
+    owner = Owner(user_id="u1", org_id="org-a")
     async with conveyor_with(database_url, {"k1": K1}) as old:
         done = await run_one(old)
+        await old.state.namespace(owner, "clinic").put("p-1", PATIENT)
+        note, _ = await old.notifications.notify(
+            owner=owner, user_id="u1", kind="reminder", body=PATIENT, delivery_key="rotation-test"
+        )
     async with conveyor_with(database_url, {"k1": K1, "k2": K2}, current="k2") as both:
-        assert await rotate_keys(both.store, both.engine.sealing, batch=1) == {"job_fields": 2, "log_lines": 1}
-        assert await rotate_keys(both.store, both.engine.sealing) == {"job_fields": 0, "log_lines": 0}
+        assert await rotate_keys(both.store, both.engine.sealing, batch=1) == {
+            "job_fields": 2, "log_lines": 1, "state_values": 1, "notifications": 1
+        }  # fmt: skip
+        assert await rotate_keys(both.store, both.engine.sealing) == {
+            "job_fields": 0, "log_lines": 0, "state_values": 0, "notifications": 0
+        }  # fmt: skip
     stored = raw_text(database_url)
     # Key ids as stored: a JSON field's "kid", a log line's prefix (ciphertext may hold any text).
     kids = set(re.findall(r"'kid': '(\w+)'", stored)) | set(re.findall(r"sealed:1:(\w+):", stored))
@@ -123,6 +134,8 @@ async def test_rotation_reseals_everything_with_the_new_key(database_url: str) -
         assert again.data == PATIENT and again.result["patient"] == "Jane Roe"
         logs, _ = await new.engine.logs(done.id)
         assert MARKER in logs[0].message
+        assert (await new.state.namespace(owner, "clinic").get("p-1")).value == PATIENT  # type: ignore[union-attr]
+        assert (await new.notifications.get(note.id)).body == PATIENT
 
 
 async def test_a_process_without_the_key_reads_sealed_values_and_cannot_run_them(database_url: str) -> None:

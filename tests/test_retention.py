@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import make_settings, running_worker
+from conftest import TEST_ENCRYPTION, make_settings, running_worker
 from jobtypes_for_tests import jobtypes
 
 from conveyor import Conveyor
@@ -216,3 +216,23 @@ def test_the_packs_remove_the_files_of_their_pruned_jobs(tmp_path: Path) -> None
         hook(tmp_path, [pruned])
     assert not export.export_path(tmp_path, job_id, "csv").exists()
     assert export.export_path(tmp_path, kept_id, "csv").exists()
+
+
+async def test_read_notifications_go_with_the_logs_and_unread_ones_stay(database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(database_url, data_dir=str(tmp_path), scheduler_enabled=False, **TEST_ENCRYPTION)
+    app = Conveyor.from_settings(settings, registries=[jobtypes])
+    await app.start()
+    try:
+        notes = [
+            (await app.notifications.notify(owner=ORG, user_id="u", kind="k", body={"n": n}, delivery_key=f"d{n}"))[0]
+            for n in range(2)
+        ]
+        read = await app.notifications.mark_read(notes[0].id)
+        assert read.read_at is not None
+        month = timedelta(days=30)
+        assert "notifications" not in await app.pruner.run_once(now=read.read_at + month - JUST)
+        assert (await app.pruner.run_once(now=read.read_at + month + JUST))["notifications"] == 1
+        remaining, total = await app.notifications.list(visible_to=None)
+        assert total == 1 and remaining[0].id == notes[1].id and remaining[0].read_at is None
+    finally:
+        await app.close()

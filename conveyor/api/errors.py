@@ -4,7 +4,8 @@ Each seed's clients parse their own error shape, so the family is decided by the
 same rule whatever raised the error: a route, authentication, FastAPI's validation, or a
 path no route matches):
 
-- monitoring (seed 000), `/api/v1/jobs/jobs…`, `/queues`, `/schedules`, `/statistics`:
+- monitoring (seed 000), `/api/v1/jobs/jobs…`, `/queues`, `/schedules`, `/statistics`, and
+  seed 001's typed job endpoints (`/api/v1/jobs/medication-reminder`…) and notifications:
   `{"error": {"code": "JOB001"…, "message", "field", "details", "timestamp", "request_id"}}`;
 - VA calibration (seed 003), `/api/v1/jobs/health`, `/api/v1/jobs/metrics`,
   `/api/v1/calibrate…`, `/api/v1/cache…`: `{"detail", "status_code", "timestamp"}`;
@@ -32,7 +33,20 @@ class Family(enum.StrEnum):
     PREDICTIONS = "predictions"
 
 
-_MONITORING_PREFIXES = ("/api/v1/jobs/jobs", "/api/v1/jobs/queues", "/api/v1/jobs/schedules", "/api/v1/jobs/statistics")
+_MONITORING_PREFIXES = (
+    "/api/v1/jobs/jobs",
+    "/api/v1/jobs/queues",
+    "/api/v1/jobs/schedules",
+    "/api/v1/jobs/statistics",
+    # seed 001's platform is seed 000's: its typed job endpoints and notifications answer alike
+    "/api/v1/jobs/medication-reminder",
+    "/api/v1/jobs/refill-check",
+    "/api/v1/jobs/interaction-check",
+    "/api/v1/jobs/supply-monitor",
+    "/api/v1/jobs/analytics-roll-up",
+    "/api/v1/jobs/backup",
+    "/api/v1/notifications",
+)
 _CALIBRATION_PREFIXES = ("/api/v1/jobs/health", "/api/v1/jobs/metrics", "/api/v1/calibrate", "/api/v1/cache")
 
 
@@ -136,6 +150,7 @@ _STATUS_OF_CODE = {
     "SIGNATURE_REQUIRED": 428,
     "SIGNATURE_INVALID": 403,
     "WEBHOOK_NOT_FOUND": 404,
+    "NOTIFICATION_NOT_FOUND": 404,
 }
 
 
@@ -160,5 +175,6 @@ def api_error_of(exc: ConveyorError) -> ApiError:
         "SCHEDULE_NOT_FOUND": "Schedule not found",
         "BATCH_NOT_FOUND": "Batch not found",
         "WEBHOOK_NOT_FOUND": "Webhook not found",
+        "NOTIFICATION_NOT_FOUND": "Notification not found",
     }.get(exc.code, exc.message)
     return ApiError(_STATUS_OF_CODE.get(exc.code, 400), exc.code, message, field=field, **details)

@@ -110,7 +110,8 @@ class Pruner:
 
     async def run_once(self, now: datetime | None = None) -> dict[str, int]:
         """One pass; how many of each were deleted (jobs by status, batches, log lines,
-        deliveries, alerts, job counters). `now` fixes the clock (tests); by default the database's."""
+        deliveries, alerts, read notifications, job counters). `now` fixes the clock (tests); by
+        default the database's."""
         now = now or await self.store.database_now()
         counts: dict[str, int] = {}
         budget = self.max_rows
@@ -123,6 +124,7 @@ class Pruner:
                 ("logs", self.store.prune_logs),
                 ("deliveries", self.store.prune_deliveries),
                 ("alerts", self.store.prune_alerts),
+                ("notifications", self.store.prune_notifications),  # read ones only
             ):
                 budget -= await self._repeat(lambda p=prune: p(before, self.batch_rows), name, counts, budget)  # type: ignore[misc]
         if self.retention.counters is not None:

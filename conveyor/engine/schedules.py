@@ -136,13 +136,15 @@ class Schedules:
         if spec.queue is not None and (not 1 <= len(spec.queue) <= 100 or text_problem(spec.queue)):
             raise InvalidSchedule("queue must be 1-100 characters of text", field="queue")
         # The job a tick would make, validated as an enqueue is (UnknownJobType, InvalidJobData,
-        # InvalidJobOptions naming the field); its data is stored as the job type dumped it.
+        # InvalidJobOptions naming the field); its data is stored as the job type dumped it:
+        # not sealed, even for a sensitive job type, whose tick jobs are sealed as each is made
+        # (data sealed here would be bound to this throwaway job, and no tick could open it).
         job = self.engine.prepare(JobRequest(spec.job_type, spec.data, queue=spec.queue, priority=spec.priority))
         timing = Timing.of(cron=spec.cron, timezone=spec.timezone, interval_seconds=spec.interval_seconds)
         return _Checked(
             name=name,
             kind=job.kind,
-            data=job.data,
+            data=self.engine.registry.get(job.kind).dump_input(spec.data),
             priority=priority_level(spec.priority) if spec.priority is not None else None,
             queue=spec.queue,
             timing=timing,

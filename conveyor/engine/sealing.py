@@ -94,9 +94,12 @@ class Sealing:
 
 
 async def rotate_keys(store: Any, sealing: Sealing, *, batch: int = 500) -> dict[str, int]:
-    """Re-seal with the current key every sealed job field and log line sealed with another,
-    a batch at a time, while everything runs (every configured key still opens what it
-    sealed). How many job fields and log lines were re-sealed."""
+    """Re-seal with the current key every sealed job field, log line, pack-state value and
+    notification body sealed with another, a batch at a time, while everything runs (every
+    configured key still opens what it sealed). How many of each were re-sealed."""
+    from conveyor.engine.notifications import rotate_bodies
+    from conveyor.engine.packstate import PackState
+
     keyring = sealing.keyring
     if keyring is None:
         raise SealError("no encryption key is configured (CONVEYOR_ENCRYPTION_KEYS)")
@@ -125,4 +128,6 @@ async def rotate_keys(store: Any, sealing: Sealing, *, batch: int = 500) -> dict
         await store.replace_log_messages(bound_texts)
         lines += len(bound_texts)
         last = page_of_logs[-1][0]
-    return {"job_fields": fields, "log_lines": lines}
+    state_values = await PackState(store, keyring).rotate(batch)
+    bodies = await rotate_bodies(store, keyring, batch)
+    return {"job_fields": fields, "log_lines": lines, "state_values": state_values, "notifications": bodies}

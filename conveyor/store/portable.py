@@ -35,6 +35,8 @@ from conveyor.store.control import ControlTables
 from conveyor.store.filters import filter_clauses
 from conveyor.store.interactions import InteractionTables
 from conveyor.store.limits import RateWindows
+from conveyor.store.notifications import NotificationTables
+from conveyor.store.packstate import PackStateTables
 from conveyor.store.retention import RetentionTables
 from conveyor.store.rows import (
     CLAIMED_COLUMNS,
@@ -74,6 +76,8 @@ class SqlStore(
     AlertTables,
     RetentionTables,
     UserTables,
+    PackStateTables,
+    NotificationTables,
     JobStatistics,
     JobAnalytics,
     InteractionTables,

@@ -552,3 +552,39 @@ interaction_synonyms = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("ingredient", sa.String(200), nullable=False),
 )
+
+# Pack state: small JSON documents a pack keeps between jobs (a patient's regimen and supply),
+# namespaced, per owner scope (`org:<id>`, or `user:<id>` for jobs of no organisation). Values
+# are sealed with the keyring, bound to (scope, namespace, key); `version` counts writes, for
+# compare-and-set. Keys are stored in clear: packs keep identifying details out of them.
+pack_state = sa.Table(
+    "conveyor_pack_state",
+    metadata,
+    sa.Column("scope", sa.String(200), primary_key=True),
+    sa.Column("namespace", sa.String(100), primary_key=True),
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("value", Json, nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Notifications: one row per message to one recipient (a reminder, a refill alert), seen by who
+# would see the recipient's jobs. The body is sealed; `delivery_key` is unique, so one firing
+# (a tick's job, however often it runs) writes one row, and its webhook event, once.
+notifications = sa.Table(
+    "conveyor_notifications",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),  # a UUIDv7
+    sa.Column("org_id", sa.String(200)),
+    sa.Column("study_id", sa.String(200)),
+    sa.Column("user_id", sa.String(200)),  # the recipient
+    sa.Column("kind", sa.String(100), nullable=False),
+    sa.Column("body", Json, nullable=False),  # sealed when the installation has a keyring
+    sa.Column("delivery_key", sa.String(300), nullable=False),
+    sa.Column("job_id", sa.Uuid()),  # the job that wrote it
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("read_at", UTCDateTime()),
+    sa.UniqueConstraint("delivery_key", name="uq_conveyor_notifications_delivery"),
+    sa.Index("ix_conveyor_notifications_owner", "org_id", "user_id", "created_at"),
+)

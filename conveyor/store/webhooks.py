@@ -30,7 +30,8 @@ DELIVERY_KIND = "webhook_delivery"
 JOB_EVENTS = tuple(f"job.{s.value}" for s in (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMEOUT))
 BATCH_COMPLETED = "batch.completed"
 ALERT_RAISED, ALERT_CLEARED = "alert.raised", "alert.cleared"
-EVENT_TYPES = (*JOB_EVENTS, BATCH_COMPLETED, ALERT_RAISED, ALERT_CLEARED)
+NOTIFICATION_CREATED = "notification.created"  # written by store/notifications.py
+EVENT_TYPES = (*JOB_EVENTS, BATCH_COMPLETED, ALERT_RAISED, ALERT_CLEARED, NOTIFICATION_CREATED)
 _FINISHED_VALUES = tuple(s.value for s in FINISHED)
 
 
