@@ -3,7 +3,7 @@
 
 import json
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -126,6 +126,7 @@ def top(
     interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="print the view once and exit")] = False,
     running: Annotated[int, typer.Option(help="show at most this many running jobs")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print one snapshot as JSON (for scripts) and exit")] = False,
 ) -> None:
     """A live view of the queues and the running jobs with their progress; Ctrl-C leaves."""
     from rich.live import Live
@@ -134,6 +135,9 @@ def top(
 
     out = console()
     with client() as c:
+        if as_json:
+            print_json(_snapshot(c, running))
+            return
         if once:
             out.print(_view(c, running))
             return
@@ -144,6 +148,23 @@ def top(
                     live.update(_view(c, running), refresh=True)
         except KeyboardInterrupt:
             return
+
+
+def _snapshot(c: "Client", limit: int) -> dict[str, Any]:
+    """What the view shows, as JSON: the time, counts and performance, the queues, and the
+    running jobs (at most `limit`, with their total)."""
+    from datetime import UTC, datetime
+
+    from conveyor.cli.output import dump
+
+    summary, found = c.stats(), c.queues()
+    jobs = c.list(status="running", page_size=limit)
+    return {
+        "at": datetime.now(UTC).isoformat(),
+        "stats": dump(summary),
+        "queues": dump(found),
+        "running": {"total": jobs.total, "jobs": dump(jobs.items)},
+    }
 
 
 def _view(c: "Client", limit: int) -> "Group":
