@@ -184,7 +184,10 @@ class Client:
 
     def cancel(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
         """Cancels a job: at once when it waits, at its next checkpoint when it runs (the job
-        shows `cancel_requested` until then). Raises Conflict for a finished job."""
+        shows `cancel_requested` until then). Raises Conflict for a finished job.
+
+        `signature`: an e-signature, for a server that makes this cancel critical (by default,
+        of a critical-priority job); without one it raises SignatureRequired."""
         return self._send(calls.cancel(job_id, signature))
 
     def delete(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
@@ -195,7 +198,7 @@ class Client:
 
     def retry(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
         """Runs a failed, cancelled or timed-out job again, as a new job whose `retry_of`
-        names the old one. Raises Conflict for any other status."""
+        names the old one. Raises Conflict for any other status; `signature` as for `cancel`."""
         return self._send(calls.retry(job_id, signature))
 
     def wait(self, job_id: JobId, timeout: Seconds | None = 30.0) -> Job:
@@ -280,7 +283,8 @@ class Client:
 
     def clear_cache(self, *, labels: Mapping[str, str] | None = None, signature: Signature | None = None) -> int:
         """Forgets cached results (of jobs with these labels, when given; their jobs stay) and
-        returns how many. Operators and above."""
+        returns how many. Operators and above; an e-signature (`signature`) where the server
+        makes cache.clear critical (by default)."""
         return self._send(calls.clear_cache(labels, signature))
 
 
@@ -317,7 +321,9 @@ class Schedules:
     def update(
         self, schedule_id: JobId, *, signature: Signature | None = None, **changes: Unpack[ScheduleChanges]
     ) -> Schedule:
-        """Changes the settings given (a new timing starts from now)."""
+        """Changes the settings given (a new timing starts from now). Like `pause`, `resume` and
+        `delete`, it takes an e-signature (`signature`) where the server makes schedule changes
+        critical (by default)."""
         return self._client._send(calls.update_schedule(schedule_id, changes, signature))
 
     def pause(self, schedule_id: JobId, *, signature: Signature | None = None) -> Schedule:
@@ -420,7 +426,8 @@ class ApiKeys:
         return self._client._send(calls.list_api_keys())
 
     def revoke(self, key_id: str, *, signature: Signature | None = None) -> ApiKey:
-        """Revokes a key (its id, the second part of `cvk_<id>_…`). Raises NotFound."""
+        """Revokes a key (its id, the second part of `cvk_<id>_…`). Raises NotFound; takes an
+        e-signature (`signature`) where the server makes api_key.revoke critical (by default)."""
         return self._client._send(calls.revoke_api_key(key_id, signature))
 
 
