@@ -419,10 +419,18 @@ def test_users_over_http(cli_env: Org, tmp_path: Path) -> None:
     signed_in = cli("users", "sign-in", user_id, "--password-stdin", stdin=new + "\n")
     assert signed_in.exit_code == 0, signed_in.stderr
     token = signed_in.stdout.strip().splitlines()[-1]
-    me = runner.invoke(
-        app, ["--url", cli_env.url, "--token", token, "jobs", "list", "--json"], env={"CONVEYOR_API_KEY": ""}
-    )
-    assert me.exit_code == 0 and json.loads(me.stdout) == [], me.stderr
+    as_user = ["--url", cli_env.url, "--token", token]
+    listed_jobs = runner.invoke(app, [*as_user, "jobs", "list", "--json"], env={"CONVEYOR_API_KEY": ""})
+    assert listed_jobs.exit_code == 0 and json.loads(listed_jobs.stdout) == [], listed_jobs.stderr
+    me = runner.invoke(app, [*as_user, "whoami", "--json"], env={"CONVEYOR_API_KEY": ""})
+    assert me.exit_code == 0, me.stderr
+    assert {k: json.loads(me.stdout)[k] for k in ("user_id", "role", "via")} == {
+        "user_id": user_id,
+        "role": "viewer",
+        "via": "jwt",
+    }
+    key_caller = cli("whoami")
+    assert key_caller.exit_code == 0 and "(api_key): admin" in key_caller.stdout and "keys:manage" in key_caller.stdout
 
     # --database-url: straight in the database, whatever the server (every organisation's users)
     direct = cli("users", "list", "--database-url", cli_env.server.database_url)
@@ -442,4 +450,8 @@ def test_top_json_is_one_snapshot(cli_env: Org) -> None:
         assert snapshot["stats"]["running"] >= 1 and running["queue"] in [q["name"] for q in snapshot["queues"]]
         assert running["id"] in [j["id"] for j in snapshot["running"]["jobs"]]
         assert snapshot["running"]["total"] >= 1
+        [worker, *_] = ok_json("workers")
+        assert worker["pid"] and running["queue"] in worker["queues"] and worker["concurrency"] >= 1
+        table = cli("workers")
+        assert table.exit_code == 0 and str(worker["pid"]) in table.stdout and "LAST SEEN" in table.stdout
         client.cancel(running["id"])

@@ -1,5 +1,6 @@
 """What an operator watches: `conveyor stats`, `conveyor queues [pause|resume]`,
-`conveyor health` and `conveyor top`, a live view of the queues and the running jobs."""
+`conveyor workers`, `conveyor health`, `conveyor whoami` and `conveyor top`, a live view of
+the queues and the running jobs."""
 
 import json
 import time
@@ -28,7 +29,9 @@ queues_app = group(
 def register(app: typer.Typer) -> None:
     app.command()(stats)
     app.add_typer(queues_app, name="queues")
+    app.command()(workers)
     app.command()(health)
+    app.command()(whoami)
     app.command()(top)
 
 
@@ -107,6 +110,30 @@ def resume_queue(name: QueueName, as_json: JsonOpt = False) -> None:
     """Workers claim from the queue again."""
     state = call(lambda c: c.resume_queue(name))
     print_json(state) if as_json else typer.echo(f"queue {state.name} resumed")
+
+
+def workers(as_json: JsonOpt = False) -> None:
+    """The live workers: host, pid, queues, concurrency, jobs running, last heartbeat."""
+    found = call(lambda c: c.workers())
+    if as_json:
+        print_json(found)
+        return
+    rows = [(w.id, w.hostname or "-", w.pid or "-", ",".join(w.queues) or "-", w.running, w.concurrency,
+             ago(w.started_at), ago(w.last_seen_at)) for w in found]  # fmt: skip
+    print_table(("ID", "HOST", "PID", "QUEUES", "RUNNING", "CONCURRENCY", "STARTED", "LAST SEEN"), rows)
+
+
+def whoami(as_json: JsonOpt = False) -> None:
+    """Who the configured credentials are: user or key, role, organisation, permissions."""
+    caller = call(lambda c: c.me())
+    if as_json:
+        print_json(caller)
+        return
+    typer.echo(
+        f"{caller.name or caller.user_id} ({caller.via}): {caller.role}, organisation {caller.org_id or '-'}"
+        + (f", study {caller.study_id}" if caller.study_id else "")
+    )
+    typer.echo(f"may: {', '.join(caller.permissions)}")
 
 
 def health(as_json: JsonOpt = False) -> None:

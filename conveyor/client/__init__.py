@@ -82,6 +82,7 @@ from conveyor.client.models import (
     Stats,
     Status,
     User,
+    Worker,
 )
 from conveyor.client.signing import Signature
 from conveyor.client.sync_client import ApiKeys, Audit, Batches, Client, Schedules, Users
@@ -140,4 +141,5 @@ __all__ = [
     "User",
     "Users",
     "WaitTimeout",
+    "Worker",
 ]

@@ -47,6 +47,7 @@ from conveyor.client.models import (
     SignIn,
     Stats,
     User,
+    Worker,
 )
 from conveyor.client.signing import Signature
 
@@ -191,6 +192,10 @@ class AsyncClient:
 
     async def resume_queue(self, name: str) -> QueueState:
         return await self._send(calls.set_queue_paused(name, False))
+
+    async def workers(self) -> builtins.list[Worker]:
+        """The live workers: host, pid, queues, concurrency, jobs running, last heartbeat."""
+        return await self._send(calls.workers())
 
     async def health(self) -> Health:
         """The service's health (needs no credentials); `unhealthy` is returned, not raised."""

@@ -42,6 +42,7 @@ from conveyor.client.models import (
     SignIn,
     Stats,
     User,
+    Worker,
 )
 from conveyor.client.signing import Signature, signature_headers
 
@@ -397,6 +398,13 @@ def set_queue_paused(name: str, paused: bool) -> Call[QueueState]:
     action = "pause" if paused else "resume"
     path = f"{JOBS}/queues/{_path_part(name)}/{action}"
     return Call("POST", path, lambda body: QueueState.model_validate(body["queue"]), idempotent=True)
+
+
+def workers() -> Call[list[Worker]]:
+    def parse(body: Any) -> list[Worker]:
+        return [Worker.model_validate(w) for w in _data(body)["workers"]]
+
+    return Call("GET", "/api/v1/workers", parse, idempotent=True)
 
 
 def health() -> Call[Health]:

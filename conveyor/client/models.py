@@ -433,3 +433,17 @@ class SignaturePolicy(_Camel):
         job, when `critical_job`)."""
         when = self.operations.get(operation, "never")
         return when == "always" or (critical_job and when == "critical_jobs")
+
+
+class Worker(_Camel):
+    """A live worker (`GET /api/v1/workers`): one that reported within the last 30 seconds."""
+
+    id: str
+    hostname: str | None = None
+    pid: int | None = None
+    queues: list[str] = Field(default_factory=list)
+    concurrency: int | None = None
+    running: int | None = None
+    started_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    last_seen_seconds_ago: float | None = None

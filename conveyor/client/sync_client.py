@@ -43,6 +43,7 @@ from conveyor.client.models import (
     SignIn,
     Stats,
     User,
+    Worker,
 )
 from conveyor.client.signing import Signature
 
@@ -235,6 +236,10 @@ class Client:
 
     def resume_queue(self, name: str) -> QueueState:
         return self._send(calls.set_queue_paused(name, False))
+
+    def workers(self) -> builtins.list[Worker]:
+        """The live workers: host, pid, queues, concurrency, jobs running, last heartbeat."""
+        return self._send(calls.workers())
 
     def health(self) -> Health:
         """The service's health (needs no credentials); `unhealthy` is returned, not raised."""
