@@ -298,6 +298,8 @@ def test_help_exit_codes_and_shell_completion() -> None:
         "apikey",
         "users",
         "top",
+        "workers",
+        "whoami",
     ):
         assert f"  {command} " in helped.stdout
     assert "3 not found" in helped.stdout and "--install-completion" in helped.stdout
