@@ -52,12 +52,24 @@ def base_env(database_url: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def conveyor_serve(database_url: str, directory: Path, *, role: str = "super_admin") -> Iterator[Served]:
-    """`conveyor serve` (API and a worker) on `database_url`, listening on a free port."""
+def conveyor_serve(
+    database_url: str, directory: Path, *, role: str = "super_admin", signatures: bool = False
+) -> Iterator[Served]:
+    """`conveyor serve` (API and a worker) on `database_url`, listening on a free port. Critical
+    operations need an e-signature only with `signatures` (then by the server's defaults, with
+    cheap password hashing and a JWT secret for sign-in); the other tests' servers demand none."""
     port = free_port()
-    # Critical operations are signed by a local user's password (tests/test_signatures.py); the
-    # command's HTTP calls carry no signature yet, so these servers demand none.
-    env = {**base_env(database_url), "API_PORT": str(port), "CONVEYOR_CRITICAL_OPERATIONS": "none"}
+    env = {**base_env(database_url), "API_PORT": str(port)}
+    if signatures:
+        env.pop("CONVEYOR_CRITICAL_OPERATIONS", None)
+        env.update(
+            CONVEYOR_JWT_SECRET="a test secret of the signed server, 32+ bytes",
+            CONVEYOR_PASSWORD_HASH_TIME_COST="1",
+            CONVEYOR_PASSWORD_HASH_MEMORY_KIB="8192",
+            CONVEYOR_PASSWORD_HASH_PARALLELISM="1",
+        )
+    else:
+        env["CONVEYOR_CRITICAL_OPERATIONS"] = "none"
     key = asyncio.run(_new_key(database_url, role))
     log_path = directory / "serve.log"
     url = f"http://127.0.0.1:{port}"

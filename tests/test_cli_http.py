@@ -286,7 +286,21 @@ def test_the_config_file_names_the_server_and_key(
 def test_help_exit_codes_and_shell_completion() -> None:
     helped = runner.invoke(app, ["--help"])
     assert helped.exit_code == 0
-    for command in ("submit", "jobs", "stats", "queues", "schedules", "batches", "cache", "audit", "apikey", "top"):
+    for command in (
+        "submit",
+        "jobs",
+        "stats",
+        "queues",
+        "schedules",
+        "batches",
+        "cache",
+        "audit",
+        "apikey",
+        "users",
+        "top",
+        "workers",
+        "whoami",
+    ):
         assert f"  {command} " in helped.stdout
     assert "3 not found" in helped.stdout and "--install-completion" in helped.stdout
     assert "enqueue" not in helped.stdout  # the older database-direct forms are hidden

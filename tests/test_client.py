@@ -35,6 +35,7 @@ from conveyor.client import (
     AsyncBatches,
     AsyncClient,
     AsyncSchedules,
+    AsyncUsers,
     Audit,
     Batches,
     Client,
@@ -50,6 +51,7 @@ from conveyor.client import (
     Status,
     TransportError,
     Unauthorized,
+    Users,
     WaitTimeout,
     calls,
 )
@@ -725,7 +727,7 @@ def _public_methods(cls: type) -> dict[str, inspect.Signature]:
 @pytest.mark.parametrize(
     ("blocking", "asynchronous"),
     [(Client, AsyncClient), (Schedules, AsyncSchedules), (Batches, AsyncBatches), (Audit, AsyncAudit),
-     (ApiKeys, AsyncApiKeys)],
+     (ApiKeys, AsyncApiKeys), (Users, AsyncUsers)],
 )  # fmt: skip
 def test_both_clients_offer_the_same_methods(blocking: type, asynchronous: type) -> None:
     sync_methods, async_methods = _public_methods(blocking), _public_methods(asynchronous)

@@ -352,3 +352,31 @@ async def test_altering_the_signed_record_breaks_the_chain(env: Env, raw: Any, d
     )
     verdict = await env.h.conveyor.audit.verify()
     assert not verdict.ok and verdict.broken_seq == record.seq, verdict
+
+
+async def test_the_policy_follows_the_servers_settings_and_refusals_carry_their_code(database_url: str) -> None:
+    async with api_harness(database_url, critical_operations="cache.clear,job.retry:critical") as h:
+        viewer = await h.key("viewer", "org-a")
+        answer = await h.client.get("/api/v1/auth/signature-policy", headers=viewer)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["data"] == {
+            "operations": {
+                "job.cancel": "never",
+                "job.retry": "critical_jobs",
+                "job.delete": "never",
+                "cache.clear": "always",
+                "schedule.change": "never",
+                "schedule.delete": "never",
+                "api_key.revoke": "never",
+            },
+            "meanings": ["approved", "authored", "responsible", "reviewed"],
+        }
+        assert (await h.client.get("/api/v1/auth/signature-policy")).status_code == 401
+
+        # seed 003's cache family has no place for the code in its body: the header carries it
+        operator = await h.key("operator", "org-a")
+        refused = await h.client.delete("/api/v1/cache/clear", params={"confirm": "true"}, headers=operator)
+        assert refused.status_code == 428 and refused.headers["x-error-code"] == "SIGNATURE_REQUIRED"
+        assert set(refused.json()) == {"detail", "status_code", "timestamp"}
+        missing = await h.client.get(f"/api/v1/jobs/{uuid.uuid4()}", headers=operator)
+        assert missing.headers["x-error-code"] == "JOB_NOT_FOUND" == code_of(missing)

@@ -445,7 +445,7 @@ def create_app(
             allow_origins=settings.cors_origin_list,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID"],
+            expose_headers=["X-Request-ID", "X-Error-Code"],
         )
     app.add_middleware(
         RequestContext,

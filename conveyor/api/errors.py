@@ -12,6 +12,10 @@ path no route matches):
 - predictions (seed 004), `/api/v1/predictions…`: `{"detail"}`;
 - everything else, the canonical family (seed 002):
   `{"success": false, "error", "details": {"code", …}, "timestamp"}`.
+
+Whatever the family, the stable code also travels in the `X-Error-Code` header: the seed 003
+and 004 shapes have no place for it, and a client (conveyor.client) tells a refused
+e-signature from a forbidden role by it.
 """
 
 from __future__ import annotations
@@ -115,7 +119,7 @@ class ApiError(Exception):
             if self.field is not None and "field" not in details:
                 details["field"] = self.field
             body = {"success": False, "error": self.message, "details": details, "timestamp": timestamp}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
+        return JSONResponse(body, status_code=self.status, headers={**self.headers, "X-Error-Code": self.code})
 
 
 def field_errors(errors: Sequence[dict[str, Any]], *, skip: int = 1) -> list[dict[str, str]]:

@@ -2,10 +2,10 @@
 
 One module per command group: service.py (serve, worker, migrate), jobs.py (submit, jobs …),
 monitor.py (stats, queues, health, top), schedules.py, batches.py, cache.py, audit.py,
-apikeys.py, keys.py, backup.py (backup, restore, verify-backup), medication.py. The commands that
-talk to a server go through `conveyor.client` (remote.py finds the server); those that work on
-the database go through the runtime (local.py). exits.py holds the exit codes; output.py the
-tables and JSON.
+apikeys.py, keys.py, users.py, backup.py (backup, restore, verify-backup), medication.py. The
+commands that talk to a server go through `conveyor.client` (remote.py finds the server;
+signing.py e-signs the operations a server makes critical); those that work on the database go
+through the runtime (local.py). exits.py holds the exit codes; output.py the tables and JSON.
 
 Every module is imported here to register its commands, so none imports the engine, the
 store, pydantic, httpx or rich at its top: `conveyor --help` answers at once.

@@ -11,6 +11,7 @@ from conveyor.cli.exits import Exit, stop
 from conveyor.cli.local import DatabaseOpt
 from conveyor.cli.output import JsonOpt, group, print_json, print_table, when
 from conveyor.cli.remote import call, use_database
+from conveyor.cli.signing import MeaningOpt, SignAsOpt, signed_call
 
 apikey_app = group("Create, list and revoke API keys.")
 
@@ -27,6 +28,9 @@ def apikey_create(
     org: Annotated[str | None, typer.Option(help="the organisation the key acts in")] = None,
     study: Annotated[str | None, typer.Option(help="narrow the key to one study")] = None,
     name: Annotated[str | None, typer.Option(help="what the key is for")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="over HTTP: print the new key (secret included) as JSON")
+    ] = False,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create a key; the key alone is printed on the last line of stdout (shown once)."""
@@ -43,6 +47,9 @@ def apikey_create(
         key_id, key_role, key_org = record.id, record.role, record.org_id
     else:
         made = call(lambda c: c.api_keys.create(name or f"{role} key", role, org_id=org, study_id=study))
+        if as_json:
+            print_json(made)
+            return
         key, key_id, key_role, key_org = made.key, made.id, made.role, made.org_id
     typer.echo(f"created API key {key_id} ({key_role}, org {key_org or '-'}); it is shown only now:")
     typer.echo(key)
@@ -76,10 +83,13 @@ def apikey_list(as_json: JsonOpt = False, database_url: DatabaseOpt = None) -> N
 @apikey_app.command("revoke")
 def apikey_revoke(
     key_id: Annotated[str, typer.Argument(help="the key's id (its second part)")],
+    sign_as: SignAsOpt = None,
+    meaning: MeaningOpt = None,
     as_json: JsonOpt = False,
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Revoke a key: refused everywhere within CONVEYOR_API_KEY_CACHE_SECONDS."""
+    """Revoke a key: refused everywhere within CONVEYOR_API_KEY_CACHE_SECONDS. Over HTTP the
+    server may demand an e-signature (--sign-as, --meaning)."""
     if use_database(database_url):
 
         async def run() -> Any:
@@ -92,7 +102,7 @@ def apikey_revoke(
             stop(Exit.NOT_FOUND)
         revoked_at = record.revoked_at
     else:
-        found = call(lambda c: c.api_keys.revoke(key_id))
+        found = signed_call(lambda c, signature: c.api_keys.revoke(key_id, signature=signature), sign_as, meaning)
         if as_json:
             print_json(found)
             return

@@ -11,6 +11,7 @@ from conveyor.cli.exits import Exit, stop
 from conveyor.cli.local import DatabaseOpt
 from conveyor.cli.output import JsonOpt, group, print_json, print_table, when
 from conveyor.cli.remote import call, use_database
+from conveyor.cli.signing import MeaningOpt, SignAsOpt, signed_call
 
 cache_app = group("The result cache: its figures; forget cached results.")
 
@@ -65,11 +66,14 @@ def _stats_from_database(org: str | None, database_url: str | None) -> None:
 def cache_clear(
     yes: Annotated[bool, typer.Option("--yes", help="confirm: clearing cannot be undone")] = False,
     label: LabelOpt = None,
+    sign_as: SignAsOpt = None,
+    meaning: MeaningOpt = None,
     as_json: JsonOpt = False,
     org: OrgOpt = None,
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Forget completed results (their jobs stay): identical requests run again."""
+    """Forget completed results (their jobs stay): identical requests run again. Over HTTP the
+    server may demand an e-signature (--sign-as, --meaning); on the database none is asked."""
     if not yes:
         stop(Exit.USAGE, "clearing the cache cannot be undone: add --yes to confirm")
     labels = local.labels(label)
@@ -81,5 +85,7 @@ def cache_clear(
 
         typer.echo(json.dumps({"cleared_results": local.run(run())}))
         return
-    cleared = call(lambda c: c.clear_cache(labels=labels or None))
+    cleared = signed_call(
+        lambda c, signature: c.clear_cache(labels=labels or None, signature=signature), sign_as, meaning
+    )
     typer.echo(json.dumps({"cleared_results": cleared}) if as_json else f"cleared {cleared} cached results")

@@ -9,14 +9,15 @@ can tell what went wrong without reading the message:
 | 1 | any other error (an audit chain found broken, an unexpected answer) |
 | 2 | usage: a bad option or argument (click's own code), or JSON that does not parse |
 | 3 | not found: no such job, schedule, batch or key (or not one the caller may see) |
-| 4 | refused: invalid input, bad credentials, a forbidden role, a state that does not allow it, a rate limit |
+| 4 | refused: bad input or credentials, a forbidden role or state, a rate limit, an e-signature missing or refused |
 | 5 | timed out: the job had not finished when `--timeout` ran out (it goes on) |
 | 6 | the server failed (5xx) or could not be reached |
 | 7 | the job finished, but not completed: failed, cancelled or timed out (`--wait`, `jobs wait`) |
 | 130 | interrupted (Ctrl-C) |
 
 The error itself is printed as one JSON object on stderr:
-`{"error": "JOB_NOT_FOUND", "message": "…", …}`.
+`{"error": "JOB_NOT_FOUND", "message": "…", …}` (with `"hint"` when there is something to do
+about it, as signing a critical operation).
 """
 
 import enum
@@ -56,8 +57,9 @@ def core_failure(exc: Any) -> NoReturn:
     raise typer.Exit(int(code))
 
 
-def client_failure(exc: Any) -> NoReturn:
-    """A `conveyor.client.ConveyorError`: the server's answer (or its absence) as an exit code."""
+def client_failure(exc: Any, *, hint: str | None = None) -> NoReturn:
+    """A `conveyor.client.ConveyorError`: the server's answer (or its absence) as an exit code;
+    `hint` says what to do about it."""
     from conveyor.client import NotFound, ServerError, TransportError, WaitTimeout
 
     if isinstance(exc, NotFound):
@@ -77,5 +79,7 @@ def client_failure(exc: Any) -> NoReturn:
     shown.update(exc.details)
     if exc.request_id:
         shown["request_id"] = exc.request_id
+    if hint:
+        shown["hint"] = hint
     typer.echo(_dump(shown), err=True)
     raise typer.Exit(int(code))

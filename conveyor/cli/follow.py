@@ -132,7 +132,10 @@ def _offer_to_cancel(client: "Client", job: "Job") -> None:
     except (KeyboardInterrupt, EOFError, typer.Abort):
         cancel = False
     if cancel:
-        after = client.cancel(job.id)
+        from conveyor.cli.signing import signed
+
+        # A critical-priority job's cancel may need an e-signature: asked here, on the terminal.
+        after = signed(client, lambda c, signature: c.cancel(job.id, signature=signature), None, None)
         state = "cancelled" if after.finished else "cancellation requested (it stops at its next checkpoint)"
         stop(Exit.INTERRUPTED, f"job {job.id}: {state}")
     stop(Exit.INTERRUPTED, f"job {job.id} goes on; follow it with: conveyor jobs wait {job.id}")

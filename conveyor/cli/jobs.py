@@ -12,12 +12,13 @@ from conveyor.cli.exits import Exit, stop
 from conveyor.cli.local import DatabaseOpt
 from conveyor.cli.output import JsonOpt, ago, group, print_json, print_table, status, when
 from conveyor.cli.remote import call, client
+from conveyor.cli.signing import MeaningOpt, SignAsOpt, signed_call
 
 if TYPE_CHECKING:
     from conveyor.client import Client, Job
     from conveyor.model import Job as CoreJob
 
-jobs_app = group("Jobs on the server: list, show, cancel, retry, delete, logs, wait.")
+jobs_app = group("Jobs on the server: list, show, cancel, retry, delete, logs, wait, signatures.")
 
 JobId = Annotated[str, typer.Argument(help="the job's id")]
 DataOpt = Annotated[str, typer.Option(help="the job's input as JSON, or @file (@- reads stdin)")]
@@ -185,25 +186,39 @@ def _describe(job: "Job") -> None:
 
 
 @jobs_app.command("cancel")
-def cancel_job(job_id: JobId, as_json: JsonOpt = False) -> None:
-    """Cancel a job: at once when waiting, at its next checkpoint when running (exit 4 if finished)."""
-    job = call(lambda c: c.cancel(job_id))
+def cancel_job(job_id: JobId, sign_as: SignAsOpt = None, meaning: MeaningOpt = None, as_json: JsonOpt = False) -> None:
+    """Cancel a job: at once when waiting, at its next checkpoint when running (exit 4 if finished).
+    A critical-priority job's cancel may need an e-signature (--sign-as, --meaning)."""
+    job = signed_call(lambda c, signature: c.cancel(job_id, signature=signature), sign_as, meaning)
     _print_job_line(job, "cancelled" if job.finished else "cancel requested for", as_json)
 
 
 @jobs_app.command("delete")
-def delete_job(job_id: JobId, as_json: JsonOpt = False) -> None:
+def delete_job(job_id: JobId, sign_as: SignAsOpt = None, meaning: MeaningOpt = None, as_json: JsonOpt = False) -> None:
     """Seed 002's DELETE: cancels the job as `cancel` does, recorded in the audit trail as
-    job.deleted (the job stays listed until retention removes it)."""
-    job = call(lambda c: c.delete(job_id))
+    job.deleted (the job stays listed until retention removes it); signed as a cancel is."""
+    job = signed_call(lambda c, signature: c.delete(job_id, signature=signature), sign_as, meaning)
     _print_job_line(job, "deleted (cancelled)" if job.finished else "delete requested for", as_json)
 
 
 @jobs_app.command("retry")
-def retry_job(job_id: JobId, as_json: JsonOpt = False) -> None:
-    """Run a failed, cancelled or timed-out job again, as a new job."""
-    job = call(lambda c: c.retry(job_id))
+def retry_job(job_id: JobId, sign_as: SignAsOpt = None, meaning: MeaningOpt = None, as_json: JsonOpt = False) -> None:
+    """Run a failed, cancelled or timed-out job again, as a new job (a critical-priority job's
+    retry may need an e-signature: --sign-as, --meaning)."""
+    job = signed_call(lambda c, signature: c.retry(job_id, signature=signature), sign_as, meaning)
     _print_job_line(job, f"retrying {job_id} as", as_json)
+
+
+@jobs_app.command("signatures")
+def job_signatures(job_id: JobId, as_json: JsonOpt = False) -> None:
+    """The e-signatures applied to a job: signer, printed name, meaning, time, action."""
+    found = call(lambda c: c.signatures(job_id))
+    if as_json:
+        print_json(found)
+        return
+    rows = [(when(s.signed_at), s.signer_id, s.printed_name, s.meaning, s.action,
+             (s.record_hash or "-")[:16]) for s in found]  # fmt: skip
+    print_table(("SIGNED", "SIGNER", "NAME", "MEANING", "ACTION", "RECORD HASH"), rows)
 
 
 @jobs_app.command("logs")

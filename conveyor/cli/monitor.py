@@ -1,9 +1,10 @@
 """What an operator watches: `conveyor stats`, `conveyor queues [pause|resume]`,
-`conveyor health` and `conveyor top`, a live view of the queues and the running jobs."""
+`conveyor workers`, `conveyor health`, `conveyor whoami` and `conveyor top`, a live view of
+the queues and the running jobs."""
 
 import json
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,7 +29,9 @@ queues_app = group(
 def register(app: typer.Typer) -> None:
     app.command()(stats)
     app.add_typer(queues_app, name="queues")
+    app.command()(workers)
     app.command()(health)
+    app.command()(whoami)
     app.command()(top)
 
 
@@ -109,6 +112,30 @@ def resume_queue(name: QueueName, as_json: JsonOpt = False) -> None:
     print_json(state) if as_json else typer.echo(f"queue {state.name} resumed")
 
 
+def workers(as_json: JsonOpt = False) -> None:
+    """The live workers: host, pid, queues, concurrency, jobs running, last heartbeat."""
+    found = call(lambda c: c.workers())
+    if as_json:
+        print_json(found)
+        return
+    rows = [(w.id, w.hostname or "-", w.pid or "-", ",".join(w.queues) or "-", w.running, w.concurrency,
+             ago(w.started_at), ago(w.last_seen_at)) for w in found]  # fmt: skip
+    print_table(("ID", "HOST", "PID", "QUEUES", "RUNNING", "CONCURRENCY", "STARTED", "LAST SEEN"), rows)
+
+
+def whoami(as_json: JsonOpt = False) -> None:
+    """Who the configured credentials are: user or key, role, organisation, permissions."""
+    caller = call(lambda c: c.me())
+    if as_json:
+        print_json(caller)
+        return
+    typer.echo(
+        f"{caller.name or caller.user_id} ({caller.via}): {caller.role}, organisation {caller.org_id or '-'}"
+        + (f", study {caller.study_id}" if caller.study_id else "")
+    )
+    typer.echo(f"may: {', '.join(caller.permissions)}")
+
+
 def health(as_json: JsonOpt = False) -> None:
     """The server's health (no credentials needed); exit 6 when unhealthy."""
     report = call(lambda c: c.health())
@@ -126,6 +153,7 @@ def top(
     interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="print the view once and exit")] = False,
     running: Annotated[int, typer.Option(help="show at most this many running jobs")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print one snapshot as JSON (for scripts) and exit")] = False,
 ) -> None:
     """A live view of the queues and the running jobs with their progress; Ctrl-C leaves."""
     from rich.live import Live
@@ -134,6 +162,9 @@ def top(
 
     out = console()
     with client() as c:
+        if as_json:
+            print_json(_snapshot(c, running))
+            return
         if once:
             out.print(_view(c, running))
             return
@@ -144,6 +175,23 @@ def top(
                     live.update(_view(c, running), refresh=True)
         except KeyboardInterrupt:
             return
+
+
+def _snapshot(c: "Client", limit: int) -> dict[str, Any]:
+    """What the view shows, as JSON: the time, counts and performance, the queues, and the
+    running jobs (at most `limit`, with their total)."""
+    from datetime import UTC, datetime
+
+    from conveyor.cli.output import dump
+
+    summary, found = c.stats(), c.queues()
+    jobs = c.list(status="running", page_size=limit)
+    return {
+        "at": datetime.now(UTC).isoformat(),
+        "stats": dump(summary),
+        "queues": dump(found),
+        "running": {"total": jobs.total, "jobs": dump(jobs.items)},
+    }
 
 
 def _view(c: "Client", limit: int) -> "Group":

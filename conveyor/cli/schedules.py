@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from conveyor.cli import local
+from conveyor.cli.exits import Exit, stop
 from conveyor.cli.local import DatabaseOpt
 from conveyor.cli.output import JsonOpt, group, plain_table, print_json, print_table, when
 from conveyor.cli.remote import call
+from conveyor.cli.signing import MeaningOpt, SignAsOpt, signed_call
 
 if TYPE_CHECKING:
     from conveyor.client import Schedule as ClientSchedule
@@ -108,24 +110,66 @@ def schedules_add(
         _print_schedule(made)
 
 
+@schedules_app.command("update")
+def schedules_update(
+    schedule_id: ScheduleId,
+    cron: Annotated[str | None, typer.Option(help="a new cron expression (an interval schedule becomes cron)")] = None,
+    every: Annotated[
+        float | None, typer.Option(help="a tick every this many seconds (a cron one becomes interval)")
+    ] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA time zone the cron expression is read in")] = None,
+    name: Annotated[str | None, typer.Option(help="a new name")] = None,
+    job_type: Annotated[str | None, typer.Option("--type", help="the job type each tick submits")] = None,
+    data: Annotated[str | None, typer.Option(help="the job's input as JSON, or @file (replaces it)")] = None,
+    priority: PriorityOpt = None,
+    queue: Annotated[str | None, typer.Option()] = None,
+    missed: Annotated[str | None, typer.Option(help="missed ticks: skip, run_once or run_all")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable", help="resume or pause it")] = None,
+    sign_as: SignAsOpt = None,
+    meaning: MeaningOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change the settings given (a new timing starts from now). A change may need an
+    e-signature (--sign-as, --meaning) where the server makes schedule.change critical."""
+    given: dict[str, Any] = {
+        "cron": cron, "interval_seconds": every, "timezone": timezone, "name": name, "job_type": job_type,
+        "priority": local.priority(priority), "queue": queue, "missed_policy": missed, "enabled": enabled,
+    }  # fmt: skip
+    changes = {k: v for k, v in given.items() if v is not None}
+    if data is not None:
+        changes["data"] = local.parse_json(data)
+    if not changes:
+        stop(Exit.USAGE, "nothing to change: give --cron, --every, --timezone, --data, --priority… (see --help)")
+    found = signed_call(
+        lambda c, signature: c.schedules.update(schedule_id, signature=signature, **changes), sign_as, meaning
+    )
+    print_json(found) if as_json else _print_schedule(found)
+
+
 @schedules_app.command("pause")
-def schedules_pause(schedule_id: ScheduleId, as_json: JsonOpt = False) -> None:
-    """No ticks until resumed."""
-    found = call(lambda c: c.schedules.pause(schedule_id))
+def schedules_pause(
+    schedule_id: ScheduleId, sign_as: SignAsOpt = None, meaning: MeaningOpt = None, as_json: JsonOpt = False
+) -> None:
+    """No ticks until resumed (may need an e-signature: --sign-as, --meaning)."""
+    found = signed_call(lambda c, signature: c.schedules.pause(schedule_id, signature=signature), sign_as, meaning)
     print_json(found) if as_json else _print_schedule(found)
 
 
 @schedules_app.command("resume")
-def schedules_resume(schedule_id: ScheduleId, as_json: JsonOpt = False) -> None:
-    """Ticks again, from the first one after now."""
-    found = call(lambda c: c.schedules.resume(schedule_id))
+def schedules_resume(
+    schedule_id: ScheduleId, sign_as: SignAsOpt = None, meaning: MeaningOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Ticks again, from the first one after now (may need an e-signature: --sign-as, --meaning)."""
+    found = signed_call(lambda c, signature: c.schedules.resume(schedule_id, signature=signature), sign_as, meaning)
     print_json(found) if as_json else _print_schedule(found)
 
 
 @schedules_app.command("delete")
-def schedules_delete(schedule_id: ScheduleId, as_json: JsonOpt = False) -> None:
-    """Delete a schedule (the jobs it made stay)."""
-    found = call(lambda c: c.schedules.delete(schedule_id))
+def schedules_delete(
+    schedule_id: ScheduleId, sign_as: SignAsOpt = None, meaning: MeaningOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Delete a schedule (the jobs it made stay; may need an e-signature: --sign-as, --meaning)."""
+    found = signed_call(lambda c, signature: c.schedules.delete(schedule_id, signature=signature), sign_as, meaning)
     print_json(found) if as_json else typer.echo(f"deleted schedule {found.id} ({found.name})")
 
 

@@ -2,7 +2,8 @@
 
 It speaks the canonical job API (`/api/v1/jobs…`: submit, get, list, cancel, delete, retry,
 wait, logs, stats), the queue, schedule and batch endpoints, the result cache, the audit trail
-(`client.audit`), API keys (`client.api_keys`) and health, and answers with its own
+(`client.audit`), API keys (`client.api_keys`), local users and sign-in (`client.users`),
+e-signatures and health, and answers with its own
 pydantic models. It imports nothing else from conveyor: a program that only submits and
 watches jobs needs httpx and pydantic, not the engine.
 
@@ -20,11 +21,24 @@ Example, seed 003's workflow (create, monitor with progress, fetch the result)::
                 print(f"{pending.current_status}: {pending.current_progress:.0f}%")
         print(job.status, job.result)
 
+Critical operations (by the server's CONVEYOR_CRITICAL_OPERATIONS: cancelling a
+critical-priority job, clearing the cache, changing a schedule, revoking a key…) take an
+e-signature, `signature=Signature(user_id, password, meaning)`; `client.signature_policy()`
+says which the server demands. Local users: `client.users`, `client.sign_in(…)`.
+
 Errors are `ConveyorError`s: `InvalidRequest` (with `fields`), `Unauthorized`,
-`Forbidden`, `NotFound`, `Conflict`, `WaitTimeout`, `ServerError`, `TransportError`.
+`Forbidden` (and `SignatureInvalid`), `SignatureRequired`, `NotFound`, `Conflict`,
+`WaitTimeout`, `ServerError`, `TransportError`.
 """
 
-from conveyor.client.async_client import AsyncApiKeys, AsyncAudit, AsyncBatches, AsyncClient, AsyncSchedules
+from conveyor.client.async_client import (
+    AsyncApiKeys,
+    AsyncAudit,
+    AsyncBatches,
+    AsyncClient,
+    AsyncSchedules,
+    AsyncUsers,
+)
 from conveyor.client.errors import (
     Conflict,
     ConveyorError,
@@ -32,6 +46,8 @@ from conveyor.client.errors import (
     InvalidRequest,
     NotFound,
     ServerError,
+    SignatureInvalid,
+    SignatureRequired,
     TransportError,
     Unauthorized,
     WaitTimeout,
@@ -44,6 +60,7 @@ from conveyor.client.models import (
     BatchMember,
     CacheInfo,
     CacheStats,
+    Caller,
     CurrentStep,
     Health,
     Job,
@@ -58,10 +75,17 @@ from conveyor.client.models import (
     Queue,
     QueueState,
     Schedule,
+    SignaturePolicy,
+    SignatureRecord,
+    SignedInUser,
+    SignIn,
     Stats,
     Status,
+    User,
+    Worker,
 )
-from conveyor.client.sync_client import ApiKeys, Audit, Batches, Client, Schedules
+from conveyor.client.signing import Signature
+from conveyor.client.sync_client import ApiKeys, Audit, Batches, Client, Schedules, Users
 
 __all__ = [
     "ApiKey",
@@ -71,6 +95,7 @@ __all__ = [
     "AsyncBatches",
     "AsyncClient",
     "AsyncSchedules",
+    "AsyncUsers",
     "Audit",
     "AuditRecord",
     "AuditVerdict",
@@ -79,6 +104,7 @@ __all__ = [
     "Batches",
     "CacheInfo",
     "CacheStats",
+    "Caller",
     "Client",
     "Conflict",
     "ConveyorError",
@@ -101,9 +127,19 @@ __all__ = [
     "Schedule",
     "Schedules",
     "ServerError",
+    "SignIn",
+    "Signature",
+    "SignatureInvalid",
+    "SignaturePolicy",
+    "SignatureRecord",
+    "SignatureRequired",
+    "SignedInUser",
     "Stats",
     "Status",
     "TransportError",
     "Unauthorized",
+    "User",
+    "Users",
     "WaitTimeout",
+    "Worker",
 ]

@@ -33,6 +33,7 @@ from conveyor.client.models import (
     AuditVerdict,
     Batch,
     CacheStats,
+    Caller,
     Health,
     Job,
     LogPage,
@@ -41,8 +42,14 @@ from conveyor.client.models import (
     Queue,
     QueueState,
     Schedule,
+    SignaturePolicy,
+    SignatureRecord,
+    SignIn,
     Stats,
+    User,
+    Worker,
 )
+from conveyor.client.signing import Signature
 
 T = TypeVar("T")
 
@@ -79,6 +86,7 @@ class AsyncClient:
         self.batches = AsyncBatches(self)
         self.audit = AsyncAudit(self)
         self.api_keys = AsyncApiKeys(self)
+        self.users = AsyncUsers(self)
 
     def __repr__(self) -> str:
         return f"AsyncClient(base_url={str(self._http.base_url)!r})"
@@ -100,7 +108,12 @@ class AsyncClient:
         while True:
             try:
                 response = await self._http.request(
-                    call.method, call.path, params=call.params, json=call.json, timeout=call.timeout(self._http.timeout)
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    json=call.json,
+                    headers=call.headers,
+                    timeout=call.timeout(self._http.timeout),
                 )
             except httpx.TransportError as exc:
                 failures += 1
@@ -140,18 +153,18 @@ class AsyncClient:
             for job in pager.take(await self._send(call)):
                 yield job
 
-    async def cancel(self, job_id: JobId) -> Job:
+    async def cancel(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
         """Cancels a job; see `Client.cancel`. Raises Conflict for a finished job."""
-        return await self._send(calls.cancel(job_id))
+        return await self._send(calls.cancel(job_id, signature))
 
-    async def delete(self, job_id: JobId) -> Job:
+    async def delete(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
         """Seed 002's `DELETE /api/v1/jobs/{id}`: cancels as `cancel` does, recorded in the
         audit trail as job.deleted; see `Client.delete`."""
-        return await self._send(calls.delete(job_id))
+        return await self._send(calls.delete(job_id, signature))
 
-    async def retry(self, job_id: JobId) -> Job:
+    async def retry(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
         """Runs a failed, cancelled or timed-out job again as a new job; see `Client.retry`."""
-        return await self._send(calls.retry(job_id))
+        return await self._send(calls.retry(job_id, signature))
 
     async def wait(self, job_id: JobId, timeout: Seconds | None = 30.0) -> Job:
         """Returns the job once finished, whatever its outcome; raises WaitTimeout (with
@@ -180,9 +193,35 @@ class AsyncClient:
     async def resume_queue(self, name: str) -> QueueState:
         return await self._send(calls.set_queue_paused(name, False))
 
+    async def workers(self) -> builtins.list[Worker]:
+        """The live workers: host, pid, queues, concurrency, jobs running, last heartbeat."""
+        return await self._send(calls.workers())
+
     async def health(self) -> Health:
         """The service's health (needs no credentials); `unhealthy` is returned, not raised."""
         return await self._send(calls.health())
+
+    # --- the caller, sign-in, e-signatures ----------------------------------------------------------
+
+    async def me(self) -> Caller:
+        """Who these credentials are, their role and permissions; see `Client.me`."""
+        return await self._send(calls.me())
+
+    async def sign_in(self, user_id: str, password: str) -> SignIn:
+        """A JWT for a local user; see `Client.sign_in`."""
+        return await self._send(calls.sign_in(user_id, password))
+
+    async def change_password(self, current: str, new: str) -> User:
+        """The signed-in user's own password; see `Client.change_password`."""
+        return await self._send(calls.change_own_password(current, new))
+
+    async def signature_policy(self) -> SignaturePolicy:
+        """The server's rules for e-signatures; see `Client.signature_policy`."""
+        return await self._send(calls.signature_policy())
+
+    async def signatures(self, job_id: JobId) -> builtins.list[SignatureRecord]:
+        """The e-signatures applied to a job; see `Client.signatures`."""
+        return await self._send(calls.job_signatures(job_id))
 
     # --- the result cache --------------------------------------------------------------------------
 
@@ -190,9 +229,9 @@ class AsyncClient:
         """Cached results of the caller's scope; see `Client.cache_stats`."""
         return await self._send(calls.cache_stats())
 
-    async def clear_cache(self, *, labels: Mapping[str, str] | None = None) -> int:
+    async def clear_cache(self, *, labels: Mapping[str, str] | None = None, signature: Signature | None = None) -> int:
         """Forgets cached results; see `Client.clear_cache`."""
-        return await self._send(calls.clear_cache(labels))
+        return await self._send(calls.clear_cache(labels, signature))
 
 
 class AsyncSchedules:
@@ -217,20 +256,22 @@ class AsyncSchedules:
     async def get(self, schedule_id: JobId) -> Schedule:
         return await self._client._send(calls.get_schedule(schedule_id))
 
-    async def update(self, schedule_id: JobId, **changes: Unpack[ScheduleChanges]) -> Schedule:
+    async def update(
+        self, schedule_id: JobId, *, signature: Signature | None = None, **changes: Unpack[ScheduleChanges]
+    ) -> Schedule:
         """Changes the settings given (a new timing starts from now)."""
-        return await self._client._send(calls.update_schedule(schedule_id, changes))
+        return await self._client._send(calls.update_schedule(schedule_id, changes, signature))
 
-    async def pause(self, schedule_id: JobId) -> Schedule:
-        return await self._client._send(calls.set_schedule_enabled(schedule_id, False))
+    async def pause(self, schedule_id: JobId, *, signature: Signature | None = None) -> Schedule:
+        return await self._client._send(calls.set_schedule_enabled(schedule_id, False, signature))
 
-    async def resume(self, schedule_id: JobId) -> Schedule:
+    async def resume(self, schedule_id: JobId, *, signature: Signature | None = None) -> Schedule:
         """Resumes from the first tick after now (ticks missed while paused never fire)."""
-        return await self._client._send(calls.set_schedule_enabled(schedule_id, True))
+        return await self._client._send(calls.set_schedule_enabled(schedule_id, True, signature))
 
-    async def delete(self, schedule_id: JobId) -> Schedule:
+    async def delete(self, schedule_id: JobId, *, signature: Signature | None = None) -> Schedule:
         """Deletes the schedule (its jobs stay) and returns it as it was."""
-        return await self._client._send(calls.delete_schedule(schedule_id))
+        return await self._client._send(calls.delete_schedule(schedule_id, signature))
 
 
 class AsyncBatches:
@@ -289,5 +330,34 @@ class AsyncApiKeys:
     async def list(self) -> builtins.list[ApiKey]:
         return await self._client._send(calls.list_api_keys())
 
-    async def revoke(self, key_id: str) -> ApiKey:
-        return await self._client._send(calls.revoke_api_key(key_id))
+    async def revoke(self, key_id: str, *, signature: Signature | None = None) -> ApiKey:
+        return await self._client._send(calls.revoke_api_key(key_id, signature))
+
+
+class AsyncUsers:
+    """`client.users` of an `AsyncClient`; see `Users`."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(self) -> builtins.list[User]:
+        return await self._client._send(calls.list_users())
+
+    async def get(self, user_id: str) -> User:
+        return await self._client._send(calls.get_user(user_id))
+
+    async def create(self, user_id: str, *, name: str, role: str, password: str, org_id: str | None = None) -> User:
+        return await self._client._send(
+            calls.create_user(user_id, name=name, role=role, password=password, org_id=org_id)
+        )
+
+    async def update(
+        self, user_id: str, *, name: str | None = None, role: str | None = None, disabled: bool | None = None
+    ) -> User:
+        return await self._client._send(calls.update_user(user_id, name=name, role=role, disabled=disabled))
+
+    async def reset_password(self, user_id: str, password: str) -> User:
+        return await self._client._send(calls.reset_password(user_id, password))
+
+    async def unlock(self, user_id: str) -> User:
+        return await self._client._send(calls.unlock_user(user_id))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from importlib import metadata
 from typing import Any, Generic, TypedDict, TypeVar
@@ -28,6 +28,7 @@ from conveyor.client.models import (
     AuditVerdict,
     Batch,
     CacheStats,
+    Caller,
     Health,
     Job,
     LogPage,
@@ -36,8 +37,14 @@ from conveyor.client.models import (
     Queue,
     QueueState,
     Schedule,
+    SignaturePolicy,
+    SignatureRecord,
+    SignIn,
     Stats,
+    User,
+    Worker,
 )
+from conveyor.client.signing import Signature, signature_headers
 
 T = TypeVar("T")
 JobId = UUID | str
@@ -49,6 +56,8 @@ BATCHES = "/api/v1/batches"
 CACHE = "/api/v1/cache"
 AUDIT = "/api/v1/audit"
 API_KEYS = "/api/v1/api-keys"
+USERS = "/api/v1/users"
+AUTH = "/api/v1/auth"
 WAIT_MAX_SECONDS = 300.0  # the server's longest single wait
 DEFAULT_TIMEOUT = 10.0
 RETRY_BACKOFF = 0.1  # seconds before the first retry, doubled for each one after
@@ -62,7 +71,8 @@ RETRYABLE = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolErr
 class Call(Generic[T]):
     """One request and how to read its answer.
 
-    `idempotent` calls are sent again after a connection failure. `recover` may answer an
+    `idempotent` calls are sent again after a connection failure. `headers` are this request's
+    own (an e-signature's). `recover` may answer an
     error with the call to make next (given the error, and whether it answered a request
     sent again); None lets the error be raised. `accept` lists error statuses whose body is
     still the answer (health's 503). `text` hands `parse` the body as text, not JSON (exports).
@@ -78,6 +88,8 @@ class Call(Generic[T]):
     recover: Callable[[ConveyorError, bool], Call[T] | None] | None = None
     accept: frozenset[int] = frozenset()
     text: bool = False
+    # An e-signature's headers (its password among them): kept out of the repr.
+    headers: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
     def outcome(self, response: httpx.Response, *, retried: bool) -> T | Call[T]:
         """The result of this call, or the call to make next; raises the answer's error."""
@@ -112,6 +124,11 @@ class Call(Generic[T]):
             tries = f" after {failures} attempts" if failures > 1 else ""
             raise TransportError(f"{self.method} {self.path}{tries}: {type(exc).__name__}: {exc}") from exc
         return float(min(RETRY_BACKOFF * 2 ** (failures - 1), RETRY_BACKOFF_MAX))
+
+
+def signed(call: Call[T], signature: Signature | None) -> Call[T]:
+    """`call` carrying `signature` (a critical operation's e-signature), if one is given."""
+    return call if signature is None else replace(call, headers=signature_headers(signature))
 
 
 # --- the client itself ------------------------------------------------------------------------------
@@ -308,17 +325,20 @@ def _cancelled_anyway(job_id: JobId) -> Callable[[ConveyorError, bool], Call[Job
     return recover
 
 
-def cancel(job_id: JobId) -> Call[Job]:
-    return Call("POST", _job_path(job_id, "/cancel"), _job, idempotent=True, recover=_cancelled_anyway(job_id))
+def cancel(job_id: JobId, signature: Signature | None = None) -> Call[Job]:
+    call = Call("POST", _job_path(job_id, "/cancel"), _job, idempotent=True, recover=_cancelled_anyway(job_id))
+    return signed(call, signature)
 
 
-def delete(job_id: JobId) -> Call[Job]:
+def delete(job_id: JobId, signature: Signature | None = None) -> Call[Job]:
     # Seed 002's DELETE: cancels as `cancel` does, recorded in the audit trail as job.deleted.
-    return Call("DELETE", _job_path(job_id), _job, idempotent=True, recover=_cancelled_anyway(job_id))
+    call = Call("DELETE", _job_path(job_id), _job, idempotent=True, recover=_cancelled_anyway(job_id))
+    return signed(call, signature)
 
 
-def retry(job_id: JobId) -> Call[Job]:
-    return Call("POST", _job_path(job_id, "/retry"), _job)  # makes a new job: never sent twice
+def retry(job_id: JobId, signature: Signature | None = None) -> Call[Job]:
+    # Makes a new job: never sent twice.
+    return signed(Call("POST", _job_path(job_id, "/retry"), _job), signature)
 
 
 def wait(job_id: JobId, timeout: Seconds | None, *, clock: Callable[[], float] = time.monotonic) -> Call[Job]:
@@ -378,6 +398,13 @@ def set_queue_paused(name: str, paused: bool) -> Call[QueueState]:
     action = "pause" if paused else "resume"
     path = f"{JOBS}/queues/{_path_part(name)}/{action}"
     return Call("POST", path, lambda body: QueueState.model_validate(body["queue"]), idempotent=True)
+
+
+def workers() -> Call[list[Worker]]:
+    def parse(body: Any) -> list[Worker]:
+        return [Worker.model_validate(w) for w in _data(body)["workers"]]
+
+    return Call("GET", "/api/v1/workers", parse, idempotent=True)
 
 
 def health() -> Call[Health]:
@@ -457,18 +484,19 @@ def get_schedule(schedule_id: JobId) -> Call[Schedule]:
     return Call("GET", _schedule_path(schedule_id), _schedule, idempotent=True)
 
 
-def update_schedule(schedule_id: JobId, changes: ScheduleChanges) -> Call[Schedule]:
+def update_schedule(schedule_id: JobId, changes: ScheduleChanges, signature: Signature | None = None) -> Call[Schedule]:
     body = {k: _jsonable(v) if k == "data" else v for k, v in changes.items()}
-    return Call("PATCH", _schedule_path(schedule_id), _schedule, json=body)
+    return signed(Call("PATCH", _schedule_path(schedule_id), _schedule, json=body), signature)
 
 
-def delete_schedule(schedule_id: JobId) -> Call[Schedule]:
+def delete_schedule(schedule_id: JobId, signature: Signature | None = None) -> Call[Schedule]:
     # Not sent again: a repeat whose first attempt went through would answer 404.
-    return Call("DELETE", _schedule_path(schedule_id), _schedule)
+    return signed(Call("DELETE", _schedule_path(schedule_id), _schedule), signature)
 
 
-def set_schedule_enabled(schedule_id: JobId, enabled: bool) -> Call[Schedule]:
-    return Call("POST", _schedule_path(schedule_id, "/resume" if enabled else "/pause"), _schedule, idempotent=True)
+def set_schedule_enabled(schedule_id: JobId, enabled: bool, signature: Signature | None = None) -> Call[Schedule]:
+    path = _schedule_path(schedule_id, "/resume" if enabled else "/pause")
+    return signed(Call("POST", path, _schedule, idempotent=True), signature)
 
 
 # --- batches ---------------------------------------------------------------------------------------------
@@ -551,13 +579,14 @@ def cache_stats() -> Call[CacheStats]:
     return Call("GET", f"{CACHE}/stats", CacheStats.model_validate, idempotent=True)
 
 
-def clear_cache(labels: Mapping[str, str] | None) -> Call[int]:
+def clear_cache(labels: Mapping[str, str] | None, signature: Signature | None = None) -> Call[int]:
     params: list[tuple[str, str | int]] = [("confirm", "true")]
     params.extend(("label", f"{key}:{value}") for key, value in (labels or {}).items())
     # Clearing twice clears what the first left: nothing. Safe to send again.
-    return Call(
+    call = Call(
         "DELETE", f"{CACHE}/clear", lambda body: int(body["cleared_results"]), params=tuple(params), idempotent=True
     )
+    return signed(call, signature)
 
 
 # --- the audit trail -------------------------------------------------------------------------------------
@@ -633,7 +662,76 @@ def list_api_keys() -> Call[list[ApiKey]]:
     return Call("GET", API_KEYS, parse, idempotent=True)
 
 
-def revoke_api_key(key_id: str) -> Call[ApiKey]:
+def revoke_api_key(key_id: str, signature: Signature | None = None) -> Call[ApiKey]:
     # Revoking twice leaves the key revoked (the second answer shows it so): safe to send again.
     path = f"{API_KEYS}/{_path_part(key_id)}"
-    return Call("DELETE", path, lambda body: ApiKey.model_validate(_data(body)), idempotent=True)
+    return signed(Call("DELETE", path, lambda body: ApiKey.model_validate(_data(body)), idempotent=True), signature)
+
+
+# --- local users, sign-in, the caller, e-signatures --------------------------------------------------
+
+
+def _user(body: Any) -> User:
+    return User.model_validate(_data(body))
+
+
+def _user_path(user_id: str, suffix: str = "") -> str:
+    return f"{USERS}/{_path_part(user_id)}{suffix}"
+
+
+def sign_in(user_id: str, password: str) -> Call[SignIn]:
+    # Each failed attempt counts toward the user's lock-out: never sent twice.
+    body = {"userId": user_id, "password": password}
+    return Call("POST", f"{AUTH}/token", lambda answer: SignIn.model_validate(_data(answer)), json=body)
+
+
+def change_own_password(current: str, new: str) -> Call[User]:
+    body = {"currentPassword": current, "newPassword": new}
+    return Call("POST", f"{AUTH}/password", _user, json=body)
+
+
+def me() -> Call[Caller]:
+    return Call("GET", "/api/v1/me", lambda body: Caller.model_validate(_data(body)), idempotent=True)
+
+
+def signature_policy() -> Call[SignaturePolicy]:
+    path = f"{AUTH}/signature-policy"
+    return Call("GET", path, lambda body: SignaturePolicy.model_validate(_data(body)), idempotent=True)
+
+
+def job_signatures(job_id: JobId) -> Call[list[SignatureRecord]]:
+    def parse(body: Any) -> list[SignatureRecord]:
+        return [SignatureRecord.model_validate(s) for s in _data(body)["signatures"]]
+
+    return Call("GET", _job_path(job_id, "/signatures"), parse, idempotent=True)
+
+
+def list_users() -> Call[list[User]]:
+    return Call("GET", USERS, lambda body: [User.model_validate(u) for u in _data(body)["users"]], idempotent=True)
+
+
+def get_user(user_id: str) -> Call[User]:
+    return Call("GET", _user_path(user_id), _user, idempotent=True)
+
+
+def create_user(user_id: str, *, name: str, role: str, password: str, org_id: str | None) -> Call[User]:
+    body = {"userId": user_id, "name": name, "role": role, "password": password, "orgId": org_id}
+    # A repeat whose first attempt went through would answer 409 USER_EXISTS: never sent twice.
+    return Call("POST", USERS, _user, json={k: v for k, v in body.items() if v is not None})
+
+
+def update_user(user_id: str, *, name: str | None, role: str | None, disabled: bool | None) -> Call[User]:
+    body = {"name": name, "role": role, "disabled": disabled}
+    # Setting the same values twice leaves them as once: safe to send again.
+    return Call(
+        "PATCH", _user_path(user_id), _user, json={k: v for k, v in body.items() if v is not None}, idempotent=True
+    )
+
+
+def reset_password(user_id: str, password: str) -> Call[User]:
+    # Not sent again: the password rules refuse a change to the same password.
+    return Call("POST", _user_path(user_id, "/password"), _user, json={"password": password})
+
+
+def unlock_user(user_id: str) -> Call[User]:
+    return Call("POST", _user_path(user_id, "/unlock"), _user, idempotent=True)

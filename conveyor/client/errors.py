@@ -11,7 +11,8 @@ envelopes, depending on the endpoint family; both are read into the same attribu
   "INVALID_SCHEDULE", …}, "request_id": …}}`; `code` is the specific reason, `family_code`
   the JOB00x code.
 
-Anything else (`{"detail": …}`, a proxy's HTML page) keeps its status and text.
+Anything else (`{"detail": …}`, a proxy's HTML page) keeps its status and text; the code then
+comes from the `X-Error-Code` header when the server sent one.
 """
 
 from __future__ import annotations
@@ -84,6 +85,26 @@ class Forbidden(ConveyorError):
     """403: the credentials are good, but their role may not do this."""
 
 
+class SignatureRequired(ConveyorError):
+    """428 `SIGNATURE_REQUIRED`: the operation is critical on this server and needs an
+    e-signature (`signature=Signature(…)`); nothing was changed. `operation` names it
+    (`cache.clear`, `job.cancel`…) where the endpoint's family says so."""
+
+    @property
+    def operation(self) -> str | None:
+        return self.details.get("operation")
+
+
+class SignatureInvalid(Forbidden):
+    """403 `SIGNATURE_INVALID`: the signature was refused (a wrong password, an unknown
+    meaning, a signer who may not sign this); `fields` names the header at fault. Nothing was
+    changed; a wrong password counts toward the signer's lock-out."""
+
+    @property
+    def operation(self) -> str | None:
+        return self.details.get("operation")
+
+
 class NotFound(ConveyorError):
     """404: no such job or schedule — or one outside the caller's organisation, which the
     server never tells apart."""
@@ -136,6 +157,7 @@ _BY_STATUS: dict[int, type[ConveyorError]] = {
     413: InvalidRequest,
     415: InvalidRequest,
     422: InvalidRequest,
+    428: SignatureRequired,
 }
 
 
@@ -144,8 +166,11 @@ def error_from_response(response: httpx.Response) -> ConveyorError:
     status = response.status_code
     request_id = response.headers.get("x-request-id")
     parsed = _parse_body(response)
+    parsed["code"] = parsed["code"] or response.headers.get("x-error-code")
     if parsed["code"] == "JOB_TIMEOUT":
         cls: type[ConveyorError] = WaitTimeout
+    elif parsed["code"] == "SIGNATURE_INVALID":
+        cls = SignatureInvalid
     elif status >= 500:
         cls = ServerError
     else:

@@ -352,3 +352,98 @@ class NewApiKey(ApiKey):
     """A key just created: `key` is the secret, shown this once."""
 
     key: str
+
+
+class User(_Camel):
+    """A local user (`/api/v1/users`): who signs in and signs critical operations. Never a
+    password or its hash."""
+
+    user_id: str
+    name: str
+    role: str
+    org_id: str | None = None
+    disabled: bool = False
+    locked_until: datetime | None = None
+    failed_attempts: int = 0
+    password_changed_at: datetime | None = None
+    created_at: datetime | None = None
+    created_by: str | None = None
+    last_sign_in_at: datetime | None = None
+
+
+class SignedInUser(_Camel):
+    user_id: str
+    name: str
+    role: str
+    org_id: str | None = None
+
+
+class SignIn(_Camel):
+    """`POST /api/v1/auth/token`: a JWT (`access_token`) for a user id and password, for
+    `Client(token=…)` until `expires_at`."""
+
+    access_token: str = Field(repr=False)
+    token_type: str = "Bearer"
+    expires_at: datetime | None = None
+    user: SignedInUser
+
+
+class Caller(_Camel):
+    """`GET /api/v1/me`: who the credentials are (`via` says api_key or jwt) and what they may do."""
+
+    user_id: str | None = None
+    name: str | None = None
+    role: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    org_id: str | None = None
+    study_id: str | None = None
+    via: str | None = None
+    super_admin: bool = False
+    permissions: list[str] = Field(default_factory=list)
+
+
+class SignatureRecord(_Camel):
+    """An e-signature applied to a job (`GET /api/v1/jobs/{id}/signatures`), bound to the audit
+    record whose content hash it names."""
+
+    id: str
+    signer_id: str
+    printed_name: str
+    meaning: str
+    signed_at: datetime
+    action: str
+    object_type: str | None = None
+    object_id: str | None = None
+    record_hash: str | None = None
+    requested_by: str | None = None
+
+
+class SignaturePolicy(_Camel):
+    """`GET /api/v1/auth/signature-policy`: the server's own rules for e-signatures.
+
+    `operations` maps each operation that can be made critical (`job.cancel`, `cache.clear`,
+    `schedule.change`…) to `always`, `critical_jobs` (only on critical-priority jobs) or
+    `never`; `meanings` are those a signer may state."""
+
+    operations: dict[str, str] = Field(default_factory=dict)
+    meanings: list[str] = Field(default_factory=list)
+
+    def requires(self, operation: str, *, critical_job: bool = False) -> bool:
+        """Whether the server demands a signature for `operation` (on a critical-priority
+        job, when `critical_job`)."""
+        when = self.operations.get(operation, "never")
+        return when == "always" or (critical_job and when == "critical_jobs")
+
+
+class Worker(_Camel):
+    """A live worker (`GET /api/v1/workers`): one that reported within the last 30 seconds."""
+
+    id: str
+    hostname: str | None = None
+    pid: int | None = None
+    queues: list[str] = Field(default_factory=list)
+    concurrency: int | None = None
+    running: int | None = None
+    started_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    last_seen_seconds_ago: float | None = None

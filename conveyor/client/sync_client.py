@@ -29,6 +29,7 @@ from conveyor.client.models import (
     AuditVerdict,
     Batch,
     CacheStats,
+    Caller,
     Health,
     Job,
     LogPage,
@@ -37,8 +38,14 @@ from conveyor.client.models import (
     Queue,
     QueueState,
     Schedule,
+    SignaturePolicy,
+    SignatureRecord,
+    SignIn,
     Stats,
+    User,
+    Worker,
 )
+from conveyor.client.signing import Signature
 
 T = TypeVar("T")
 
@@ -86,6 +93,7 @@ class Client:
         self.batches = Batches(self)
         self.audit = Audit(self)
         self.api_keys = ApiKeys(self)
+        self.users = Users(self)
 
     def __repr__(self) -> str:
         return f"Client(base_url={str(self._http.base_url)!r})"
@@ -107,7 +115,12 @@ class Client:
         while True:
             try:
                 response = self._http.request(
-                    call.method, call.path, params=call.params, json=call.json, timeout=call.timeout(self._http.timeout)
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    json=call.json,
+                    headers=call.headers,
+                    timeout=call.timeout(self._http.timeout),
                 )
             except httpx.TransportError as exc:
                 failures += 1
@@ -170,21 +183,24 @@ class Client:
         while (call := pager.next_call()) is not None:
             yield from pager.take(self._send(call))
 
-    def cancel(self, job_id: JobId) -> Job:
+    def cancel(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
         """Cancels a job: at once when it waits, at its next checkpoint when it runs (the job
-        shows `cancel_requested` until then). Raises Conflict for a finished job."""
-        return self._send(calls.cancel(job_id))
+        shows `cancel_requested` until then). Raises Conflict for a finished job.
 
-    def delete(self, job_id: JobId) -> Job:
+        `signature`: an e-signature, for a server that makes this cancel critical (by default,
+        of a critical-priority job); without one it raises SignatureRequired."""
+        return self._send(calls.cancel(job_id, signature))
+
+    def delete(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
         """Seed 002's `DELETE /api/v1/jobs/{id}`: cancels the job as `cancel` does, recorded in
         the audit trail as job.deleted rather than job.cancelled (the job stays listed until
         retention removes it). Raises Conflict for a finished job."""
-        return self._send(calls.delete(job_id))
+        return self._send(calls.delete(job_id, signature))
 
-    def retry(self, job_id: JobId) -> Job:
+    def retry(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
         """Runs a failed, cancelled or timed-out job again, as a new job whose `retry_of`
-        names the old one. Raises Conflict for any other status."""
-        return self._send(calls.retry(job_id))
+        names the old one. Raises Conflict for any other status; `signature` as for `cancel`."""
+        return self._send(calls.retry(job_id, signature))
 
     def wait(self, job_id: JobId, timeout: Seconds | None = 30.0) -> Job:
         """Waits until the job finishes and returns it, whatever its outcome (check
@@ -221,9 +237,48 @@ class Client:
     def resume_queue(self, name: str) -> QueueState:
         return self._send(calls.set_queue_paused(name, False))
 
+    def workers(self) -> builtins.list[Worker]:
+        """The live workers: host, pid, queues, concurrency, jobs running, last heartbeat."""
+        return self._send(calls.workers())
+
     def health(self) -> Health:
         """The service's health (needs no credentials); `unhealthy` is returned, not raised."""
         return self._send(calls.health())
+
+    # --- the caller, sign-in, e-signatures ----------------------------------------------------------
+
+    def me(self) -> Caller:
+        """Who these credentials are (`via`: api_key or jwt), their role and permissions."""
+        return self._send(calls.me())
+
+    def sign_in(self, user_id: str, password: str) -> SignIn:
+        """A JWT for a local user (`POST /api/v1/auth/token`; needs no credentials). Raises
+        Unauthorized (`INVALID_CREDENTIALS`) for a wrong id or password, a locked-out or
+        disabled account alike; each failure counts toward the lock-out.
+
+        Example::
+
+            with Client(url) as anonymous:
+                token = anonymous.sign_in("ada", password).access_token
+            with Client(url, token=token) as client:
+                print(client.me().name)
+        """
+        return self._send(calls.sign_in(user_id, password))
+
+    def change_password(self, current: str, new: str) -> User:
+        """The signed-in user's own password (a JWT from `sign_in`; an API key has none).
+        Tokens issued before stop working."""
+        return self._send(calls.change_own_password(current, new))
+
+    def signature_policy(self) -> SignaturePolicy:
+        """The server's own rules: which operations need an e-signature, and the meanings a
+        signer may state. `policy.requires("cache.clear")`."""
+        return self._send(calls.signature_policy())
+
+    def signatures(self, job_id: JobId) -> builtins.list[SignatureRecord]:
+        """The e-signatures applied to a job, oldest first: signer, printed name, meaning,
+        time, action and the audit record's hash."""
+        return self._send(calls.job_signatures(job_id))
 
     # --- the result cache --------------------------------------------------------------------------
 
@@ -231,10 +286,11 @@ class Client:
         """Cached results of the caller's scope (`GET /api/v1/cache/stats`, seed 003's shape)."""
         return self._send(calls.cache_stats())
 
-    def clear_cache(self, *, labels: Mapping[str, str] | None = None) -> int:
+    def clear_cache(self, *, labels: Mapping[str, str] | None = None, signature: Signature | None = None) -> int:
         """Forgets cached results (of jobs with these labels, when given; their jobs stay) and
-        returns how many. Operators and above."""
-        return self._send(calls.clear_cache(labels))
+        returns how many. Operators and above; an e-signature (`signature`) where the server
+        makes cache.clear critical (by default)."""
+        return self._send(calls.clear_cache(labels, signature))
 
 
 class Schedules:
@@ -267,20 +323,24 @@ class Schedules:
     def get(self, schedule_id: JobId) -> Schedule:
         return self._client._send(calls.get_schedule(schedule_id))
 
-    def update(self, schedule_id: JobId, **changes: Unpack[ScheduleChanges]) -> Schedule:
-        """Changes the settings given (a new timing starts from now)."""
-        return self._client._send(calls.update_schedule(schedule_id, changes))
+    def update(
+        self, schedule_id: JobId, *, signature: Signature | None = None, **changes: Unpack[ScheduleChanges]
+    ) -> Schedule:
+        """Changes the settings given (a new timing starts from now). Like `pause`, `resume` and
+        `delete`, it takes an e-signature (`signature`) where the server makes schedule changes
+        critical (by default)."""
+        return self._client._send(calls.update_schedule(schedule_id, changes, signature))
 
-    def pause(self, schedule_id: JobId) -> Schedule:
-        return self._client._send(calls.set_schedule_enabled(schedule_id, False))
+    def pause(self, schedule_id: JobId, *, signature: Signature | None = None) -> Schedule:
+        return self._client._send(calls.set_schedule_enabled(schedule_id, False, signature))
 
-    def resume(self, schedule_id: JobId) -> Schedule:
+    def resume(self, schedule_id: JobId, *, signature: Signature | None = None) -> Schedule:
         """Resumes from the first tick after now (ticks missed while paused never fire)."""
-        return self._client._send(calls.set_schedule_enabled(schedule_id, True))
+        return self._client._send(calls.set_schedule_enabled(schedule_id, True, signature))
 
-    def delete(self, schedule_id: JobId) -> Schedule:
+    def delete(self, schedule_id: JobId, *, signature: Signature | None = None) -> Schedule:
         """Deletes the schedule (its jobs stay) and returns it as it was."""
-        return self._client._send(calls.delete_schedule(schedule_id))
+        return self._client._send(calls.delete_schedule(schedule_id, signature))
 
 
 class Batches:
@@ -370,6 +430,47 @@ class ApiKeys:
         """The keys the caller may manage (never their secrets)."""
         return self._client._send(calls.list_api_keys())
 
-    def revoke(self, key_id: str) -> ApiKey:
-        """Revokes a key (its id, the second part of `cvk_<id>_…`). Raises NotFound."""
-        return self._client._send(calls.revoke_api_key(key_id))
+    def revoke(self, key_id: str, *, signature: Signature | None = None) -> ApiKey:
+        """Revokes a key (its id, the second part of `cvk_<id>_…`). Raises NotFound; takes an
+        e-signature (`signature`) where the server makes api_key.revoke critical (by default)."""
+        return self._client._send(calls.revoke_api_key(key_id, signature))
+
+
+class Users:
+    """`client.users`: local users (`/api/v1/users`; admins for their organisation, super admins
+    for every one)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> builtins.list[User]:
+        return self._client._send(calls.list_users())
+
+    def get(self, user_id: str) -> User:
+        """Raises NotFound for a user of another organisation, as for one that does not exist."""
+        return self._client._send(calls.get_user(user_id))
+
+    def create(self, user_id: str, *, name: str, role: str, password: str, org_id: str | None = None) -> User:
+        """Creates a local user; `name` is the printed name shown with their signatures. Raises
+        InvalidRequest naming `password` when it breaks the password rules, Conflict
+        (`USER_EXISTS`) for an id taken.
+
+        Example::
+
+            client.users.create("ada", name="Ada Lovelace", role="operator", password=password)
+        """
+        return self._client._send(calls.create_user(user_id, name=name, role=role, password=password, org_id=org_id))
+
+    def update(
+        self, user_id: str, *, name: str | None = None, role: str | None = None, disabled: bool | None = None
+    ) -> User:
+        """Changes the printed name or the role, or disables (`disabled=True`) or enables the user."""
+        return self._client._send(calls.update_user(user_id, name=name, role=role, disabled=disabled))
+
+    def reset_password(self, user_id: str, password: str) -> User:
+        """Sets the user's password (lifts a lock-out; their tokens stop working)."""
+        return self._client._send(calls.reset_password(user_id, password))
+
+    def unlock(self, user_id: str) -> User:
+        """Lifts the user's lock-out."""
+        return self._client._send(calls.unlock_user(user_id))

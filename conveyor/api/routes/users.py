@@ -8,6 +8,8 @@ and user management for admins (21 CFR Part 11 §11.300).
   another organisation does not exist for it: 404) and may hand out roles up to admin; a
   super admin manages every user.
 - `GET /api/v1/jobs/{job_id}/signatures`: the e-signatures applied to a job (jobs:read).
+- `GET /api/v1/auth/signature-policy`: which operations this server makes critical and the
+  meanings a signer may state, so that a client asks for a signature by the server's rules.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from conveyor.api.routes.canonical import parse_job_id
 from conveyor.api.services import Services, services
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.audit import Actor
+from conveyor.signatures import OPERATIONS
 from conveyor.store.users import UserRecord
 from conveyor.users import InvalidCredentials
 
@@ -298,6 +301,46 @@ async def reset_password(svc: Svc, principal: Admin, user_id: str, body: ResetPa
 async def unlock_user(svc: Svc, principal: Admin, user_id: str) -> dict[str, Any]:
     await _manageable(svc, principal, user_id)
     return _ok(user_json(await svc.conveyor.users.unlock(user_id)))
+
+
+# --- signatures: the server's rules, and those shown with the job ---
+
+POLICY_ANSWER = {
+    "success": True,
+    "data": {
+        "operations": {
+            "job.cancel": "critical_jobs",
+            "job.retry": "critical_jobs",
+            "job.delete": "always",
+            "cache.clear": "always",
+            "schedule.change": "always",
+            "schedule.delete": "always",
+            "api_key.revoke": "always",
+        },
+        "meanings": ["approved", "authored", "responsible", "reviewed"],
+    },
+    "timestamp": TS,
+}
+
+
+@router.get(
+    "/api/v1/auth/signature-policy",
+    summary="Which operations need an e-signature here, and the meanings a signer may state",
+    responses=ex.example(200, POLICY_ANSWER),
+)
+async def signature_policy(svc: Svc, _principal: Reader) -> dict[str, Any]:
+    """Every operation that can be made critical, with `always`, `critical_jobs` (only on
+    critical-priority jobs) or `never` (CONVEYOR_CRITICAL_OPERATIONS), and the meanings of
+    CONVEYOR_SIGNATURE_MEANINGS."""
+    signatures = svc.conveyor.signatures
+    critical = signatures.critical
+
+    def when(operation: str) -> str:
+        if operation in critical.always:
+            return "always"
+        return "critical_jobs" if operation in critical.critical_jobs_only else "never"
+
+    return _ok({"operations": {op: when(op) for op in OPERATIONS}, "meanings": signatures.meaning_list()})
 
 
 # --- signatures shown with the job -------------------------------------------------------------------
