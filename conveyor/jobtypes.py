@@ -54,6 +54,9 @@ class JobType:
     retry: ClassVar[RetryPolicy | None] = None  # None: the policy of the job's priority class
     runs_in: ClassVar[RunsIn | None] = None  # None: "loop" for async execute, else "thread"
     sensitive: ClassVar[bool] = False  # payload and result are sealed at rest (security issue)
+    # Made by the platform, or started through an endpoint of its own that checks who may:
+    # the generic creation paths (POST /api/v1/jobs, batches, schedules over HTTP) refuse it.
+    internal: ClassVar[bool] = False
     description: ClassVar[str] = ""
 
     def execute(self, ctx: Any, data: Any) -> Any:
@@ -87,6 +90,8 @@ class Definition:
     sensitive: bool
     # Where a child process finds the implementation: (module, qualified name, is a class).
     import_path: tuple[str, str, bool]
+    # Not offered on the generic creation paths (see JobType.internal).
+    internal: bool = False
 
     def parse(self, data: Any) -> Any:
         """The validated input, or InvalidJobData naming every offending field."""
@@ -213,6 +218,7 @@ class Registry:
                 runs_in=_runs_in(execute, cls.runs_in, kind),
                 sensitive=cls.sensitive,
                 import_path=(cls.__module__, cls.__qualname__, True),
+                internal=cls.internal,
             )
         )
         return cls
@@ -227,6 +233,7 @@ class Registry:
         retry: RetryPolicy | None = None,
         runs_in: RunsIn | None = None,
         sensitive: bool = False,
+        internal: bool = False,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register a function `execute(ctx, data)` as a job type; the function is returned as is."""
 
@@ -243,6 +250,7 @@ class Registry:
                     runs_in=_runs_in(func, runs_in, kind),
                     sensitive=sensitive,
                     import_path=(func.__module__, func.__qualname__, False),
+                    internal=internal,
                 )
             )
             func.__conveyor_kind__ = kind  # type: ignore[attr-defined]
@@ -268,7 +276,11 @@ class Registry:
         try:
             return self._by_kind[kind]
         except KeyError:
-            raise UnknownJobType(kind, self.kinds()) from None
+            raise UnknownJobType(kind, self.offered()) from None
+
+    def offered(self) -> list[str]:
+        """The kinds the generic creation paths offer: all but the internal ones."""
+        return sorted(d.kind for d in self._by_kind.values() if not d.internal)
 
     def kinds(self) -> list[str]:
         return sorted(self._by_kind)

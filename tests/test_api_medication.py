@@ -71,11 +71,12 @@ async def test_a_job_starts_with_202_and_is_visible_through_both_families(
     api: ApiHarness, database_url: str, path: str
 ) -> None:
     sample = SAMPLES[path]
-    operator = await api.key("operator", org="org-a")
+    entry = next(t for t in TYPED_JOBS if t.path == path)
+    # An operator, or an admin where the role table wants one (backup)
+    operator = await api.key("operator" if Role.OPERATOR in entry.roles else "admin", org="org-a")
     response = await api.client.post(url(path), json=sample.body, headers=operator)
     assert response.status_code == 202, response.text
     job = response.json()
-    entry = next(t for t in TYPED_JOBS if t.path == path)
     assert set(job) == {"id", "type", "status", "priority", "created_at", "links"}
     assert (job["type"], job["status"], job["priority"]) == (entry.kind, "pending", entry.priority.value.upper())
     assert job["links"] == {"self": f"/api/v1/jobs/{job['id']}", "monitoring": f"/api/v1/jobs/jobs/{job['id']}"}
@@ -93,7 +94,8 @@ async def test_a_job_starts_with_202_and_is_visible_through_both_families(
     assert job["id"] in stored and not any(value in stored for value in sample.phi)
     created, _ = await api.conveyor.audit.list(AuditFilter(action="job.created", object_id=job["id"]), limit=5)
     reads, _ = await api.conveyor.audit.list(AuditFilter(action="job.read", object_id=job["id"]), limit=5)
-    assert len(created) == 1 and len(reads) == 2
+    # Two reads by one reader within CONVEYOR_AUDIT_READ_WINDOW_SECONDS: one job.read record.
+    assert len(created) == 1 and len(reads) == 1
 
 
 @pytest.mark.parametrize(("priority", "attempts"), [("CRITICAL", 6), ("HIGH", 4), ("MEDIUM", 4), ("low", 3)])

@@ -17,7 +17,7 @@ from jobtypes_for_tests import jobtypes
 
 from conveyor import Conveyor
 from conveyor.errors import InvalidJobData
-from conveyor.model import Job, JobFilter, Owner
+from conveyor.model import Job, JobFilter, Owner, utc_now
 from conveyor.packs.medication.reminders import DELIVERY_KIND
 from conveyor.store.notifications import NOTIFICATION_CREATED
 
@@ -129,6 +129,10 @@ async def test_each_firing_delivers_once_at_local_time_across_dst_with_two_sched
         assert {n.body["medication_id"] for n in notes} == {"levothyroxine-50"}
         events = [e for e in await one.store.webhook_events_page(1000) if e.event_type == NOTIFICATION_CREATED]
         assert sorted(e.payload["notification"]["id"] for e in events) == sorted(str(n.id) for n in notes)
+        # Each delivery counted once for analytics_roll_up's reminders_sent.
+        [sent] = await one.store.counter_sums("org-a", start - timedelta(days=3650), utc_now() + timedelta(days=1),
+                                              ["reminders_sent"])  # fmt: skip
+        assert (sent.kind, sent.total) == (DELIVERY_KIND, len(expected))
 
 
 async def test_a_firing_written_again_makes_no_second_notification_or_event(database_url: str) -> None:

@@ -3,7 +3,7 @@ refill_check and supply_monitor as jobs over the state reminders leave, on both 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -120,6 +120,10 @@ async def test_refill_check_records_supply_and_alerts_when_due(clinic: Conveyor)
     assert plenty.result["days_of_supply"] == 30.0 and plenty.result["refill_due"] is False
     assert "notification_id" not in plenty.result
     assert (await clinic.notifications.list(visible_to=None, kind="refill_due"))[1] == 1
+    # The due check counted itself for analytics_roll_up's refills_due; the other did not.
+    week = (recorded_at - timedelta(days=1), recorded_at + timedelta(days=1))
+    [counted] = await clinic.store.counter_sums(due.owner.org_id, *week, ["refills_due"])
+    assert (counted.kind, counted.total, counted.jobs) == ("refill_check", 1, 1)
 
 
 async def test_the_refill_window_is_a_setting(clinic: Conveyor, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,9 +11,10 @@ from fastapi import Request
 
 from conveyor.access import Principal
 from conveyor.api.auth import Authenticator, JwtIssuer
-from conveyor.api.errors import ApiError
+from conveyor.api.errors import ApiError, api_error_of
 from conveyor.apikeys import ApiKeys
 from conveyor.engine import Engine
+from conveyor.errors import UnknownJobType
 from conveyor.insights import Insights
 from conveyor.limits import JobLimits
 from conveyor.runtime import Conveyor
@@ -64,6 +65,17 @@ async def admit_jobs(svc: Services, principal: Principal, n: int, queues: Iterab
     if refusal.reason == "rate":
         raise ApiError(429, "RATE_LIMITED", refusal.message, headers=headers)
     raise ApiError(503, "QUEUE_FULL", refusal.message, headers=headers)
+
+
+def offered(svc: Services, kind: str, field: str) -> None:
+    """Refuse, as the unknown job type it is to them, a kind the generic creation paths do not
+    offer: one the platform makes itself (webhook deliveries, reminder firings) or one started
+    through an endpoint of its own that checks who may (seed 001's, conveyor.api.routes.medication)."""
+    registry = svc.engine.registry
+    if kind in registry and registry.get(kind).internal:
+        error = api_error_of(UnknownJobType(kind, registry.offered()))
+        error.field = field
+        raise error
 
 
 async def services(request: Request) -> Services:

@@ -360,7 +360,7 @@ def delivery_jobtypes(*, max_attempts: int, retry_base: timedelta, timeout: time
     """The `webhook_delivery` job type with the installation's retry policy."""
     registry = Registry()
     policy = RetryPolicy(max_retries=max(0, max_attempts - 1), base=retry_base, max_delay=timedelta(hours=6))
-    registry.job_type(DELIVERY_KIND, queue=queue, priority=Priority.HIGH, retry=policy, timeout=timeout)(
+    registry.job_type(DELIVERY_KIND, queue=queue, priority=Priority.HIGH, retry=policy, timeout=timeout, internal=True)(
         webhook_delivery
     )
     return registry

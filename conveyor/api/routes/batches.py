@@ -26,7 +26,7 @@ from conveyor.api.errors import api_error_of
 from conveyor.api.lean import LeanRoute
 from conveyor.api.params import LABEL_KEY
 from conveyor.api.routes.canonical import REQUEST_FIELD, ok
-from conveyor.api.services import Services, admit_jobs, queue_of, services
+from conveyor.api.services import Services, admit_jobs, offered, queue_of, services
 from conveyor.api.timefmt import iso
 from conveyor.engine import MAX_DELAY, JobRequest
 from conveyor.engine.batches import BatchView
@@ -206,6 +206,8 @@ async def create_batch(svc: Svc, principal: Creator, body: CreateBatchRequest) -
         )
         for job in body.jobs
     ]
+    for n, job in enumerate(body.jobs):
+        offered(svc, job.type, f"jobs.{n}.type")
     queues = [q for job in body.jobs for q in queue_of(svc, job.type, job.queue)]
     await admit_jobs(svc, principal, len(requests), queues)
     with _fields_of_the_body():

@@ -26,7 +26,7 @@ from conveyor.api.errors import ApiError
 from conveyor.api.lean import LeanRoute
 from conveyor.api.params import LABEL_KEY, aware, labels_filter, priorities, statuses
 from conveyor.api.render import canonical_job, render_summary, seed003_keys
-from conveyor.api.services import Services, admit_jobs, queue_of, services
+from conveyor.api.services import Services, admit_jobs, offered, queue_of, services
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.engine import MAX_DELAY
 from conveyor.errors import InvalidJobOptions, JobNotFound
@@ -152,6 +152,7 @@ async def create_job(request: Request, svc: Svc, principal: Creator) -> JSONResp
         raise ApiError(400, "INVALID_REQUEST", "Idempotency-Key must be 1-500 characters", field="Idempotency-Key")
     key = body.idempotencyKey or header_key
     cache_info = None
+    offered(svc, body.type, "type")
     await admit_jobs(svc, principal, 1, queue_of(svc, body.type, body.queue))
     try:
         if body.useCache:
@@ -452,7 +453,18 @@ EVENTS_HEARTBEAT_S = 10.0  # a comment line this often keeps proxies from closin
     "/{job_id}/events",
     summary="Follow a job: server-sent events as it changes, until it finishes",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "example": 'event: job\ndata: {"id": "0196…", "type": "sleep", "status": "running", "progress": 40}'
+                    '\n\nevent: end\ndata: {"id": "0196…", "status": "completed"}\n\n',
+                }
+            }
+        },
+        **ex.example(404, ex.CANONICAL_ERROR),
+    },
 )
 async def job_events(svc: Svc, principal: Reader, job_id: str) -> StreamingResponse:
     """`event: job` with the job (as GET shows it, without its result) now and each time it

@@ -26,7 +26,7 @@ from conveyor.api.errors import ApiError, api_error_of
 from conveyor.api.lean import LeanRoute
 from conveyor.api.render import monitoring_job
 from conveyor.api.routes.monitoring import pagination
-from conveyor.api.services import Services, services
+from conveyor.api.services import Services, offered, services
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.cron import MissedPolicy
 from conveyor.engine.schedules import ScheduleSpec, describe
@@ -167,6 +167,7 @@ async def create_schedule(svc: Svc, principal: Manager, body: CreateScheduleRequ
     """Validated as a whole before anything is stored: the job type and its data (every bad
     field named), priority, cron and time zone or interval, and the missed-tick policy."""
     spec = ScheduleSpec(**{**body.model_dump(), "missed_policy": body.missed_policy.value})
+    offered(svc, spec.job_type, "job_type")
     with _fields_of_the_body():
         schedule = await svc.conveyor.schedules.create(spec, owner=principal.owner)
     return _answer(schedule)
@@ -186,6 +187,8 @@ async def update_schedule(
     """A new timing (or enabling) starts the schedule afresh from now: ticks it would have had
     before the change do not fire."""
     changes = body.model_dump(exclude_unset=True)
+    if isinstance(changes.get("job_type"), str):
+        offered(svc, changes["job_type"], "job_type")
     if isinstance(changes.get("missed_policy"), MissedPolicy):
         changes["missed_policy"] = changes["missed_policy"].value
     with _fields_of_the_body():

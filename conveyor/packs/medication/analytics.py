@@ -81,7 +81,7 @@ class AnalyticsRollUpInput(BaseModel):
         return value
 
 
-@jobtypes.job_type("analytics_roll_up", sensitive=True)
+@jobtypes.job_type("analytics_roll_up", sensitive=True, internal=True)
 async def analytics_roll_up(ctx: Context, data: AnalyticsRollUpInput) -> dict[str, Any]:
     analytics = ctx.service("analytics")
     org_id = ctx.owner.org_id

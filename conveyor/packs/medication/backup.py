@@ -67,6 +67,7 @@ class BackupInput(BaseModel):
     priority=Priority.HIGH,
     timeout=timedelta(hours=6),
     sensitive=True,
+    internal=True,
 )
 async def backup(ctx: Context, data: BackupInput) -> dict[str, Any]:
     """Snapshot the whole database, encrypt it with the newest key, verify it by restoring it

@@ -41,7 +41,7 @@ NOT_SAFE = (
 )
 
 
-@jobtypes.job_type("interaction_check", sensitive=True)
+@jobtypes.job_type("interaction_check", sensitive=True, internal=True)
 async def interaction_check(ctx: Context, data: InteractionCheckInput) -> dict[str, Any]:
     try:
         check = await ctx.service("interactions").check(data.medications)

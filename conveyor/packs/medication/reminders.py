@@ -70,7 +70,7 @@ def _schedules(ctx: Context) -> Schedules:
         raise PermanentError(str(exc)) from None
 
 
-@jobtypes.job_type(REMINDER_KIND, priority=Priority.HIGH, sensitive=True)
+@jobtypes.job_type(REMINDER_KIND, priority=Priority.HIGH, sensitive=True, internal=True)
 async def medication_reminder(ctx: Context, data: MedicationReminderInput) -> dict[str, Any]:
     schedules = _schedules(ctx)
     state = records.state(ctx)
@@ -137,7 +137,7 @@ async def medication_reminder(ctx: Context, data: MedicationReminderInput) -> di
     }
 
 
-@jobtypes.job_type(DELIVERY_KIND, priority=Priority.HIGH, sensitive=True)
+@jobtypes.job_type(DELIVERY_KIND, priority=Priority.HIGH, sensitive=True, internal=True)
 async def medication_reminder_delivery(ctx: Context, data: ReminderDeliveryInput) -> dict[str, Any]:
     """One firing of a reminder: one notification and its webhook event, once."""
     reminder = await records.state(ctx).get(records.reminder_key(data.reminder_id))
@@ -167,4 +167,5 @@ async def medication_reminder_delivery(ctx: Context, data: ReminderDeliveryInput
         delivery_key=ctx.job.idempotency_key or f"job:{ctx.job_id}",
         job_id=ctx.job_id,
     )
+    ctx.count("reminders_sent")  # once: only the attempt that finishes the job writes its counters
     return {"delivered": True, "notification_id": str(notification.id), "created": created}

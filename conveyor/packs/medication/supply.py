@@ -96,7 +96,7 @@ def _regimen_of(entry: dict[str, Any]) -> Regimen | None:
     return Regimen.from_json(reminder["regimen"]) if reminder.get("regimen") else None
 
 
-@jobtypes.job_type(REFILL_KIND, priority=Priority.HIGH, sensitive=True)
+@jobtypes.job_type(REFILL_KIND, priority=Priority.HIGH, sensitive=True, internal=True)
 async def refill_check(ctx: Context, data: RefillCheckInput) -> dict[str, Any]:
     now = utc_now()
     window = records.refill_window_days()
@@ -132,6 +132,7 @@ async def refill_check(ctx: Context, data: RefillCheckInput) -> dict[str, Any]:
         "refill_due": p.refill_due,
     }
     if p.refill_due:
+        ctx.count("refills_due")
         notification, _created = await ctx.service("notifications").notify(
             owner=ctx.owner,
             user_id=data.user_id,
@@ -145,7 +146,7 @@ async def refill_check(ctx: Context, data: RefillCheckInput) -> dict[str, Any]:
     return result
 
 
-@jobtypes.job_type(SUPPLY_KIND, priority=Priority.MEDIUM, sensitive=True)
+@jobtypes.job_type(SUPPLY_KIND, priority=Priority.MEDIUM, sensitive=True, internal=True)
 async def supply_monitor(ctx: Context, data: SupplyMonitorInput) -> dict[str, Any]:
     now = utc_now()
     window = records.refill_window_days()
