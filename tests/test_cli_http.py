@@ -196,6 +196,11 @@ def test_schedules(admin: Served) -> None:
     assert "every 3600s" in cli("schedules", "list").stdout
     assert ok_json("schedules", "pause", made["id"])["next_run_at"] is None  # type: ignore[index]
     assert ok_json("schedules", "resume", made["id"])["next_run_at"]  # type: ignore[index]
+    ran = ok_json("schedules", "run", made["id"])
+    assert isinstance(ran, dict) and ran["type"] == "sleep"
+    assert ok_json("jobs", "wait", ran["id"])["status"] == "completed"  # type: ignore[index]
+    assert "removed" in cli("jobs", "delete", ran["id"], "--purge").stdout
+    assert error(cli("jobs", "show", ran["id"]), Exit.NOT_FOUND)["error"] == "JOB_NOT_FOUND"
     assert ok_json("schedules", "show", made["id"])["id"] == made["id"]  # type: ignore[index]
     assert cli("schedules", "delete", made["id"]).exit_code == 0
     assert error(cli("schedules", "show", made["id"]), Exit.NOT_FOUND)["error"] == "SCHEDULE_NOT_FOUND"

@@ -394,6 +394,13 @@ async def test_schedules_create_list_get_update_pause_resume_delete(api: ApiHarn
     assert (changed.name, changed.cron, changed.interval_seconds) == ("every 90 s", None, 90.0)
     paused = await client.schedules.pause(nightly.id)
     assert not paused.enabled and paused.next_run_at is None
+    ran = await client.schedules.run(nightly.id)  # paused or not: one job now
+    assert (ran.type, ran.status, ran.priority) == ("t.report", "pending", "medium")
+    await client.cancel(ran.id)
+    purged = await client.purge(ran.id)
+    assert (purged.id, purged.status) == (ran.id, "cancelled")
+    with pytest.raises(NotFound):
+        await client.get(ran.id)
     assert (await client.schedules.resume(nightly.id)).next_run_at is not None
     deleted = await client.schedules.delete(nightly.id)
     assert deleted.id == nightly.id

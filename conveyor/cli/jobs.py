@@ -194,9 +194,22 @@ def cancel_job(job_id: JobId, sign_as: SignAsOpt = None, meaning: MeaningOpt = N
 
 
 @jobs_app.command("delete")
-def delete_job(job_id: JobId, sign_as: SignAsOpt = None, meaning: MeaningOpt = None, as_json: JsonOpt = False) -> None:
+def delete_job(
+    job_id: JobId,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="remove the job for good, with its result and logs (not a running job)")
+    ] = False,
+    sign_as: SignAsOpt = None,
+    meaning: MeaningOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Seed 002's DELETE: cancels the job as `cancel` does, recorded in the audit trail as
-    job.deleted (the job stays listed until retention removes it); signed as a cancel is."""
+    job.deleted (the job stays listed until retention removes it); signed as a cancel is.
+    With --purge the job is removed (an erasure request), signed as job.delete where demanded."""
+    if purge:
+        gone = signed_call(lambda c, signature: c.purge(job_id, signature=signature), sign_as, meaning)
+        _print_job_line(gone, "removed", as_json)
+        return
     job = signed_call(lambda c, signature: c.delete(job_id, signature=signature), sign_as, meaning)
     _print_job_line(job, "deleted (cancelled)" if job.finished else "delete requested for", as_json)
 

@@ -155,6 +155,16 @@ def schedules_pause(
     print_json(found) if as_json else _print_schedule(found)
 
 
+@schedules_app.command("run")
+def schedules_run(schedule_id: ScheduleId, as_json: JsonOpt = False) -> None:
+    """One job of the schedule now, paused or not; its ticks stay as they were."""
+    job = call(lambda c: c.schedules.run(schedule_id))
+    if as_json:
+        print_json(job)
+    else:
+        typer.echo(f"enqueued {job.id} ({job.type}, {job.status}) from schedule {schedule_id}")
+
+
 @schedules_app.command("resume")
 def schedules_resume(
     schedule_id: ScheduleId, sign_as: SignAsOpt = None, meaning: MeaningOpt = None, as_json: JsonOpt = False

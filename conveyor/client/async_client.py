@@ -162,6 +162,10 @@ class AsyncClient:
         audit trail as job.deleted; see `Client.delete`."""
         return await self._send(calls.delete(job_id, signature))
 
+    async def purge(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
+        """Removes a job that is not running for good; see `Client.purge`."""
+        return await self._send(calls.purge(job_id, signature))
+
     async def retry(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
         """Runs a failed, cancelled or timed-out job again as a new job; see `Client.retry`."""
         return await self._send(calls.retry(job_id, signature))
@@ -272,6 +276,10 @@ class AsyncSchedules:
     async def delete(self, schedule_id: JobId, *, signature: Signature | None = None) -> Schedule:
         """Deletes the schedule (its jobs stay) and returns it as it was."""
         return await self._client._send(calls.delete_schedule(schedule_id, signature))
+
+    async def run(self, schedule_id: JobId) -> Job:
+        """One job of the schedule now; see `Schedules.run`."""
+        return await self._client.get(await self._client._send(calls.run_schedule(schedule_id)))
 
 
 class AsyncBatches:

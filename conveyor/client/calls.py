@@ -336,6 +336,11 @@ def delete(job_id: JobId, signature: Signature | None = None) -> Call[Job]:
     return signed(call, signature)
 
 
+def purge(job_id: JobId, signature: Signature | None = None) -> Call[Job]:
+    # Removes the job for good: not sent again (a repeat whose first went through answers 404).
+    return signed(Call("DELETE", _job_path(job_id), _job, params=(("purge", "true"),)), signature)
+
+
 def retry(job_id: JobId, signature: Signature | None = None) -> Call[Job]:
     # Makes a new job: never sent twice.
     return signed(Call("POST", _job_path(job_id, "/retry"), _job), signature)
@@ -492,6 +497,11 @@ def update_schedule(schedule_id: JobId, changes: ScheduleChanges, signature: Sig
 def delete_schedule(schedule_id: JobId, signature: Signature | None = None) -> Call[Schedule]:
     # Not sent again: a repeat whose first attempt went through would answer 404.
     return signed(Call("DELETE", _schedule_path(schedule_id), _schedule), signature)
+
+
+def run_schedule(schedule_id: JobId) -> Call[str]:
+    # Makes a job: never sent twice. The answer names the job (in seed 000's shape): its id.
+    return Call("POST", _schedule_path(schedule_id, "/run"), lambda body: str(body["job"]["job_id"]))
 
 
 def set_schedule_enabled(schedule_id: JobId, enabled: bool, signature: Signature | None = None) -> Call[Schedule]:

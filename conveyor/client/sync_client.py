@@ -197,6 +197,12 @@ class Client:
         retention removes it). Raises Conflict for a finished job."""
         return self._send(calls.delete(job_id, signature))
 
+    def purge(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
+        """Removes a job that is not running for good, with its result and logs
+        (`DELETE /api/v1/jobs/{id}?purge=true`, audit job.deleted); returns it as it was. Raises
+        Conflict for a running job (cancel it first); `signature` where the server demands one."""
+        return self._send(calls.purge(job_id, signature))
+
     def retry(self, job_id: JobId, *, signature: Signature | None = None) -> Job:
         """Runs a failed, cancelled or timed-out job again, as a new job whose `retry_of`
         names the old one. Raises Conflict for any other status; `signature` as for `cancel`."""
@@ -341,6 +347,10 @@ class Schedules:
     def delete(self, schedule_id: JobId, *, signature: Signature | None = None) -> Schedule:
         """Deletes the schedule (its jobs stay) and returns it as it was."""
         return self._client._send(calls.delete_schedule(schedule_id, signature))
+
+    def run(self, schedule_id: JobId) -> Job:
+        """One job of the schedule now, paused or not (its ticks stay as they were): the job."""
+        return self._client.get(self._client._send(calls.run_schedule(schedule_id)))
 
 
 class Batches:
