@@ -29,4 +29,5 @@ fi
 .venv/bin/ruff check .
 # Security lint of the package; each exception is justified where it is made (# nosec + why).
 .venv/bin/bandit -q -r conveyor
-exec .venv/bin/python -m pytest "$@"
+# Both cores (pytest-xdist): PYTEST_WORKERS=0 runs the suite in this process, for debugging.
+exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
