@@ -198,7 +198,7 @@ class Settings(BaseSettings):
         1000, ge=1, description="a checkpoint of the audit chain's head every this many records"
     )
     audit_read_window_seconds: float = Field(
-        60.0,
+        0.0,
         ge=0,
         description="a reader opening the same sensitive job's sealed fields again within this many seconds "
         "is not recorded again (job.read); 0: every read is recorded",

@@ -1,11 +1,14 @@
 """Reads of sealed data, recorded: a `job.read` audit record each time a reader opens a
-sensitive job's data, result or log lines, but once per reader, job and fields within a window.
+sensitive job's data, result or log lines; with a window set, once per reader, job and fields
+within it.
 
 A reader who polls (the dashboard's live job page, a script's status loop, a client's `wait`)
 opens the same job every second or two; a record per poll would bury the reads an auditor looks
 for under thousands that say nothing new. Within `window` a repeated read by the same reader
 (user and client address) of the same fields of the same job is not recorded again; a new
-reader, a new field or the window's end records again. Window zero: every read is recorded.
+reader, a new field or the window's end records again. Window zero (the default): every read
+is recorded, as seed 001 asks of medication data; the dashboard follows a job through its event
+stream, which opens no sealed field, so a watched job does not flood the trail.
 The memory of recent reads is per process and bounded; several API processes each record a
 reader's first read in their window.
 """
@@ -22,7 +25,7 @@ from conveyor.audit import current_actor
 from conveyor.engine.audit import Audit
 from conveyor.model import Job
 
-DEFAULT_WINDOW = timedelta(seconds=60)
+DEFAULT_WINDOW = timedelta(0)
 CAPACITY = 100_000  # (reader, job, fields) remembered; the oldest are forgotten first
 
 

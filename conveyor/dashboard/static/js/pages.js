@@ -281,7 +281,6 @@ async function job(root, { parts, isCurrent }) {
     const controller = new AbortController();
     const stop = () => controller.abort();
     window.addEventListener("hashchange", stop, { once: true });
-    let logsAt = 0;
     try {
       for await (const [name, data] of api.stream(`/api/v1/jobs/${encodeURIComponent(id)}/events`, controller.signal)) {
         if (!isCurrent()) break;
@@ -293,10 +292,7 @@ async function job(root, { parts, isCurrent }) {
         renderHead(head, current, reload);
         renderProgress(progress, current);
         renderDetails(details, current);
-        if (Date.now() - logsAt > 3000) {
-          logsAt = Date.now();
-          await logView.load();
-        }
+        // The logs (sealed for a sensitive job: every read is recorded) load again at the end.
       }
     } catch (failure) {
       if (failure.name !== "AbortError") console.warn("job stream ended", failure);
