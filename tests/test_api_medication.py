@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import ApiHarness, api_harness, running_worker
+from conftest import API_MAX_BODY_BYTES, ApiHarness, api_harness, running_worker
 from medication_samples import SAMPLES, changed
 
 from conveyor.access import Role
@@ -141,6 +141,16 @@ async def test_without_credentials_401_and_recorded(api: ApiHarness, path: str) 
     assert [r["status"] for r in recorded] == [401, 401]
     records, _ = await api.conveyor.audit.list(AuditFilter(action="job.refused", object_id=url(path)), limit=5)
     assert {r.actor_id for r in records} == {"anonymous"}
+
+
+async def test_a_body_over_the_limit_is_refused_before_routing_and_recorded(api: ApiHarness) -> None:
+    headers = await api.key("operator", org="org-a")
+    body = {**SAMPLES["refill-check"].body, "medication_id": "x" * (API_MAX_BODY_BYTES + 1)}
+    response = await api.client.post(url("refill-check"), json=body, headers=headers)
+    assert response.status_code == 413
+    [recorded] = await refusals(api, url("refill-check"))
+    assert (recorded["status"], recorded["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert "x" * 100 not in str(recorded)  # nothing of the body
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -130,6 +130,8 @@ class RequestContext:
             await send(message)
 
         async def answer(error: ApiError) -> None:
+            if error.status < 500:  # seed 001's typed endpoints keep evidence of every refusal
+                await medication.record_early_refusal(Request(scope), error)
             await error.render(family, request_id)(scope, receive, send_with_id)
 
         is_upload = scope["path"] in self.upload_paths

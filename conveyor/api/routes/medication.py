@@ -98,6 +98,13 @@ def _refusal_of(exc: Exception) -> ApiError:
     return ApiError(500, "INTERNAL_ERROR", "internal server error")
 
 
+async def record_early_refusal(request: Request, error: ApiError) -> None:
+    """A refusal answered before routing (a body over the limit) on one of these endpoints:
+    recorded as the routes record theirs. The API's outermost layer calls it."""
+    if request.url.path in ROLES_BY_ROUTE:
+        await _record_refusal(request, request.url.path, error)
+
+
 async def _record_refusal(request: Request, route: str, exc: Exception) -> None:
     error = _refusal_of(exc)
     principal: Principal | None = getattr(request.state, "principal", None)
