@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import uuid
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor.backup import databases, fileformat
 from conveyor.backup.databases import Snapshot
 from conveyor.backup.errors import BackupError, BackupUnreadable, RestoreRefused, VerificationFailed
+from conveyor.paths import check_pattern
 
 if TYPE_CHECKING:
     from conveyor.audit import Verdict
@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 MANIFEST_FORMAT = 1
 SUFFIX = ".cvbak"
 MANIFEST_SUFFIX = ".manifest.json"
-SAFE_PATH = re.compile(r"^[a-zA-Z0-9/_.-]{1,1024}$")
 STEPS = ("snapshot", "encrypt", "verify")
 
 # step number (1-based), step name: told before each step starts
@@ -89,16 +88,6 @@ class RestoreResult:
     manifest: dict[str, Any]
     rows: int
     audit: dict[str, Any]
-
-
-def check_pattern(raw: str) -> str:
-    """A storage path as a request may give it: a relative (or absolute) path of letters,
-    digits, '/', '_', '.', '-', without '..'."""
-    if not SAFE_PATH.match(raw):
-        raise ValueError("must match ^[a-zA-Z0-9/_.-]+$ (letters, digits, '/', '_', '.', '-')")
-    if any(part == ".." for part in raw.split("/")):
-        raise ValueError("must not contain '..'")
-    return raw
 
 
 class Backups:
@@ -346,5 +335,4 @@ __all__ = [
     "RestoreRefused",
     "RestoreResult",
     "VerificationFailed",
-    "check_pattern",
 ]

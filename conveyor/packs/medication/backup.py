@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor import Context, JobError, PermanentError, Priority, Registry
-from conveyor.backup import STEPS, BackupError, Backups, BackupUnreadable, VerificationFailed, check_pattern
+from conveyor.backup import STEPS, BackupError, Backups, BackupUnreadable, VerificationFailed
+from conveyor.paths import check_pattern
 
 jobtypes = Registry()
 

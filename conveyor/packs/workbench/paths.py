@@ -10,28 +10,18 @@ lie under one of the roots (CONVEYOR_DATA_ROOTS). Either way the path is resolve
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from conveyor import PermanentError
+from conveyor.paths import MAX_PATH_CHARS, SAFE_PATH, check_pattern
 
-SAFE_PATH = re.compile(r"^[a-zA-Z0-9/_.-]+$")
-MAX_PATH_CHARS = 1024
+__all__ = ["MAX_PATH_CHARS", "SAFE_PATH", "PathRefused", "check_pattern", "confine"]
 
 
 class PathRefused(PermanentError):
     """A filePath names nothing a job may read; the message says why without echoing more
     of the file system than the caller gave."""
-
-
-def check_pattern(raw: str) -> str:
-    """Seed 002's rule, applied when the job is created (the input model calls it)."""
-    if not raw or len(raw) > MAX_PATH_CHARS or not SAFE_PATH.match(raw):
-        raise ValueError("must match ^[a-zA-Z0-9/_.-]+$ (letters, digits, '/', '_', '.', '-')")
-    if any(part == ".." for part in raw.split("/")):
-        raise ValueError("must not contain '..'")
-    return raw
 
 
 def confine(raw: str, roots: Sequence[Path]) -> Path:
