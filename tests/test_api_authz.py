@@ -314,6 +314,9 @@ async def create_job_for(shared: Shared, route: RouteInfo, headers: dict[str, st
     return job_id
 
 
+EXPORT_QUEUE = "matrix-exports"
+
+
 async def create_export(shared: Shared, headers: dict[str, str]) -> str:
     """A completed data_export of `headers`' organisation (its file is what is downloaded)."""
     client = shared.client
@@ -325,10 +328,13 @@ async def create_export(shared: Shared, headers: dict[str, str]) -> str:
         ("data_export", {"datasetId": dataset, "format": "csv"}),
     ]
     for kind, data in jobs:
-        created = await client.post("/api/v1/jobs", json={"type": kind, "data": data}, headers=headers)
+        # A queue of their own: the worker runs these two, not what other matrix rows left
+        # pending in the shared database (a backup job, say, whose pg_dump outlasts a drain).
+        body = {"type": kind, "data": data, "queue": EXPORT_QUEUE}
+        created = await client.post("/api/v1/jobs", json=body, headers=headers)
         assert created.status_code == 201, created.text
         job_id = created.json()["data"]["jobId"]
-        async with running_worker(shared.harness.conveyor):
+        async with running_worker(shared.harness.conveyor, queues=[EXPORT_QUEUE]):
             job = await shared.harness.conveyor.engine.wait(uuid.UUID(job_id), timeout=30)
         assert job.status.value == "completed", job.error
     return str(job_id)
