@@ -22,6 +22,7 @@ or hard timeout can kill.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import typing
@@ -103,6 +104,20 @@ class Definition:
             return self.input_model.model_validate(data)
         except ValidationError as exc:
             raise InvalidJobData(self.kind, field_errors(exc)) from None
+
+    def parse_many(self, items: list[dict[str, Any]]) -> list[Any]:
+        """Each of `items` validated as parse would, in one call into pydantic (bulk enqueue's
+        way: a quarter of the cost per item). For a job type with an input model only; a
+        ValidationError's locations start with the item's position."""
+        return self._many.validate_python(items)
+
+    def dump_many(self, parsed: list[Any]) -> list[dict[str, Any]]:
+        """dump_input of each of parse_many's results, in one call."""
+        return typing.cast(list[dict[str, Any]], self._many.dump_python(parsed, mode="json"))
+
+    @functools.cached_property
+    def _many(self) -> TypeAdapter[list[Any]]:
+        return TypeAdapter(list[self.input_model])  # type: ignore[name-defined]
 
     def dump_input(self, data: Any) -> dict[str, Any]:
         """The JSON form of validated input, as stored with the job."""

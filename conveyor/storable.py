@@ -15,6 +15,8 @@ from typing import Any
 def text_problem(text: str) -> str | None:
     if "\x00" in text:
         return "contains a NUL character, which cannot be stored"
+    if text.isascii():  # no surrogates; skips encoding a copy of every string of bulk input
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -24,20 +26,30 @@ def text_problem(text: str) -> str | None:
 
 def unstorable(value: Any, path: str = "") -> tuple[str, str] | None:
     """The first place in a JSON-like value that cannot be stored, and why; None if all can."""
-    if isinstance(value, str):
-        problem = text_problem(value)
-        return (path, problem) if problem else None
-    if isinstance(value, float) and not math.isfinite(value):
-        return path, "is not a finite number"
+    if (found := _first_problem(value)) is None:
+        return None
+    reversed_path, problem = found
+    return ".".join([*([path] if path else []), *reversed(reversed_path)]), problem
+
+
+def _first_problem(value: Any) -> tuple[list[str], str] | None:
+    # The path is built on the way back from a problem, not on the way down to every value:
+    # this runs twice per job enqueued. Dicts first, for the same reason: every input is one.
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(key, str) and (problem := text_problem(key)):
-                return path, f"has a key that {problem}"  # never echo the key itself
-            where = f"{path}.{key}" if path else str(key)
-            if found := unstorable(item, where):
+                return [], f"has a key that {problem}"  # never echo the key itself
+            if found := _first_problem(item):
+                found[0].append(str(key))
                 return found
+    elif isinstance(value, str):
+        problem = text_problem(value)
+        return ([], problem) if problem else None
+    elif isinstance(value, float):
+        return None if math.isfinite(value) else ([], "is not a finite number")
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            if found := unstorable(item, f"{path}.{i}" if path else str(i)):
+            if found := _first_problem(item):
+                found[0].append(str(i))
                 return found
     return None

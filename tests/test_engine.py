@@ -88,6 +88,34 @@ async def test_a_bad_request_late_in_a_big_bulk_enqueue_stores_nothing(app: Conv
     assert await app.engine.counts() == {}
 
 
+async def test_a_bulk_of_one_job_type_is_validated_as_one_enqueue_would(app: Conveyor) -> None:
+    # One type and options: the data of a batch are validated in one call (Engine._prepare_batch).
+    reports = [JobRequest("t.report", {"name": f"r{i}", "count": i % 100 + 1}) for i in range(1_500)]
+    reports[1_234] = JobRequest("t.report", {"name": "r", "count": 0})
+    with pytest.raises(InvalidJobData) as bulk:
+        await app.engine.enqueue_many(reports)
+    with pytest.raises(InvalidJobData) as single:
+        await app.engine.enqueue("t.report", {"name": "r", "count": 0})
+    assert (
+        bulk.value.errors
+        == single.value.errors
+        == [{"field": "count", "message": "Input should be greater than or equal to 1", "type": "greater_than_equal"}]
+    )
+    reports[1_234] = JobRequest("t.report", {"name": "r", "count": 7, "tags": ["a\x00b"]})
+    with pytest.raises(InvalidJobData, match=r"tags\.0"):
+        await app.engine.enqueue_many(reports)
+    reports[1_234] = JobRequest("t.echo", {"value": float("nan")})  # a second type in the batch
+    with pytest.raises(InvalidJobData) as unstorable:
+        await app.engine.enqueue_many(reports)
+    assert unstorable.value.errors == [{"field": "value", "message": "is not a finite number", "type": "unstorable"}]
+    assert await app.engine.counts() == {}
+
+    reports[1_234] = JobRequest("t.report", {"name": "defaults", "count": 3})
+    jobs = await app.engine.enqueue_many(reports)
+    assert [j.data for j in jobs] == [{"tags": [], **r.data} for r in reports]  # defaults filled in
+    assert [(await app.engine.get(j.id)).data for j in jobs[1_230:1_240]] == [j.data for j in jobs[1_230:1_240]]
+
+
 # Text that a row format could mistake for its own separators, escapes or NULL marker.
 AWKWARD = ["tab\there", "new\nline\r\n", "back\\slash\\N", "\\N", "NULL", "quote\"s'", "ünï☃", "𝄞 emoji 🚀", ""]
 

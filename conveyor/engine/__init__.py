@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from pydantic import ValidationError
+
 from conveyor.audit import AuditEntry, current_actor
 from conveyor.crypto import Keyring
 from conveyor.engine.audit import Audit
@@ -25,6 +27,7 @@ from conveyor.errors import (
     JobNotFound,
     JobNotRetryable,
 )
+from conveyor.gcpause import gc_paused
 from conveyor.jobtypes import Definition, JobType, Registry
 from conveyor.model import (
     HELD_UNTIL,
@@ -171,8 +174,7 @@ class Engine:
             return [self.sealing.opened(job) for job, _created in await self.store.insert_jobs(new_jobs)]
         # Prepared a batch at a time, so that the store may write one while the next is made.
         batches = (
-            [self.prepare(r, now=now, plans=plans) for r in requests[i : i + BULK_BATCH]]
-            for i in range(0, len(requests), BULK_BATCH)
+            self._prepare_batch(requests[i : i + BULK_BATCH], now, plans) for i in range(0, len(requests), BULK_BATCH)
         )
         return [self.sealing.opened(job) for job in await self.store.insert_batches(batches)]
 
@@ -180,19 +182,56 @@ class Engine:
         self, request: JobRequest, *, now: datetime | None = None, plans: dict[tuple[Any, ...], _Plan] | None = None
     ) -> NewJob:
         """The job `request` describes, validated and with its defaults applied."""
-        key = (request.job_type, request.queue, request.priority, request.max_retries, request.timeout)
         if plans is None:  # single enqueues remember plans across calls, as bulk ones do within one
             plans = self._plans
             if len(plans) > MAX_PLANS:
                 plans.clear()
+        plan = self._plan_of(request, plans)
+        now = now or utc_now()
+        run_at = self._run_at(request, now)
+        data = plan.definition.parse(request.data)
+        return self._new_job(request, plan, run_at, data, plan.definition.dump_input(data), now)
+
+    def _prepare_batch(
+        self, requests: Sequence[JobRequest], now: datetime, plans: dict[tuple[Any, ...], _Plan]
+    ) -> list[NewJob]:
+        """As prepare for each request. A batch of one job type and options with plain dict data
+        (the usual bulk call) has its data validated and dumped in one call into pydantic, at a
+        quarter of the cost per job; anything else, and invalid data, takes prepare's way, so
+        that the error raised is the first offending request's, naming its field."""
+        with gc_paused():
+            return self._prepare_batch_unpaused(requests, now, plans)
+
+    def _prepare_batch_unpaused(
+        self, requests: Sequence[JobRequest], now: datetime, plans: dict[tuple[Any, ...], _Plan]
+    ) -> list[NewJob]:
+        plan = self._plan_of(requests[0], plans)
+        definition = plan.definition
+        if definition.input_model is None or not all(
+            self._plan_of(r, plans) is plan and type(r.data) is dict for r in requests
+        ):
+            return [self.prepare(r, now=now, plans=plans) for r in requests]
+        try:
+            parsed = definition.parse_many([r.data for r in requests])
+        except ValidationError:
+            return [self.prepare(r, now=now, plans=plans) for r in requests]
+        return [
+            self._new_job(r, plan, self._run_at(r, now), data, stored, now)
+            for r, data, stored in zip(requests, parsed, definition.dump_many(parsed), strict=True)
+        ]
+
+    def _plan_of(self, request: JobRequest, plans: dict[tuple[Any, ...], _Plan]) -> _Plan:
+        key = (request.job_type, request.queue, request.priority, request.max_retries, request.timeout)
         plan = plans.get(key)
         if plan is None:
             plan = plans[key] = self._plan(request)
+        return plan
+
+    def _new_job(
+        self, request: JobRequest, plan: _Plan, run_at: datetime, data: Any, stored: Any, now: datetime
+    ) -> NewJob:
+        """The job to store for `request`, its input `data` validated and `stored` its JSON form."""
         definition = plan.definition
-        now = now or utc_now()
-        run_at = self._run_at(request, now)
-        data = definition.parse(request.data)
-        stored = definition.dump_input(data)
         # The input as given (a NaN would be dumped as null, silently), then as it will be stored.
         if found := unstorable(request.data) or unstorable(stored):
             field, problem = found
@@ -204,25 +243,26 @@ class Engine:
         job_id = new_job_id()
         if definition.sensitive:  # stored sealed (conveyor.engine.sealing)
             stored = self.sealing.seal_data(definition.kind, job_id, stored)
+        # Positional, in the dataclass's order: keywords cost a bulk enqueue about 2 µs a job.
         return NewJob(
-            id=job_id,
-            kind=definition.kind,
-            queue=plan.queue,
-            status=_SCHEDULED if run_at > now else _PENDING,
-            priority=plan.priority,
-            data=stored,
-            max_attempts=plan.max_attempts,
-            run_at=run_at,
-            timeout=plan.timeout,
-            idempotency_key=request.idempotency_key,
-            labels=labels,
-            owner=request.owner or _NO_OWNER,
-            batch_id=request.batch_id,
-            schedule_id=request.schedule_id,
-            retry_of=request.retry_of,
-            file_info=request.file_info,
-            cache_key=definition.implementation.cache_key(data),
-            actor=current_actor(),
+            job_id,
+            definition.kind,
+            plan.queue,
+            _SCHEDULED if run_at > now else _PENDING,
+            plan.priority,
+            stored,
+            plan.max_attempts,
+            run_at,
+            plan.timeout,
+            request.idempotency_key,
+            definition.implementation.cache_key(data),
+            labels,
+            request.owner or _NO_OWNER,
+            request.batch_id,
+            request.schedule_id,
+            request.retry_of,
+            request.file_info,
+            current_actor(),
         )
 
     def _plan(self, request: JobRequest) -> _Plan:

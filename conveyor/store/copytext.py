@@ -43,15 +43,12 @@ def json_text(value: Any) -> str:
     return "{}" if value == {} else text(dumps(value))
 
 
-def _optional(value: Any) -> str:
-    return NULL if value is None else text(str(value))
-
-
 def copy_text(new_jobs: Sequence[NewJob], now: datetime) -> str:
     """The COPY text of `new_jobs`, created (and updated) at `now`, in COLUMNS order."""
     now_text = now.isoformat()
     fixed: dict[tuple[Any, ...], str] = {}
-    owners: dict[Owner, str] = {}
+    last_owner: Owner | None = None
+    owner = ""
     last_run_at, run_at_text = now, now_text
     lines = []
     for n in new_jobs:
@@ -60,15 +57,19 @@ def copy_text(new_jobs: Sequence[NewJob], now: datetime) -> str:
         if head is None:
             timeout = NULL if n.timeout is None else repr(n.timeout.total_seconds())
             head = fixed[key] = f"{text(n.kind)}\t{text(n.queue)}\t{n.priority}\t{n.max_attempts}\t{timeout}"
-        owner = owners.get(n.owner)
-        if owner is None:
-            o = n.owner
-            owner = owners[o] = f"{text(o.user_id)}\t{text(o.org_id)}\t{text(o.study_id)}\t{text(o.created_by)}"
+        if n.owner is not last_owner:  # a bulk call's jobs share one (hashing one costs more)
+            last_owner = o = n.owner
+            owner = f"{text(o.user_id)}\t{text(o.org_id)}\t{text(o.study_id)}\t{text(o.created_by)}"
         if n.run_at is not last_run_at:
             last_run_at, run_at_text = n.run_at, n.run_at.isoformat()
+        # The optional cells tested inline: a call per cell is a fifth of this loop's time.
         lines.append(
-            f"{n.id.hex}\t{head}\t{STATUS_TEXT[n.status]}\t{json_text(n.data)}\t{run_at_text}\t{now_text}\t{now_text}\t"
-            f"{_optional(n.batch_id)}\t{text(n.schedule_id)}\t{_optional(n.retry_of)}\t{text(n.cache_key)}\t"
+            f"{n.id.hex}\t{head}\t{STATUS_TEXT[n.status]}\t{'{}' if n.data == {} else json_text(n.data)}\t"
+            f"{run_at_text}\t{now_text}\t{now_text}\t"
+            f"{NULL if n.batch_id is None else n.batch_id.hex}\t"
+            f"{NULL if n.schedule_id is None else text(n.schedule_id)}\t"
+            f"{NULL if n.retry_of is None else n.retry_of.hex}\t"
+            f"{NULL if n.cache_key is None else text(n.cache_key)}\t"
             f"{json_text(n.labels) if n.labels else NULL}\t{NULL if n.file_info is None else json_text(n.file_info)}\t"
             f"{owner}\n"
         )

@@ -30,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from conveyor.audit import AuditEntry
+from conveyor.gcpause import gc_paused
 from conveyor.model import FINISHED, Job, LogEntry, NewJob, Outcome, OutcomeKind, ProgressUpdate, Status, utc_now
 from conveyor.store import copytext
 from conveyor.store.base import TOPICS, Listener
@@ -360,11 +361,14 @@ class PostgresStore(PostgresRollups, SqlStore):
         async with self._raw() as conn, conn.transaction():
             async with conn.cursor().copy(COPY_JOBS) as copy:
                 for batch in itertools.chain([first], remaining):
-                    await copy.write(copy_text(batch, now))
-                    made = [job_of_new(n, now) for n in batch]
-                    stored.extend(made)
-                    records.append(bulk_created_record(made, batch[0], now))
-                    ready.update(n.queue for n in batch if n.status is _PENDING)
+                    with gc_paused():  # see conveyor.gcpause
+                        rows = copy_text(batch, now)
+                    await copy.write(rows)
+                    with gc_paused():
+                        made = [job_of_new(n, now) for n in batch]
+                        stored.extend(made)
+                        records.append(bulk_created_record(made, batch[0], now))
+                        ready.update(n.queue for n in batch if n.status is _PENDING)
             await conn.execute(
                 JOURNAL_MANY, {"audit": Jsonb([{c: r[c] for c in _JOURNAL_COLUMNS} for r in records], dumps)}
             )

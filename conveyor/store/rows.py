@@ -163,6 +163,7 @@ def row_of(new: NewJob, now: datetime) -> dict[str, Any]:
 
 def job_of_new(new: NewJob, now: datetime) -> Job:
     """The job `new` became when stored at `now`."""
+    # Positional, in the dataclass's order: keywords cost a bulk enqueue about 2 µs a job.
     return Job(
         new.id,
         new.kind,
@@ -170,20 +171,30 @@ def job_of_new(new: NewJob, now: datetime) -> Job:
         new.status,
         new.priority,
         new.data,
-        0,
+        0,  # attempt
         new.max_attempts,
-        now,
-        now,
+        now,  # created_at
+        now,  # updated_at
         new.run_at,
-        timeout=new.timeout,
-        batch_id=new.batch_id,
-        schedule_id=new.schedule_id,
-        retry_of=new.retry_of,
-        cache_key=new.cache_key,
-        idempotency_key=new.idempotency_key,
-        labels=new.labels,
-        file_info=new.file_info,
-        owner=new.owner,
+        None,  # result
+        None,  # error
+        [],  # item_errors
+        0,  # item_errors_dropped
+        Progress(),
+        new.timeout,
+        None,  # started_at
+        None,  # completed_at
+        None,  # worker_id
+        None,  # lease_expires_at
+        False,  # cancel_requested
+        new.batch_id,
+        new.schedule_id,
+        new.retry_of,
+        new.cache_key,
+        new.idempotency_key,
+        new.labels,
+        new.file_info,
+        new.owner,
     )
 
 
