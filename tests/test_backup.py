@@ -351,3 +351,31 @@ async def test_without_a_key_there_is_no_backup(tmp_path: Path) -> None:
     backups = Backups(url, keyring=None, root=tmp_path / "backups")
     with pytest.raises(BackupError, match="CONVEYOR_ENCRYPTION_KEYS"):
         await backups.take(tmp_path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_cancelled_backup_stops_its_pg_dump(postgres_url: str, tmp_path: Path) -> None:
+    # A thread cannot be cancelled: without the stop event, the worker (and its process's
+    # shutdown) would wait for the dump to finish. This pg_dump never would.
+    pg_bin, pid_file = tmp_path / "bin", tmp_path / "pg_dump.pid"
+    pg_bin.mkdir()
+    (pg_bin / "pg_dump").write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 300\n")
+    (pg_bin / "pg_dump").chmod(0o755)
+    settings = {"backup_pg_bin": str(pg_bin), "cancel_grace_seconds": 0.2}
+    async with backing_up(postgres_url, tmp_path, **settings) as app, running_worker(app):
+        job = await app.engine.enqueue("backup", BACKUP)
+        await eventually(lambda: asyncio.sleep(0, pid_file.exists() and pid_file.read_text().strip()))
+        pid = int(pid_file.read_text())
+        assert _alive(pid)
+        await app.engine.cancel(job.id)
+        done = await app.engine.wait(job.id, timeout=30)
+        assert done.status == "cancelled"
+        await eventually(lambda: asyncio.sleep(0, not _alive(pid)), timeout=10)
+    assert [p.name for p in (tmp_path / "backups").rglob("*") if p.is_file()] == []

@@ -24,12 +24,13 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor.backup import databases, fileformat
 from conveyor.backup.databases import Snapshot
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from conveyor.engine.audit import Audit
 
 MANIFEST_FORMAT = 1
+_T = TypeVar("_T")
+
 SUFFIX = ".cvbak"
 MANIFEST_SUFFIX = ".manifest.json"
 STEPS = ("snapshot", "encrypt", "verify")
@@ -151,7 +154,7 @@ class Backups:
                 if self.audit is not None:  # the manifest's audit head then covers all recorded so far
                     await self.audit.seal()
                 dump = work / "snapshot.dump"
-                snap = await asyncio.to_thread(databases.snapshot, self.database_url, dump, pg_bin=self.pg_bin)
+                snap = await _stoppable(databases.snapshot, self.database_url, dump, pg_bin=self.pg_bin)
                 step(2, "encrypt")
                 header = {"backup_id": backup_id, "dialect": dialect, "created_at": created.isoformat()}
 
@@ -197,9 +200,7 @@ class Backups:
         with self._workspace() as work:
             dump = work / "restore.dump"
             header, manifest = await asyncio.to_thread(fileformat.decrypt, backup, dump, keyring)
-            await asyncio.to_thread(
-                databases.restore, dump, header["dialect"], target_url, force=force, pg_bin=self.pg_bin
-            )
+            await _stoppable(databases.restore, dump, header["dialect"], target_url, force=force, pg_bin=self.pg_bin)
         verdict = await self._check_restored(target_url, manifest)
         await self._record_restore(target_url, backup, manifest)
         return RestoreResult(manifest, sum(manifest["tables"].values()), verdict.as_json())
@@ -211,7 +212,7 @@ class Backups:
             if opened != manifest:
                 raise VerificationFailed("the manifest read back differs from the one written")
             with databases.scratch_database(self.database_url, work) as scratch:
-                await asyncio.to_thread(databases.restore, dump, header["dialect"], scratch, pg_bin=self.pg_bin)
+                await _stoppable(databases.restore, dump, header["dialect"], scratch, pg_bin=self.pg_bin)
                 dump.unlink()
                 await self._check_restored(scratch, manifest)
         finally:
@@ -336,3 +337,15 @@ __all__ = [
     "RestoreResult",
     "VerificationFailed",
 ]
+
+
+async def _stoppable(tool: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """`tool(*args, stop=…, **kwargs)` in a thread. A thread cannot be cancelled: when the task
+    awaiting it is (a job cancelled or timed out, a worker shutting down), the stop event makes
+    the pg_dump or pg_restore it runs exit, so that neither the thread nor the process's
+    shutdown waits for it to finish."""
+    stop = threading.Event()
+    try:
+        return await asyncio.to_thread(tool, *args, stop=stop, **kwargs)
+    finally:
+        stop.set()

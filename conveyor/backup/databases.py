@@ -19,6 +19,8 @@ import secrets
 import shutil
 import sqlite3
 import subprocess  # nosec B404: runs pg_dump/pg_restore with argument lists, never a shell
+import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from conveyor.audit import GENESIS
-from conveyor.backup.errors import BackupError, RestoreRefused
+from conveyor.backup.errors import BackupError, BackupStopped, RestoreRefused
 from conveyor.store.migrate import VERSION_TABLE
 
 AUDIT_TABLE = "conveyor_audit"
@@ -60,22 +62,26 @@ def sqlite_path(url: str) -> Path:
     return Path(database)
 
 
-def snapshot(url: str, dest: Path, *, pg_bin: str = "") -> Snapshot:
-    """Dump the whole database at `url` into `dest` (a new file)."""
+def snapshot(url: str, dest: Path, *, pg_bin: str = "", stop: threading.Event | None = None) -> Snapshot:
+    """Dump the whole database at `url` into `dest` (a new file). Setting `stop` (from another
+    thread) stops pg_dump and raises BackupStopped."""
     if dialect_of(url) == "sqlite":
         return _sqlite_snapshot(sqlite_path(url), dest)
-    return _pg_snapshot(url, dest, pg_bin)
+    return _pg_snapshot(url, dest, pg_bin, stop)
 
 
-def restore(dump: Path, dialect: str, url: str, *, force: bool = False, pg_bin: str = "") -> None:
+def restore(
+    dump: Path, dialect: str, url: str, *, force: bool = False, pg_bin: str = "", stop: threading.Event | None = None
+) -> None:
     """Restore a snapshot of `dialect` into the database at `url`. Refuses a target that holds
-    tables unless `force` (then the dump's tables replace theirs)."""
+    tables unless `force` (then the dump's tables replace theirs). Setting `stop` stops
+    pg_restore (its single transaction rolls back) and raises BackupStopped."""
     if dialect_of(url) != dialect:
         raise RestoreRefused(f"a {dialect} backup restores into a {dialect} database, not {dialect_of(url)}")
     if dialect == "sqlite":
         _sqlite_restore(dump, sqlite_path(url), force)
     else:
-        _pg_restore(dump, url, force, pg_bin)
+        _pg_restore(dump, url, force, pg_bin, stop)
 
 
 def describe(url: str) -> Snapshot:
@@ -229,14 +235,40 @@ def pg_tool(name: str, pg_bin: str = "") -> str:
     raise BackupError(f"{name} not found: install PostgreSQL's client programs or set CONVEYOR_BACKUP_PG_BIN")
 
 
-def _run_tool(argv: list[str], env: dict[str, str], what: str) -> None:
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)  # nosec B603: no shell
-    if done.returncode != 0:
-        detail = done.stderr.strip().splitlines()[-3:] if done.stderr else []
-        raise BackupError(f"{what} failed (exit {done.returncode}): {' / '.join(detail)}")
+# How often a running tool looks at its stop event, and how long it has to exit once asked.
+STOP_POLL_SECONDS = 0.2
+STOP_GRACE_SECONDS = 5.0
 
 
-def _pg_snapshot(url: str, dest: Path, pg_bin: str) -> Snapshot:
+def _run_tool(argv: list[str], env: dict[str, str], what: str, stop: threading.Event | None = None) -> None:
+    # Polled rather than waited on: the thread that runs this cannot be cancelled, and a worker
+    # stopping (or a job cancelled, or timed out) would otherwise wait for a dump of hours.
+    # stderr goes to a file, so a chatty tool never blocks on a full pipe while nobody reads it.
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors, text=True)  # nosec B603
+        try:
+            while True:
+                try:
+                    returncode = process.wait(timeout=STOP_POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    if stop is not None and stop.is_set():
+                        raise BackupStopped(f"{what} stopped: its job was cancelled or its worker stopped") from None
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=STOP_GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        if returncode != 0:
+            errors.seek(0)
+            detail = errors.read().strip().splitlines()[-3:]
+            raise BackupError(f"{what} failed (exit {returncode}): {' / '.join(detail)}")
+
+
+def _pg_snapshot(url: str, dest: Path, pg_bin: str, stop: threading.Event | None) -> Snapshot:
     import psycopg
 
     pg_dump = pg_tool("pg_dump", pg_bin)
@@ -250,7 +282,7 @@ def _pg_snapshot(url: str, dest: Path, pg_bin: str) -> Snapshot:
             described = _pg_describe(conn)
             # The transaction stays open (and with it the exported snapshot) while pg_dump runs.
             argv = [pg_dump, "--format=custom", f"--snapshot={exported[0]}", "--no-password", f"--file={dest}"]
-            _run_tool([*argv, f"--dbname={conninfo}"], env, "pg_dump")
+            _run_tool([*argv, f"--dbname={conninfo}"], env, "pg_dump", stop)
     return described
 
 
@@ -280,7 +312,7 @@ def _pg_has_tables(url: str) -> bool:
         return bool(row and row[0])
 
 
-def _pg_restore(dump: Path, url: str, force: bool, pg_bin: str) -> None:
+def _pg_restore(dump: Path, url: str, force: bool, pg_bin: str, stop: threading.Event | None) -> None:
     if _pg_has_tables(url) and not force:
         raise RestoreRefused("the target database holds tables already: restore into an empty database, or force")
     conninfo, env = _pg_tool_env(url)
@@ -289,4 +321,4 @@ def _pg_restore(dump: Path, url: str, force: bool, pg_bin: str) -> None:
             "--no-password"]  # fmt: skip
     if force:
         argv += ["--clean", "--if-exists"]
-    _run_tool([*argv, f"--dbname={conninfo}", str(dump)], env, "pg_restore")
+    _run_tool([*argv, f"--dbname={conninfo}", str(dump)], env, "pg_restore", stop)

@@ -9,6 +9,13 @@ class BackupError(ConveyorError):
     code = "BACKUP_FAILED"
 
 
+class BackupStopped(BackupError):
+    """pg_dump or pg_restore was stopped because the job running it was cancelled, timed out
+    or its worker shut down; nothing was kept."""
+
+    code = "BACKUP_STOPPED"
+
+
 class BackupUnreadable(BackupError):
     """The file is not a backup, is damaged or cut short, or its key is not configured."""
 
