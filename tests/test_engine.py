@@ -116,6 +116,24 @@ async def test_a_bulk_of_one_job_type_is_validated_as_one_enqueue_would(app: Con
     assert [(await app.engine.get(j.id)).data for j in jobs[1_230:1_240]] == [j.data for j in jobs[1_230:1_240]]
 
 
+async def test_a_bulk_of_due_and_scheduled_jobs_stores_each_run_at(app: Conveyor) -> None:
+    # Batches of 1,000: due, then one with a scheduled job, then due again (on PostgreSQL, a
+    # COPY that leaves run_at to its default, one that writes it, and the first kind again).
+    later = utc_now() + timedelta(hours=3)
+    requests = [JobRequest("t.echo", {"value": i}) for i in range(2_500)]
+    requests[1_500] = JobRequest("t.echo", {"value": "later"}, run_at=later)
+    jobs = await app.engine.enqueue_many(requests)
+    assert await app.engine.counts() == {"pending": 2_499, "scheduled": 1}
+    for job in [*jobs[::250], jobs[1_500]]:
+        stored = await app.engine.get(job.id)
+        assert (stored.created_at, stored.run_at, stored.status) == (job.created_at, job.run_at, job.status)
+        if job.id == jobs[1_500].id:
+            assert stored.run_at == later and stored.status is Status.SCHEDULED
+        else:
+            assert stored.run_at <= stored.created_at and stored.status is Status.PENDING  # due at once
+    assert len({j.created_at for j in jobs}) == 1  # one bulk call, one creation time
+
+
 # Text that a row format could mistake for its own separators, escapes or NULL marker.
 AWKWARD = ["tab\there", "new\nline\r\n", "back\\slash\\N", "\\N", "NULL", "quote\"s'", "ünï☃", "𝄞 emoji 🚀", ""]
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import typing
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -31,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from conveyor.audit import AuditEntry
 from conveyor.gcpause import gc_paused
-from conveyor.model import FINISHED, Job, LogEntry, NewJob, Outcome, OutcomeKind, ProgressUpdate, Status, utc_now
+from conveyor.model import FINISHED, Job, LogEntry, NewJob, Outcome, OutcomeKind, ProgressUpdate, Status
 from conveyor.store import copytext
 from conveyor.store.base import TOPICS, Listener
 from conveyor.store.batches import batch_ids_of
@@ -130,7 +131,13 @@ JOURNAL_MANY = f"{_JOURNAL_INSERT} FROM jsonb_populate_recordset(NULL::conveyor_
 # Many jobs without keys: COPY, several times quicker than INSERT for big batches.
 COPY_THRESHOLD = 100
 _PENDING = Status.PENDING
-COPY_JOBS = f"COPY conveyor_jobs ({', '.join(copytext.COLUMNS)}) FROM STDIN"
+COPY_DUE = f"COPY conveyor_jobs ({', '.join(copytext.COLUMNS)}) FROM STDIN"
+COPY_WITH_RUN_AT = f"COPY conveyor_jobs ({', '.join(copytext.COLUMNS_WITH_RUN_AT)}) FROM STDIN"
+
+
+def _all_pending(batch: Sequence[NewJob]) -> bool:
+    return all(n.status is _PENDING for n in batch)
+
 
 CLAIM = """
     WITH next AS (
@@ -354,21 +361,25 @@ class PostgresStore(PostgresRollups, SqlStore):
         first = next(remaining, [])
         if len(first) < COPY_THRESHOLD:  # one small batch: a plain INSERT is quicker
             return await super().insert_batches([first])
-        now = utc_now()
         stored: list[Job] = []
         records: list[dict[str, Any]] = []
         ready: set[str] = set()
         async with self._raw() as conn, conn.transaction():
-            async with conn.cursor().copy(COPY_JOBS) as copy:
-                for batch in itertools.chain([first], remaining):
-                    with gc_paused():  # see conveyor.gcpause
-                        rows = copy_text(batch, now)
-                    await copy.write(rows)
-                    with gc_paused():
-                        made = [job_of_new(n, now) for n in batch]
-                        stored.extend(made)
-                        records.append(bulk_created_record(made, batch[0], now))
-                        ready.update(n.queue for n in batch if n.status is _PENDING)
+            # The transaction's now() is the jobs' creation time: the COPY leaves created_at and
+            # updated_at (and run_at, where all are due) to the columns' defaults, which are it.
+            now = await self._transaction_now(conn)
+            # One COPY per run of batches of one shape: all due at once, or some scheduled.
+            for all_due, run in itertools.groupby(itertools.chain([first], remaining), key=_all_pending):
+                async with conn.cursor().copy(COPY_DUE if all_due else COPY_WITH_RUN_AT) as copy:
+                    for batch in run:
+                        with gc_paused():  # see conveyor.gcpause
+                            rows = copy_text(batch, now, with_run_at=not all_due)
+                        await copy.write(rows)
+                        with gc_paused():
+                            made = [job_of_new(n, now, now) for n in batch]
+                            stored.extend(made)
+                            records.append(bulk_created_record(made, batch[0], now))
+                            ready.update(n.queue for n in batch if n.status is _PENDING)
             await conn.execute(
                 JOURNAL_MANY, {"audit": Jsonb([{c: r[c] for c in _JOURNAL_COLUMNS} for r in records], dumps)}
             )
@@ -376,6 +387,13 @@ class PostgresStore(PostgresRollups, SqlStore):
                 "SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q", (CHANNELS["insert"], sorted(ready))
             )
         return stored
+
+    @staticmethod
+    async def _transaction_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
+        cursor = await conn.execute("SELECT now()")
+        row = await cursor.fetchone()
+        assert row is not None  # nosec B101: SELECT now() always returns its row
+        return typing.cast(datetime, row[0])
 
     async def _insert_rows(
         self, rows: list[dict[str, Any]], records: list[dict[str, Any]], also: Sequence[AuditEntry] = ()
