@@ -413,6 +413,16 @@ def _parquet(path: Path, batch_rows: int) -> Iterator[Batch]:
             return
 
 
+def _cell_text(value: Any) -> str:
+    """A cell as the text the type inference reads. A workbook stores every number as a float:
+    an integral one is written as an integer, so a column of ids is read as integers."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return str(value)
+
+
 def _xlsx(path: Path, batch_rows: int) -> Iterator[Batch]:
     from python_calamine import CalamineWorkbook
 
@@ -427,7 +437,7 @@ def _xlsx(path: Path, batch_rows: int) -> Iterator[Batch]:
     errors: list[RowError] = []
     records = 0
     for number, values in enumerate(sheet.iter_rows(), start=1):
-        cells = ["" if v is None else str(v) for v in values]
+        cells = [_cell_text(v) for v in values]
         if header is None:
             if any(cells):
                 header = unique_names(cells)
