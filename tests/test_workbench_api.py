@@ -353,6 +353,14 @@ async def test_another_organisation_can_neither_export_nor_download(api: ApiHarn
     mine = await run(api, "data_export", {"datasetId": dataset_id, "format": "csv"})
     response = await api.client.get(f"/api/v1/jobs/{mine['id']}/download", headers=OTHER)
     assert response.status_code == 404
+    # nor overwrite it: their own file under the same datasetId is refused, without saying whose
+    path = await upload(api, b"a,b\n1,2\n", "theirs.csv", headers=OTHER)
+    theirs = await run(api, "file_processing", {"filePath": path, "datasetId": dataset_id}, headers=OTHER)
+    assert (
+        theirs["status"] == "failed"
+        and theirs["error"]["message"] == f"datasetId {dataset_id} is in use; choose another"
+    )
+    assert open_dataset(data_dir(api), dataset_id, "org-a").scan().collect().height == 4
 
 
 async def test_upload_over_the_limit_is_refused(database_url: str) -> None:

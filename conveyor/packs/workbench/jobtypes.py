@@ -139,11 +139,11 @@ PARSE_BYTES_PER_SECOND = 10 * MB
 ANALYZE_BYTES_PER_SECOND = 1 * MB
 ROW_BYTES_GUESS = 100
 # Memory follows the batch of rows (chunkSize / ROW_BYTES_GUESS, 1,000 to 100,000), over a base:
-# polars, an 8 MB block of text and its decoding, the CSV reader, the Parquet writer. Measured on
-# a 150 MB CSV, first job in a worker: 193 MB with 10,485-row batches (chunkSize 1 MB), 227 MB
-# with 41,943, 254 MB with 100,000 (266 MB on the 1 GB file).
-PARSE_BASE_BYTES = 190 * MB
-PARSE_BYTES_PER_BATCH_ROW = 1024
+# polars, a 1 MB block of text and its decoding, the CSV reader, the Parquet writer. Measured on
+# a 150 MB CSV, first job in a worker: 106 MB with 10,485-row batches (chunkSize 1 MB), 132 MB
+# with 41,943, 172 MB with 100,000 (the default).
+PARSE_BASE_BYTES = 100 * MB
+PARSE_BYTES_PER_BATCH_ROW = 850
 
 
 def batch_rows_for(chunk_size: int) -> int:
