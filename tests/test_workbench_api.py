@@ -213,14 +213,24 @@ async def test_exports_round_trip_in_all_three_formats(api: ApiHarness) -> None:
     got = pl.read_csv(io.BytesIO(await download(api, csv_job["id"])), try_parse_dates=True)
     assert got.to_dicts() == expected.to_dicts()
 
+    csv_job = await run(api, "data_export", {"datasetId": dataset_id, "format": "csv", "includeMetadata": True})
+    content = (await download(api, csv_job["id"])).decode()
+    comments = [line for line in content.splitlines() if line.startswith("# ")]
+    assert f'# datasetId: "{dataset_id}"' in comments
+    got = pl.read_csv(io.StringIO(content), comment_prefix="# ", try_parse_dates=True)
+    assert got.to_dicts() == expected.to_dicts()
+
     json_job = await run(api, "data_export", {"datasetId": dataset_id, "format": "json", "includeMetadata": True})
     body = json.loads(await download(api, json_job["id"]))
     assert body["records"] == as_text.to_dicts()
     assert body["metadata"]["datasetId"] == dataset_id and json_job["result"]["metadata"]["records"] == 4
 
-    xlsx_job = await run(api, "data_export", {"datasetId": dataset_id, "format": "xlsx"})
-    sheet = CalamineWorkbook.from_filelike(io.BytesIO(await download(api, xlsx_job["id"]))).get_sheet_by_index(0)
-    rows = sheet.to_python()
+    xlsx_job = await run(api, "data_export", {"datasetId": dataset_id, "format": "xlsx", "includeMetadata": True})
+    book = CalamineWorkbook.from_filelike(io.BytesIO(await download(api, xlsx_job["id"])))
+    assert book.sheet_names == ["data", "metadata"]
+    meta = dict(book.get_sheet_by_name("metadata").to_python())
+    assert json.loads(meta["datasetId"]) == dataset_id
+    rows = book.get_sheet_by_index(0).to_python()
     assert rows[0] == expected.columns
     # a workbook keeps numbers as floats and an empty cell as ""; dates go as ISO text
     cells = [["" if v is None else float(v) if isinstance(v, int | float) else v for v in row.values()]
