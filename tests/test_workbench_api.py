@@ -356,6 +356,32 @@ async def test_an_export_expires_after_the_seeds_ttl_and_goes_with_its_pruned_jo
     assert second["status"] == "completed"
 
 
+@pytest.mark.parametrize("hours", [72, 0])
+async def test_an_export_is_kept_as_long_as_its_queue_keeps_completed_jobs(database_url: str, hours: int) -> None:
+    """With completed jobs kept 72 hours (or for good: 0), an export expires then (or never), and
+    the sweep that each export runs spares files younger than that."""
+
+    def age(path: Path, hours_ago: float) -> None:
+        then = time.time() - hours_ago * 3600
+        os.utime(path, (then, then))
+
+    async with api_harness(database_url, retention_completed_hours=hours) as h:
+        dataset_id = await analysed_dataset(h)
+        first = await run(h, "data_export", {"datasetId": dataset_id, "format": "csv"})
+        path = export.export_path(data_dir(h), first["id"], "csv")
+        if hours:
+            expires = datetime.fromisoformat(first["result"]["expiresAt"])
+            assert abs(expires - datetime.fromisoformat(first["completedAt"]) - timedelta(hours=hours)) < JUST * 60
+        else:
+            assert first["result"]["expiresAt"] is None
+        age(path, 30)  # past seed 002's 24 hours, inside the queue's retention
+        await run(h, "data_export", {"datasetId": dataset_id, "format": "json"})  # sweeps
+        assert path.is_file() and await download(h, first["id"])
+        age(path, 24 * 400)
+        await run(h, "data_export", {"datasetId": dataset_id, "format": "json"})
+        assert path.is_file() is (hours == 0)
+
+
 async def test_another_organisation_can_neither_export_nor_download(api: ApiHarness) -> None:
     dataset_id = await analysed_dataset(api)
     theirs = await run(api, "data_export", {"datasetId": dataset_id, "format": "csv"}, headers=OTHER)

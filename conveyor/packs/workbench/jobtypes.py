@@ -16,7 +16,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from conveyor import Context, JobType, PermanentError, Registry
+from conveyor import Context, JobType, PermanentError, Registry, Status
 from conveyor.model import PrunedJob
 from conveyor.packs.workbench import export, pii, scan, sentiment, tables
 from conveyor.packs.workbench.datasets import DatasetWriter, open_dataset
@@ -376,9 +376,22 @@ EXPORT_RECORDS_PER_SECOND = {"csv": 60_000, "json": 60_000, "xlsx": 10_000}
 EXPORT_BYTES = 80 * MB
 
 
+def kept_for(ctx: Context) -> tuple[timedelta | None, timedelta | None]:
+    """How long this job's export is kept (its queue's retention of completed jobs; None: for
+    good), and the longest any completed job is kept (the sweep's age)."""
+    try:
+        retention = ctx.service("retention")
+    except LookupError:
+        return export.EXPORT_TTL, export.EXPORT_TTL
+    ttls = [retention.default.ttl(Status.COMPLETED), *(p.ttl(Status.COMPLETED) for p in retention.queues.values())]
+    longest = None if any(t is None for t in ttls) else max(ttls)
+    return retention.ttl(Status.COMPLETED, ctx.job.queue), longest
+
+
 def export_dataset(ctx: Context, data: DataExportInput) -> dict[str, Any]:
     started = time.monotonic()
-    export.sweep_expired(ctx.data_dir)
+    ttl, longest = kept_for(ctx)
+    export.sweep_expired(ctx.data_dir, max_age=longest)
     dataset = open_dataset(ctx.data_dir, data.datasetId, ctx.owner.org_id)
     filters = data.filters or ExportFilters()
     rows_in_dataset = int(dataset.meta.get("rows", 0))
@@ -418,6 +431,7 @@ def export_dataset(ctx: Context, data: DataExportInput) -> dict[str, Any]:
         metadata["records"] = written
     ctx.progress(processed=written, total=written)
     ctx.info(f"{written} records exported as {data.format}", component="data_export")
+    expiry = export.expires_at(ttl=ttl)
     return {
         "datasetId": str(data.datasetId),
         "format": data.format,
@@ -425,7 +439,7 @@ def export_dataset(ctx: Context, data: DataExportInput) -> dict[str, Any]:
         "bytes": target.stat().st_size,
         "fileName": f"export-{data.datasetId}.{data.format}",
         "downloadUrl": f"/api/v1/jobs/{ctx.job_id}/download",
-        "expiresAt": export.expires_at().isoformat(),
+        "expiresAt": expiry.isoformat() if expiry is not None else None,  # None: kept for good
         "metadata": metadata,
         "seconds": round(time.monotonic() - started, 3),
     }
@@ -523,8 +537,8 @@ class DataExport(JobType):
 
 @jobtypes.on_pruned("data_export")
 def remove_exports(data_dir: Path, jobs: list[PrunedJob]) -> None:
-    """Retention removed these exports' jobs: their files go too (they expire after a day
-    anyway; see export.sweep_expired)."""
+    """Retention removed these exports' jobs: their files go too (export.sweep_expired
+    catches a file whose job went without this hook)."""
     for job in jobs:
         for file_format in export.MEDIA_TYPES:
             export.export_path(data_dir, job.id, file_format).unlink(missing_ok=True)
