@@ -5,12 +5,29 @@ accuracy of sentiment and PII masking.
                               [--export-rows 100000]
 
 Each job runs in a fresh process of its own (`--child`), through the real engine and an
-in-process worker on a SQLite file, so that its peak memory is its own: `peak_mb` is the
-process's peak resident set (the kernel's VmHWM) and `job_mb` that peak less the resident set
-just before the job started (the runtime, the packs and the worker already loaded). Seconds
-are the job's own, from its start to its completion as the store recorded them; `cpu_seconds`
-the process's CPU time (all its threads) while the worker ran, which a busy machine inflates
-less than the wall clock.
+in-process worker on a SQLite file, so that its memory is its own. Memory, from the kernel's
+counters of that process (/proc/self/status):
+- `peak_mb`: the process's peak resident set (VmHWM);
+- `job_mb`: that peak less the resident set just before the job started, in a worker that has
+  started (the runtime and the pack imported, the store open) but run nothing yet. It counts
+  everything the first job of its type pays in a process: the libraries it imports on first use
+  (polars, VADER and its lexicon, phonenumbers, hyperscan), their caches, and the job's own
+  data. It is the figure compared with seed 002's "memory per job", an upper bound for it;
+- `repeat_job_mb` (not for the CSV parse): the same job run again in the same worker, its peak
+  counted afresh (the peak is reset through /proc/self/clear_refs): what each later job of
+  that type adds once the one-off imports are paid;
+- `helper_peak_mb` and `helper_cpu_seconds`, where the job started processes of its own (the
+  scan's prefilter compile runs in a helper process, once per data directory): their peak and
+  CPU, which neither `peak_mb` nor the job's process's CPU would otherwise show.
+Seconds are the job's own, from its start to its completion as the store recorded them;
+`cpu_seconds` the CPU time of the process (all its threads) and of its helper processes while
+the worker ran, which a busy machine inflates less than the wall clock. `estimate_mb` and
+`estimate_s` are the job type's own `estimate_memory` and `estimate_time` for that input
+(issue 6 item 7: they are calibrated from these figures).
+
+The security scan runs twice in fresh processes: first in a data directory no scan has used
+(the prefilter is compiled, in a helper process), then again with the compiled prefilter in
+the data directory's cache (what every later worker does); `scan_100mb_s` is the first.
 
 Inputs, generated in a temporary directory (CONVEYOR_DATA_DIR of every child):
 - 10,000 texts from bench.pii_corpus (every one holds identifiers), masked and scored;
@@ -41,6 +58,7 @@ import logging
 import os
 import platform
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -162,8 +180,69 @@ def _rss_mb(field: str = "VmRSS") -> float:
     return 0.0
 
 
-async def _child(kind: str, data: dict[str, Any], database: Path, data_dir: Path) -> dict[str, Any]:
-    from conveyor import Conveyor, Settings, Status
+def _reset_peak() -> bool:
+    """VmHWM back to the current resident set (Linux 4.0+); False where the kernel refuses."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _children() -> tuple[float, float]:
+    """CPU seconds of the helper processes waited for so far, and the largest one's peak MB."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+async def _run_once(app: Any, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    from conveyor import Status
+
+    job = await app.engine.enqueue(kind, data)
+    worker = app.worker(concurrency=1)
+    baseline = _rss_mb()
+    cpu = time.process_time()
+    helper_cpu, helper_peak_before = _children()
+    task = asyncio.create_task(worker.run())
+    try:
+        done = await app.engine.wait(job.id, timeout=JOB_LIMIT_S)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, timeout=60)
+    if done.status is not Status.COMPLETED:
+        raise SystemExit(f"{kind}: job ended {done.status}: {done.error}")
+    assert done.started_at is not None and done.completed_at is not None
+    helper_cpu_after, helper_peak = _children()
+    got = {
+        "seconds": round((done.completed_at - done.started_at).total_seconds(), 3),
+        # all threads of the process and its helpers while the worker ran: a shared machine's
+        # wall clock waits for other processes too
+        "cpu_seconds": round(time.process_time() - cpu + helper_cpu_after - helper_cpu, 3),
+        "peak_mb": round(_rss_mb("VmHWM"), 1),
+        "job_mb": round(_rss_mb("VmHWM") - baseline, 1),
+        "result": done.result,
+    }
+    if helper_cpu_after - helper_cpu > 0.01:
+        got["helper_cpu_seconds"] = round(helper_cpu_after - helper_cpu, 3)
+        # RUSAGE_CHILDREN keeps only the largest child's peak, and the runtime's start may
+        # have run a child already: a helper smaller than that one is not told apart
+        got["helper_peak_mb"] = round(helper_peak, 1) if helper_peak > helper_peak_before else None
+    return got
+
+
+def _estimates(app: Any, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    definition = app.engine.registry.get(kind)
+    model = definition.input_model.model_validate(data)
+    memory = definition.implementation.estimate_memory(model)
+    duration = definition.implementation.estimate_time(model)
+    return {
+        "estimate_mb": round(memory / MB, 1) if memory is not None else None,
+        "estimate_s": round(duration.total_seconds(), 1) if duration is not None else None,
+    }
+
+
+async def _child(kind: str, data: dict[str, Any], database: Path, data_dir: Path, *, repeat: bool) -> dict[str, Any]:
+    from conveyor import Conveyor, Settings
 
     settings = Settings(
         database_url=f"sqlite:///{database}",
@@ -174,40 +253,27 @@ async def _child(kind: str, data: dict[str, Any], database: Path, data_dir: Path
     app = Conveyor.from_settings(settings)
     await app.start()
     try:
-        job = await app.engine.enqueue(kind, data)
-        worker = app.worker(concurrency=1)
-        # The runtime, the pack and its libraries are loaded: what the job adds is its own.
-        baseline = _rss_mb()
-        cpu = time.process_time()
-        task = asyncio.create_task(worker.run())
-        try:
-            done = await app.engine.wait(job.id, timeout=JOB_LIMIT_S)
-        finally:
-            worker.stop()
-            await asyncio.wait_for(task, timeout=60)
-        if done.status is not Status.COMPLETED:
-            raise SystemExit(f"{kind}: job ended {done.status}: {done.error}")
-        assert done.started_at is not None and done.completed_at is not None
-        return {
-            "seconds": round((done.completed_at - done.started_at).total_seconds(), 3),
-            # all threads of the process while the worker ran: a shared machine's wall clock
-            # waits for other processes too
-            "cpu_seconds": round(time.process_time() - cpu, 3),
-            "peak_mb": round(_rss_mb("VmHWM"), 1),
-            "job_mb": round(_rss_mb("VmHWM") - baseline, 1),
-            "result": done.result,
-        }
+        got = await _run_once(app, kind, data)
+        got.update(_estimates(app, kind, data))
+        if repeat and _reset_peak():
+            again = await _run_once(app, kind, data)
+            got["repeat_seconds"] = again["seconds"]
+            got["repeat_job_mb"] = again["job_mb"]
+        return got
     finally:
         await app.close()
 
 
-def run_child(kind: str, data: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """One job in a fresh process (a database file of its own, the shared data directory)."""
+def run_child(
+    kind: str, data: dict[str, Any], workdir: Path, *, repeat: bool = False, data_dir: Path | None = None
+) -> dict[str, Any]:
+    """One job in a fresh process (a database file of its own, the shared data directory unless
+    `data_dir` is given); with `repeat`, the same job a second time in the same worker."""
     database = workdir / f"{kind}-{uuid.uuid4().hex[:8]}.db"
     order = database.with_suffix(".json")  # a file: 10,000 texts are too long for a command line
-    order.write_text(json.dumps({"kind": kind, "data": data}))
+    order.write_text(json.dumps({"kind": kind, "data": data, "repeat": repeat}))
     argv = [sys.executable, "-m", "bench.workloads", "--child", str(order)]
-    argv += ["--database", str(database), "--data-dir", str(workdir / "data")]
+    argv += ["--database", str(database), "--data-dir", str(data_dir or workdir / "data")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("CONVEYOR_DATABASE_URL", None)
     completed = subprocess.run(
@@ -219,6 +285,15 @@ def run_child(kind: str, data: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 
 # --- the workloads -------------------------------------------------------------------------------
+
+FIGURES = (
+    "seconds", "cpu_seconds", "peak_mb", "job_mb", "repeat_seconds", "repeat_job_mb", "helper_cpu_seconds",
+    "helper_peak_mb", "estimate_mb", "estimate_s",
+)  # fmt: skip
+
+
+def figures(got: dict[str, Any]) -> dict[str, Any]:
+    return {key: got[key] for key in FIGURES if key in got}
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -236,15 +311,12 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     log.info("sentiment: %d texts with masking", args.texts)
     batch = texts(args.texts)
-    got = run_child("sentiment_analysis_batch", {"texts": batch, "enablePIIMasking": True}, workdir)
+    got = run_child("sentiment_analysis_batch", {"texts": batch, "enablePIIMasking": True}, workdir, repeat=True)
     summary = got["result"]["summary"]
     out["sentiment"] = {
         "texts": args.texts,
-        "seconds": got["seconds"],
-        "cpu_seconds": got["cpu_seconds"],
+        **figures(got),
         "texts_per_s": round(args.texts / got["seconds"]),
-        "peak_mb": got["peak_mb"],
-        "job_mb": got["job_mb"],
         "successful": summary.get("successful"),
     }
     out["sentiment_10k_s"] = round(got["seconds"] * 10_000 / args.texts, 2)
@@ -261,12 +333,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "rows": rows,
         "rows_stored": result.get("rows"),
         "malformed": result.get("malformedRows", result.get("malformed")),
-        "seconds": got["seconds"],
-        "cpu_seconds": got["cpu_seconds"],
+        **figures(got),
         "mb_per_s": round(size_mb / got["seconds"], 1),
         "rows_per_s": round(rows / got["seconds"]),
-        "peak_mb": got["peak_mb"],
-        "job_mb": got["job_mb"],
     }
     out["csv_1gb_s"] = round(got["seconds"] * 1024 / size_mb, 1)
     out["csv_peak_mb"] = got["peak_mb"]
@@ -276,19 +345,18 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     scanned = data_dir / "scan.log"
     write_scan_file(scanned, args.scan_mb)
     size_mb = scanned.stat().st_size / MB
-    got = run_child(
-        "security_scan", {"filePath": "scan.log", "datasetId": str(uuid.uuid4()), "scanType": "full"}, workdir
-    )
+    order = {"filePath": "scan.log", "datasetId": str(uuid.uuid4()), "scanType": "full"}
+    got = run_child("security_scan", order, workdir, repeat=True)
     out["scan"] = {
         "megabytes": round(size_mb, 1),
-        "seconds": got["seconds"],
-        "cpu_seconds": got["cpu_seconds"],
+        **figures(got),
         "mb_per_s": round(size_mb / got["seconds"], 1),
         "findings": len(got["result"].get("findings", [])),
-        "peak_mb": got["peak_mb"],
-        "job_mb": got["job_mb"],
     }
     out["scan_100mb_s"] = round(got["seconds"] * 100 / size_mb, 2)
+    log.info("scan: again in a fresh worker, the prefilter compiled already (the data directory's cache)")
+    cached = run_child("security_scan", order, workdir)
+    out["scan"]["prefilter_cached"] = {**figures(cached), "mb_per_s": round(size_mb / cached["seconds"], 1)}
     scanned.unlink()
 
     log.info("export: a dataset of %d rows, as CSV, JSON and XLSX", args.export_rows)
@@ -300,13 +368,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     out["export"] = {"rows": stored}
     out["export_100k_s"] = {}
     for fmt in ("csv", "json", "xlsx"):
-        got = run_child("data_export", {"datasetId": dataset, "format": fmt}, workdir)
+        got = run_child("data_export", {"datasetId": dataset, "format": fmt}, workdir, repeat=True)
         out["export"][fmt] = {
-            "seconds": got["seconds"],
-            "cpu_seconds": got["cpu_seconds"],
+            **figures(got),
             "records_per_s": round(stored / got["seconds"]) if stored else None,
-            "peak_mb": got["peak_mb"],
-            "job_mb": got["job_mb"],
         }
         out["export_100k_s"][fmt] = round(got["seconds"] * 100_000 / stored, 2) if stored else None
     return out
@@ -334,11 +399,29 @@ TABLE = [
 ]
 
 
+def memory_targets(out: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """(label, job MB, seed 002's memory per job): 50 MB per 1,000 texts, 256 MB per chunk,
+    100 MB per scan, 50 MB per 10,000 records."""
+    rows = [
+        ("sentiment, job MB", out["sentiment"]["job_mb"], 50 * out["sentiment"]["texts"] / 1000),
+        ("CSV parse, job MB (one 256 MB chunk)", out["csv"]["job_mb"], 256),
+        ("full scan, job MB (first scan in a worker)", out["scan"]["job_mb"], 100),
+    ]
+    records = out["export"]["rows"] or 0
+    rows += [
+        (f"export, {fmt}, job MB", out["export"][fmt]["job_mb"], 50 * records / 10_000)
+        for fmt in ("csv", "json", "xlsx")
+    ]
+    return rows
+
+
 def table(out: dict[str, Any]) -> str:
     lines = [f"{label:45s} {out[key]!s:>10}   ({target})" for key, label, target in TABLE]
     for fmt, limit in (("csv", 5), ("json", 5), ("xlsx", 20)):
         label = f"export of 100,000 records, {fmt}, s"
         lines.append(f"{label:45s} {out['export_100k_s'][fmt]!s:>10}   (target <= {limit})")
+    for label, got, limit in memory_targets(out):
+        lines.append(f"{label:45s} {got!s:>10}   (seed 002 <= {limit:.0f})")
     lines += [f"{name:10s} {json.dumps(out[name])}" for name in ("sentiment", "csv", "scan", "export")]
     return "\n".join(lines) + "\n"
 
@@ -357,7 +440,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
     if args.child:
         order = json.loads(Path(args.child).read_text())
-        got = asyncio.run(_child(order["kind"], order["data"], Path(args.database), Path(args.data_dir)))
+        got = asyncio.run(
+            _child(order["kind"], order["data"], Path(args.database), Path(args.data_dir), repeat=order["repeat"])
+        )
         sys.stdout.write(json.dumps(got) + "\n")
         return
     started = time.monotonic()

@@ -80,6 +80,7 @@ class Context:
         """A service the process that runs the job offers its job types: "webhooks" (the
         deliverer), "state" (pack state), "notifications" (conveyor.engine.notifications),
         "schedules" (conveyor.engine.schedules), "backup" (backups of the database),
+        "retention" (conveyor.engine.retention.Retention: how long finished jobs are kept),
         "interactions" and "analytics" (the medication pack's); LookupError when it offers none
         by that name. Jobs that run in a child process (runs_in="process") are offered none."""
         try:

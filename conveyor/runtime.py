@@ -147,6 +147,8 @@ class Conveyor:
         self.notifications = Notifications(engine)
         engine.services.update(state=self.state, notifications=self.notifications, schedules=self.schedules)
         self.pruner = Pruner(engine, retention_of(settings), data_dir=Path(settings.data_dir))
+        # Job types that keep files for as long as their job is kept read how long that is.
+        engine.services["retention"] = self.pruner.retention
         self.alerts = Alerts(store, alert_rules_of(settings))
         # Read-only core data offered to job types (the medication pack's interaction_check
         # and analytics_roll_up) through the same store, so that packs never open one.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -304,3 +305,25 @@ async def test_a_waiter_rechecks_when_the_listener_reconnects(app: Conveyor, dat
     assert listeners, "no LISTEN connection found"
     finished = await asyncio.wait_for(waiting, timeout=10)
     assert finished.status is Status.COMPLETED
+
+
+async def test_a_waiter_woken_by_an_unnamed_change_goes_back_to_waiting(app: Conveyor) -> None:
+    """A "*" (a commit another process made, a reconnected listener) wakes every waiter once to
+    look again; after looking it waits as before instead of reading the job in a loop."""
+    job = await app.engine.enqueue("t.echo", {"value": 1})
+    reads = 0
+    stored = app.store.get_job
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await stored(*args, **kwargs)
+
+    app.store.get_job = counted  # type: ignore[method-assign]
+    waiting = asyncio.create_task(app.engine.wait(job.id, timeout=1.2))
+    await asyncio.sleep(0.1)
+    app.engine.notifier.publish("finish", "*")
+    assert (await waiting).status is Status.PENDING
+    # one read at the start, one on the "*", one every poll interval (0.25 s) where finishes
+    # of other processes are not announced, one at the deadline
+    assert reads <= 9, f"{reads} reads in 1.2 s"

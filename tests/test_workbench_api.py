@@ -1,8 +1,9 @@
 """Seed 002's four job types over HTTP, on SQLite and PostgreSQL, with a real worker: a
 sentiment batch whose identifiers never leave the job, a CSV upload with malformed lines,
-quoted newlines and a Windows-1252 line parsed and analysed into a dataset, exports in three
-formats compared with the dataset, a security scan of planted secrets, PII and a formula,
-and paths that try to leave the data roots."""
+quoted newlines and a Windows-1252 line parsed and analysed into a dataset, JSON Lines,
+Parquet and XLSX files parsed too, a parse cancelled between chunks, exports in three formats
+compared with the dataset, exports that expire and go with their pruned job, a security scan
+of planted secrets, PII and a formula, and paths that try to leave the data roots."""
 
 from __future__ import annotations
 
@@ -10,17 +11,22 @@ import contextlib
 import io
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from conftest import ApiHarness, api_harness, running_worker
+import xlsxwriter
+from conftest import ApiHarness, api_harness, eventually, running_worker
 from python_calamine import CalamineWorkbook
 
-from conveyor.packs.workbench import open_dataset
+from conveyor.packs.workbench import EXPORT_TTL, DatasetNotFound, export, open_dataset
+
+JUST = timedelta(seconds=1)
 
 PII_TEXTS = [
     "I love this product! Email me at jane.doe@example.com",
@@ -207,17 +213,29 @@ async def test_exports_round_trip_in_all_three_formats(api: ApiHarness) -> None:
     got = pl.read_csv(io.BytesIO(await download(api, csv_job["id"])), try_parse_dates=True)
     assert got.to_dicts() == expected.to_dicts()
 
+    csv_job = await run(api, "data_export", {"datasetId": dataset_id, "format": "csv", "includeMetadata": True})
+    content = (await download(api, csv_job["id"])).decode()
+    comments = [line for line in content.splitlines() if line.startswith("# ")]
+    assert f'# datasetId: "{dataset_id}"' in comments
+    got = pl.read_csv(io.StringIO(content), comment_prefix="# ", try_parse_dates=True)
+    assert got.to_dicts() == expected.to_dicts()
+
     json_job = await run(api, "data_export", {"datasetId": dataset_id, "format": "json", "includeMetadata": True})
     body = json.loads(await download(api, json_job["id"]))
     assert body["records"] == as_text.to_dicts()
     assert body["metadata"]["datasetId"] == dataset_id and json_job["result"]["metadata"]["records"] == 4
 
-    xlsx_job = await run(api, "data_export", {"datasetId": dataset_id, "format": "xlsx"})
-    sheet = CalamineWorkbook.from_filelike(io.BytesIO(await download(api, xlsx_job["id"]))).get_sheet_by_index(0)
-    rows = sheet.to_python()
+    xlsx_job = await run(api, "data_export", {"datasetId": dataset_id, "format": "xlsx", "includeMetadata": True})
+    book = CalamineWorkbook.from_filelike(io.BytesIO(await download(api, xlsx_job["id"])))
+    assert book.sheet_names == ["data", "metadata"]
+    meta = dict(book.get_sheet_by_name("metadata").to_python())
+    assert json.loads(meta["datasetId"]) == dataset_id
+    rows = book.get_sheet_by_index(0).to_python()
     assert rows[0] == expected.columns
-    assert [r[2] for r in rows[1:]] == expected["review"].to_list()
-    assert [int(r[0]) for r in rows[1:]] == expected["id"].to_list()
+    # a workbook keeps numbers as floats and an empty cell as ""; dates go as ISO text
+    cells = [["" if v is None else float(v) if isinstance(v, int | float) else v for v in row.values()]
+             for row in as_text.to_dicts()]  # fmt: skip
+    assert rows[1:] == cells
 
 
 async def test_export_filters_by_sentiment_date_and_limit(api: ApiHarness) -> None:
@@ -237,6 +255,133 @@ async def test_export_filters_by_sentiment_date_and_limit(api: ApiHarness) -> No
     assert [r["id"] for r in json.loads(await download(api, job["id"]))["records"]] == [2]
 
 
+async def test_json_lines_parquet_and_xlsx_files_are_parsed_into_datasets(api: ApiHarness) -> None:
+    expected = pl.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "date": [date(2024, 1, 5), date(2024, 2, 10), date(2024, 3, 1)],
+            "review": ["Great food", "Terrible service,\nwe waited", "Caf\u00e9 cr\u00e8me, fine"],
+            "rating": [4.5, 1.0, 3.0],
+        }
+    )
+    parquet = io.BytesIO()
+    expected.write_parquet(parquet)
+    workbook = io.BytesIO()
+    with xlsxwriter.Workbook(workbook, {"in_memory": True}) as book:
+        sheet = book.add_worksheet()
+        sheet.write_row(0, 0, expected.columns)
+        day = book.add_format({"num_format": "yyyy-mm-dd"})
+        for n, (row_id, when, review, rating) in enumerate(expected.iter_rows(), start=1):
+            sheet.write_number(n, 0, row_id)
+            sheet.write_datetime(n, 1, datetime(when.year, when.month, when.day), day)  # noqa: DTZ001 - a cell has no zone
+            sheet.write_string(n, 2, review)
+            sheet.write_number(n, 3, rating)
+    # JSON has no dates (they stay text); line 3 is not JSON, line 5 not an object, line 6 blank
+    records = [json.dumps(r | {"date": r["date"].isoformat()}) for r in expected.to_dicts()]
+    lines = [records[0], records[1], "{not json", records[2], "[1, 2]", "", ""]
+
+    cases = {
+        "reviews.parquet": (parquet.getvalue(), "parquet", expected, set()),
+        "reviews.xlsx": (workbook.getvalue(), "xlsx", expected, set()),
+        "reviews.jsonl": (
+            "\n".join(lines).encode(),
+            "jsonl",
+            expected.with_columns(pl.col("date").cast(pl.String)),
+            {(3, "MALFORMED_ROW"), (5, "MALFORMED_ROW")},
+        ),
+    }
+    for name, (content, file_format, want, errors) in cases.items():
+        dataset_id = str(uuid.uuid4())
+        data = {"filePath": await upload(api, content, name), "datasetId": dataset_id}
+        job = await run(api, "file_processing", data)
+        assert job["status"] == "completed", (name, job)
+        assert job["result"]["format"] == file_format and job["result"]["rows"] == 3, name
+        assert {(e["item"], e["code"]) for e in job.get("itemErrors", [])} == errors, name
+        got = open_dataset(data_dir(api), dataset_id, "org-a").scan().collect()
+        assert got.to_dicts() == want.to_dicts(), name
+        assert got.schema == want.schema, name
+
+
+async def test_cancelling_a_running_parse_stops_it_between_chunks_and_keeps_no_dataset(api: ApiHarness) -> None:
+    rows = 200_000  # ~11 MB of reviews, 1,000 rows a chunk: sentiment on each takes seconds
+    with (data_dir(api) / "many.csv").open("w", encoding="utf-8") as out:
+        out.write("id,review\n")
+        out.writelines(f"{n},The food was great and the staff were lovely {n}\n" for n in range(rows))
+    dataset_id = str(uuid.uuid4())
+    data = {"filePath": "many.csv", "datasetId": dataset_id, "processingType": "analyze", "chunkSize": 65536}
+    job_id = await create(api, "file_processing", data)
+
+    async def reading() -> dict[str, Any] | None:
+        job = (await api.client.get(f"/api/v1/jobs/{job_id}", headers=USER)).json()["data"]
+        read = job.get("processingStats", {}).get("processedItems", 0)
+        return job if job["status"] == "running" and read > 0 else None
+
+    async with running_worker(api.conveyor):
+        started = await eventually(reading, timeout=60)
+        response = await api.client.delete(f"/api/v1/jobs/{job_id}", headers=USER)
+        assert response.status_code == 200, response.text
+        job = await finished(api, job_id)
+    assert job["status"] == "cancelled", job
+    assert started["processingStats"]["totalItems"] == (data_dir(api) / "many.csv").stat().st_size
+    assert job["processingStats"]["processedItems"] < job["processingStats"]["totalItems"], "it ran to the end"
+    with pytest.raises(DatasetNotFound):
+        open_dataset(data_dir(api), dataset_id, "org-a")
+    datasets = data_dir(api) / "workbench" / "datasets"
+    assert not datasets.exists() or list(datasets.iterdir()) == [], "the staging directory was left behind"
+
+
+async def test_an_export_expires_after_the_seeds_ttl_and_goes_with_its_pruned_job(api: ApiHarness) -> None:
+    dataset_id = await analysed_dataset(api)
+    first = await run(api, "data_export", {"datasetId": dataset_id, "format": "csv"})
+    second = await run(api, "data_export", {"datasetId": dataset_id, "format": "json"})
+    completed = datetime.fromisoformat(first["completedAt"])
+    expires = datetime.fromisoformat(first["result"]["expiresAt"])
+    assert abs(expires - completed - EXPORT_TTL) < timedelta(minutes=1)
+    assert await download(api, first["id"])
+
+    assert export.sweep_expired(data_dir(api), now=time.time() + 3600) == 0, "an hour old: kept"
+    assert await download(api, first["id"])
+    assert export.sweep_expired(data_dir(api), now=time.time() + EXPORT_TTL.total_seconds() + 60) == 2
+    response = await api.client.get(f"/api/v1/jobs/{first['id']}/download", headers=USER)
+    assert response.status_code == 410 and response.json()["details"]["code"] == "EXPORT_EXPIRED"
+
+    # retention: the completed job goes after its TTL (24 h by default), and the export with it
+    third = await run(api, "data_export", {"datasetId": dataset_id, "format": "xlsx"})
+    path = export.export_path(data_dir(api), third["id"], "xlsx")
+    assert path.is_file()
+    await api.conveyor.pruner.run_once(now=datetime.fromisoformat(third["completedAt"]) + EXPORT_TTL + JUST)
+    assert not path.exists()
+    response = await api.client.get(f"/api/v1/jobs/{third['id']}/download", headers=USER)
+    assert response.status_code == 404
+    assert second["status"] == "completed"
+
+
+@pytest.mark.parametrize("hours", [72, 0])
+async def test_an_export_is_kept_as_long_as_its_queue_keeps_completed_jobs(database_url: str, hours: int) -> None:
+    """With completed jobs kept 72 hours (or for good: 0), an export expires then (or never), and
+    the sweep that each export runs spares files younger than that."""
+
+    def age(path: Path, hours_ago: float) -> None:
+        then = time.time() - hours_ago * 3600
+        os.utime(path, (then, then))
+
+    async with api_harness(database_url, retention_completed_hours=hours) as h:
+        dataset_id = await analysed_dataset(h)
+        first = await run(h, "data_export", {"datasetId": dataset_id, "format": "csv"})
+        path = export.export_path(data_dir(h), first["id"], "csv")
+        if hours:
+            expires = datetime.fromisoformat(first["result"]["expiresAt"])
+            assert abs(expires - datetime.fromisoformat(first["completedAt"]) - timedelta(hours=hours)) < JUST * 60
+        else:
+            assert first["result"]["expiresAt"] is None
+        age(path, 30)  # past seed 002's 24 hours, inside the queue's retention
+        await run(h, "data_export", {"datasetId": dataset_id, "format": "json"})  # sweeps
+        assert path.is_file() and await download(h, first["id"])
+        age(path, 24 * 400)
+        await run(h, "data_export", {"datasetId": dataset_id, "format": "json"})
+        assert path.is_file() is (hours == 0)
+
+
 async def test_another_organisation_can_neither_export_nor_download(api: ApiHarness) -> None:
     dataset_id = await analysed_dataset(api)
     theirs = await run(api, "data_export", {"datasetId": dataset_id, "format": "csv"}, headers=OTHER)
@@ -244,6 +389,14 @@ async def test_another_organisation_can_neither_export_nor_download(api: ApiHarn
     mine = await run(api, "data_export", {"datasetId": dataset_id, "format": "csv"})
     response = await api.client.get(f"/api/v1/jobs/{mine['id']}/download", headers=OTHER)
     assert response.status_code == 404
+    # nor overwrite it: their own file under the same datasetId is refused, without saying whose
+    path = await upload(api, b"a,b\n1,2\n", "theirs.csv", headers=OTHER)
+    theirs = await run(api, "file_processing", {"filePath": path, "datasetId": dataset_id}, headers=OTHER)
+    assert (
+        theirs["status"] == "failed"
+        and theirs["error"]["message"] == f"datasetId {dataset_id} is in use; choose another"
+    )
+    assert open_dataset(data_dir(api), dataset_id, "org-a").scan().collect().height == 4
 
 
 async def test_upload_over_the_limit_is_refused(database_url: str) -> None:

@@ -159,3 +159,24 @@ def test_without_hyperscan_the_scan_takes_the_plain_path(
     path.write_text(f"key {AWS_KEY}\n")
     report = scan.scan_file(path, full=True, frameworks=["SOC 2"], fast=True)
     assert [f["rule"] for f in report["findings"]] == ["secret.aws_access_key"]
+
+
+def test_the_compile_runs_in_a_helper_process_and_falls_back_to_this_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hyperscan
+
+    patterns = [re.compile(r"\bAKIA[0-9A-Z]{16}\b"), re.compile(r"(?i)<script\b")]
+    seen: list[tuple[int, int]] = []
+
+    def found(serialized: bytes) -> list[tuple[int, int]]:
+        database = hyperscan.loadb(serialized, hyperscan.HS_MODE_BLOCK)
+        database.scratch = hyperscan.Scratch(database)
+        seen.clear()
+        database.scan(f"x {AWS_KEY} <SCRIPT>".encode(), match_event_handler=lambda *m: seen.append(m[1:3]))
+        return sorted(set(seen))
+
+    expected = [(2, 22), (23, 30)]
+    assert found(prefilter.compile_elsewhere(patterns)) == expected
+    with pytest.raises(prefilter.CompileFailed):  # a back-reference has no Hyperscan superset
+        prefilter.compile_elsewhere([re.compile(r"(a)\1")])
+    monkeypatch.setattr(prefilter.sys, "executable", "/nonexistent/python")
+    assert found(prefilter.compile_elsewhere(patterns)) == expected

@@ -513,6 +513,9 @@ class Engine:
                 if job.status.is_finished or remaining <= 0:
                     await self._record_read(job)  # once, for what is returned
                     return self.sealing.opened(job)
+                if future.done():  # woken ("*", another job's commit): a fresh one, or every
+                    unsubscribe()  # later wait would return at once and the loop read flat out
+                    future, unsubscribe = self.notifier.future_for("finish", str(job_id))
                 step = remaining if self.store.notifies_across_processes else min(remaining, self._wait_poll_interval)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(future), timeout=step)

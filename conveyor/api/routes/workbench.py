@@ -119,7 +119,8 @@ def _remove(folder: Path) -> None:
     | {200: {"content": {t: {"example": "(the export file)"} for t in MEDIA_TYPES.values()}}},
 )
 async def download(svc: Svc, principal: Reader, job_id: str) -> FileResponse:
-    """The export a completed data_export job wrote, while it is kept (24 hours)."""
+    """The export a completed data_export job wrote, while it is kept (as long as the job:
+    its queue's retention of completed jobs, 24 hours by default)."""
     job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility)
     if job.kind != "data_export":
         raise ApiError(400, "NOT_DOWNLOADABLE", "only a data_export job has a file to download", jobId=str(job.id))

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from conveyor import Context, JobType, PermanentError, Registry
+from conveyor import Context, JobType, PermanentError, Registry, Status
 from conveyor.model import PrunedJob
 from conveyor.packs.workbench import export, pii, scan, sentiment, tables
 from conveyor.packs.workbench.datasets import DatasetWriter, open_dataset
@@ -57,10 +57,13 @@ class SentimentBatchInput(_Input):
         return code
 
 
-# bench.workloads (README, "Measured"): 10,000 PII-dense texts masked and scored in 5.9 s of
-# CPU (1,700/s; 5.2 s of wall clock on a quieter run); memory a few KB a text.
+# bench.workloads (README, "Measured"): 10,000 PII-dense texts masked and scored in 1.4-4.7 s
+# (2.1 s of CPU); the first job in a worker took 12 MB for 1,000 texts and 79 MB for 10,000
+# (VADER's lexicon and phonenumbers loaded, then ~7 KB a text: the text, its result, the
+# result's JSON while it is stored).
 SENTIMENT_TEXTS_PER_SECOND = 1_500
-SENTIMENT_BYTES_PER_TEXT = 4 * 1024
+SENTIMENT_BASE_BYTES = 16 * MB
+SENTIMENT_BYTES_PER_TEXT = 7 * 1024
 PROGRESS_EVERY = 200
 
 
@@ -129,12 +132,22 @@ class FileProcessingInput(_Input):
     _path = field_validator("filePath")(lambda cls, v: _safe_path(v))
 
 
-# bench.workloads: a 1 GB CSV parsed and stored in 85 s of CPU (12 MB/s). `analyze` adds VADER
-# on a text column (~20,000 short texts/s in workloads.md, ~2 MB/s for rows of ~100 bytes): not
-# measured on a file yet, so a guess below that.
+# bench.workloads: a 1 GB CSV parsed and stored in 41 s (46 s of CPU) on a quiet machine, 85 s
+# of CPU on a busy one (12 MB/s). `analyze` adds VADER on a text column (~20,000 short texts/s in
+# workloads.md, ~2 MB/s for rows of ~100 bytes): not measured on a file yet, so a guess below.
 PARSE_BYTES_PER_SECOND = 10 * MB
 ANALYZE_BYTES_PER_SECOND = 1 * MB
 ROW_BYTES_GUESS = 100
+# Memory follows the batch of rows (chunkSize / ROW_BYTES_GUESS, 1,000 to 100,000), over a base:
+# polars, a 1 MB block of text and its decoding, the CSV reader, the Parquet writer. Measured on
+# a 150 MB CSV, first job in a worker: 106 MB with 10,485-row batches (chunkSize 1 MB), 132 MB
+# with 41,943, 172 MB with 100,000 (the default).
+PARSE_BASE_BYTES = 110 * MB  # the 1 GB file took 181 MB: a margin over the 150 MB file's 172
+PARSE_BYTES_PER_BATCH_ROW = 850
+
+
+def batch_rows_for(chunk_size: int) -> int:
+    return max(1_000, min(tables.DEFAULT_BATCH_ROWS, chunk_size // ROW_BYTES_GUESS))
 
 
 def text_column(frame: Any) -> str | None:
@@ -212,7 +225,7 @@ def process_file(ctx: Context, data: FileProcessingInput) -> dict[str, Any]:
     path = confine(data.filePath, ctx.data_roots)
     size = path.stat().st_size
     file_format = tables.detect_format(path)
-    batch_rows = max(1_000, min(tables.DEFAULT_BATCH_ROWS, data.chunkSize // ROW_BYTES_GUESS))
+    batch_rows = batch_rows_for(data.chunkSize)
     ctx.progress(processed=0, total=size, step=1, total_steps=2, step_name="reading")
     ctx.info(f"{data.processingType}: a {file_format} file of {size} bytes", component="file_processing")
     writer = DatasetWriter(ctx.data_dir, data.datasetId, ctx.owner.org_id, ctx.job_id)
@@ -295,9 +308,13 @@ class SecurityScanInput(_Input):
     _path = field_validator("filePath")(lambda cls, v: _safe_path(v))
 
 
-# bench.workloads: 100 MB of log-like text in 5.7 s of CPU through the prefilter (18 MB/s) once
-# it is compiled (8 s of CPU, once per data directory); text dense with findings is slower.
+# bench.workloads: 100 MB of log-like text in 3-4 s of CPU through the prefilter (25-30 MB/s)
+# once it is compiled; the first scan in a data directory compiles it first (~5 s of CPU, in a
+# helper process whose ~175 MB go when it exits); text dense with findings is slower. Memory:
+# 33 MB for the first scan in a worker (hyperscan, phonenumbers, the ~8 MB database, a block of
+# text and its line offsets), whatever the file's size.
 SCAN_BYTES_PER_SECOND = 8 * MB
+SCAN_BYTES = 4 * scan.BLOCK_BYTES + 30 * MB
 
 
 def scan_one(ctx: Context, data: SecurityScanInput) -> dict[str, Any]:
@@ -351,14 +368,30 @@ class DataExportInput(_Input):
     includeMetadata: bool = False
 
 
-# bench.workloads, 110,000 records of 5 columns: CSV 0.8 s and JSON 0.8 s of CPU, XLSX 15 s
-# (7,200/s); halved for a busy machine.
-EXPORT_RECORDS_PER_SECOND = {"csv": 60_000, "json": 60_000, "xlsx": 3_500}
+# bench.workloads, 110,000 records of 5 columns: CSV and JSON 0.3-0.5 s of CPU, XLSX 4.4-5.5 s
+# (20,000-25,000/s); lowered for a busy machine. Memory does not follow the records: the writers
+# take 10,000 rows at a time from parts of up to 100,000; the first export in a worker took
+# 67 MB (CSV), 72 MB (JSON) and 67 MB (XLSX), polars' own ~40 MB included.
+EXPORT_RECORDS_PER_SECOND = {"csv": 60_000, "json": 60_000, "xlsx": 10_000}
+EXPORT_BYTES = 80 * MB
+
+
+def kept_for(ctx: Context) -> tuple[timedelta | None, timedelta | None]:
+    """How long this job's export is kept (its queue's retention of completed jobs; None: for
+    good), and the longest any completed job is kept (the sweep's age)."""
+    try:
+        retention = ctx.service("retention")
+    except LookupError:
+        return export.EXPORT_TTL, export.EXPORT_TTL
+    ttls = [retention.default.ttl(Status.COMPLETED), *(p.ttl(Status.COMPLETED) for p in retention.queues.values())]
+    longest = None if any(t is None for t in ttls) else max(ttls)
+    return retention.ttl(Status.COMPLETED, ctx.job.queue), longest
 
 
 def export_dataset(ctx: Context, data: DataExportInput) -> dict[str, Any]:
     started = time.monotonic()
-    export.sweep_expired(ctx.data_dir)
+    ttl, longest = kept_for(ctx)
+    export.sweep_expired(ctx.data_dir, max_age=longest)
     dataset = open_dataset(ctx.data_dir, data.datasetId, ctx.owner.org_id)
     filters = data.filters or ExportFilters()
     rows_in_dataset = int(dataset.meta.get("rows", 0))
@@ -398,6 +431,7 @@ def export_dataset(ctx: Context, data: DataExportInput) -> dict[str, Any]:
         metadata["records"] = written
     ctx.progress(processed=written, total=written)
     ctx.info(f"{written} records exported as {data.format}", component="data_export")
+    expiry = export.expires_at(ttl=ttl)
     return {
         "datasetId": str(data.datasetId),
         "format": data.format,
@@ -405,7 +439,7 @@ def export_dataset(ctx: Context, data: DataExportInput) -> dict[str, Any]:
         "bytes": target.stat().st_size,
         "fileName": f"export-{data.datasetId}.{data.format}",
         "downloadUrl": f"/api/v1/jobs/{ctx.job_id}/download",
-        "expiresAt": export.expires_at().isoformat(),
+        "expiresAt": expiry.isoformat() if expiry is not None else None,  # None: kept for good
         "metadata": metadata,
         "seconds": round(time.monotonic() - started, 3),
     }
@@ -434,7 +468,7 @@ class SentimentAnalysisBatch(JobType):
         return timedelta(seconds=1 + len(data.texts) / SENTIMENT_TEXTS_PER_SECOND)
 
     def estimate_memory(self, data: SentimentBatchInput) -> int:
-        return 16 * MB + len(data.texts) * SENTIMENT_BYTES_PER_TEXT
+        return SENTIMENT_BASE_BYTES + len(data.texts) * SENTIMENT_BYTES_PER_TEXT
 
 
 @jobtypes.add
@@ -456,7 +490,7 @@ class FileProcessing(JobType):
         return timedelta(seconds=1 + data.chunkSize / rate)
 
     def estimate_memory(self, data: FileProcessingInput) -> int:
-        return min(data.chunkSize, DEFAULT_CHUNK) + 100 * MB
+        return PARSE_BASE_BYTES + batch_rows_for(data.chunkSize) * PARSE_BYTES_PER_BATCH_ROW
 
 
 @jobtypes.add
@@ -477,7 +511,7 @@ class SecurityScan(JobType):
         return timedelta(seconds=1 + planned / SCAN_BYTES_PER_SECOND)
 
     def estimate_memory(self, data: SecurityScanInput) -> int:
-        return 4 * scan.BLOCK_BYTES + 30 * MB
+        return SCAN_BYTES
 
 
 @jobtypes.add
@@ -498,13 +532,13 @@ class DataExport(JobType):
         return timedelta(seconds=1 + records / EXPORT_RECORDS_PER_SECOND[data.format])
 
     def estimate_memory(self, data: DataExportInput) -> int:
-        return 50 * MB
+        return EXPORT_BYTES
 
 
 @jobtypes.on_pruned("data_export")
 def remove_exports(data_dir: Path, jobs: list[PrunedJob]) -> None:
-    """Retention removed these exports' jobs: their files go too (they expire after a day
-    anyway; see export.sweep_expired)."""
+    """Retention removed these exports' jobs: their files go too (export.sweep_expired
+    catches a file whose job went without this hook)."""
     for job in jobs:
         for file_format in export.MEDIA_TYPES:
             export.export_path(data_dir, job.id, file_format).unlink(missing_ok=True)

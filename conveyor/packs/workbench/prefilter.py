@@ -36,8 +36,10 @@ properties; tests/test_workbench_scan_prefilter.py compares the two paths on the
 the PII corpus, a generated log with planted findings, lines-spanning matches, Unicode folds
 and digits, bytes that are not UTF-8 and random mixtures.
 
-Compiling takes seconds, so the database is compiled once per process and kept in a cache
-directory (the data directory's workbench/cache) for the next process. `hyperscan` ships as
+Compiling takes seconds of CPU and ~175 MB of the compiler's heap, so it happens in a helper
+process (`compile_elsewhere`; the worker only loads the ~8 MB result), once per process, and
+the database is kept in a cache directory (the data directory's workbench/cache) for the next
+process, which loads it in milliseconds. `hyperscan` ships as
 wheels for Linux x86-64, macOS and Windows; where it does not import or a pattern does not
 compile, `Prefilter.build` returns None, a log line says so, and the scan takes the plain path.
 """
@@ -47,10 +49,14 @@ from __future__ import annotations
 import bisect
 import codecs
 import hashlib
+import json
 import logging
 import os
 import platform
 import re
+import subprocess  # nosec B404
+import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from functools import cache
@@ -73,8 +79,12 @@ class Untranslatable(ValueError):
 def folds() -> dict[str, str]:
     """Non-ASCII characters that Python's IGNORECASE matches with an ASCII letter (Turkish
     dotted and dotless i, long s, the Kelvin sign), each given a placeholder byte of its own."""
-    everything = "".join(chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c < 0xE000)
-    found = re.findall(r"[\x00-\x7f]", everything, re.IGNORECASE)
+    found: list[str] = []
+    # A plane at a time: the whole of Unicode as one string of one-character strings made a
+    # transient of ~100 MB in the worker that first scanned non-ASCII text.
+    for plane in range(0x80, 0x110000, 0x10000):
+        chars = (chr(c) for c in range(plane, min(plane + 0x10000, 0x110000)) if not 0xD800 <= c < 0xE000)
+        found += re.findall(r"[\x00-\x7f]", "".join(chars), re.IGNORECASE)
     if len(found) >= 0x20 or any(ord(c) <= 0xFF for c in found):  # a future Unicode table
         raise Untranslatable(f"case folds onto ASCII that have no placeholder: {found}")
     return {c: chr(FOLD_BASE + n) for n, c in enumerate(found)}
@@ -220,6 +230,78 @@ def translate(pattern: re.Pattern[str], *, loose: bool = False) -> str:
     return _sequence(parsed.data, parsed.state, leading=True, loose=loose)
 
 
+class CompileFailed(Exception):
+    """A pattern that cannot be translated, or a database Hyperscan refuses."""
+
+
+def compile_here(patterns: Sequence[re.Pattern[str]]) -> bytes:
+    """The serialized Hyperscan database of `patterns` (CompileFailed if there is none)."""
+    import hyperscan
+
+    flag = hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_MULTILINE
+    expressions: list[bytes] = []
+    try:
+        for pattern in patterns:
+            expression = translate(pattern).encode()
+            try:
+                hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(expressions=[expression], flags=[flag])
+            except hyperscan.error:  # "Pattern is too large": track fewer states
+                expression = translate(pattern, loose=True).encode()
+            expressions.append(expression)
+        database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        database.compile(expressions=expressions, ids=list(range(len(expressions))), flags=[flag] * len(expressions))
+    except (Untranslatable, hyperscan.error) as exc:
+        raise CompileFailed(str(exc)) from None
+    return bytes(hyperscan.dumpb(database))
+
+
+COMPILE_FAILED_EXIT = 3
+COMPILE_TIMEOUT_S = 600
+
+
+def compile_elsewhere(patterns: Sequence[re.Pattern[str]]) -> bytes:
+    """`compile_here` in a process of its own. Hyperscan's compiler takes ~130 MB of heap for
+    these patterns and the allocator keeps it once freed: compiled in the worker, that would
+    stay in the worker's resident set for its lifetime, and its peak would be every first
+    scan's. The helper gives it back when it exits; the worker only loads the result (~8 MB).
+    Where no helper can be started (no interpreter to run), the compile happens here."""
+    order = json.dumps([[p.pattern, p.flags] for p in patterns])
+    package_root = str(Path(__file__).resolve().parents[3])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    # -c, not -m: run as __main__, this module would be imported a second time by its package
+    argv = [sys.executable, "-c", "from conveyor.packs.workbench.prefilter import helper_main; helper_main()"]
+    try:
+        # our own interpreter and module, no shell, nothing from the job's input
+        done = subprocess.run(  # nosec B603
+            argv, input=order.encode(), capture_output=True, env=env, timeout=COMPILE_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("security scan: no helper process to compile the prefilter (%s); compiling here", exc)
+        return compile_here(patterns)
+    if done.returncode == COMPILE_FAILED_EXIT:
+        raise CompileFailed(done.stderr.decode(errors="replace").strip()[-500:])
+    if done.returncode != 0 or not done.stdout:
+        log.warning(
+            "security scan: the prefilter's helper process failed (exit %s: %s); compiling here",
+            done.returncode,
+            done.stderr.decode(errors="replace").strip()[-500:],
+        )
+        return compile_here(patterns)
+    return done.stdout
+
+
+def helper_main() -> None:
+    """The helper: (pattern, flags) pairs as JSON on stdin, the serialized database on stdout."""
+    patterns = [re.compile(pattern, flags) for pattern, flags in json.loads(sys.stdin.buffer.read())]
+    try:
+        serialized = compile_here(patterns)
+    except CompileFailed as exc:
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(COMPILE_FAILED_EXIT) from None
+    sys.stdout.buffer.write(serialized)
+    sys.stdout.buffer.flush()
+
+
 class Prefilter:
     """Candidate windows, as line ranges, for a set of Python patterns."""
 
@@ -254,31 +336,21 @@ class Prefilter:
             except (hyperscan.error, OSError, ValueError) as exc:
                 log.warning("security scan: the cached prefilter %s does not load (%s); compiling it", cached, exc)
         started = time.monotonic()
-        flag = hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_MULTILINE
-        expressions: list[bytes] = []
         try:
-            for pattern in patterns:
-                expression = translate(pattern).encode()
-                try:
-                    hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(expressions=[expression], flags=[flag])
-                except hyperscan.error:  # "Pattern is too large": track fewer states
-                    expression = translate(pattern, loose=True).encode()
-                expressions.append(expression)
-            database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            database.compile(
-                expressions=expressions, ids=list(range(len(expressions))), flags=[flag] * len(expressions)
-            )
-        except (Untranslatable, hyperscan.error) as exc:
+            serialized = compile_elsewhere(patterns)
+        except CompileFailed as exc:
             log.warning("security scan: the prefilter does not compile (%s); every block takes the plain path", exc)
             return None
+        database = hyperscan.loadb(serialized, hyperscan.HS_MODE_BLOCK)
+        database.scratch = hyperscan.Scratch(database)
         log.info(
             "security scan: prefilter of %d patterns compiled in %.1f s", len(patterns), time.monotonic() - started
         )
         if cached is not None:
             try:
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                partial = cached.with_name(f"{cached.name}.{os.getpid()}.partial")
-                partial.write_bytes(hyperscan.dumpb(database))
+                partial = cached.with_name(f"{cached.name}.{os.getpid()}.{threading.get_ident()}.partial")
+                partial.write_bytes(serialized)
                 partial.replace(cached)
             except OSError as exc:
                 log.warning("security scan: the prefilter cannot be cached in %s (%s)", cache_dir, exc)

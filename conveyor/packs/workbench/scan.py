@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -319,13 +320,15 @@ def rule_patterns() -> list[re.Pattern[str]]:
 
 
 _PREFILTER: list[Prefilter | None] = []  # built once per process
+_BUILDING = threading.Lock()  # two scans starting together compile it once
 
 
 def rules_prefilter(cache_dir: Path | None = None) -> Prefilter | None:
     """The prefilter of the rules, compiled once per process or loaded from `cache_dir`
     (None where Hyperscan is missing)."""
-    if not _PREFILTER:
-        _PREFILTER.append(Prefilter.build(rule_patterns(), cache_dir))
+    with _BUILDING:
+        if not _PREFILTER:
+            _PREFILTER.append(Prefilter.build(rule_patterns(), cache_dir))
     return _PREFILTER[0]
 
 
