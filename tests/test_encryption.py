@@ -4,8 +4,10 @@ and field, refused without a key, and re-sealed by key rotation while readable t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -17,9 +19,11 @@ import pytest
 import sqlalchemy as sa
 from conftest import api_harness, make_settings, running_worker
 from jobtypes_for_tests import jobtypes
+from typer.testing import CliRunner
 
 from conveyor import Conveyor, JobFilter
 from conveyor.audit import Actor, acting_as
+from conveyor.cli import app as cli
 from conveyor.crypto import Keyring, SealError, aad, parse_keys
 from conveyor.engine.reads import Reads
 from conveyor.engine.sealing import rotate_keys
@@ -33,8 +37,10 @@ PATIENT = {"patient": "Jane Roe", "note": f"dose for {MARKER}"}
 
 
 @contextlib.asynccontextmanager
-async def conveyor_with(database_url: str, keys: dict[str, str], current: str | None = None) -> AsyncIterator[Conveyor]:
-    settings = make_settings(database_url, encryption_keys=keys, encryption_key_id=current)
+async def conveyor_with(
+    database_url: str, keys: dict[str, str], current: str | None = None, **overrides: Any
+) -> AsyncIterator[Conveyor]:
+    settings = make_settings(database_url, encryption_keys=keys, encryption_key_id=current, **overrides)
     app = Conveyor.from_settings(settings, registries=[jobtypes])
     await app.start()
     try:
@@ -206,6 +212,29 @@ async def test_rotation_reseals_everything_with_the_new_key(database_url: str) -
         assert MARKER in logs[0].message
         assert (await new.state.namespace(owner, "clinic").get("p-1")).value == PATIENT  # type: ignore[union-attr]
         assert (await new.notifications.get(note.id)).body == PATIENT
+
+
+def test_keys_rotate_prints_what_it_resealed(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def subscribe() -> tuple[Any, str]:
+        async with conveyor_with(database_url, {"k1": K1}, webhook_allow_hosts="127.0.0.1") as old:
+            return await old.webhooks.create(org_id="org-a", url="http://127.0.0.1:9/hook", events=["job.failed"])
+
+    hook, secret = asyncio.run(subscribe())
+    monkeypatch.setenv("CONVEYOR_ENCRYPTION_KEYS", json.dumps({"k1": K1, "k2": K2}))
+    monkeypatch.setenv("CONVEYOR_ENCRYPTION_KEY_ID", "k2")
+    rotated = CliRunner().invoke(cli, ["keys", "rotate", "--database-url", database_url])
+    assert rotated.exit_code == 0, rotated.output
+    assert json.loads(rotated.stdout) == {
+        "job_fields": 0, "job_errors": 0, "log_lines": 0, "state_values": 0, "notifications": 0, "webhook_secrets": 1
+    }  # fmt: skip
+    monkeypatch.delenv("CONVEYOR_ENCRYPTION_KEYS")
+    monkeypatch.delenv("CONVEYOR_ENCRYPTION_KEY_ID")
+
+    async def read_back() -> str:
+        async with conveyor_with(database_url, {"k2": K2}) as new:  # the old key dropped: deliveries still sign
+            return new.webhooks.open_secret(await new.webhooks.get(hook.id))
+
+    assert asyncio.run(read_back()) == secret
 
 
 async def test_a_process_without_the_key_reads_sealed_values_and_cannot_run_them(database_url: str) -> None:
