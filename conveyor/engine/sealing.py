@@ -170,10 +170,10 @@ def _reseal_error(keyring: Keyring, error: Any, job_id: object, field: str) -> A
 
 async def rotate_keys(store: Any, sealing: Sealing, *, batch: int = 500) -> dict[str, int]:
     """Re-seal with the current key every sealed job field (data, result, last error, per-item
-    errors), log line, pack-state value, notification body and webhook secret sealed with another, a batch at a
-    time, while everything runs (every configured key still opens what it sealed). How many of
-    each were re-sealed: `job_errors` counts error records, a job's last error and each of its
-    item errors."""
+    errors), log line, pack-state value, notification body and webhook secret sealed with
+    another, a batch at a time, while everything runs (every configured key still opens what it
+    sealed). How many of each were re-sealed: `job_errors` counts error records, a job's last
+    error and each of its item errors."""
     from conveyor.engine.notifications import rotate_bodies
     from conveyor.engine.packstate import PackState
     from conveyor.engine.webhooks import rotate_secrets
