@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -26,9 +27,9 @@ from conveyor.audit import Actor, acting_as
 from conveyor.cli import app as cli
 from conveyor.crypto import Keyring, SealError, aad, parse_keys
 from conveyor.engine.reads import Reads
-from conveyor.engine.sealing import rotate_keys
+from conveyor.engine.sealing import Sealing, rotate_keys
 from conveyor.errors import InvalidJobOptions
-from conveyor.model import Owner
+from conveyor.model import Job, Outcome, OutcomeKind, Owner, Status, new_job_id, utc_now
 from conveyor.store.migrate import sync_engine
 
 K1, K2 = Keyring.new_key(), Keyring.new_key()
@@ -90,6 +91,21 @@ def test_a_sealed_value_opens_only_where_it_belongs() -> None:
         Keyring(parse_keys({"k2": K2}), "k2").open_json(sealed, aad("job-1", "data"))
     text = ring.seal_text("hello", "t")
     assert text.startswith("sealed:1:k1:") and ring.open_text(text, "t") == "hello"
+
+
+def test_an_error_keeps_in_clear_only_what_has_the_form_of_code() -> None:
+    sealing = Sealing(jobtypes, Keyring(parse_keys({"k1": K1}), "k1"))
+    now = utc_now()
+    job = Job(new_job_id(), "t.sensitive", "default", Status.RUNNING, 5, {}, 1, 3, now, now, now)
+    raised = {"type": "HTTPError", "message": f"no record {MARKER}", "code": 404, "retryable": True, "traceback": "…"}
+    free_text = {"type": "Bad Type", "message": "x", "code": "patient Jane Roe", "retryable": "yes"}
+    for error, plain in ((raised, {"type": "HTTPError", "retryable": True}), (free_text, {})):
+        outcome = sealing.seal_outcome(job, Outcome(job.id, 1, "w", OutcomeKind.FAILED, error=error))
+        stored = outcome.error
+        # An int code (an HTTP status, or a record's number) and free text are sealed with the message.
+        assert {k: v for k, v in stored.items() if k != "message"} == plain
+        assert stored["message"].startswith("sealed:1:k1:") and "Jane" not in str(stored) and MARKER not in str(stored)
+        assert sealing.opened(dataclasses.replace(job, error=stored)).error == error
 
 
 @pytest.mark.parametrize(
