@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from conveyor import Context, JobType, PermanentError, Registry, RetryPolicy
+from conveyor import Context, JobType, PermanentError, Registry, RetryableError, RetryPolicy
 
 jobtypes = Registry()
 
@@ -284,6 +284,17 @@ def counting_process_job(ctx: Context, data: Counting) -> dict[str, Any]:
 @jobtypes.job_type("t.counting_sensitive", sensitive=True, retry=COUNTING_RETRY)
 async def counting_sensitive_job(ctx: Context, data: Counting) -> dict[str, Any]:
     return _count_then_maybe_fail(ctx, data)
+
+
+@jobtypes.job_type("t.sensitive_failing", sensitive=True, retry=COUNTING_RETRY)
+async def sensitive_failing(ctx: Context, data: Patient) -> None:
+    """Fails as a medication job may, every error quoting the patient: a retryable error first,
+    then an item error (free text in its code too) and a permanent error."""
+    if ctx.attempt == 1:
+        raise RetryableError(f"pharmacy did not answer about {data.note}", code="PHARMACY_TIMEOUT")
+    note = data.note
+    ctx.item_error(data.patient, f"no schedule for {note}", code=f"missing {note}", details={"who": data.patient})
+    raise PermanentError(f"cannot review {data.note}", code="REVIEW_REFUSED")
 
 
 class Tally(BaseModel):

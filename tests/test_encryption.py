@@ -4,11 +4,15 @@ and field, refused without a key, and re-sealed by key rotation while readable t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import dataclasses
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -16,14 +20,16 @@ import pytest
 import sqlalchemy as sa
 from conftest import api_harness, make_settings, running_worker
 from jobtypes_for_tests import jobtypes
+from typer.testing import CliRunner
 
 from conveyor import Conveyor, JobFilter
 from conveyor.audit import Actor, acting_as
+from conveyor.cli import app as cli
 from conveyor.crypto import Keyring, SealError, aad, parse_keys
 from conveyor.engine.reads import Reads
-from conveyor.engine.sealing import rotate_keys
+from conveyor.engine.sealing import Sealing, rotate_keys
 from conveyor.errors import InvalidJobOptions
-from conveyor.model import Owner
+from conveyor.model import Job, Outcome, OutcomeKind, Owner, Status, new_job_id, utc_now
 from conveyor.store.migrate import sync_engine
 
 K1, K2 = Keyring.new_key(), Keyring.new_key()
@@ -32,8 +38,10 @@ PATIENT = {"patient": "Jane Roe", "note": f"dose for {MARKER}"}
 
 
 @contextlib.asynccontextmanager
-async def conveyor_with(database_url: str, keys: dict[str, str], current: str | None = None) -> AsyncIterator[Conveyor]:
-    settings = make_settings(database_url, encryption_keys=keys, encryption_key_id=current)
+async def conveyor_with(
+    database_url: str, keys: dict[str, str], current: str | None = None, **overrides: Any
+) -> AsyncIterator[Conveyor]:
+    settings = make_settings(database_url, encryption_keys=keys, encryption_key_id=current, **overrides)
     app = Conveyor.from_settings(settings, registries=[jobtypes])
     await app.start()
     try:
@@ -42,16 +50,23 @@ async def conveyor_with(database_url: str, keys: dict[str, str], current: str | 
         await app.close()
 
 
-def raw_text(database_url: str) -> str:
-    """Every row of the tables that hold job content, as text."""
+def raw_text(database_url: str, *, files: bool = False) -> str:
+    """Every row of every table, every column, as text; with `files`, on SQLite, also the
+    database's files as bytes (what no row holds any more included: old pages, the WAL)."""
     engine = sync_engine(database_url)
     try:
         with engine.connect() as conn:
-            tables = ["conveyor_jobs", "conveyor_job_logs", "conveyor_audit_journal", "conveyor_audit",
-                      "conveyor_pack_state", "conveyor_notifications"]  # fmt: skip
-            return "\n".join(str(row) for t in tables for row in conn.execute(sa.text(f"SELECT * FROM {t}")))
+            tables = sa.inspect(conn).get_table_names()
+            assert "conveyor_jobs" in tables and "conveyor_job_logs" in tables
+            # Table names come from the database's own catalogue (bandit B608).
+            rows = [str(row) for t in tables for row in conn.execute(sa.text(f'SELECT * FROM "{t}"'))]  # nosec B608
     finally:
         engine.dispose()
+    raw = []
+    if files and database_url.startswith("sqlite"):
+        path = Path(sa.engine.make_url(database_url).database or "")
+        raw = [f.read_bytes().decode("latin-1") for f in (path, Path(f"{path}-wal")) if f.exists()]
+    return "\n".join(rows + raw)
 
 
 async def run_one(app: Conveyor) -> Any:
@@ -78,6 +93,21 @@ def test_a_sealed_value_opens_only_where_it_belongs() -> None:
     assert text.startswith("sealed:1:k1:") and ring.open_text(text, "t") == "hello"
 
 
+def test_an_error_keeps_in_clear_only_what_has_the_form_of_code() -> None:
+    sealing = Sealing(jobtypes, Keyring(parse_keys({"k1": K1}), "k1"))
+    now = utc_now()
+    job = Job(new_job_id(), "t.sensitive", "default", Status.RUNNING, 5, {}, 1, 3, now, now, now)
+    raised = {"type": "HTTPError", "message": f"no record {MARKER}", "code": 404, "retryable": True, "traceback": "…"}
+    free_text = {"type": "Bad Type", "message": "x", "code": "patient Jane Roe", "retryable": "yes"}
+    for error, plain in ((raised, {"type": "HTTPError", "retryable": True}), (free_text, {})):
+        outcome = sealing.seal_outcome(job, Outcome(job.id, 1, "w", OutcomeKind.FAILED, error=error))
+        stored = outcome.error
+        # An int code (an HTTP status, or a record's number) and free text are sealed with the message.
+        assert {k: v for k, v in stored.items() if k != "message"} == plain
+        assert stored["message"].startswith("sealed:1:k1:") and "Jane" not in str(stored) and MARKER not in str(stored)
+        assert sealing.opened(dataclasses.replace(job, error=stored)).error == error
+
+
 @pytest.mark.parametrize(
     ("keys", "problem"),
     [
@@ -99,9 +129,69 @@ async def test_sensitive_data_results_and_logs_hold_no_plaintext_at_rest(databas
         logs, _ = await app.engine.logs(done.id)
         assert [e.message for e in logs] == [f"reviewing dose for {MARKER}"]
         await app.audit.seal()
-        stored = raw_text(database_url)
+        stored = raw_text(database_url, files=True)
         assert str(done.id) in stored and "sealed:1:k1:" in stored  # the rows are there, sealed
         assert MARKER not in stored and "Jane Roe" not in stored
+
+
+async def test_a_failing_sensitive_jobs_errors_hold_no_plaintext_and_rotate(database_url: str) -> None:
+    """Every place a failing job's error text is kept — its last error, each attempt's log line,
+    its per-item errors, the audit trail, the webhook outbox and delivery — holds no plaintext;
+    an admin reads the errors over the API; rotation re-seals them (the old key gone, they open)."""
+    hooks = {"webhook_allow_hosts": "127.0.0.1", "scheduler_enabled": False}
+    async with api_harness(database_url, encryption_keys={"k1": K1}, **hooks) as api:
+        hook, secret = await api.conveyor.webhooks.create(
+            org_id="org-a", url="http://127.0.0.1:9/hook", events=["job.failed"]
+        )
+        made = await api.client.post(
+            "/api/v1/jobs", json={"type": "t.sensitive_failing", "data": PATIENT}, headers=api.jwt("nurse-1")
+        )
+        assert made.status_code == 201, made.text
+        job_id = made.json()["data"]["jobId"]
+        async with running_worker(api.conveyor):
+            failed = await api.conveyor.engine.wait(UUID(job_id), timeout=10)
+        assert failed.status.value == "failed" and failed.attempt == 2  # retryable, then permanent
+        assert await api.conveyor.dispatcher.run_once() == 1  # the job.failed delivery, stored as a job
+
+        admin = api.jwt("admin-1", roles=["admin"])
+        got = (await api.client.get(f"/api/v1/jobs/{job_id}", headers=admin)).json()["data"]
+        assert got["error"]["message"] == f"cannot review dose for {MARKER}"
+        assert got["error"]["type"] == "PermanentError" and got["error"]["code"] == "REVIEW_REFUSED"
+        assert MARKER in got["error"]["traceback"]
+        [item] = got["itemErrors"]
+        assert item == {
+            "item": "Jane Roe", "message": f"no schedule for dose for {MARKER}", "code": f"missing dose for {MARKER}",
+            "details": {"who": "Jane Roe"},
+        }  # fmt: skip
+        logs = (await api.client.get(f"/api/v1/jobs/{job_id}/logs", headers=admin)).json()["data"]["logs"]
+        attempts = [e["message"] for e in logs if e["component"] == "worker"]
+        assert len(attempts) == 2 and all(MARKER in m for m in attempts), attempts
+        assert "pharmacy did not answer" in attempts[0]
+        await api.conveyor.audit.seal()
+        reads = [r.after for r in await api.conveyor.store.audit_page(0, 500) if r.action == "job.read"]
+        assert {"fields": ["data", "error", "item_errors"]} in reads  # the admin's read, recorded
+
+    stored = raw_text(database_url, files=True)
+    assert job_id in stored and "REVIEW_REFUSED" in stored  # the machine code stays plain
+    assert MARKER not in stored and "Jane Roe" not in stored
+
+    async with conveyor_with(database_url, {"k2": K2}) as stranger:  # a process without the key
+        seen = await stranger.engine.get(UUID(job_id))
+        assert seen.error["message"].startswith("sealed:1:k1:") and seen.error["code"] == "REVIEW_REFUSED"
+        assert seen.item_errors[0]["message"].startswith("sealed:1:k1:") and seen.item_errors[0]["item"] is None
+    async with conveyor_with(database_url, {"k1": K1, "k2": K2}, current="k2") as both:
+        assert await rotate_keys(both.store, both.engine.sealing, batch=1) == {
+            "job_fields": 1, "job_errors": 2, "log_lines": 2, "state_values": 0, "notifications": 0,
+            "webhook_secrets": 1,  # the subscription's, sealed with the old key too
+        }  # fmt: skip
+    stored = raw_text(database_url)
+    assert set(re.findall(r"sealed:1:(\w+):", stored)) == {"k2"}
+    assert MARKER not in raw_text(database_url, files=True)
+    async with conveyor_with(database_url, {"k2": K2}) as new:  # the old key is gone now
+        again = await new.engine.get(UUID(job_id))
+        assert again.error["message"] == f"cannot review dose for {MARKER}"
+        assert again.item_errors[0]["details"] == {"who": "Jane Roe"}
+        assert new.webhooks.open_secret(await new.webhooks.get(hook.id)) == secret
 
 
 async def test_a_sensitive_job_type_is_refused_without_a_key(app: Conveyor) -> None:
@@ -120,10 +210,12 @@ async def test_rotation_reseals_everything_with_the_new_key(database_url: str) -
         )
     async with conveyor_with(database_url, {"k1": K1, "k2": K2}, current="k2") as both:
         assert await rotate_keys(both.store, both.engine.sealing, batch=1) == {
-            "job_fields": 2, "log_lines": 1, "state_values": 1, "notifications": 1
+            "job_fields": 2, "job_errors": 0, "log_lines": 1, "state_values": 1, "notifications": 1,
+            "webhook_secrets": 0,
         }  # fmt: skip
         assert await rotate_keys(both.store, both.engine.sealing) == {
-            "job_fields": 0, "log_lines": 0, "state_values": 0, "notifications": 0
+            "job_fields": 0, "job_errors": 0, "log_lines": 0, "state_values": 0, "notifications": 0,
+            "webhook_secrets": 0,
         }  # fmt: skip
     stored = raw_text(database_url)
     # Key ids as stored: a JSON field's "kid", a log line's prefix (ciphertext may hold any text).
@@ -136,6 +228,29 @@ async def test_rotation_reseals_everything_with_the_new_key(database_url: str) -
         assert MARKER in logs[0].message
         assert (await new.state.namespace(owner, "clinic").get("p-1")).value == PATIENT  # type: ignore[union-attr]
         assert (await new.notifications.get(note.id)).body == PATIENT
+
+
+def test_keys_rotate_prints_what_it_resealed(database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def subscribe() -> tuple[Any, str]:
+        async with conveyor_with(database_url, {"k1": K1}, webhook_allow_hosts="127.0.0.1") as old:
+            return await old.webhooks.create(org_id="org-a", url="http://127.0.0.1:9/hook", events=["job.failed"])
+
+    hook, secret = asyncio.run(subscribe())
+    monkeypatch.setenv("CONVEYOR_ENCRYPTION_KEYS", json.dumps({"k1": K1, "k2": K2}))
+    monkeypatch.setenv("CONVEYOR_ENCRYPTION_KEY_ID", "k2")
+    rotated = CliRunner().invoke(cli, ["keys", "rotate", "--database-url", database_url])
+    assert rotated.exit_code == 0, rotated.output
+    assert json.loads(rotated.stdout) == {
+        "job_fields": 0, "job_errors": 0, "log_lines": 0, "state_values": 0, "notifications": 0, "webhook_secrets": 1
+    }  # fmt: skip
+    monkeypatch.delenv("CONVEYOR_ENCRYPTION_KEYS")
+    monkeypatch.delenv("CONVEYOR_ENCRYPTION_KEY_ID")
+
+    async def read_back() -> str:
+        async with conveyor_with(database_url, {"k2": K2}) as new:  # the old key dropped: deliveries still sign
+            return new.webhooks.open_secret(await new.webhooks.get(hook.id))
+
+    assert asyncio.run(read_back()) == secret
 
 
 async def test_a_process_without_the_key_reads_sealed_values_and_cannot_run_them(database_url: str) -> None:
@@ -159,7 +274,7 @@ async def test_the_api_shows_the_caller_its_sensitive_result_in_clear(database_u
             await api.conveyor.engine.wait(UUID(job_id), timeout=10)
         got = (await api.client.get(f"/api/v1/jobs/{job_id}", headers=headers)).json()["data"]
         assert got["result"] == {"patient": "Jane Roe", "summary": f"dose for {MARKER} reviewed"}
-    assert MARKER not in raw_text(database_url)
+    assert MARKER not in raw_text(database_url, files=True)
 
 
 async def test_a_retried_sensitive_job_is_sealed_anew_and_returned_in_clear(database_url: str) -> None:
@@ -169,7 +284,7 @@ async def test_a_retried_sensitive_job_is_sealed_anew_and_returned_in_clear(data
         again = await app.engine.retry(job.id)
         assert again.id != job.id and again.data == PATIENT
         assert (await app.engine.get(again.id)).data == PATIENT  # its seal is bound to its own id
-    assert MARKER not in raw_text(database_url)
+    assert MARKER not in raw_text(database_url, files=True)
 
 
 async def test_reads_of_sensitive_data_are_recorded_and_other_reads_are_not(database_url: str) -> None:

@@ -177,12 +177,24 @@ def _describe(job: "Job") -> None:
     if job.result is not None:
         lines.append(("result", json.dumps(job.result)))
     if job.error is not None:
-        error = job.error if isinstance(job.error, str) else f"{job.error.type}: {job.error.message}"
-        lines.append(("error", f"[red]{error}[/]"))
+        from rich.markup import escape  # an error's text may hold brackets; rich is loaded by now
+
+        lines.append(("error", f"[red]{escape(_error_line(job.error))}[/]"))
     out = console()
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
         out.print(f"[bold]{name.ljust(width)}[/]  {value}", highlight=False)
+
+
+def _error_line(error: Any) -> str:
+    if isinstance(error, str):
+        return error
+    message = error.message or ""
+    if message.startswith("sealed:1:"):  # a sensitive job's error, and the server lacks its key
+        kid = message.split(":", 3)[2]
+        code = f" {error.code}" if error.code else ""
+        return f"{error.type}{code}: (sealed with key {kid}, which the server does not hold)"
+    return f"{error.type}: {message}"
 
 
 @jobs_app.command("cancel")

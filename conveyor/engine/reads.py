@@ -1,5 +1,5 @@
 """Reads of sealed data, recorded: a `job.read` audit record each time a reader opens a
-sensitive job's data, result or log lines; with a window set, once per reader, job and fields
+sensitive job's data, result, errors or log lines; with a window set, once per reader, job and fields
 within it.
 
 A reader who polls (the dashboard's live job page, a script's status loop, a client's `wait`)
@@ -61,7 +61,7 @@ class Reads:
         return True
 
     async def job(self, job: Job, fields: Sequence[str]) -> None:
-        """`fields` of `job` (data, result, logs) opened for the current reader."""
+        """`fields` of `job` (data, result, error, item_errors, logs) opened for the current reader."""
         if fields and self._new(job.id, fields):
             await self._audit.record("job.read", "job", job.id, after={"fields": list(fields)}, org_id=job.owner.org_id)
 

@@ -65,6 +65,27 @@ def audited(webhook: Webhook) -> dict[str, Any]:
     }
 
 
+def secret_aad(webhook_id: UUID) -> str:
+    return f"webhook:{webhook_id}:secret"
+
+
+async def rotate_secrets(store: Any, keyring: Keyring, batch: int = 500) -> int:
+    """Re-seal with the current key the subscriptions' secrets another key sealed; how many
+    (else, once the old key is dropped, deliveries could not sign)."""
+    done = offset = 0
+    while True:
+        page, _total = await store.list_webhooks(every_org=True, limit=batch, offset=offset)
+        for webhook in page:
+            if keyring.kid_of(webhook.secret) in (None, keyring.current):
+                continue
+            bound = secret_aad(webhook.id)
+            resealed = keyring.seal_text(keyring.open_text(webhook.secret, bound), bound)
+            done += await store.replace_webhook_secret(webhook.id, webhook.secret, resealed)
+        if len(page) < batch:
+            return done
+        offset += batch
+
+
 class Webhooks:
     """Subscriptions: create (the secret shown once), read, change, delete, each change audited."""
 
@@ -78,12 +99,12 @@ class Webhooks:
     # --- secrets: sealed at rest when the installation has a key ---------------------------------
 
     def _seal(self, webhook_id: UUID, secret: str) -> str:
-        return self.keyring.seal_text(secret, f"webhook:{webhook_id}:secret") if self.keyring else secret
+        return self.keyring.seal_text(secret, secret_aad(webhook_id)) if self.keyring else secret
 
     def open_secret(self, webhook: Webhook) -> str:
         if self.keyring is None or not webhook.secret.startswith("sealed:"):
             return webhook.secret
-        return self.keyring.open_text(webhook.secret, f"webhook:{webhook.id}:secret")
+        return self.keyring.open_text(webhook.secret, secret_aad(webhook.id))
 
     # --- CRUD ------------------------------------------------------------------------------------
 

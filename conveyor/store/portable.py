@@ -479,17 +479,18 @@ class SqlStore(
 
     async def sealed_jobs_page(
         self, kinds: Sequence[str], after: UUID | None, limit: int
-    ) -> list[tuple[UUID, Any, Any]]:
-        """(id, data, result) of jobs of `kinds`, in id order after `after`."""
+    ) -> list[tuple[UUID, Any, Any, Any, Any]]:
+        """(id, data, result, error, item errors) of jobs of `kinds`, in id order after `after`."""
         c = jobs.c
-        stmt = sa.select(c.id, c.data, c.result).where(c.kind.in_(kinds)).order_by(c.id).limit(limit)
+        columns = (c.id, c.data, c.result, c.error, c.item_errors)
+        stmt = sa.select(*columns).where(c.kind.in_(kinds)).order_by(c.id).limit(limit)
         if after is not None:
             stmt = stmt.where(c.id > after)
         async with self._read_engine.connect() as conn:
-            return [(r.id, r.data, r.result) for r in await conn.execute(stmt)]
+            return [(r.id, r.data, r.result, r.error, r.item_errors) for r in await conn.execute(stmt)]
 
     async def replace_sealed(self, job_id: UUID, field: str, old: Any, new: Any) -> bool:
-        """Set the job's `field` (data or result) to `new` if it still holds `old`."""
+        """Set the job's `field` (data, result, error or item_errors) to `new` if it still holds `old`."""
         column = jobs.c[field]
         async with self._write() as conn:
             current = (await conn.execute(sa.select(column).where(jobs.c.id == job_id).with_for_update())).first()

@@ -173,6 +173,14 @@ class WebhookTables(StoreHooks):
             after = webhook_from_row((await conn.execute(stmt)).one())
         return before, after
 
+    async def replace_webhook_secret(self, webhook_id: UUID, old: str, new: str) -> bool:
+        """Set the subscription's stored secret to `new` if it still holds `old` (key rotation:
+        the same secret sealed anew, so neither `updated_at` nor the audit trail changes)."""
+        c = webhooks.c
+        stmt = webhooks.update().where(c.id == webhook_id, c.secret == old).values(secret=new)
+        async with self._write() as conn:
+            return bool((await conn.execute(stmt)).rowcount)
+
     async def delete_webhook(self, webhook_id: UUID) -> Webhook | None:
         stmt = webhooks.delete().where(webhooks.c.id == webhook_id).returning(*webhooks.c)
         async with self._write() as conn:

@@ -262,7 +262,12 @@ class Worker:
         try:
             outcome = await self._attempt(running)
         except Exception as exc:
-            log.exception("job %s: worker error", job.id)
+            if self.engine.sealing.sensitive(job.kind):
+                # The process's own log is not sealed: the error text (which may quote the job's
+                # data) goes only into the job's error and log, sealed; here its type alone.
+                log.error("job %s: worker error (%s)", job.id, type(exc).__name__)
+            else:
+                log.exception("job %s: worker error", job.id)
             outcome = lc.outcome_of_error(job, self.worker_id, exc, now=utc_now(), policy=self._policy(job))
         finally:
             for timer in running.timers:
@@ -275,7 +280,9 @@ class Worker:
             if ctx.counters and OUTCOME_STATUS[outcome.kind] in FINISHED:
                 outcome = replace(outcome, counters=tuple(ctx.counters.items()))
             self._completer.add(
-                sealing.seal_outcome(job, outcome), ctx.take_progress(), sealing.seal_logs(job, ctx.take_logs())
+                sealing.seal_outcome(job, outcome),
+                sealing.seal_progress(job, ctx.take_progress()),
+                sealing.seal_logs(job, ctx.take_logs()),
             )
             status = OUTCOME_STATUS[outcome.kind]
             if self.on_finished is not None and status in FINISHED:
@@ -424,7 +431,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.progress_interval.total_seconds())
             for running in list(self._running.values()):
-                update = running.ctx.take_progress()
+                update = self.engine.sealing.seal_progress(running.job, running.ctx.take_progress())
                 logs = self.engine.sealing.seal_logs(running.job, running.ctx.take_logs())
                 if update is not None or logs:
                     self._completer.add(None, update, logs)
