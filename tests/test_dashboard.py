@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import os
 import re
 import shutil
@@ -48,6 +49,8 @@ T = TypeVar("T")
 # Screenshots of each page, kept as test artefacts (CI may upload the directory).
 ARTIFACTS = Path(os.environ.get("CONVEYOR_TEST_ARTIFACTS", "test-artifacts")) / "dashboard"
 JWT_SECRET = "dashboard-tests-secret-that-is-long-enough-0123456789"
+# The served installation's key: sensitive job types (the workbench's sentiment analysis) seal.
+ENCRYPTION_KEYS = {"dash": "dGhpcyBpcyBhIHRlc3Qga2V5LCBub3QgYSBzZWNyZXQ="}
 ORG = "org-a"
 OTHER = "org-b"
 IDLE = "reports"  # a queue no worker of the server serves: its jobs stay pending
@@ -75,7 +78,8 @@ class Served:
         a thread of its own: Playwright's synchronous API keeps an event loop on this one)."""
 
         async def run() -> Any:
-            conveyor = Conveyor.from_settings(Settings(database_url=self.database_url, auto_migrate=False))
+            settings = Settings(database_url=self.database_url, auto_migrate=False, encryption_keys=ENCRYPTION_KEYS)
+            conveyor = Conveyor.from_settings(settings)
             await conveyor.start()
             try:
                 return await action(conveyor)
@@ -122,6 +126,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "CONVEYOR_DATABASE_URL": database_url,
         "API_PORT": str(port),
         "CONVEYOR_JWT_SECRET": JWT_SECRET,
+        "CONVEYOR_ENCRYPTION_KEYS": json.dumps(ENCRYPTION_KEYS),
         "CONVEYOR_QUEUES": "default",
         "CONVEYOR_API_WORKERS": "1",
         "CONVEYOR_LOG_LEVEL": "WARNING",
@@ -501,3 +506,30 @@ def test_a_job_page_lists_the_attempts_that_ended_in_an_error(page: Page, served
     expect(row).to_have_count(1)
     expect(row).to_contain_text("Timeout: job exceeded its timeout of 1.0s")
     expect(row.locator("td").first).to_have_text("1")
+
+
+def test_a_job_page_shows_its_data_and_masks_sensitive_data_from_a_viewer(page: Page, served: Served) -> None:
+    """A sensitive job type's data (sealed at rest): the admin reads it on the job page; the
+    viewer, whose role lacks jobs:read-sensitive, sees its fields with the values masked."""
+    secret = "call Jane Roe on 555-0100"
+
+    async def held(conveyor: Conveyor) -> UUID:
+        owner = Owner(user_id="alice", org_id=ORG)
+        data = {"texts": [secret]}
+        job = await conveyor.engine.enqueue("sentiment_analysis_batch", data, queue="parked", owner=owner)
+        await conveyor.engine.cancel(job.id)  # kept out of the pending counts other tests check
+        return job.id
+
+    job_id = served.engine(held)
+    sign_in(page, served, "admin", f"#/job/{job_id}")
+    data = page.locator("#job-data")
+    expect(data.locator("pre")).to_contain_text(secret)
+    expect(data.get_by_role("note")).to_have_count(0)
+    snap(page, "job-data")
+
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, served, "viewer", f"#/job/{job_id}")
+    expect(data.get_by_role("note")).to_contain_text("your role may not read this job's data")
+    expect(data.locator("pre")).to_contain_text('"texts": "[masked]"')
+    expect(page.locator("main")).not_to_contain_text("Jane Roe")
+    snap(page, "job-data-masked")

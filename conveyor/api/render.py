@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from conveyor.api.timefmt import iso
+from conveyor.crypto import is_sealed
+from conveyor.engine.sealing import MASK
 from conveyor.insights import Summary
 from conveyor.jobtypes import jsonable
 from conveyor.model import Job, Status, utc_now
@@ -60,9 +62,16 @@ def job_links(job: Job) -> dict[str, str]:
     return {"self": base, "logs": f"{base}/logs", "wait": f"{base}/wait", "cancel": f"{base}/cancel"}
 
 
-def canonical_job(job: Job, *, full: bool = True) -> dict[str, Any]:
-    """Seed 002's job (camelCase). `full` adds result, error, stats and everything else the
-    detail view shows; the list shows the summary keys."""
+def shown_value(value: Any) -> Any:
+    """A job's data or result as the API shows it: one this process could not open (its key is
+    not configured here) is masked rather than shown as ciphertext."""
+    return MASK if is_sealed(value) else jsonable(value)
+
+
+def canonical_job(job: Job, *, full: bool = True, masked: list[str] | None = None) -> dict[str, Any]:
+    """Seed 002's job (camelCase). `full` adds data, result, error, stats and everything else
+    the detail view shows; the list shows the summary keys. `masked` names the fields the
+    engine masked for a caller who may not read sensitive data (Engine.get's `reveal`)."""
     out: dict[str, Any] = {
         "id": str(job.id),
         "type": job.kind,
@@ -81,7 +90,7 @@ def canonical_job(job: Job, *, full: bool = True) -> dict[str, Any]:
             {
                 "processingStats": processing_stats(job),
                 "currentStep": current_step(job),
-                "result": jsonable(job.result) if job.status is Status.COMPLETED else None,
+                "result": shown_value(job.result) if job.status is Status.COMPLETED else None,
                 "error": job.error,
             }
         )
@@ -89,6 +98,9 @@ def canonical_job(job: Job, *, full: bool = True) -> dict[str, Any]:
     if job.item_errors:
         out["itemErrors"] = job.item_errors
         out["itemErrorsOmitted"] = job.item_errors_dropped
+    out["data"] = shown_value(job.data)
+    if masked:
+        out["masked"] = masked
     out.update(
         {
             "queue": job.queue,
@@ -148,7 +160,7 @@ def monitoring_job(job: Job) -> dict[str, Any]:
         "started_at": iso(job.started_at),
         "completed_at": iso(job.completed_at),
         "updated_at": iso(job.updated_at),
-        "result": jsonable(job.result) if job.status is Status.COMPLETED else None,
+        "result": shown_value(job.result) if job.status is Status.COMPLETED else None,
         "error": job.error,
         "labels": job.labels,
         "owner": {

@@ -293,10 +293,14 @@ class Engine:
 
     # --- reads ----------------------------------------------------------------------------
 
-    async def get(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
+    async def get(self, job_id: UUID, *, visible_to: Visibility | None = None, reveal: bool = True) -> Job:
         """The job; JobNotFound also when it lies outside `visible_to` (ids leak nothing).
-        Reading a sensitive job's data or result is recorded in the audit trail (job.read)."""
+        Reading a sensitive job's data or result is recorded in the audit trail (job.read).
+        `reveal=False` (a reader whose role may not read sensitive data): sealed fields come
+        masked (Sealing.masked), and nothing is recorded as read."""
         job = await self._stored(job_id, visible_to)
+        if not reveal:
+            return self.sealing.masked(job)
         await self._record_read(job)
         return self.sealing.opened(job)
 
@@ -340,9 +344,13 @@ class Engine:
         limit: int = 100,
         offset: int = 0,
         visible_to: Visibility | None = None,
+        reveal: bool = True,
     ) -> tuple[list[LogEntry], int]:
+        """A page of the job's log lines; `reveal=False` masks sealed messages (see get)."""
         job = await self._stored(job_id, visible_to)
         logs, total = await self.store.get_logs(job_id, min_level=min_level, limit=limit, offset=offset)
+        if not reveal:
+            return self.sealing.masked_logs(logs), total
         if self.sealing.any_sealed_log(logs):
             await self.reads.job(job, ["logs"])
         return self.sealing.open_logs(logs), total
@@ -457,7 +465,9 @@ class Engine:
         finally:
             unsubscribe()
 
-    async def wait(self, job_id: UUID, timeout: float, *, visible_to: Visibility | None = None) -> Job:
+    async def wait(
+        self, job_id: UUID, timeout: float, *, visible_to: Visibility | None = None, reveal: bool = True
+    ) -> Job:
         """The job once it finishes, or as it is when `timeout` seconds pass.
 
         Woken by the finish notification; where other processes' finishes are not announced
@@ -471,6 +481,8 @@ class Engine:
                 job = await self._stored(job_id, visible_to)
                 remaining = deadline - asyncio.get_running_loop().time()
                 if job.status.is_finished or remaining <= 0:
+                    if not reveal:
+                        return self.sealing.masked(job)
                     await self._record_read(job)  # once, for what is returned
                     return self.sealing.opened(job)
                 step = remaining if self.store.notifies_across_processes else min(remaining, self._wait_poll_interval)

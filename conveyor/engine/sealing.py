@@ -19,6 +19,9 @@ from conveyor.errors import InvalidJobOptions
 from conveyor.jobtypes import Registry
 from conveyor.model import Job, LogEntry, Outcome
 
+# What a caller whose role may not read sensitive data sees in place of each sealed value.
+MASK = "[masked]"
+
 
 class Sealing:
     def __init__(self, registry: Registry, keyring: Keyring | None) -> None:
@@ -63,6 +66,30 @@ class Sealing:
         return dataclasses.replace(
             job, data=self._try_open(job.data, job.id, "data"), result=self._try_open(job.result, job.id, "result")
         )
+
+    def masked(self, job: Job) -> Job:
+        """`job` as a caller who may not read sensitive data sees it: sealed data keeps its
+        top-level field names (the job type's schema, not the person's values) with every value
+        masked; a sealed result is masked whole. No value is revealed, so no read is recorded."""
+        if not (is_sealed(job.data) or is_sealed(job.result)):
+            return job
+        data: Any = job.data
+        if is_sealed(data):
+            opened = self._try_open(data, job.id, "data")
+            data = {name: MASK for name in opened} if isinstance(opened, dict) and not is_sealed(opened) else MASK
+        result = MASK if is_sealed(job.result) else job.result
+        return dataclasses.replace(job, data=data, result=result)
+
+    @staticmethod
+    def masked_fields(job: Job) -> list[str]:
+        """Which fields of a job from `masked` were masked."""
+        data = job.data
+        data_masked = data == MASK or (isinstance(data, dict) and bool(data) and set(data.values()) == {MASK})
+        return [name for name, masked in (("data", data_masked), ("result", job.result == MASK)) if masked]
+
+    @staticmethod
+    def masked_logs(logs: Sequence[LogEntry]) -> list[LogEntry]:
+        return [dataclasses.replace(e, message=MASK) if is_sealed_text(e.message) else e for e in logs]
 
     def _try_open(self, value: Any, job_id: object, field: str) -> Any:
         try:

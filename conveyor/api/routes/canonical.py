@@ -29,6 +29,7 @@ from conveyor.api.render import canonical_job, render_summary, seed003_keys
 from conveyor.api.services import Services, admit_jobs, offered, queue_of, services
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.engine import MAX_DELAY
+from conveyor.engine.sealing import Sealing
 from conveyor.errors import InvalidJobOptions, JobNotFound
 from conveyor.model import FINISHED, Job, JobFilter, LogLevel, Status, priority_level, utc_now
 
@@ -380,11 +381,15 @@ async def stats_throughput(
     responses={**ex.example(200, ex.RUNNING_JOB), **ex.example(404, ex.CANONICAL_ERROR)},
 )
 async def get_job(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
-    """The job, with the e-signatures applied to it (`signatures`: signer, printed name,
-    meaning, time, action; see GET /api/v1/jobs/{job_id}/signatures)."""
-    job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility)
+    """The job, with its input `data` and the e-signatures applied to it (`signatures`: signer,
+    printed name, meaning, time, action; see GET /api/v1/jobs/{job_id}/signatures). A sensitive
+    job's data and result come masked to a caller without `jobs:read-sensitive`, and `masked`
+    names them; opening them is recorded in the audit trail (job.read)."""
+    reveal = principal.can(Permission.JOBS_READ_SENSITIVE)
+    job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility, reveal=reveal)
     signatures = await svc.conveyor.audit.signatures_of("job", job.id)
-    return ok({**canonical_job(job), "signatures": [s.as_json() for s in signatures]})
+    masked = None if reveal else Sealing.masked_fields(job)
+    return ok({**canonical_job(job, masked=masked), "signatures": [s.as_json() for s in signatures]})
 
 
 async def _cancel(svc: Services, principal: Principal, job_id: str, action: str = "job.cancelled") -> dict[str, Any]:
@@ -481,7 +486,7 @@ async def job_events(svc: Svc, principal: Reader, job_id: str) -> StreamingRespo
 
 
 def _job_event(job: Job) -> str:
-    shown = {k: v for k, v in canonical_job(job).items() if k != "result"}
+    shown = {k: v for k, v in canonical_job(job).items() if k not in ("result", "data")}  # as stored: maybe sealed
     return f"event: job\ndata: {json.dumps(shown, separators=(',', ':'))}\n\n"
 
 
@@ -526,7 +531,12 @@ async def job_logs(
             400, "INVALID_QUERY", f"unknown level {level!r}: debug, info, warning, error, critical", field="level"
         ) from None
     entries, total = await svc.engine.logs(
-        parse_job_id(job_id), min_level=min_level, limit=limit, offset=offset, visible_to=principal.visibility
+        parse_job_id(job_id),
+        min_level=min_level,
+        limit=limit,
+        offset=offset,
+        visible_to=principal.visibility,
+        reveal=principal.can(Permission.JOBS_READ_SENSITIVE),
     )
     logs = [
         {
@@ -558,7 +568,8 @@ async def wait_for_job(
     """Answers the moment the job finishes (woken by the store's notification, not a sleep
     loop), or with JOB_TIMEOUT (HTTP 408) and the job's current status and progress."""
     timeout_ms = (body or WaitRequest()).timeout
-    job = await svc.engine.wait(parse_job_id(job_id), timeout_ms / 1000, visible_to=principal.visibility)
+    reveal = principal.can(Permission.JOBS_READ_SENSITIVE)
+    job = await svc.engine.wait(parse_job_id(job_id), timeout_ms / 1000, visible_to=principal.visibility, reveal=reveal)
     if job.status not in FINISHED:
         raise ApiError(
             408,
@@ -568,6 +579,6 @@ async def wait_for_job(
             currentProgress=job.progress.percentage,
             jobId=str(job.id),
         )
-    data = canonical_job(job)
+    data = canonical_job(job, masked=None if reveal else Sealing.masked_fields(job))
     data.setdefault("completedAt", iso(job.completed_at or utc_now()))
     return ok(data)

@@ -229,6 +229,7 @@ async function job(root, { parts, isCurrent }) {
   const head = h("div");
   const progress = h("div");
   const details = h("div");
+  const input = h("div", { id: "job-data" });
   const result = h("div");
   const attempts = h("div", { id: "attempt-errors" });
   const logs = h("div");
@@ -238,6 +239,7 @@ async function job(root, { parts, isCurrent }) {
     head,
     section("Progress", progress),
     section("Details and timeline", details),
+    section("Input data", input),
     section("Result and errors", result),
     section("Attempts that ended in an error", attempts),
     section("Logs", logs),
@@ -252,6 +254,7 @@ async function job(root, { parts, isCurrent }) {
     renderHead(head, current, reload);
     renderProgress(progress, current);
     renderDetails(details, current);
+    renderData(input, current);
     if (!finishedShown || !FINISHED.has(current.status)) renderResult(result, current);
     finishedShown = FINISHED.has(current.status);
     const seen = `${current.attempts}/${current.status}`;
@@ -386,6 +389,17 @@ function renderDetails(el, j) {
   );
 }
 
+// A sensitive job's fields come masked from the API to a role that may not read them
+// (`masked` names them); the page shows what it got and says why.
+function maskedNote(j, field) {
+  if (!(j.masked || []).includes(field)) return null;
+  return h("p", { class: "masked-note", role: "note" }, `Sensitive: your role may not read this job's ${field}, so its values are masked.`);
+}
+
+function renderData(el, j) {
+  el.replaceChildren(maskedNote(j, "data"), pretty(j.data ?? null));
+}
+
 function renderResult(el, j) {
   const parts = [];
   if (j.error) parts.push(h("h3", {}, "Error"), pretty(j.error));
@@ -403,7 +417,7 @@ function renderResult(el, j) {
   }
   if (j.status === "completed") {
     const save = h("button", { type: "button", onclick: () => api.saveBlob(new Blob([JSON.stringify(j.result, null, 2)], { type: "application/json" }), `job-${j.id}-result.json`) }, "Download result (JSON)");
-    parts.push(h("h3", {}, "Result"), save, pretty(j.result ?? null));
+    parts.push(h("h3", {}, "Result"), maskedNote(j, "result"), save, pretty(j.result ?? null));
   }
   if (!parts.length) parts.push(h("p", { class: "muted" }, FINISHED.has(j.status) ? "No result." : "The result appears when the job completes."));
   el.replaceChildren(...parts);
