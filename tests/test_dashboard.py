@@ -261,6 +261,34 @@ def test_jobs_filters_search_and_pagination(page: Page, served: Served) -> None:
     filters.get_by_role("button", name="Apply").click()
     expect(page.locator("#job-count")).to_have_text("No job matches (0).")
 
+    # a column header sorts by its column, the other way when clicked again, and says so
+    page.get_by_role("link", name="Clear").click()
+    filters = page.get_by_role("form", name="Filter jobs")
+    filters.get_by_label("Queue").fill(IDLE)
+    filters.get_by_role("button", name="Apply").click()
+    header = page.locator("#job-list th").filter(has=page.get_by_role("button", name="Priority"))
+    expect(header).to_have_attribute("aria-sort", "none")
+    header.get_by_role("button").click()
+    expect(page).to_have_url(re.compile(r"sort=-priority"))
+    header = page.locator("#job-list th").filter(has=page.get_by_role("button", name="Priority"))
+    expect(header).to_have_attribute("aria-sort", "descending")
+    expect(page.locator("#job-list caption")).to_have_text("Jobs, priority, highest first")
+    highs = sum(1 for i in range(SEEDED) if i % 2)
+    priorities = page.locator("#job-list tbody tr td:nth-child(4)")
+    expect(priorities.first).to_contain_text("high")
+    page.get_by_role("button", name="Next →").click()
+    expect(page.locator("#job-count")).to_have_text(f"Jobs 51{DASH}{SEEDED} of {SEEDED}")
+    expect(priorities).to_have_count(SEEDED - 50)
+    assert all("low" in text for text in priorities.all_inner_texts()[highs - 50 :])
+    header = page.locator("#job-list th").filter(has=page.get_by_role("button", name="Priority"))
+    header.get_by_role("button").click()
+    expect(page).to_have_url(re.compile(r"sort=priority(&|$)"))
+    expect(page.locator("#job-list th").filter(has=page.get_by_role("button", name="Priority"))).to_have_attribute(
+        "aria-sort", "ascending"
+    )
+    expect(priorities.first).to_contain_text("low")
+    snap(page, "jobs-sorted")
+
     # oldest first starts with the first seeded job; its id opens its page
     page.get_by_role("link", name="Clear").click()
     filters = page.get_by_role("form", name="Filter jobs")

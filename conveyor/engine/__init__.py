@@ -31,6 +31,7 @@ from conveyor.model import (
     RETRYABLE_BY_HAND,
     Job,
     JobFilter,
+    JobOrder,
     LogEntry,
     LogLevel,
     NewJob,
@@ -321,13 +322,16 @@ class Engine:
         limit: int = 50,
         offset: int = 0,
         newest_first: bool = True,
-        after: tuple[datetime, UUID] | None = None,
+        after: tuple[Any, datetime, UUID] | None = None,
+        order: JobOrder | None = None,
     ) -> tuple[list[Job], int]:
         """A page of jobs and how many match; the sensitive ones among them are named by one
-        job.read record. `after` (a job's created_at and id, from the last job of the previous
-        page) pages by key: as fast on the millionth job as on the first."""
+        job.read record. `order`: by creation (newest first unless `newest_first` is False)
+        or another of SORT_KEYS. `after` (from the last job of the previous page: its value of
+        the sort key, `JobOrder.value_of`, its created_at and id) pages by key: as fast on the
+        millionth job as on the first."""
         jobs, total = await self.store.list_jobs(
-            where or JobFilter(), limit=limit, offset=offset, newest_first=newest_first, after=after
+            where or JobFilter(), limit=limit, offset=offset, newest_first=newest_first, after=after, order=order
         )
         if sensitive := [j for j in jobs if self.sealing.sealed_fields(j)]:
             await self.reads.page(sensitive)

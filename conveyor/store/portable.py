@@ -16,6 +16,7 @@ from conveyor.audit import SYSTEM, Actor, AuditEntry
 from conveyor.model import (
     Job,
     JobFilter,
+    JobOrder,
     LogEntry,
     LogLevel,
     NewJob,
@@ -25,6 +26,7 @@ from conveyor.model import (
     Status,
     utc_now,
 )
+from conveyor.store import ordering
 from conveyor.store.alerts import AlertTables
 from conveyor.store.analytics import JobAnalytics
 from conveyor.store.audit import AuditTables, journal_in
@@ -252,22 +254,26 @@ class SqlStore(
         limit: int,
         offset: int,
         newest_first: bool = True,
-        after: tuple[datetime, UUID] | None = None,
+        after: ordering.After | None = None,
+        order: JobOrder | None = None,
     ) -> tuple[list[Job], int]:
         clauses = filter_clauses(where)
-        order = (jobs.c.created_at.desc(), jobs.c.id.desc()) if newest_first else (jobs.c.created_at, jobs.c.id)
-        if after is not None:
-            # Keyset paging: the jobs past (created_at, id) in the listing's order, found through
-            # the created_at indexes however deep the page (an offset walks every row before it).
-            at, last_id = after
-            c = jobs.c
-            if newest_first:
-                clauses.append(sa.or_(c.created_at < at, sa.and_(c.created_at == at, c.id < last_id)))
-            else:
-                clauses.append(sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > last_id)))
-        page = sa.select(jobs).where(*clauses).order_by(*order).limit(limit).offset(offset)
+        order = order or JobOrder("created", descending=newest_first)
+        rows: list[Any] = []
         async with self._read_engine.connect() as conn:
-            rows = (await conn.execute(page)).all()
+            # Keyset paging (`after`): the jobs past the cursor in the listing's order, found
+            # through an index however deep the page (an offset walks every row before it).
+            for segment in ordering.segments(order, after):
+                if len(rows) >= limit:
+                    break
+                page = (
+                    sa.select(jobs)
+                    .where(*clauses, *segment.where)
+                    .order_by(*segment.order_by)
+                    .limit(limit - len(rows))
+                    .offset(0 if after else offset)
+                )
+                rows.extend((await conn.execute(page)).all())
             count = await self._count_matching(conn, where)
         return [job_from_row(r) for r in rows], count
 

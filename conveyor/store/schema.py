@@ -104,9 +104,13 @@ jobs = sa.Table(
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
         sqlite_where=sa.text("idempotency_key IS NOT NULL"),
     ),
-    sa.Index("ix_conveyor_jobs_status_created", "status", "created_at"),
-    sa.Index("ix_conveyor_jobs_kind_created", "kind", "created_at"),
+    # The list's sort keys, each with its tie-breakers (conveyor/store/ordering.py, 0013).
+    sa.Index("ix_conveyor_jobs_status_created", "status", "created_at", "id"),
+    sa.Index("ix_conveyor_jobs_kind_created", "kind", "created_at", "id"),
     sa.Index("ix_conveyor_jobs_created", "created_at"),
+    sa.Index("ix_conveyor_jobs_priority_created", "priority", "created_at", "id"),
+    sa.Index("ix_conveyor_jobs_run_at_created", "run_at", "created_at", "id"),
+    sa.Index("ix_conveyor_jobs_completed_created", "completed_at", "created_at", "id"),
     # Retention prunes, and alerts read, finished jobs by status and completion time.
     sa.Index(
         "ix_conveyor_jobs_finished",

@@ -31,7 +31,17 @@ from conveyor.api.timefmt import iso, iso_now
 from conveyor.engine import MAX_DELAY
 from conveyor.engine.sealing import Sealing
 from conveyor.errors import InvalidJobOptions, JobNotFound
-from conveyor.model import FINISHED, Job, JobFilter, LogLevel, Status, priority_level, utc_now
+from conveyor.model import (
+    FINISHED,
+    SORT_KEYS,
+    Job,
+    JobFilter,
+    JobOrder,
+    LogLevel,
+    Status,
+    priority_level,
+    utc_now,
+)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -261,7 +271,15 @@ async def list_jobs(
     org_id: Annotated[
         str | None, Query(max_length=200, description="one organisation's jobs (of those the caller may see)")
     ] = None,
-    sort: Annotated[Literal["newest", "oldest"], Query(description="by creation time")] = "newest",
+    sort: Annotated[
+        str,
+        Query(
+            max_length=20,
+            description="the order: `newest` (default) or `oldest` by creation, or one of "
+            + ", ".join(SORT_KEYS)
+            + " ascending, or with a leading `-` descending (`-priority`: highest first); ties by creation, then id",
+        ),
+    ] = "newest",
     cursor: Annotated[
         str | None, Query(max_length=200, description="`nextCursor` of the previous page (then `page` is not used)")
     ] = None,
@@ -277,7 +295,8 @@ async def list_jobs(
     the first page, where `page` makes the database walk every job before it."""
     kinds = [k.strip() for k in (type or job_type or "").split(",") if k.strip()]
     size = limit or page_size or 50
-    after = parse_cursor(cursor) if cursor else None
+    order = parse_sort(sort)
+    after = parse_cursor(cursor, order) if cursor else None
     where = JobFilter(
         statuses=statuses(status),
         kinds=tuple(kinds),
@@ -291,10 +310,10 @@ async def list_jobs(
         visible_to=principal.visibility,
     )
     offset = 0 if after else (page - 1) * size
-    jobs, total = await svc.engine.list(where, limit=size, offset=offset, newest_first=sort == "newest", after=after)
-    items = [{**canonical_job(j, full=False), **seed003_keys(j)} for j in jobs]
+    jobs, total = await svc.engine.list(where, limit=size, offset=offset, after=after, order=order)
+    items = [{**canonical_job(j, full=False), "runAt": iso(j.run_at), **seed003_keys(j)} for j in jobs]
     # A full page may be the last: its cursor then answers an empty page (`total` tells).
-    next_cursor = job_cursor(jobs[-1]) if len(jobs) == size else None
+    next_cursor = job_cursor(jobs[-1], order) if len(jobs) == size else None
     return {
         "success": True,
         "data": {"jobs": items, "total": total, "page": page, "limit": size, "nextCursor": next_cursor},
@@ -307,22 +326,59 @@ async def list_jobs(
     }
 
 
-def job_cursor(job: Job) -> str:
-    """Where a page ends: the last job's creation time and id, opaque to the caller."""
-    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+SORT_ALIASES = {"newest": JobOrder("created", descending=True), "oldest": JobOrder("created", descending=False)}
 
 
-def parse_cursor(text: str) -> tuple[datetime, UUID]:
+def parse_sort(text: str) -> JobOrder:
+    if text in SORT_ALIASES:
+        return SORT_ALIASES[text]
+    key = text.removeprefix("-")
+    if key not in SORT_KEYS:
+        choices = ", ".join(SORT_KEYS)
+        raise ApiError(
+            400, "INVALID_QUERY", f"cannot sort by {text!r}: newest, oldest, or [-]key of {choices}", field="sort"
+        )
+    return JobOrder(key, descending=text.startswith("-"))
+
+
+def job_cursor(job: Job, order: JobOrder) -> str:
+    """Where a page ends: the last job's value of the sort key, creation time and id, opaque
+    to the caller (by creation: its creation time and id, as before other orders existed)."""
+    if order.key == "created":
+        raw = f"{job.created_at.isoformat()}|{job.id}"
+    else:
+        value = order.value_of(job)
+        shown = value.isoformat() if isinstance(value, datetime) else value
+        raw = json.dumps([order.key, shown, job.created_at.isoformat(), str(job.id)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def parse_cursor(text: str, order: JobOrder) -> tuple[Any, datetime, UUID]:
+    """A cursor job_cursor made for this order: (sort value, created_at, id)."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        at, _, job_id = raw.partition("|")
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError(at)
-        return when, UUID(job_id)
-    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise ApiError(400, "INVALID_QUERY", "cursor is not one this API gave", field="cursor") from None
+        if raw.startswith("["):
+            key, value, at, job_id = json.loads(raw)
+        else:
+            key, (at, _, job_id) = "created", raw.partition("|")
+            value = at
+        if key != order.key:
+            raise ValueError(key)
+        when = _aware(at)
+        if order.key in ("created", "run_at", "finished"):
+            value = None if order.key == "finished" and value is None else _aware(value)
+        elif not isinstance(value, int if order.key == "priority" else str) or isinstance(value, bool):
+            raise ValueError(value)
+        return value, when, UUID(job_id)
+    except (ValueError, TypeError):  # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ApiError(400, "INVALID_QUERY", "cursor is not one this API gave for this sort", field="cursor") from None
+
+
+def _aware(text: Any) -> datetime:
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(text)
+    return when
 
 
 # --- stats ----------------------------------------------------------------------------------------

@@ -134,6 +134,35 @@ function queueTable(queues, actions) {
 
 const FILTERS = ["status", "type", "queue", "priority", "org_id", "label", "batch_id", "created_after", "created_before", "sort"];
 
+// The list's orders (the API's `sort`): by creation its own words, the other keys `[-]key`.
+const SORTS = [
+  ["newest", "newest first"],
+  ["oldest", "oldest first"],
+  ["-priority", "priority, highest first"],
+  ["priority", "priority, lowest first"],
+  ["status", "status, A to Z"],
+  ["-status", "status, Z to A"],
+  ["type", "type, A to Z"],
+  ["-type", "type, Z to A"],
+  ["run_at", "due, soonest first"],
+  ["-run_at", "due, latest first"],
+  ["-finished", "finished, latest first"],
+  ["finished", "finished, earliest first"],
+];
+// The direction a column sorts in when its header is first clicked.
+const FIRST_DESCENDING = new Set(["created", "priority", "finished"]);
+
+function sortOf(value) {
+  if (!value || value === "newest") return { key: "created", descending: true };
+  if (value === "oldest") return { key: "created", descending: false };
+  return { key: value.replace(/^-/, ""), descending: value.startsWith("-") };
+}
+
+function sortValue(key, descending) {
+  if (key === "created") return descending ? "newest" : "oldest";
+  return (descending ? "-" : "") + key;
+}
+
 async function jobs(root, { params }) {
   const filters = Object.fromEntries(FILTERS.map((f) => [f, params.get(f) || ""]));
   const form = filterForm(filters);
@@ -152,6 +181,15 @@ async function jobs(root, { params }) {
   root.replaceChildren(h("h1", {}, "Jobs"), search, form, listing);
   const cursors = [null]; // cursors[i]: where page i+1 starts
   let page = 0;
+  const sort = sortOf(filters.sort);
+  function sortBy(key) {
+    const descending = key === sort.key ? !sort.descending : FIRST_DESCENDING.has(key);
+    const out = new URLSearchParams(params);
+    const value = sortValue(key, descending);
+    if (value === "newest") out.delete("sort");
+    else out.set("sort", value);
+    navigate(`#/jobs${out.toString() ? "?" + out : ""}`);
+  }
   async function load() {
     const query = { limit: 50, cursor: cursors[page] };
     for (const [key, value] of Object.entries(filters)) {
@@ -164,7 +202,10 @@ async function jobs(root, { params }) {
     const prev = h("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; load(); } }, "← Newer");
     const last = page * 50 + data.jobs.length;
     const next = h("button", { type: "button", disabled: !data.nextCursor || last >= data.total, onclick: () => { page += 1; load(); } }, "Older →");
-    if (filters.sort === "oldest") {
+    if (sort.key !== "created") {
+      prev.textContent = "← Previous";
+      next.textContent = "Next →";
+    } else if (!sort.descending) {
       prev.textContent = "← Older";
       next.textContent = "Newer →";
     }
@@ -174,15 +215,20 @@ async function jobs(root, { params }) {
       table(
         [
           { title: "Job", cell: (j) => jobLink(j.id) },
-          { title: "Type", cell: (j) => j.type },
-          { title: "Status", cell: (j) => badge(j.status) },
-          { title: "Priority", cell: (j) => j.priority },
+          { title: "Type", sortKey: "type", cell: (j) => j.type },
+          { title: "Status", sortKey: "status", cell: (j) => badge(j.status) },
+          { title: "Priority", sortKey: "priority", cell: (j) => `${j.priority} (${j.priority_level})` },
           { title: "Progress", class: "wide", cell: (j) => progressBar(j.progress, `progress of job ${j.id}`) },
-          { title: "Created", cell: (j) => when(j.createdAt) },
-          { title: "Finished", cell: (j) => when(j.completedAt) },
+          { title: "Created", sortKey: "created", cell: (j) => when(j.createdAt) },
+          { title: "Due", sortKey: "run_at", cell: (j) => when(j.runAt) },
+          { title: "Finished", sortKey: "finished", cell: (j) => when(j.completedAt) },
         ],
         data.jobs,
-        { caption: "Jobs, " + (filters.sort === "oldest" ? "oldest first" : "newest first"), empty: "No job matches these filters." },
+        {
+          caption: "Jobs, " + (SORTS.find(([value]) => value === sortValue(sort.key, sort.descending)) || SORTS[0])[1],
+          empty: "No job matches these filters.",
+          sort: { ...sort, by: sortBy },
+        },
       ),
       h("nav", { class: "pager", "aria-label": "Pages" }, prev, h("span", {}, `page ${page + 1}`), next),
     );
@@ -206,7 +252,8 @@ function filterForm(filters) {
     filters.batch_id ? input("batch_id", "Batch") : null,
     input("created_after", "Created from", { type: "datetime-local", step: 1 }),
     input("created_before", "Created before", { type: "datetime-local", step: 1 }),
-    h("label", {}, "Order ", h("select", { name: "sort" }, h("option", { value: "newest", selected: filters.sort !== "oldest" }, "newest first"), h("option", { value: "oldest", selected: filters.sort === "oldest" }, "oldest first"))),
+    // labelled by id, not by wrapping: its options name the other fields ("priority, …")
+    h("span", { class: "field" }, h("label", { for: "sort-order" }, "Order"), h("select", { name: "sort", id: "sort-order" }, SORTS.map(([value, text]) => h("option", { value, selected: (filters.sort || "newest") === value }, text)))),
     h("button", { type: "submit", class: "primary" }, "Apply"),
     h("a", { href: "#/jobs", class: "button" }, "Clear"),
   );
