@@ -561,3 +561,20 @@ def test_a_job_page_shows_its_data_and_masks_sensitive_data_from_a_viewer(page: 
     expect(data.locator("pre")).to_contain_text('"texts": "[masked]"')
     expect(page.locator("main")).not_to_contain_text("Jane Roe")
     snap(page, "job-data-masked")
+
+
+def test_a_job_page_lists_the_audit_records_naming_it_among_others(page: Page, served: Served) -> None:
+    """A worker records its outcomes one record per batch of jobs (`after.jobIds`): the job's
+    page shows that record beside the job's own."""
+
+    async def completed(conveyor: Conveyor) -> UUID:
+        job = await conveyor.engine.enqueue("noop", {}, owner=Owner(user_id="alice", org_id=ORG))
+        assert (await conveyor.engine.wait(job.id, 30)).status is Status.COMPLETED
+        return job.id
+
+    job_id = served.engine(completed)
+    sign_in(page, served, "admin", f"#/job/{job_id}")
+    audit = page.locator("section").filter(has=page.get_by_role("heading", name="Audit records and signatures"))
+    expect(audit.get_by_role("cell", name="job.completed", exact=True)).to_be_visible()
+    expect(audit.get_by_role("cell", name="job.created", exact=True)).to_be_visible()
+    snap(page, "job-audit")

@@ -309,6 +309,17 @@ audit_journal = sa.Table(
     sa.Column("org_id", sa.String(200)),
 )
 
+# The jobs a chained record names in a list (`after.jobIds`: a bulk enqueue's job.created, a
+# worker's job.completed, a batch.created, a page's job.read), one row each, written by the
+# sealer with the record: how a job's records are found without reading every record's JSON.
+# Derived from the chain (not part of what it hashes).
+audit_subjects = sa.Table(
+    "conveyor_audit_subjects",
+    metadata,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
+)
+
 # The chain's head as it was at some moment, signed when CONVEYOR_AUDIT_KEY is set.
 audit_checkpoints = sa.Table(
     "conveyor_audit_checkpoints",

@@ -521,7 +521,8 @@ function logPanel(el, id) {
 async function renderAudit(el, j) {
   const parts = [];
   if (can("audit:read")) {
-    const records = (await api.get("/api/v1/audit", { object_type: "job", object_id: j.id, page_size: 100 })).data.records;
+    // its own records and those naming it among others (a bulk enqueue, a worker's outcomes)
+    const records = (await api.get("/api/v1/audit", { job_id: j.id, page_size: 100 })).data.records;
     parts.push(auditTable(records));
   }
   try {
