@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import json
 import os
 import re
@@ -578,3 +579,41 @@ def test_a_job_page_lists_the_audit_records_naming_it_among_others(page: Page, s
     expect(audit.get_by_role("cell", name="job.completed", exact=True)).to_be_visible()
     expect(audit.get_by_role("cell", name="job.created", exact=True)).to_be_visible()
     snap(page, "job-audit")
+
+
+def test_a_job_enqueued_over_the_api_appears_live_without_a_poll(page: Page, served: Served) -> None:
+    """The overview and the jobs list follow the change feed (GET /api/v1/events): a job made
+    over the API shows without a reload, with the polling interval set to an hour, and the
+    page reads the API at most once a second."""
+    page.add_init_script("sessionStorage.setItem('conveyor.pollMs', '3600000')")
+    summaries: list[float] = []
+    page.on("request", lambda r: summaries.append(time.monotonic()) if "/jobs/stats/summary" in r.url else None)
+    headers = {"Authorization": f"Bearer {served.keys['admin']}"}
+    queue = "live"  # served by no worker: the jobs stay pending
+
+    def enqueue() -> str:
+        made = httpx.post(
+            f"{served.base_url}/api/v1/jobs", json={"type": "noop", "data": {}, "queue": queue}, headers=headers
+        )
+        assert made.status_code == 201, made.text
+        return str(made.json()["data"]["jobId"])
+
+    made: list[str] = []
+    try:
+        sign_in(page, served, "admin")
+        expect(page.locator("#live")).to_have_text("live")
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=queue, exact=True))
+        expect(row).to_have_count(0)
+        made.append(enqueue())
+        expect(row.locator("td").nth(2)).to_have_text("1")  # the queue's pending count, live
+        snap(page, "overview-live")
+        page.goto(f"{served.base_url}/dashboard/#/jobs?queue={queue}")
+        expect(page.locator("#job-count")).to_have_text(f"Jobs 1{DASH}1 of 1")
+        made.append(enqueue())
+        expect(page.locator("#job-count")).to_have_text(f"Jobs 1{DASH}2 of 2")
+        expect(page.locator("#job-list tbody tr")).to_have_count(2)
+    finally:
+        for job_id in made:
+            httpx.post(f"{served.base_url}/api/v1/jobs/{job_id}/cancel", headers=headers)
+    gaps = [b - a for a, b in itertools.pairwise(summaries)]
+    assert all(gap > 0.8 for gap in gaps), gaps  # coalesced: once a second at most

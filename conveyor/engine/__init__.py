@@ -13,6 +13,7 @@ from uuid import UUID
 from conveyor.audit import AuditEntry, current_actor
 from conveyor.crypto import Keyring
 from conveyor.engine.audit import Audit
+from conveyor.engine.changes import Changes
 from conveyor.engine.coalescer import EnqueueCoalescer
 from conveyor.engine.reads import DEFAULT_WINDOW as DEFAULT_READ_WINDOW
 from conveyor.engine.reads import Reads
@@ -134,6 +135,8 @@ class Engine:
         self._plans: dict[tuple[Any, ...], _Plan] = {}
         # Concurrent single enqueues share statements (see coalescer.py).
         self._coalescer = EnqueueCoalescer(store.insert_jobs)
+        # Live views' feed: notifications coalesced and narrowed to each follower's jobs.
+        self.changes = Changes(store, self.notifier, self.start)
 
     async def start(self, topics: Collection[str] = TOPICS) -> None:
         """Feed the store's notifications of `topics` to the notifier. Only what is listened

@@ -16,6 +16,7 @@ from conveyor.model import (
     LogLevel,
     NewJob,
     Outcome,
+    Owner,
     ProgressUpdate,
 )
 
@@ -70,6 +71,12 @@ class Store(Protocol):
         """A page of jobs matching `where` in `order` (default: by creation, newest first as
         `newest_first` says), and how many match in all. `after` (a job's value of the sort
         key, created_at and id) starts the page past that job, in the listing's order."""
+
+    async def changed_owners(
+        self, job_ids: Sequence[str], queues: Sequence[str], since: datetime
+    ) -> tuple[set[Owner], set[str]]:
+        """The owners of the jobs `job_ids` names and of those created at or after `since` in
+        `queues`, and which of `queues` had such jobs."""
 
     async def count_jobs(self, where: JobFilter, by: str = "status") -> dict[str, int]:
         """How many jobs match, grouped by one column (status, kind, priority, queue)."""

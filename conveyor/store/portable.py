@@ -22,6 +22,7 @@ from conveyor.model import (
     NewJob,
     Outcome,
     OutcomeKind,
+    Owner,
     ProgressUpdate,
     Status,
     utc_now,
@@ -276,6 +277,28 @@ class SqlStore(
                 rows.extend((await conn.execute(page)).all())
             count = await self._count_matching(conn, where)
         return [job_from_row(r) for r in rows], count
+
+    async def changed_owners(
+        self, job_ids: Sequence[str], queues: Sequence[str], since: datetime
+    ) -> tuple[set[Owner], set[str]]:
+        """The owners of the jobs `job_ids` names and of those created at or after `since` in
+        `queues`, and which of `queues` had such jobs (a live feed's round: conveyor.engine.changes).
+        Found by primary key and through the created_at index: the recent rows only."""
+        c = jobs.c
+        who = (c.owner_user_id, c.owner_org_id, c.owner_study_id)
+        ids = [UUID(i) for i in job_ids if _is_uuid(i)]
+        owners: set[Owner] = set()
+        found: set[str] = set()
+        async with self._read_engine.connect() as conn:
+            if ids:
+                for user, org, study in await conn.execute(sa.select(*who).where(c.id.in_(ids)).distinct()):
+                    owners.add(Owner(user_id=user, org_id=org, study_id=study))
+            if queues:
+                recent = sa.select(c.queue, *who).where(c.created_at >= since, c.queue.in_(queues)).distinct()
+                for queue, user, org, study in await conn.execute(recent):
+                    owners.add(Owner(user_id=user, org_id=org, study_id=study))
+                    found.add(queue)
+        return owners, found
 
     async def _count_matching(self, conn: AsyncConnection, where: JobFilter) -> int:
         total = sa.select(sa.func.count()).select_from(jobs).where(*filter_clauses(where))
@@ -580,3 +603,11 @@ class SqlStore(
         if batch_ids := batch_ids_of((r.id, r.batch_id) for r in rows if r.status != Status.PENDING.value):
             await self.settle_batches_quietly(batch_ids)
         return [r.id for r in rows]
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True

@@ -234,6 +234,7 @@ async function jobs(root, { params }) {
     );
   }
   await load();
+  return load; // the page shown, read again (live: app.js calls it when jobs change)
 }
 
 function filterForm(filters) {
