@@ -4,7 +4,7 @@
 import * as api from "./api.js";
 import { can, me, navigate } from "./app.js";
 import { throughputChart } from "./charts.js";
-import { ago, badge, confirmDialog, duration, errorBox, h, number, pretty, progressBar, section, table, toast, when } from "./ui.js";
+import { ago, badge, confirmDialog, duration, errorBox, fill, h, number, pretty, progressBar, section, table, toast, when } from "./ui.js";
 
 const STATUSES = ["scheduled", "pending", "running", "completed", "failed", "cancelled", "timeout"];
 const FINISHED = new Set(["completed", "failed", "cancelled", "timeout"]);
@@ -34,7 +34,7 @@ async function overview(root) {
   const queues = h("div");
   const running = h("div");
   const alerts = h("div", { id: "active-alerts" });
-  root.replaceChildren(
+  fill(root, 
     h("h1", {}, "Overview"),
     can("alerts:read") ? section("Active alerts", alerts) : null,
     section("Jobs by status", counts),
@@ -50,20 +50,20 @@ async function overview(root) {
       api.get("/api/v1/jobs", { status: "running", limit: 20 }),
     ]);
     const data = summary.data;
-    counts.replaceChildren(
+    fill(counts, 
       tile("total", data.total, "#/jobs"),
       ...STATUSES.map((s) => tile(s, data[s] || 0, `#/jobs?status=${s}`)),
     );
-    queues.replaceChildren(queueTable(queueList.queues, false));
-    running.replaceChildren(runningTable(runningJobs.data.jobs));
-    if (can("alerts:read")) alerts.replaceChildren(alertTable((await api.get("/api/v1/alerts", { status: "active" })).data.alerts));
+    fill(queues, queueTable(queueList.queues, false));
+    fill(running, runningTable(runningJobs.data.jobs));
+    if (can("alerts:read")) fill(alerts, alertTable((await api.get("/api/v1/alerts", { status: "active" })).data.alerts));
     if (Date.now() - chartsAt > 15000) {
       chartsAt = Date.now();
       const [hour, day] = await Promise.all([
         api.get("/api/v1/jobs/stats/throughput", { window: "1h" }),
         api.get("/api/v1/jobs/stats/throughput", { window: "24h" }),
       ]);
-      charts.replaceChildren(throughputChart(hour.data, "Last hour"), throughputChart(day.data, "Last 24 hours"));
+      fill(charts, throughputChart(hour.data, "Last hour"), throughputChart(day.data, "Last 24 hours"));
     }
   }
   await refresh();
@@ -178,7 +178,7 @@ async function jobs(root, { params }) {
     if (id) navigate(`#/job/${encodeURIComponent(id)}`);
   });
   const listing = h("div", { id: "job-list" });
-  root.replaceChildren(h("h1", {}, "Jobs"), search, form, listing);
+  fill(root, h("h1", {}, "Jobs"), search, form, listing);
   const cursors = [null]; // cursors[i]: where page i+1 starts
   let page = 0;
   const sort = sortOf(filters.sort);
@@ -210,7 +210,7 @@ async function jobs(root, { params }) {
       next.textContent = "Newer →";
     }
     const first = page * 50 + 1;
-    listing.replaceChildren(
+    fill(listing, 
       h("p", { class: "count", id: "job-count" }, data.jobs.length ? `Jobs ${number(first)}–${number(last)} of ${number(data.total)}` : `No job matches (${number(data.total)}).`),
       table(
         [
@@ -282,7 +282,7 @@ async function job(root, { parts, isCurrent }) {
   const attempts = h("div", { id: "attempt-errors" });
   const logs = h("div");
   const audit = h("div");
-  root.replaceChildren(
+  fill(root, 
     h("p", {}, h("a", { href: "#/jobs" }, "← Jobs")),
     head,
     section("Progress", progress),
@@ -372,7 +372,7 @@ function renderHead(el, j, reload) {
       actions.append(h("button", { type: "button", class: "danger", onclick: () => deleteJob(j) }, "Delete job"));
     }
   }
-  el.replaceChildren(
+  fill(el, 
     h("h1", {}, "Job ", h("span", { class: "mono" }, j.id)),
     h("p", { class: "subtitle" }, badge(j.status), " ", h("strong", {}, j.type), ` · queue ${j.queue} · priority ${j.priority} (${j.priorityLevel})`, j.cancelRequested && !FINISHED.has(j.status) ? " · cancellation requested" : ""),
     actions,
@@ -406,7 +406,7 @@ function renderProgress(el, j) {
     ["Estimated completion", j.estimatedCompletion ? `${when(j.estimatedCompletion)}` : null],
     ["Current step", step ? `${step.step} of ${step.totalSteps}${step.name ? ": " + step.name : ""}` : null],
   ].filter(([, v]) => v);
-  el.replaceChildren(
+  fill(el, 
     progressBar(j.progress, "job progress"),
     rows.length ? h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])) : null,
   );
@@ -430,7 +430,7 @@ function renderDetails(el, j) {
     ["Finished", j.completedAt],
     ["Last change", j.updatedAt],
   ];
-  el.replaceChildren(
+  fill(el, 
     h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
     h("h3", {}, "Timeline"),
     h("ol", { class: "timeline" }, timeline.filter(([, v]) => v).map(([k, v]) => h("li", {}, h("strong", {}, k), " ", when(v)))),
@@ -445,7 +445,7 @@ function maskedNote(j, field) {
 }
 
 function renderData(el, j) {
-  el.replaceChildren(maskedNote(j, "data"), pretty(j.data ?? null));
+  fill(el, maskedNote(j, "data"), pretty(j.data ?? null));
 }
 
 function renderResult(el, j) {
@@ -468,14 +468,14 @@ function renderResult(el, j) {
     parts.push(h("h3", {}, "Result"), maskedNote(j, "result"), save, pretty(j.result ?? null));
   }
   if (!parts.length) parts.push(h("p", { class: "muted" }, FINISHED.has(j.status) ? "No result." : "The result appears when the job completes."));
-  el.replaceChildren(...parts);
+  fill(el, ...parts);
 }
 
 // Each attempt that ended in an error left a line of the worker's in the job's log.
 async function renderAttempts(el, id) {
   const answer = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}/logs`, { level: "warning", limit: 200 })).data;
   const ends = answer.logs.filter((line) => line.component === "worker" && /^attempt \d+ of \d+ ended/.test(line.message));
-  el.replaceChildren(
+  fill(el, 
     table(
       [
         { title: "Attempt", cell: (line) => String(line.attempt ?? "–") },
@@ -494,13 +494,13 @@ function logPanel(el, id) {
   const size = 50;
   const body = h("div");
   const levelSelect = h("select", { name: "level", onchange: () => { level = levelSelect.value; offset = 0; view.load(); } }, h("option", { value: "" }, "all"), LEVELS.map((l) => h("option", { value: l }, `${l} and above`)));
-  el.replaceChildren(h("label", {}, "Level ", levelSelect), body);
+  fill(el, h("label", {}, "Level ", levelSelect), body);
   const view = {
     async load() {
       const answer = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}/logs`, { level, limit: size, offset })).data;
       const prev = h("button", { type: "button", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - size); view.load(); } }, "← Earlier");
       const next = h("button", { type: "button", disabled: offset + size >= answer.total, onclick: () => { offset += size; view.load(); } }, "Later →");
-      body.replaceChildren(
+      fill(body, 
         table(
           [
             { title: "Time", cell: (l) => when(l.timestamp) },
@@ -545,7 +545,7 @@ async function renderAudit(el, j) {
     if (failure.status !== 404) parts.push(errorBox(failure));
     else if (!can("audit:read")) parts.push(h("p", { class: "muted" }, "This server records no e-signatures."));
   }
-  el.replaceChildren(...parts);
+  fill(el, ...parts);
 }
 
 function auditTable(records) {
@@ -568,10 +568,10 @@ function auditTable(records) {
 
 async function queues(root) {
   const body = h("div");
-  root.replaceChildren(h("h1", {}, "Queues"), body);
+  fill(root, h("h1", {}, "Queues"), body);
   async function refresh() {
     const answer = await api.get("/api/v1/jobs/queues");
-    body.replaceChildren(queueTable(answer.queues, can("queues:manage")));
+    fill(body, queueTable(answer.queues, can("queues:manage")));
   }
   await refresh();
   return refresh;
@@ -580,10 +580,10 @@ async function queues(root) {
 async function batches(root, { params }) {
   const page = Number(params.get("page") || 1);
   const body = h("div");
-  root.replaceChildren(h("h1", {}, "Batches"), body);
+  fill(root, h("h1", {}, "Batches"), body);
   async function refresh() {
     const data = (await api.get("/api/v1/batches", { page, limit: 20 })).data;
-    body.replaceChildren(
+    fill(body, 
       table(
         [
           { title: "Batch", cell: (b) => h("a", { href: `#/jobs?batch_id=${b.id}` }, b.name || b.id) },
@@ -623,11 +623,11 @@ function pager(page, hasNext, href) {
 async function schedules(root, { params }) {
   const page = Number(params.get("page") || 1);
   const body = h("div");
-  root.replaceChildren(h("h1", {}, "Schedules"), body);
+  fill(root, h("h1", {}, "Schedules"), body);
   async function refresh() {
     const answer = await api.get("/api/v1/jobs/schedules", { page, page_size: 20 });
     const manage = can("schedules:manage");
-    body.replaceChildren(
+    fill(body, 
       table(
         [
           { title: "Name", cell: (s) => s.name },
@@ -662,10 +662,10 @@ async function schedules(root, { params }) {
 
 async function workers(root) {
   const body = h("div");
-  root.replaceChildren(h("h1", {}, "Workers"), body);
+  fill(root, h("h1", {}, "Workers"), body);
   async function refresh() {
     const data = (await api.get("/api/v1/workers")).data;
-    body.replaceChildren(
+    fill(body, 
       table(
         [
           { title: "Host", cell: (w) => w.hostname },
@@ -691,7 +691,7 @@ const AUDIT_FILTERS = ["actor", "action", "object_type", "object_id", "since", "
 
 async function auditTrail(root, { params }) {
   if (!can("audit:read")) {
-    root.replaceChildren(h("h1", {}, "Audit trail"), h("p", {}, "Your role may not read the audit trail."));
+    fill(root, h("h1", {}, "Audit trail"), h("p", {}, "Your role may not read the audit trail."));
     return null;
   }
   const filters = Object.fromEntries(AUDIT_FILTERS.map((f) => [f, params.get(f) || ""]));
@@ -726,7 +726,7 @@ async function auditTrail(root, { params }) {
     out.set("page", p);
     return `#/audit?${out}`;
   };
-  root.replaceChildren(
+  fill(root, 
     h("h1", {}, "Audit trail"),
     form,
     tools,

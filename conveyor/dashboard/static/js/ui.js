@@ -22,6 +22,12 @@ function append(el, children) {
   }
 }
 
+// el's children replaced by these; null, undefined and false are left out (the DOM's own
+// replaceChildren would show them as text: "null").
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 export function svg(tag, attrs = {}, ...children) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [key, value] of Object.entries(attrs)) {
