@@ -68,10 +68,13 @@ def shown_value(value: Any) -> Any:
     return MASK if is_sealed(value) else jsonable(value)
 
 
-def canonical_job(job: Job, *, full: bool = True, masked: list[str] | None = None) -> dict[str, Any]:
-    """Seed 002's job (camelCase). `full` adds data, result, error, stats and everything else
-    the detail view shows; the list shows the summary keys. `masked` names the fields the
-    engine masked for a caller who may not read sensitive data (Engine.get's `reveal`)."""
+def canonical_job(
+    job: Job, *, full: bool = True, masked: list[str] | None = None, with_data: bool = False
+) -> dict[str, Any]:
+    """Seed 002's job (camelCase). `full` adds result, error, stats and everything else the
+    detail view shows (`with_data`: the input data too); the list shows the summary keys.
+    `masked` names the fields the engine masked for a caller who may not read sensitive data
+    (Engine.get's `reveal`); only those shown are named."""
     out: dict[str, Any] = {
         "id": str(job.id),
         "type": job.kind,
@@ -98,9 +101,10 @@ def canonical_job(job: Job, *, full: bool = True, masked: list[str] | None = Non
     if job.item_errors:
         out["itemErrors"] = job.item_errors
         out["itemErrorsOmitted"] = job.item_errors_dropped
-    out["data"] = shown_value(job.data)
-    if masked:
-        out["masked"] = masked
+    if with_data:
+        out["data"] = shown_value(job.data)
+    if shown_masked := [f for f in masked or () if f != "data" or with_data]:
+        out["masked"] = shown_masked
     out.update(
         {
             "queue": job.queue,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,6 +27,7 @@ from conveyor.model import Owner, Visibility, utc_now
 from conveyor.notifier import Notifier
 from conveyor.store.base import Store
 
+log = logging.getLogger("conveyor.changes")
 TOPICS = ("insert", "finish", "cancel")
 MAX_IDS = 5000  # jobs resolved in one round; beyond, every follower is told
 # How far back an insert's new jobs are looked for: a round's interval plus the time a
@@ -122,7 +124,11 @@ class Changes:
             await self._wake.wait()
             self._wake.clear()
             gathered, self._round = self._round, _Round()
-            owners = await self._owners(gathered)
+            try:
+                owners = await self._owners(gathered)
+            except Exception:  # a failed look must not end every follower's feed
+                log.warning("could not tell whose jobs changed; telling every follower", exc_info=True)
+                owners = None
             for follower in self._followers:
                 if owners is None or follower.visible_to is None or any(map(follower.visible_to.allows, owners)):
                     follower.topics |= gathered.topics

@@ -436,16 +436,25 @@ async def stats_throughput(
     summary="Get a job's status and progress",
     responses={**ex.example(200, ex.RUNNING_JOB), **ex.example(404, ex.CANONICAL_ERROR)},
 )
-async def get_job(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
-    """The job, with its input `data` and the e-signatures applied to it (`signatures`: signer,
-    printed name, meaning, time, action; see GET /api/v1/jobs/{job_id}/signatures). A sensitive
-    job's data and result come masked to a caller without `jobs:read-sensitive`, and `masked`
-    names them; opening them is recorded in the audit trail (job.read)."""
+async def get_job(
+    svc: Svc,
+    principal: Reader,
+    job_id: str,
+    include: Annotated[
+        Literal["data"] | None, Query(description="`data`: the job's input data too (the dashboard's job page)")
+    ] = None,
+) -> dict[str, Any]:
+    """The job, with the e-signatures applied to it (`signatures`: signer, printed name,
+    meaning, time, action; see GET /api/v1/jobs/{job_id}/signatures); with `include=data`, its
+    input `data` too. A sensitive job's data and result come masked to a caller without
+    `jobs:read-sensitive`, and `masked` names them; opening them is recorded in the audit
+    trail (job.read)."""
     reveal = principal.can(Permission.JOBS_READ_SENSITIVE)
     job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility, reveal=reveal)
     signatures = await svc.conveyor.audit.signatures_of("job", job.id)
     masked = None if reveal else Sealing.masked_fields(job)
-    return ok({**canonical_job(job, masked=masked), "signatures": [s.as_json() for s in signatures]})
+    shown = canonical_job(job, masked=masked, with_data=include == "data")
+    return ok({**shown, "signatures": [s.as_json() for s in signatures]})
 
 
 async def _cancel(svc: Services, principal: Principal, job_id: str, action: str = "job.cancelled") -> dict[str, Any]:
@@ -518,7 +527,15 @@ EVENTS_HEARTBEAT_S = 10.0  # a comment line this often keeps proxies from closin
         200: {
             "content": {
                 "text/event-stream": {
-                    "schema": {"type": "string"},
+                    # each event (OpenAPI 3.2's stream items): its name and its data (JSON)
+                    "schema": {
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "event": {"enum": ["job", "end"]},
+                            "data": {"type": "string", "contentMediaType": "application/json"},
+                        },
+                    },
                     "example": 'event: job\ndata: {"id": "0196…", "type": "sleep", "status": "running", "progress": 40}'
                     '\n\nevent: end\ndata: {"id": "0196…", "status": "completed"}\n\n',
                 }
@@ -542,7 +559,7 @@ async def job_events(svc: Svc, principal: Reader, job_id: str) -> StreamingRespo
 
 
 def _job_event(job: Job) -> str:
-    shown = {k: v for k, v in canonical_job(job).items() if k not in ("result", "data")}  # as stored: maybe sealed
+    shown = {k: v for k, v in canonical_job(job).items() if k != "result"}
     return f"event: job\ndata: {json.dumps(shown, separators=(',', ':'))}\n\n"
 
 

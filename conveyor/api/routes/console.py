@@ -96,7 +96,27 @@ CHANGES_HEARTBEAT_S = 10.0  # a comment line this often keeps proxies from closi
         200: {
             "content": {
                 "text/event-stream": {
-                    "schema": {"type": "string"},
+                    # each event, as OpenAPI 3.2 describes a stream's items: its name and its data (JSON)
+                    "schema": {
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "event": {"enum": ["ready", "change", "end"]},
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "topics": {
+                                            "type": "array",
+                                            "items": {"enum": ["insert", "finish", "cancel"]},
+                                        }
+                                    },
+                                },
+                            },
+                        },
+                    },
                     "example": 'event: ready\ndata: {}\n\nevent: change\ndata: {"topics": ["finish", "insert"]}\n\n',
                 }
             }

@@ -298,7 +298,7 @@ async function job(root, { parts, isCurrent }) {
   let attemptsShown = null; // the attempt and status the list was read at
 
   async function refresh() {
-    current = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}`)).data;
+    current = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}`, { include: "data" })).data;
     renderHead(head, current, reload);
     renderProgress(progress, current);
     renderDetails(details, current);
