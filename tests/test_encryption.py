@@ -237,7 +237,8 @@ async def test_a_role_that_may_not_read_sensitive_data_gets_it_masked_and_no_rea
         admin, viewer = await api.key("admin", org="org-a"), await api.key("viewer", org="org-a")
         made = await api.client.post("/api/v1/jobs", json={"type": "t.sensitive", "data": PATIENT}, headers=admin)
         job_id = made.json()["data"]["jobId"]
-        plain = await api.client.post("/api/v1/jobs", json={"type": "t.echo", "data": {"value": 7}}, headers=admin)
+        echoed = {"value": [7, {"nested": True}]}
+        plain = await api.client.post("/api/v1/jobs", json={"type": "t.echo", "data": echoed}, headers=admin)
         async with running_worker(api.conveyor):
             await api.conveyor.engine.wait(UUID(job_id), timeout=10)
             await api.conveyor.engine.wait(UUID(plain.json()["data"]["jobId"]), timeout=10)
@@ -260,7 +261,7 @@ async def test_a_role_that_may_not_read_sensitive_data_gets_it_masked_and_no_rea
         # A job type that is not sensitive is shown in clear to the viewer, with nothing masked.
         echo_id = plain.json()["data"]["jobId"]
         echo = (await api.client.get(f"/api/v1/jobs/{echo_id}?include=data", headers=viewer)).json()["data"]
-        assert echo["data"] == {"value": 7} and "masked" not in echo
+        assert echo["data"] == echoed and "masked" not in echo
         await api.conveyor.audit.seal()
         after = await api.conveyor.store.audit_page(0, 500)
         assert [r for r in after[before:] if r.action == "job.read"] == []  # the viewer opened nothing

@@ -84,7 +84,7 @@ class Sealing:
     def masked_fields(job: Job) -> list[str]:
         """Which fields of a job from `masked` were masked."""
         data = job.data
-        data_masked = data == MASK or (isinstance(data, dict) and bool(data) and set(data.values()) == {MASK})
+        data_masked = data == MASK or (isinstance(data, dict) and bool(data) and all(v == MASK for v in data.values()))
         return [name for name, masked in (("data", data_masked), ("result", job.result == MASK)) if masked]
 
     @staticmethod
