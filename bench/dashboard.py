@@ -8,8 +8,8 @@
 2. Starts `conveyor serve --no-worker` and opens the dashboard in Chromium (Debian's
    /usr/bin/chromium through Playwright), signed in with an admin API key.
 3. Loads each page `--repeats` times (after one unmeasured load): the jobs list (newest first,
-   oldest first, filtered by status, by type and status, the second page by cursor), the
-   overview and one job's page. For each load it records the page's own API requests:
+   oldest first, by priority, by finish time, filtered by status, by type and status, the
+   second page by cursor), the overview and one job's page. For each load it records the page's own API requests:
    **server time** is the sum of their times to first byte (request sent to the first byte
    of the answer, over loopback: the server's work plus the database's), and **render** the
    time from navigation to the page's content being on screen (the browser's work included).
@@ -49,6 +49,8 @@ PAGES = {
     "jobs_oldest_first": ("#/jobs?sort=oldest", "#job-count"),
     "jobs_pending": ("#/jobs?status=pending", "#job-count"),
     "jobs_type_and_status": ("#/jobs?type=noop&status=completed", "#job-count"),
+    "jobs_by_priority": ("#/jobs?sort=-priority", "#job-count"),
+    "jobs_by_finish_time": ("#/jobs?sort=finished", "#job-count"),
     "overview": ("#/", "#status-counts .tile"),
 }
 

@@ -33,6 +33,9 @@ class Role(enum.StrEnum):
 
 class Permission(enum.StrEnum):
     JOBS_READ = "jobs:read"  # get, list, logs, wait, stats over visible jobs
+    # open a visible sensitive job's sealed data, result and log lines (each read audited);
+    # without it they come masked
+    JOBS_READ_SENSITIVE = "jobs:read-sensitive"
     JOBS_CREATE = "jobs:create"
     JOBS_MANAGE = "jobs:manage"  # cancel, delete, retry visible jobs
     QUEUES_READ = "queues:read"
@@ -49,7 +52,7 @@ class Permission(enum.StrEnum):
 
 
 _VIEWER = {Permission.JOBS_READ, Permission.QUEUES_READ, Permission.ACCOUNT}
-_USER = _VIEWER | {Permission.JOBS_CREATE, Permission.JOBS_MANAGE}
+_USER = _VIEWER | {Permission.JOBS_CREATE, Permission.JOBS_MANAGE, Permission.JOBS_READ_SENSITIVE}
 _OPERATOR = _USER | {
     Permission.QUEUES_MANAGE,
     Permission.SCHEDULES_MANAGE,

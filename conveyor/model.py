@@ -354,6 +354,36 @@ class JobFilter:
     visible_to: Visibility | None = None  # None: every job (super admin, CLI, library code)
 
 
+# What a listing may be ordered by: each key names a job column; ties are broken by creation
+# time, then id, so every order is total and pages by key (JobOrder.key_of, after=).
+SORT_KEYS = ("created", "priority", "status", "type", "run_at", "finished")
+
+
+@dataclass(frozen=True, slots=True)
+class JobOrder:
+    """A listing's order: one of SORT_KEYS, ascending or descending. A job not finished has
+    no finish time and counts as later than any that has (last ascending, first descending)."""
+
+    key: str = "created"
+    descending: bool = True
+
+    def __post_init__(self) -> None:
+        if self.key not in SORT_KEYS:
+            raise ValueError(f"unknown sort key {self.key!r}: {', '.join(SORT_KEYS)}")
+
+    def value_of(self, job: Job) -> Any:
+        """The job's value of the sort key (what a page's cursor carries beside its created_at
+        and id)."""
+        return {
+            "created": job.created_at,
+            "priority": job.priority,
+            "status": job.status.value,
+            "type": job.kind,
+            "run_at": job.run_at,
+            "finished": job.completed_at,
+        }[self.key]
+
+
 @dataclass(frozen=True, slots=True)
 class PrunedJob:
     """A finished job retention deleted, as a job type's prune hook learns of it (to remove

@@ -36,7 +36,7 @@ TABLES = (
     "conveyor_cache_entries", "conveyor_rate_windows", "conveyor_users", "conveyor_webhooks",
     "conveyor_webhook_events", "conveyor_webhook_deliveries", "conveyor_alerts", "conveyor_job_counters",
     "conveyor_interaction_tables", "conveyor_interactions", "conveyor_interaction_synonyms", "conveyor_pack_state",
-    "conveyor_notifications",
+    "conveyor_notifications", "conveyor_audit_subjects",
 )  # fmt: skip
 # Append-only: their triggers refuse TRUNCATE, so tests switch them off around it (as the
 # tables' owner may; see the README's "Audit trail").
@@ -61,8 +61,9 @@ def _with_database(url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def migrated_postgres_database(prefix: str) -> Iterator[str]:
-    """A migrated PostgreSQL database of its own (`<prefix>_<pid>_<random>`), dropped after."""
+def migrated_postgres_database(prefix: str, revision: str = "head") -> Iterator[str]:
+    """A PostgreSQL database of its own (`<prefix>_<pid>_<random>`) migrated to `revision`,
+    dropped after."""
     admin = pg_admin_url()
     name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     try:
@@ -72,7 +73,7 @@ def migrated_postgres_database(prefix: str) -> Iterator[str]:
         pytest.fail(f"PostgreSQL is not reachable at {admin} ({exc}); run scripts/postgres-up.sh")
     url = _with_database(admin, name)
     try:
-        upgrade(url)
+        upgrade(url, revision)
         yield url
     finally:
         _drop_database(admin, name)

@@ -216,3 +216,39 @@ async def test_hostile_caller_text_never_stops_a_record(api: ApiHarness) -> None
     assert [len(trail[1][f]) for f in ("actorId", "actorName", "objectId")] == [200, 200, 200]
     assert trail[1]["actorName"].endswith("\u2026")
     assert (await api.client.get("/api/v1/audit/verify", headers=root)).json()["data"]["ok"]
+
+
+async def test_a_jobs_records_include_those_naming_it_in_a_list(api: ApiHarness) -> None:
+    """`job_id` finds a job's own records and those naming it among others (after.jobIds): a
+    bulk enqueue's job.created, a worker's job.completed, a batch.created; never another
+    job's, and never another organisation's."""
+    from uuid import UUID
+
+    from conftest import running_worker
+
+    from conveyor.engine import JobRequest
+    from conveyor.model import Owner
+
+    owner = Owner(user_id="u", org_id="org-a")
+    bulk = await api.conveyor.engine.enqueue_many([JobRequest("t.echo", {"value": i}, owner=owner) for i in range(3)])
+    mine = bulk[0].id
+    lone = await api.conveyor.engine.enqueue("t.echo", {"value": 9}, owner=owner)
+    async with running_worker(api.conveyor):
+        for job in [*bulk, lone]:
+            await api.conveyor.engine.wait(job.id, timeout=10)
+    view = await api.conveyor.batches.submit("pair", [JobRequest("t.echo", {"value": 1})] * 2, owner=owner)
+
+    admin = api.jwt(**ADMIN_A)
+    trail = (await records(api, admin, job_id=str(mine)))["records"]
+    assert [r["action"] for r in trail] == ["job.created", "job.completed"]
+    assert all(str(mine) in r["after"]["jobIds"] and r["objectId"] is None for r in trail)
+    assert str(lone.id) not in str(trail[0]["after"]["jobIds"])  # the lone job's records are its own
+    own = (await records(api, admin, job_id=str(lone.id)))["records"]
+    assert (own[0]["action"], own[0]["objectId"]) == ("job.created", str(lone.id))
+    assert "job.completed" in [r["action"] for r in own]
+    member = str(view.jobs[0].id)
+    listed = (await records(api, admin, job_id=member, action="batch.created"))["records"]
+    assert [(r["objectType"], r["objectId"]) for r in listed] == [("batch", str(view.batch.id))]
+    # another organisation's admin: nothing, even by id
+    assert (await records(api, api.jwt(sub="admin-b", roles=("admin",), org="org-b"), job_id=str(mine)))["total"] == 0
+    assert (await records(api, admin, job_id=str(UUID(int=1))))["records"] == []

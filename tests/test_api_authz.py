@@ -286,6 +286,8 @@ async def call(
         kwargs["files"] = {"file": ("matrix.csv", UPLOAD_CSV, "text/csv")}
     if route.path == "/api/v1/cache/clear":
         kwargs["params"] = {"confirm": "true"}
+    if route.path == "/api/v1/events":  # the feed, closed once open: never block the matrix
+        kwargs["params"] = {"close_after": "0"}
     return await client.request(route.method, path, **kwargs)
 
 

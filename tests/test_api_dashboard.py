@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from typing import Any
 from uuid import UUID
 
 from conftest import ApiHarness, eventually, running_worker
@@ -119,6 +120,60 @@ async def test_cursor_pages_walk_every_job_once_in_either_order(api: ApiHarness)
     assert [j["id"] for j in first["data"]["jobs"] + second.json()["data"]["jobs"]] == labelled[:6]
     bad = await api.client.get("/api/v1/jobs", params={"cursor": "not-a-cursor"}, headers=headers)
     assert bad.status_code == 400 and bad.json()["details"]["field"] == "cursor"
+
+
+async def test_every_sort_key_pages_by_cursor_through_every_job_once_in_its_order(api: ApiHarness) -> None:
+    """Each sort key, ascending and descending, walked in pages of 4 by cursor, gives the order
+    the key defines (ties by creation time, then id; an unfinished job's finish time is later
+    than any finished one's), every job once; filters hold across the pages."""
+    owner = Owner(user_id="u", org_id="org-a")
+    made = []
+    for i in range(15):
+        kind = "t.echo" if i % 3 else "t.fail"
+        options: dict[str, Any] = {"queue": "idle", "owner": owner, "priority": 1 + (i * 7) % 4}
+        if i % 5 == 4:
+            options["delay"] = timedelta(hours=1 + i)  # scheduled, due later
+        made.append(await api.conveyor.engine.enqueue(kind, {"value": i}, **options))
+    for job in made[::4]:
+        await api.conveyor.engine.cancel(job.id)  # finished: a completion time
+    await api.conveyor.engine.enqueue("t.echo", {"value": 99}, queue="idle", owner=Owner(user_id="v", org_id="org-b"))
+    stored = [await api.conveyor.store.get_job(j.id) for j in made]
+    headers = await api.key("admin", org="org-a")
+    last = datetime.max.replace(tzinfo=UTC)
+    keys: dict[str, Any] = {
+        "created": lambda j: j.created_at,
+        "priority": lambda j: j.priority,
+        "status": lambda j: j.status.value,
+        "type": lambda j: j.kind,
+        "run_at": lambda j: j.run_at,
+        "finished": lambda j: j.completed_at or last,
+    }
+    for key, value in keys.items():
+        for descending in (False, True):
+            expected = sorted(stored, key=lambda j: (value(j), j.created_at, j.id), reverse=descending)
+            sort = f"-{key}" if descending else key
+            seen: list[str] = []
+            cursor = None
+            while True:
+                params = {"limit": 4, "sort": sort, **({"cursor": cursor} if cursor else {})}
+                answer = await api.client.get("/api/v1/jobs", params=params, headers=headers)
+                data = answer.json()["data"]
+                assert answer.status_code == 200 and data["total"] == 15, answer.text
+                seen += [j["id"] for j in data["jobs"]]
+                cursor = data["nextCursor"]
+                if cursor is None:
+                    break
+            assert seen == [str(j.id) for j in expected], sort
+    failing = await api.client.get("/api/v1/jobs", params={"sort": "-priority", "type": "t.fail"}, headers=headers)
+    assert [j["type"] for j in failing.json()["data"]["jobs"]] == ["t.fail"] * 5
+    bad = await api.client.get("/api/v1/jobs", params={"sort": "colour"}, headers=headers)
+    assert bad.status_code == 400 and bad.json()["details"]["field"] == "sort"
+    assert "priority" in bad.json()["error"]
+    first = (await api.client.get("/api/v1/jobs", params={"sort": "priority", "limit": 2}, headers=headers)).json()
+    other = await api.client.get(
+        "/api/v1/jobs", params={"sort": "status", "cursor": first["data"]["nextCursor"]}, headers=headers
+    )
+    assert other.status_code == 400 and other.json()["details"]["field"] == "cursor"
 
 
 async def test_org_filter_narrows_a_super_admins_list_and_never_widens_an_admins(api: ApiHarness) -> None:

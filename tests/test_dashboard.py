@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
+import json
 import os
 import re
 import shutil
@@ -48,6 +50,8 @@ T = TypeVar("T")
 # Screenshots of each page, kept as test artefacts (CI may upload the directory).
 ARTIFACTS = Path(os.environ.get("CONVEYOR_TEST_ARTIFACTS", "test-artifacts")) / "dashboard"
 JWT_SECRET = "dashboard-tests-secret-that-is-long-enough-0123456789"
+# The served installation's key: sensitive job types (the workbench's sentiment analysis) seal.
+ENCRYPTION_KEYS = {"dash": "dGhpcyBpcyBhIHRlc3Qga2V5LCBub3QgYSBzZWNyZXQ="}
 ORG = "org-a"
 OTHER = "org-b"
 IDLE = "reports"  # a queue no worker of the server serves: its jobs stay pending
@@ -75,7 +79,8 @@ class Served:
         a thread of its own: Playwright's synchronous API keeps an event loop on this one)."""
 
         async def run() -> Any:
-            conveyor = Conveyor.from_settings(Settings(database_url=self.database_url, auto_migrate=False))
+            settings = Settings(database_url=self.database_url, auto_migrate=False, encryption_keys=ENCRYPTION_KEYS)
+            conveyor = Conveyor.from_settings(settings)
             await conveyor.start()
             try:
                 return await action(conveyor)
@@ -122,6 +127,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "CONVEYOR_DATABASE_URL": database_url,
         "API_PORT": str(port),
         "CONVEYOR_JWT_SECRET": JWT_SECRET,
+        "CONVEYOR_ENCRYPTION_KEYS": json.dumps(ENCRYPTION_KEYS),
         "CONVEYOR_QUEUES": "default",
         "CONVEYOR_API_WORKERS": "1",
         "CONVEYOR_LOG_LEVEL": "WARNING",
@@ -255,6 +261,34 @@ def test_jobs_filters_search_and_pagination(page: Page, served: Served) -> None:
     filters.get_by_label("Status").select_option("completed")
     filters.get_by_role("button", name="Apply").click()
     expect(page.locator("#job-count")).to_have_text("No job matches (0).")
+
+    # a column header sorts by its column, the other way when clicked again, and says so
+    page.get_by_role("link", name="Clear").click()
+    filters = page.get_by_role("form", name="Filter jobs")
+    filters.get_by_label("Queue").fill(IDLE)
+    filters.get_by_role("button", name="Apply").click()
+    header = page.locator("#job-list th").filter(has=page.get_by_role("button", name="Priority"))
+    expect(header).to_have_attribute("aria-sort", "none")
+    header.get_by_role("button").click()
+    expect(page).to_have_url(re.compile(r"sort=-priority"))
+    header = page.locator("#job-list th").filter(has=page.get_by_role("button", name="Priority"))
+    expect(header).to_have_attribute("aria-sort", "descending")
+    expect(page.locator("#job-list caption")).to_have_text("Jobs, priority, highest first")
+    highs = sum(1 for i in range(SEEDED) if i % 2)
+    priorities = page.locator("#job-list tbody tr td:nth-child(4)")
+    expect(priorities.first).to_contain_text("high")
+    page.get_by_role("button", name="Next →").click()
+    expect(page.locator("#job-count")).to_have_text(f"Jobs 51{DASH}{SEEDED} of {SEEDED}")
+    expect(priorities).to_have_count(SEEDED - 50)
+    assert all("low" in text for text in priorities.all_inner_texts()[highs - 50 :])
+    header = page.locator("#job-list th").filter(has=page.get_by_role("button", name="Priority"))
+    header.get_by_role("button").click()
+    expect(page).to_have_url(re.compile(r"sort=priority(&|$)"))
+    expect(page.locator("#job-list th").filter(has=page.get_by_role("button", name="Priority"))).to_have_attribute(
+        "aria-sort", "ascending"
+    )
+    expect(priorities.first).to_contain_text("low")
+    snap(page, "jobs-sorted")
 
     # oldest first starts with the first seeded job; its id opens its page
     page.get_by_role("link", name="Clear").click()
@@ -501,3 +535,85 @@ def test_a_job_page_lists_the_attempts_that_ended_in_an_error(page: Page, served
     expect(row).to_have_count(1)
     expect(row).to_contain_text("Timeout: job exceeded its timeout of 1.0s")
     expect(row.locator("td").first).to_have_text("1")
+
+
+def test_a_job_page_shows_its_data_and_masks_sensitive_data_from_a_viewer(page: Page, served: Served) -> None:
+    """A sensitive job type's data (sealed at rest): the admin reads it on the job page; the
+    viewer, whose role lacks jobs:read-sensitive, sees its fields with the values masked."""
+    secret = "call Jane Roe on 555-0100"
+
+    async def held(conveyor: Conveyor) -> UUID:
+        owner = Owner(user_id="alice", org_id=ORG)
+        data = {"texts": [secret]}
+        job = await conveyor.engine.enqueue("sentiment_analysis_batch", data, queue="parked", owner=owner)
+        await conveyor.engine.cancel(job.id)  # kept out of the pending counts other tests check
+        return job.id
+
+    job_id = served.engine(held)
+    sign_in(page, served, "admin", f"#/job/{job_id}")
+    data = page.locator("#job-data")
+    expect(data.locator("pre")).to_contain_text(secret)
+    expect(data.get_by_role("note")).to_have_count(0)
+    snap(page, "job-data")
+
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, served, "viewer", f"#/job/{job_id}")
+    expect(data.get_by_role("note")).to_contain_text("your role may not read this job's data")
+    expect(data.locator("pre")).to_contain_text('"texts": "[masked]"')
+    expect(page.locator("main")).not_to_contain_text("Jane Roe")
+    snap(page, "job-data-masked")
+
+
+def test_a_job_page_lists_the_audit_records_naming_it_among_others(page: Page, served: Served) -> None:
+    """A worker records its outcomes one record per batch of jobs (`after.jobIds`): the job's
+    page shows that record beside the job's own."""
+
+    async def completed(conveyor: Conveyor) -> UUID:
+        job = await conveyor.engine.enqueue("noop", {}, owner=Owner(user_id="alice", org_id=ORG))
+        assert (await conveyor.engine.wait(job.id, 30)).status is Status.COMPLETED
+        return job.id
+
+    job_id = served.engine(completed)
+    sign_in(page, served, "admin", f"#/job/{job_id}")
+    audit = page.locator("section").filter(has=page.get_by_role("heading", name="Audit records and signatures"))
+    expect(audit.get_by_role("cell", name="job.completed", exact=True)).to_be_visible()
+    expect(audit.get_by_role("cell", name="job.created", exact=True)).to_be_visible()
+    snap(page, "job-audit")
+
+
+def test_a_job_enqueued_over_the_api_appears_live_without_a_poll(page: Page, served: Served) -> None:
+    """The overview and the jobs list follow the change feed (GET /api/v1/events): a job made
+    over the API shows without a reload, with the polling interval set to an hour, and the
+    page reads the API at most once a second."""
+    page.add_init_script("sessionStorage.setItem('conveyor.pollMs', '3600000')")
+    summaries: list[float] = []
+    page.on("request", lambda r: summaries.append(time.monotonic()) if "/jobs/stats/summary" in r.url else None)
+    headers = {"Authorization": f"Bearer {served.keys['admin']}"}
+    queue = "live"  # served by no worker: the jobs stay pending
+
+    def enqueue() -> str:
+        made = httpx.post(
+            f"{served.base_url}/api/v1/jobs", json={"type": "noop", "data": {}, "queue": queue}, headers=headers
+        )
+        assert made.status_code == 201, made.text
+        return str(made.json()["data"]["jobId"])
+
+    made: list[str] = []
+    try:
+        sign_in(page, served, "admin")
+        expect(page.locator("#live")).to_have_text("live")
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=queue, exact=True))
+        expect(row).to_have_count(0)
+        made.append(enqueue())
+        expect(row.locator("td").nth(2)).to_have_text("1")  # the queue's pending count, live
+        snap(page, "overview-live")
+        page.goto(f"{served.base_url}/dashboard/#/jobs?queue={queue}")
+        expect(page.locator("#job-count")).to_have_text(f"Jobs 1{DASH}1 of 1")
+        made.append(enqueue())
+        expect(page.locator("#job-count")).to_have_text(f"Jobs 1{DASH}2 of 2")
+        expect(page.locator("#job-list tbody tr")).to_have_count(2)
+    finally:
+        for job_id in made:
+            httpx.post(f"{served.base_url}/api/v1/jobs/{job_id}/cancel", headers=headers)
+    gaps = [b - a for a, b in itertools.pairwise(summaries)]
+    assert all(gap > 0.8 for gap in gaps), gaps  # coalesced: once a second at most

@@ -340,3 +340,51 @@ async def test_a_reader_polling_a_sensitive_job_is_recorded_once_a_window(databa
             ("nurse", ["data", "result"]),
             ("nurse", ["data", "result"]),
         ]
+
+
+async def test_a_role_that_may_not_read_sensitive_data_gets_it_masked_and_no_read_is_recorded(
+    database_url: str,
+) -> None:
+    """`jobs:read-sensitive` (access.py) decides: an admin reads a sensitive job's data, result
+    and logs in clear (each read recorded); a viewer of the same organisation sees the data's
+    field names with masked values, the result and log messages masked, and reads nothing."""
+    async with api_harness(database_url, encryption_keys={"k1": K1}) as api:
+        admin, viewer = await api.key("admin", org="org-a"), await api.key("viewer", org="org-a")
+        made = await api.client.post("/api/v1/jobs", json={"type": "t.sensitive", "data": PATIENT}, headers=admin)
+        job_id = made.json()["data"]["jobId"]
+        echoed = {"value": [7, {"nested": True}]}
+        plain = await api.client.post("/api/v1/jobs", json={"type": "t.echo", "data": echoed}, headers=admin)
+        async with running_worker(api.conveyor):
+            await api.conveyor.engine.wait(UUID(job_id), timeout=10)
+            await api.conveyor.engine.wait(UUID(plain.json()["data"]["jobId"]), timeout=10)
+        await api.conveyor.audit.seal()
+        before = len(await api.conveyor.store.audit_page(0, 500))
+
+        shown = (await api.client.get(f"/api/v1/jobs/{job_id}?include=data", headers=viewer)).json()["data"]
+        assert shown["data"] == {"patient": "[masked]", "note": "[masked]"}
+        assert shown["result"] == "[masked]" and shown["masked"] == ["data", "result"]
+        logs = (await api.client.get(f"/api/v1/jobs/{job_id}/logs", headers=viewer)).json()["data"]["logs"]
+        assert logs and all(line["message"] == "[masked]" for line in logs if line["component"] != "worker")
+        waited = (await api.client.post(f"/api/v1/jobs/{job_id}/wait", json={"timeout": 0}, headers=viewer)).json()
+        assert waited["data"]["result"] == "[masked]" and waited["data"]["masked"] == ["result"]
+        assert "data" not in waited["data"]  # the input data only where asked for: GET …?include=data
+        monitoring = (await api.client.get(f"/api/v1/jobs/jobs/{job_id}", headers=viewer)).json()["job"]
+        assert monitoring["result"] == "[masked]"
+        assert MARKER not in str([shown, logs, waited, monitoring]) and "Jane Roe" not in str([shown, logs, waited])
+        bad = await api.client.get(f"/api/v1/jobs/{job_id}?include=everything", headers=viewer)
+        assert bad.status_code == 400 and bad.json()["details"]["field"] == "include"
+        # A job type that is not sensitive is shown in clear to the viewer, with nothing masked.
+        echo_id = plain.json()["data"]["jobId"]
+        echo = (await api.client.get(f"/api/v1/jobs/{echo_id}?include=data", headers=viewer)).json()["data"]
+        assert echo["data"] == echoed and "masked" not in echo
+        await api.conveyor.audit.seal()
+        after = await api.conveyor.store.audit_page(0, 500)
+        assert [r for r in after[before:] if r.action == "job.read"] == []  # the viewer opened nothing
+
+        opened = (await api.client.get(f"/api/v1/jobs/{job_id}?include=data", headers=admin)).json()["data"]
+        assert opened["data"] == PATIENT and opened["result"]["patient"] == "Jane Roe" and "masked" not in opened
+        logs = (await api.client.get(f"/api/v1/jobs/{job_id}/logs", headers=admin)).json()["data"]["logs"]
+        assert any(MARKER in line["message"] for line in logs)
+        await api.conveyor.audit.seal()
+        reads = [r.after for r in (await api.conveyor.store.audit_page(0, 500))[before:] if r.action == "job.read"]
+        assert reads == [{"fields": ["data", "result"]}, {"fields": ["logs"]}]

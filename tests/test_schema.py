@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -163,3 +164,95 @@ def test_hot_queries_search_an_index_on_sqlite(sqlite_template: Any, name: str) 
     finally:
         engine.dispose()
     assert "USING" in plan and not re.search(r"SCAN conveyor_jobs(?! USING)", plan), plan
+
+
+def _audit_by_job_statements(dialect: Any) -> list[str]:
+    """The page and the count the store runs for the audit records about one job, as SQL."""
+    from conveyor.store.audit import AuditFilter
+    from conveyor.store.schema import audit
+
+    where = AuditFilter(job_id="job-7", org_id="org7", every_org=False).clauses()
+    page = sa.select(audit).where(*where, audit.c.seq > 0).order_by(audit.c.seq).limit(100)
+    count = sa.select(sa.func.count()).select_from(audit).where(*where)
+    return [str(s.compile(dialect=dialect, compile_kwargs={"literal_binds": True})) for s in (page, count)]
+
+
+def test_a_jobs_audit_records_are_found_through_indexes_on_postgres(postgres_url: str) -> None:
+    """50,000 chained records, each naming 4 jobs in a list: the records about one job are two
+    index lookups (its own by object, those naming it by conveyor_audit_subjects' key), united,
+    then fetched by seq; the audit table is never read whole."""
+    from conftest import truncate_all
+    from sqlalchemy.dialects import postgresql
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            """INSERT INTO conveyor_audit (seq, recorded_at, actor_id, action, object_type, object_id, after,
+                                           org_id, prev_hash, hash)
+               SELECT n, now(), 'system', 'job.completed', 'job', CASE WHEN n % 2 = 0 THEN 'job-' || n END,
+                      jsonb_build_object('jobIds', jsonb_build_array('job-' || n, 'job-' || n + 1)),
+                      'org' || (n % 50), '', ''
+               FROM generate_series(1, 50000) AS n"""
+        )
+        conn.execute(
+            """INSERT INTO conveyor_audit_subjects (job_id, seq)
+               SELECT 'job-' || (n + k), n FROM generate_series(1, 50000) AS n, generate_series(0, 1) AS k"""
+        )
+        conn.execute("ANALYZE conveyor_audit")
+        conn.execute("ANALYZE conveyor_audit_subjects")
+        try:
+            for statement in _audit_by_job_statements(postgresql.dialect()):
+                plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + statement))
+                assert "conveyor_audit_subjects_pkey" in plan and "ix_conveyor_audit_object" in plan, plan
+                assert "Seq Scan" not in plan, plan
+        finally:
+            truncate_all(conn)
+
+
+def test_a_jobs_audit_records_are_found_through_indexes_on_sqlite(sqlite_template: Any) -> None:
+    from sqlalchemy.dialects import sqlite
+
+    engine = sa.create_engine(f"sqlite:///{sqlite_template}")
+    try:
+        with engine.connect() as conn:
+            for statement in _audit_by_job_statements(sqlite.dialect()):
+                plan = " | ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement))
+                assert "conveyor_audit_subjects" in plan and "ix_conveyor_audit_object" in plan, plan
+                assert not re.search(r"SCAN conveyor_audit\b(?! USING (INTEGER )?PRIMARY KEY)", plan), plan
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_migration_0014_lists_the_jobs_that_chained_records_name(dialect: str, tmp_path: Any) -> None:
+    """Records chained before 0014 are found by job too: it fills conveyor_audit_subjects from
+    every record's after.jobIds (and from nothing else)."""
+    from conftest import migrated_postgres_database
+
+    with contextlib.ExitStack() as stack:
+        if dialect == "sqlite":
+            url = f"sqlite:///{tmp_path / 'before-0014.db'}"
+            upgrade(url, "0013")
+        else:
+            url = stack.enter_context(migrated_postgres_database("conveyor_m14", revision="0013"))
+        engine = sync_engine(url)
+        stack.callback(engine.dispose)
+        after = "CAST(:after AS jsonb)" if dialect == "postgres" else ":after"
+        with engine.begin() as conn:
+            for seq, value in [
+                (1, '{"count": 2, "jobIds": ["a", "b"]}'),
+                (2, '{"status": "pending"}'),
+                (3, '{"jobIds": ["b", "b", "c"], "name": "batch"}'),
+                (4, "null"),
+            ]:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO conveyor_audit (seq, recorded_at, actor_id, action, object_type, after,"
+                        f" prev_hash, hash) VALUES (:seq, '2026-01-01 00:00:00', 'system', 'job.created', 'job',"
+                        f" {after}, '', '')"
+                    ),
+                    {"seq": seq, "after": value},
+                )
+        upgrade(url)
+        with engine.connect() as conn:
+            named = conn.execute(sa.text("SELECT job_id, seq FROM conveyor_audit_subjects ORDER BY seq, job_id")).all()
+        assert [tuple(r) for r in named] == [("a", 1), ("b", 1), ("b", 3), ("c", 3)]

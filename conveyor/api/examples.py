@@ -351,8 +351,8 @@ ME = {
         "via": "jwt",
         "superAdmin": False,
         "permissions": [
-            "cache:clear", "jobs:create", "jobs:manage", "jobs:read", "metrics:read", "queues:manage",
-            "queues:read", "schedules:manage",
+            "cache:clear", "jobs:create", "jobs:manage", "jobs:read", "jobs:read-sensitive", "metrics:read",
+            "queues:manage", "queues:read", "schedules:manage",
         ],
     },
     "timestamp": TS,

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from conveyor.api.timefmt import iso
+from conveyor.crypto import is_sealed
+from conveyor.engine.sealing import MASK
 from conveyor.insights import Summary
 from conveyor.jobtypes import jsonable
 from conveyor.model import Job, Status, utc_now
@@ -60,9 +62,19 @@ def job_links(job: Job) -> dict[str, str]:
     return {"self": base, "logs": f"{base}/logs", "wait": f"{base}/wait", "cancel": f"{base}/cancel"}
 
 
-def canonical_job(job: Job, *, full: bool = True) -> dict[str, Any]:
+def shown_value(value: Any) -> Any:
+    """A job's data or result as the API shows it: one this process could not open (its key is
+    not configured here) is masked rather than shown as ciphertext."""
+    return MASK if is_sealed(value) else jsonable(value)
+
+
+def canonical_job(
+    job: Job, *, full: bool = True, masked: list[str] | None = None, with_data: bool = False
+) -> dict[str, Any]:
     """Seed 002's job (camelCase). `full` adds result, error, stats and everything else the
-    detail view shows; the list shows the summary keys."""
+    detail view shows (`with_data`: the input data too); the list shows the summary keys.
+    `masked` names the fields the engine masked for a caller who may not read sensitive data
+    (Engine.get's `reveal`); only those shown are named."""
     out: dict[str, Any] = {
         "id": str(job.id),
         "type": job.kind,
@@ -81,7 +93,7 @@ def canonical_job(job: Job, *, full: bool = True) -> dict[str, Any]:
             {
                 "processingStats": processing_stats(job),
                 "currentStep": current_step(job),
-                "result": jsonable(job.result) if job.status is Status.COMPLETED else None,
+                "result": shown_value(job.result) if job.status is Status.COMPLETED else None,
                 "error": job.error,
             }
         )
@@ -89,6 +101,10 @@ def canonical_job(job: Job, *, full: bool = True) -> dict[str, Any]:
     if job.item_errors:
         out["itemErrors"] = job.item_errors
         out["itemErrorsOmitted"] = job.item_errors_dropped
+    if with_data:
+        out["data"] = shown_value(job.data)
+    if shown_masked := [f for f in masked or () if f != "data" or with_data]:
+        out["masked"] = shown_masked
     out.update(
         {
             "queue": job.queue,
@@ -148,7 +164,7 @@ def monitoring_job(job: Job) -> dict[str, Any]:
         "started_at": iso(job.started_at),
         "completed_at": iso(job.completed_at),
         "updated_at": iso(job.updated_at),
-        "result": jsonable(job.result) if job.status is Status.COMPLETED else None,
+        "result": shown_value(job.result) if job.status is Status.COMPLETED else None,
         "error": job.error,
         "labels": job.labels,
         "owner": {

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from conveyor.audit import AuditEntry, current_actor
 from conveyor.crypto import Keyring
 from conveyor.engine.audit import Audit
+from conveyor.engine.changes import Changes
 from conveyor.engine.coalescer import EnqueueCoalescer
 from conveyor.engine.reads import DEFAULT_WINDOW as DEFAULT_READ_WINDOW
 from conveyor.engine.reads import Reads
@@ -34,6 +35,7 @@ from conveyor.model import (
     RETRYABLE_BY_HAND,
     Job,
     JobFilter,
+    JobOrder,
     LogEntry,
     LogLevel,
     NewJob,
@@ -136,6 +138,8 @@ class Engine:
         self._plans: dict[tuple[Any, ...], _Plan] = {}
         # Concurrent single enqueues share statements (see coalescer.py).
         self._coalescer = EnqueueCoalescer(store.insert_jobs)
+        # Live views' feed: notifications coalesced and narrowed to each follower's jobs.
+        self.changes = Changes(store, self.notifier, self.start)
 
     async def start(self, topics: Collection[str] = TOPICS) -> None:
         """Feed the store's notifications of `topics` to the notifier. Only what is listened
@@ -333,10 +337,14 @@ class Engine:
 
     # --- reads ----------------------------------------------------------------------------
 
-    async def get(self, job_id: UUID, *, visible_to: Visibility | None = None) -> Job:
+    async def get(self, job_id: UUID, *, visible_to: Visibility | None = None, reveal: bool = True) -> Job:
         """The job; JobNotFound also when it lies outside `visible_to` (ids leak nothing).
-        Reading a sensitive job's data or result is recorded in the audit trail (job.read)."""
+        Reading a sensitive job's data or result is recorded in the audit trail (job.read).
+        `reveal=False` (a reader whose role may not read sensitive data): sealed fields come
+        masked (Sealing.masked), and nothing is recorded as read."""
         job = await self._stored(job_id, visible_to)
+        if not reveal:
+            return self.sealing.masked(job)
         await self._record_read(job)
         return self.sealing.opened(job)
 
@@ -357,13 +365,16 @@ class Engine:
         limit: int = 50,
         offset: int = 0,
         newest_first: bool = True,
-        after: tuple[datetime, UUID] | None = None,
+        after: tuple[Any, datetime, UUID] | None = None,
+        order: JobOrder | None = None,
     ) -> tuple[list[Job], int]:
         """A page of jobs and how many match; the sensitive ones among them are named by one
-        job.read record. `after` (a job's created_at and id, from the last job of the previous
-        page) pages by key: as fast on the millionth job as on the first."""
+        job.read record. `order`: by creation (newest first unless `newest_first` is False)
+        or another of SORT_KEYS. `after` (from the last job of the previous page: its value of
+        the sort key, `JobOrder.value_of`, its created_at and id) pages by key: as fast on the
+        millionth job as on the first."""
         jobs, total = await self.store.list_jobs(
-            where or JobFilter(), limit=limit, offset=offset, newest_first=newest_first, after=after
+            where or JobFilter(), limit=limit, offset=offset, newest_first=newest_first, after=after, order=order
         )
         if sensitive := [j for j in jobs if self.sealing.sealed_fields(j)]:
             await self.reads.page(sensitive)
@@ -380,9 +391,13 @@ class Engine:
         limit: int = 100,
         offset: int = 0,
         visible_to: Visibility | None = None,
+        reveal: bool = True,
     ) -> tuple[list[LogEntry], int]:
+        """A page of the job's log lines; `reveal=False` masks sealed messages (see get)."""
         job = await self._stored(job_id, visible_to)
         logs, total = await self.store.get_logs(job_id, min_level=min_level, limit=limit, offset=offset)
+        if not reveal:
+            return self.sealing.masked_logs(logs), total
         if self.sealing.any_sealed_log(logs):
             await self.reads.job(job, ["logs"])
         return self.sealing.open_logs(logs), total
@@ -497,7 +512,9 @@ class Engine:
         finally:
             unsubscribe()
 
-    async def wait(self, job_id: UUID, timeout: float, *, visible_to: Visibility | None = None) -> Job:
+    async def wait(
+        self, job_id: UUID, timeout: float, *, visible_to: Visibility | None = None, reveal: bool = True
+    ) -> Job:
         """The job once it finishes, or as it is when `timeout` seconds pass.
 
         Woken by the finish notification; where other processes' finishes are not announced
@@ -511,6 +528,8 @@ class Engine:
                 job = await self._stored(job_id, visible_to)
                 remaining = deadline - asyncio.get_running_loop().time()
                 if job.status.is_finished or remaining <= 0:
+                    if not reveal:
+                        return self.sealing.masked(job)
                     await self._record_read(job)  # once, for what is returned
                     return self.sealing.opened(job)
                 if future.done():  # woken ("*", another job's commit): a fresh one, or every

@@ -40,6 +40,9 @@ _PLAIN_FORMS: dict[str, Callable[[Any], bool]] = {
 }
 ERROR, ITEM_ERROR = "error", "item_error"  # what a sealed error text is bound to, with the job's id
 
+# What a caller whose role may not read sensitive data sees in place of each sealed value.
+MASK = "[masked]"
+
 
 class Sealing:
     def __init__(self, registry: Registry, keyring: Keyring | None) -> None:
@@ -93,6 +96,30 @@ class Sealing:
             error=self._open_error(job.error, job.id, ERROR),
             item_errors=[self._open_error(e, job.id, ITEM_ERROR) for e in job.item_errors],
         )
+
+    def masked(self, job: Job) -> Job:
+        """`job` as a caller who may not read sensitive data sees it: sealed data keeps its
+        top-level field names (the job type's schema, not the person's values) with every value
+        masked; a sealed result is masked whole. No value is revealed, so no read is recorded."""
+        if not (is_sealed(job.data) or is_sealed(job.result)):
+            return job
+        data: Any = job.data
+        if is_sealed(data):
+            opened = self._try_open(data, job.id, "data")
+            data = {name: MASK for name in opened} if isinstance(opened, dict) and not is_sealed(opened) else MASK
+        result = MASK if is_sealed(job.result) else job.result
+        return dataclasses.replace(job, data=data, result=result)
+
+    @staticmethod
+    def masked_fields(job: Job) -> list[str]:
+        """Which fields of a job from `masked` were masked."""
+        data = job.data
+        data_masked = data == MASK or (isinstance(data, dict) and bool(data) and all(v == MASK for v in data.values()))
+        return [name for name, masked in (("data", data_masked), ("result", job.result == MASK)) if masked]
+
+    @staticmethod
+    def masked_logs(logs: Sequence[LogEntry]) -> list[LogEntry]:
+        return [dataclasses.replace(e, message=MASK) if is_sealed_text(e.message) else e for e in logs]
 
     def _try_open(self, value: Any, job_id: object, field: str) -> Any:
         try:

@@ -35,7 +35,7 @@ from conveyor.audit import (
 )
 from conveyor.model import utc_now
 from conveyor.store.hooks import StoreHooks
-from conveyor.store.schema import audit, audit_checkpoints, audit_journal, signatures
+from conveyor.store.schema import audit, audit_checkpoints, audit_journal, audit_subjects, signatures
 
 # An arbitrary constant: the key of the advisory lock that serialises sealing.
 PG_AUDIT_LOCK = 7_412_202_612
@@ -57,10 +57,18 @@ class AuditFilter:
     object_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # The records about one job: its own (object job, this id) and those naming it in a list.
+    job_id: str | None = None
 
     def clauses(self) -> list[sa.ColumnElement[bool]]:
         c = audit.c
         out: list[sa.ColumnElement[bool]] = []
+        if self.job_id is not None:
+            # Two index lookups (object_type, object_id) and (job_id, seq), united: an OR of
+            # them would make the database read every record to test the second.
+            own = sa.select(c.seq).where(c.object_type == "job", c.object_id == self.job_id)
+            listed = sa.select(audit_subjects.c.seq).where(audit_subjects.c.job_id == self.job_id)
+            out.append(c.seq.in_(sa.union(own, listed)))
         if not self.every_org:
             out.append(c.org_id.is_(None) if self.org_id is None else c.org_id == self.org_id)
         for column, value in [
@@ -120,6 +128,8 @@ class AuditTables(StoreHooks):
                 sorted((r._asdict() for r in rows), key=lambda r: r["id"]), prev_seq=prev_seq, prev_hash=prev_hash
             )
             await conn.execute(audit.insert(), [r.fields() for r in records])
+            if named := listed_jobs(records):
+                await conn.execute(audit_subjects.insert(), named)
             head = records[-1]
             if checkpoint_every and head.seq // checkpoint_every > prev_seq // checkpoint_every:
                 await _insert_checkpoint(conn, head.seq, head.hash, key)
@@ -192,6 +202,20 @@ def _last_to_seal(dialect: str, limit: int, max_bytes: int) -> sa.Select[Any]:
     )
     within = sa.func.max(sa.case((oldest.c.running <= max_bytes, oldest.c.id)))
     return sa.select(sa.func.coalesce(within, sa.func.min(oldest.c.id)))
+
+
+def listed_jobs(records: Sequence[Any]) -> list[dict[str, Any]]:
+    """conveyor_audit_subjects' rows for chained `records`: each job a record names in its
+    `after.jobIds`, once."""
+    rows = []
+    for record in records:
+        after = record.after
+        named = after.get("jobIds") if isinstance(after, dict) else None
+        if isinstance(named, list):
+            rows += [
+                {"job_id": job_id, "seq": record.seq} for job_id in dict.fromkeys(named) if isinstance(job_id, str)
+            ]
+    return rows
 
 
 async def journal_in(conn: AsyncConnection, entries: Sequence[AuditEntry]) -> None:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from conveyor.audit import AuditEntry
 from conveyor.model import (
     Job,
     JobFilter,
+    JobOrder,
     LogEntry,
     LogLevel,
     NewJob,
     Outcome,
+    Owner,
     ProgressUpdate,
 )
 
@@ -63,10 +65,18 @@ class Store(Protocol):
         limit: int,
         offset: int,
         newest_first: bool = True,
-        after: tuple[datetime, UUID] | None = None,
+        after: tuple[Any, datetime, UUID] | None = None,
+        order: JobOrder | None = None,
     ) -> tuple[list[Job], int]:
-        """A page of jobs matching `where`, and how many match in all. `after` (a job's
-        created_at and id) starts the page past that job, in the listing's order."""
+        """A page of jobs matching `where` in `order` (default: by creation, newest first as
+        `newest_first` says), and how many match in all. `after` (a job's value of the sort
+        key, created_at and id) starts the page past that job, in the listing's order."""
+
+    async def changed_owners(
+        self, job_ids: Sequence[str], queues: Sequence[str], since: datetime
+    ) -> tuple[set[Owner], set[str]]:
+        """The owners of the jobs `job_ids` names and of those created at or after `since` in
+        `queues`, and which of `queues` had such jobs."""
 
     async def count_jobs(self, where: JobFilter, by: str = "status") -> dict[str, int]:
         """How many jobs match, grouped by one column (status, kind, priority, queue)."""

@@ -17,15 +17,18 @@ from conveyor.gcpause import gc_paused
 from conveyor.model import (
     Job,
     JobFilter,
+    JobOrder,
     LogEntry,
     LogLevel,
     NewJob,
     Outcome,
     OutcomeKind,
+    Owner,
     ProgressUpdate,
     Status,
     utc_now,
 )
+from conveyor.store import ordering
 from conveyor.store.alerts import AlertTables
 from conveyor.store.analytics import JobAnalytics
 from conveyor.store.audit import AuditTables, journal_in
@@ -254,24 +257,50 @@ class SqlStore(
         limit: int,
         offset: int,
         newest_first: bool = True,
-        after: tuple[datetime, UUID] | None = None,
+        after: ordering.After | None = None,
+        order: JobOrder | None = None,
     ) -> tuple[list[Job], int]:
         clauses = filter_clauses(where)
-        order = (jobs.c.created_at.desc(), jobs.c.id.desc()) if newest_first else (jobs.c.created_at, jobs.c.id)
-        if after is not None:
-            # Keyset paging: the jobs past (created_at, id) in the listing's order, found through
-            # the created_at indexes however deep the page (an offset walks every row before it).
-            at, last_id = after
-            c = jobs.c
-            if newest_first:
-                clauses.append(sa.or_(c.created_at < at, sa.and_(c.created_at == at, c.id < last_id)))
-            else:
-                clauses.append(sa.or_(c.created_at > at, sa.and_(c.created_at == at, c.id > last_id)))
-        page = sa.select(jobs).where(*clauses).order_by(*order).limit(limit).offset(offset)
+        order = order or JobOrder("created", descending=newest_first)
+        rows: list[Any] = []
         async with self._read_engine.connect() as conn:
-            rows = (await conn.execute(page)).all()
+            # Keyset paging (`after`): the jobs past the cursor in the listing's order, found
+            # through an index however deep the page (an offset walks every row before it).
+            for segment in ordering.segments(order, after):
+                if len(rows) >= limit:
+                    break
+                page = (
+                    sa.select(jobs)
+                    .where(*clauses, *segment.where)
+                    .order_by(*segment.order_by)
+                    .limit(limit - len(rows))
+                    .offset(0 if after else offset)
+                )
+                rows.extend((await conn.execute(page)).all())
             count = await self._count_matching(conn, where)
         return [job_from_row(r) for r in rows], count
+
+    async def changed_owners(
+        self, job_ids: Sequence[str], queues: Sequence[str], since: datetime
+    ) -> tuple[set[Owner], set[str]]:
+        """The owners of the jobs `job_ids` names and of those created at or after `since` in
+        `queues`, and which of `queues` had such jobs (a live feed's round: conveyor.engine.changes).
+        Found by primary key and through the created_at index: the recent rows only."""
+        c = jobs.c
+        who = (c.owner_user_id, c.owner_org_id, c.owner_study_id)
+        ids = [UUID(i) for i in job_ids if _is_uuid(i)]
+        owners: set[Owner] = set()
+        found: set[str] = set()
+        async with self._read_engine.connect() as conn:
+            if ids:
+                for user, org, study in await conn.execute(sa.select(*who).where(c.id.in_(ids)).distinct()):
+                    owners.add(Owner(user_id=user, org_id=org, study_id=study))
+            if queues:
+                recent = sa.select(c.queue, *who).where(c.created_at >= since, c.queue.in_(queues)).distinct()
+                for queue, user, org, study in await conn.execute(recent):
+                    owners.add(Owner(user_id=user, org_id=org, study_id=study))
+                    found.add(queue)
+        return owners, found
 
     async def _count_matching(self, conn: AsyncConnection, where: JobFilter) -> int:
         total = sa.select(sa.func.count()).select_from(jobs).where(*filter_clauses(where))
@@ -577,3 +606,11 @@ class SqlStore(
         if batch_ids := batch_ids_of((r.id, r.batch_id) for r in rows if r.status != Status.PENDING.value):
             await self.settle_batches_quietly(batch_ids)
         return [r.id for r in rows]
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True

@@ -104,6 +104,9 @@ jobs = sa.Table(
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
         sqlite_where=sa.text("idempotency_key IS NOT NULL"),
     ),
+    # No index per sort key of the jobs list (conveyor/store/ordering.py): each one costs every
+    # enqueue, claim and outcome write an index entry (three more cost bulk enqueue's server
+    # half again its instructions per row); sorts by priority, due or finish time sort.
     sa.Index("ix_conveyor_jobs_status_created", "status", "created_at"),
     sa.Index("ix_conveyor_jobs_kind_created", "kind", "created_at"),
     sa.Index("ix_conveyor_jobs_created", "created_at"),
@@ -303,6 +306,17 @@ audit_journal = sa.Table(
     sa.Column("request_id", sa.String(64)),
     sa.Column("client_address", sa.String(64)),
     sa.Column("org_id", sa.String(200)),
+)
+
+# The jobs a chained record names in a list (`after.jobIds`: a bulk enqueue's job.created, a
+# worker's job.completed, a batch.created, a page's job.read), one row each, written by the
+# sealer with the record: how a job's records are found without reading every record's JSON.
+# Derived from the chain (not part of what it hashes).
+audit_subjects = sa.Table(
+    "conveyor_audit_subjects",
+    metadata,
+    sa.Column("job_id", sa.String(200), primary_key=True),
+    sa.Column("seq", sa.BigInteger(), primary_key=True, autoincrement=False),
 )
 
 # The chain's head as it was at some moment, signed when CONVEYOR_AUDIT_KEY is set.

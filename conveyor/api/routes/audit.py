@@ -69,6 +69,14 @@ async def audit_filter(
     action: Annotated[str | None, Query(max_length=64, description="e.g. job.created")] = None,
     object_type: Annotated[str | None, Query(max_length=32, description="job, schedule, queue, api_key…")] = None,
     object_id: Annotated[str | None, Query(max_length=200)] = None,
+    job_id: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="the records about one job: its own and those naming it among others "
+            "(`after.jobIds`: a bulk enqueue, a worker's outcomes, a batch, a read of a page)",
+        ),
+    ] = None,
     since: Annotated[datetime | None, Query(description="recorded at or after (ISO 8601; UTC if no zone)")] = None,
     until: Annotated[datetime | None, Query(description="recorded before (ISO 8601; UTC if no zone)")] = None,
 ) -> AuditFilter:
@@ -79,6 +87,7 @@ async def audit_filter(
         action=action,
         object_type=object_type,
         object_id=object_id,
+        job_id=job_id,
         since=_utc(since),
         until=_utc(until),
     )

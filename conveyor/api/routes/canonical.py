@@ -29,8 +29,19 @@ from conveyor.api.render import canonical_job, render_summary, seed003_keys
 from conveyor.api.services import Services, admit_jobs, offered, queue_of, services
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.engine import MAX_DELAY
+from conveyor.engine.sealing import Sealing
 from conveyor.errors import InvalidJobOptions, JobNotFound
-from conveyor.model import FINISHED, Job, JobFilter, LogLevel, Status, priority_level, utc_now
+from conveyor.model import (
+    FINISHED,
+    SORT_KEYS,
+    Job,
+    JobFilter,
+    JobOrder,
+    LogLevel,
+    Status,
+    priority_level,
+    utc_now,
+)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -260,7 +271,15 @@ async def list_jobs(
     org_id: Annotated[
         str | None, Query(max_length=200, description="one organisation's jobs (of those the caller may see)")
     ] = None,
-    sort: Annotated[Literal["newest", "oldest"], Query(description="by creation time")] = "newest",
+    sort: Annotated[
+        str,
+        Query(
+            max_length=20,
+            description="the order: `newest` (default) or `oldest` by creation, or one of "
+            + ", ".join(SORT_KEYS)
+            + " ascending, or with a leading `-` descending (`-priority`: highest first); ties by creation, then id",
+        ),
+    ] = "newest",
     cursor: Annotated[
         str | None, Query(max_length=200, description="`nextCursor` of the previous page (then `page` is not used)")
     ] = None,
@@ -276,7 +295,8 @@ async def list_jobs(
     the first page, where `page` makes the database walk every job before it."""
     kinds = [k.strip() for k in (type or job_type or "").split(",") if k.strip()]
     size = limit or page_size or 50
-    after = parse_cursor(cursor) if cursor else None
+    order = parse_sort(sort)
+    after = parse_cursor(cursor, order) if cursor else None
     where = JobFilter(
         statuses=statuses(status),
         kinds=tuple(kinds),
@@ -290,10 +310,10 @@ async def list_jobs(
         visible_to=principal.visibility,
     )
     offset = 0 if after else (page - 1) * size
-    jobs, total = await svc.engine.list(where, limit=size, offset=offset, newest_first=sort == "newest", after=after)
-    items = [{**canonical_job(j, full=False), **seed003_keys(j)} for j in jobs]
+    jobs, total = await svc.engine.list(where, limit=size, offset=offset, after=after, order=order)
+    items = [{**canonical_job(j, full=False), "runAt": iso(j.run_at), **seed003_keys(j)} for j in jobs]
     # A full page may be the last: its cursor then answers an empty page (`total` tells).
-    next_cursor = job_cursor(jobs[-1]) if len(jobs) == size else None
+    next_cursor = job_cursor(jobs[-1], order) if len(jobs) == size else None
     return {
         "success": True,
         "data": {"jobs": items, "total": total, "page": page, "limit": size, "nextCursor": next_cursor},
@@ -306,22 +326,59 @@ async def list_jobs(
     }
 
 
-def job_cursor(job: Job) -> str:
-    """Where a page ends: the last job's creation time and id, opaque to the caller."""
-    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+SORT_ALIASES = {"newest": JobOrder("created", descending=True), "oldest": JobOrder("created", descending=False)}
 
 
-def parse_cursor(text: str) -> tuple[datetime, UUID]:
+def parse_sort(text: str) -> JobOrder:
+    if text in SORT_ALIASES:
+        return SORT_ALIASES[text]
+    key = text.removeprefix("-")
+    if key not in SORT_KEYS:
+        choices = ", ".join(SORT_KEYS)
+        raise ApiError(
+            400, "INVALID_QUERY", f"cannot sort by {text!r}: newest, oldest, or [-]key of {choices}", field="sort"
+        )
+    return JobOrder(key, descending=text.startswith("-"))
+
+
+def job_cursor(job: Job, order: JobOrder) -> str:
+    """Where a page ends: the last job's value of the sort key, creation time and id, opaque
+    to the caller (by creation: its creation time and id, as before other orders existed)."""
+    if order.key == "created":
+        raw = f"{job.created_at.isoformat()}|{job.id}"
+    else:
+        value = order.value_of(job)
+        shown = value.isoformat() if isinstance(value, datetime) else value
+        raw = json.dumps([order.key, shown, job.created_at.isoformat(), str(job.id)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def parse_cursor(text: str, order: JobOrder) -> tuple[Any, datetime, UUID]:
+    """A cursor job_cursor made for this order: (sort value, created_at, id)."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        at, _, job_id = raw.partition("|")
-        when = datetime.fromisoformat(at)
-        if when.tzinfo is None:
-            raise ValueError(at)
-        return when, UUID(job_id)
-    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        raise ApiError(400, "INVALID_QUERY", "cursor is not one this API gave", field="cursor") from None
+        if raw.startswith("["):
+            key, value, at, job_id = json.loads(raw)
+        else:
+            key, (at, _, job_id) = "created", raw.partition("|")
+            value = at
+        if key != order.key:
+            raise ValueError(key)
+        when = _aware(at)
+        if order.key in ("created", "run_at", "finished"):
+            value = None if order.key == "finished" and value is None else _aware(value)
+        elif not isinstance(value, int if order.key == "priority" else str) or isinstance(value, bool):
+            raise ValueError(value)
+        return value, when, UUID(job_id)
+    except (ValueError, TypeError):  # binascii.Error, UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ApiError(400, "INVALID_QUERY", "cursor is not one this API gave for this sort", field="cursor") from None
+
+
+def _aware(text: Any) -> datetime:
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise ValueError(text)
+    return when
 
 
 # --- stats ----------------------------------------------------------------------------------------
@@ -379,12 +436,25 @@ async def stats_throughput(
     summary="Get a job's status and progress",
     responses={**ex.example(200, ex.RUNNING_JOB), **ex.example(404, ex.CANONICAL_ERROR)},
 )
-async def get_job(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
+async def get_job(
+    svc: Svc,
+    principal: Reader,
+    job_id: str,
+    include: Annotated[
+        Literal["data"] | None, Query(description="`data`: the job's input data too (the dashboard's job page)")
+    ] = None,
+) -> dict[str, Any]:
     """The job, with the e-signatures applied to it (`signatures`: signer, printed name,
-    meaning, time, action; see GET /api/v1/jobs/{job_id}/signatures)."""
-    job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility)
+    meaning, time, action; see GET /api/v1/jobs/{job_id}/signatures); with `include=data`, its
+    input `data` too. A sensitive job's data and result come masked to a caller without
+    `jobs:read-sensitive`, and `masked` names them; opening them is recorded in the audit
+    trail (job.read)."""
+    reveal = principal.can(Permission.JOBS_READ_SENSITIVE)
+    job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility, reveal=reveal)
     signatures = await svc.conveyor.audit.signatures_of("job", job.id)
-    return ok({**canonical_job(job), "signatures": [s.as_json() for s in signatures]})
+    masked = None if reveal else Sealing.masked_fields(job)
+    shown = canonical_job(job, masked=masked, with_data=include == "data")
+    return ok({**shown, "signatures": [s.as_json() for s in signatures]})
 
 
 async def _cancel(svc: Services, principal: Principal, job_id: str, action: str = "job.cancelled") -> dict[str, Any]:
@@ -457,7 +527,15 @@ EVENTS_HEARTBEAT_S = 10.0  # a comment line this often keeps proxies from closin
         200: {
             "content": {
                 "text/event-stream": {
-                    "schema": {"type": "string"},
+                    # each event (OpenAPI 3.2's stream items): its name and its data (JSON)
+                    "schema": {
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "event": {"enum": ["job", "end"]},
+                            "data": {"type": "string", "contentMediaType": "application/json"},
+                        },
+                    },
                     "example": 'event: job\ndata: {"id": "0196…", "type": "sleep", "status": "running", "progress": 40}'
                     '\n\nevent: end\ndata: {"id": "0196…", "status": "completed"}\n\n',
                 }
@@ -526,7 +604,12 @@ async def job_logs(
             400, "INVALID_QUERY", f"unknown level {level!r}: debug, info, warning, error, critical", field="level"
         ) from None
     entries, total = await svc.engine.logs(
-        parse_job_id(job_id), min_level=min_level, limit=limit, offset=offset, visible_to=principal.visibility
+        parse_job_id(job_id),
+        min_level=min_level,
+        limit=limit,
+        offset=offset,
+        visible_to=principal.visibility,
+        reveal=principal.can(Permission.JOBS_READ_SENSITIVE),
     )
     logs = [
         {
@@ -558,7 +641,8 @@ async def wait_for_job(
     """Answers the moment the job finishes (woken by the store's notification, not a sleep
     loop), or with JOB_TIMEOUT (HTTP 408) and the job's current status and progress."""
     timeout_ms = (body or WaitRequest()).timeout
-    job = await svc.engine.wait(parse_job_id(job_id), timeout_ms / 1000, visible_to=principal.visibility)
+    reveal = principal.can(Permission.JOBS_READ_SENSITIVE)
+    job = await svc.engine.wait(parse_job_id(job_id), timeout_ms / 1000, visible_to=principal.visibility, reveal=reveal)
     if job.status not in FINISHED:
         raise ApiError(
             408,
@@ -568,6 +652,6 @@ async def wait_for_job(
             currentProgress=job.progress.percentage,
             jobId=str(job.id),
         )
-    data = canonical_job(job)
+    data = canonical_job(job, masked=None if reveal else Sealing.masked_fields(job))
     data.setdefault("completedAt", iso(job.completed_at or utc_now()))
     return ok(data)

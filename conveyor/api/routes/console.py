@@ -4,14 +4,21 @@ what it may do, and which workers are alive.
 `GET /api/v1/me` answers with the caller's role and its permissions from the one table
 (conveyor.access.ROLE_PERMISSIONS), so that the dashboard offers exactly the actions the API
 would allow. `GET /api/v1/workers` lists the live workers (host, pid, queues, concurrency,
-jobs running, last heartbeat).
+jobs running, last heartbeat). `GET /api/v1/events` is a live feed of changes among the
+caller's jobs (server-sent events; conveyor.engine.changes), which the dashboard's pages
+refresh on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
 
 from conveyor.access import Permission, Principal
 from conveyor.api import examples as ex
@@ -76,3 +83,84 @@ async def workers(svc: Svc, _principal: QueueReader) -> dict[str, Any]:
         for w in live
     ]
     return ok({"workers": out, "total": len(out)})
+
+
+CHANGES_HEARTBEAT_S = 10.0  # a comment line this often keeps proxies from closing a quiet stream
+
+
+@router.get(
+    "/events",
+    summary="A live feed of changes among the caller's jobs (server-sent events)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                "text/event-stream": {
+                    # each event, as OpenAPI 3.2 describes a stream's items: its name and its data (JSON)
+                    "schema": {
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "event": {"enum": ["ready", "change", "end"]},
+                            "data": {
+                                "type": "string",
+                                "contentMediaType": "application/json",
+                                "contentSchema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "topics": {
+                                            "type": "array",
+                                            "items": {"enum": ["insert", "finish", "cancel"]},
+                                        }
+                                    },
+                                },
+                            },
+                        },
+                    },
+                    "example": 'event: ready\ndata: {}\n\nevent: change\ndata: {"topics": ["finish", "insert"]}\n\n',
+                }
+            }
+        }
+    },
+)
+async def changes(
+    svc: Svc,
+    principal: Caller,
+    close_after: Annotated[
+        int, Query(ge=0, le=86_400, description="seconds until the server ends the stream (the client reconnects)")
+    ] = 3600,
+) -> StreamingResponse:
+    """`event: ready` at once, then `event: change` with `topics` each time jobs the caller may
+    see were added to a queue (`insert`), finished (`finish`) or asked to stop (`cancel`): at
+    most one event a second, naming no job (read them through the other endpoints, which apply
+    the caller's scope). After `close_after` seconds `event: end`, and the stream closes: a
+    bounded stream lets proxies and load balancers recycle it; the dashboard reconnects."""
+    feed = svc.engine.changes.follow(principal.visibility)
+    return StreamingResponse(
+        _change_events(feed, close_after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _change_events(feed: AsyncGenerator[frozenset[str], None], close_after: float) -> AsyncIterator[str]:
+    pending: asyncio.Future[frozenset[str]] | None = None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + close_after
+    try:
+        yield "event: ready\ndata: {}\n\n"
+        while (left := deadline - loop.time()) > 0:
+            pending = pending or asyncio.ensure_future(anext(feed))
+            done, _ = await asyncio.wait({pending}, timeout=min(CHANGES_HEARTBEAT_S, left))
+            if not done:
+                yield ": still here\n\n"
+                continue
+            topics, pending = pending.result(), None
+            yield f"event: change\ndata: {json.dumps({'topics': sorted(topics)})}\n\n"
+        yield "event: end\ndata: {}\n\n"
+    finally:
+        if pending is not None:  # let the feed's step end before the feed is closed
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+        await feed.aclose()

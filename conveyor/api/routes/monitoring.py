@@ -76,7 +76,9 @@ def pagination(page: int, page_size: int, total: int) -> dict[str, Any]:
 
 @router.get("/jobs/{job_id}", summary="Get job details", responses=ex.example(404, ex.MONITORING_ERROR))
 async def get_job(svc: Svc, principal: Reader, job_id: str) -> dict[str, Any]:
-    job = await svc.engine.get(parse_job_id(job_id), visible_to=principal.visibility)
+    job = await svc.engine.get(
+        parse_job_id(job_id), visible_to=principal.visibility, reveal=principal.can(Permission.JOBS_READ_SENSITIVE)
+    )
     return {"job": monitoring_job(job), "timestamp": iso_now()}
 
 

@@ -1,17 +1,120 @@
 // The dashboard's shell: sign-in, the caller's permissions, hash routes, live refresh.
 // Each page is a function (in pages.js) that renders into <main> and may return a refresh
-// function, called every few seconds while the page is shown.
+// function. The pages of FEED_PAGES refresh when the server's change feed (GET /api/v1/events:
+// server-sent events, fed by the store's notifications, narrowed to the caller's jobs) says
+// something changed, at most once a second, and every SLOW_MS for what no notification
+// announces (progress, worker heartbeats); while the feed is down, every REFRESH_MS instead.
 import * as api from "./api.js";
 import { h, toast } from "./ui.js";
 import { PAGES } from "./pages.js";
 
 const REFRESH_MS = 2000;
+const SLOW_MS = 10000;
+const MIN_GAP_MS = 1000; // one refresh a second at most, however many changes are announced
+const FEED_PAGES = new Set(["overview", "jobs", "queues", "batches", "schedules", "workers"]);
+// sessionStorage["conveyor.pollMs"]: the polling interval, fed or not (tests set it long).
+const POLL_KEY = "conveyor.pollMs";
 
 const state = {
   me: null,
   timer: null,
   route: 0,
+  refresh: null, // the shown page's refresh function
+  fed: false, // the shown page follows the change feed
+  busy: false,
+  lastRefresh: 0,
+  queued: null, // a refresh waiting for its turn (MIN_GAP_MS)
+  feed: null, // { controller, live }
 };
+
+function pollMs() {
+  const set = Number(sessionStorage.getItem(POLL_KEY));
+  if (set > 0) return set;
+  return state.fed && state.feed && state.feed.live ? SLOW_MS : REFRESH_MS;
+}
+
+async function runRefresh() {
+  const refresh = state.refresh;
+  if (!refresh || document.hidden) return;
+  if (state.busy) {
+    requestRefresh(); // again once this one is done
+    return;
+  }
+  state.busy = true;
+  state.lastRefresh = Date.now();
+  try {
+    await refresh();
+  } catch (failure) {
+    if (failure.status !== 401) console.warn("refresh failed", failure);
+  } finally {
+    state.busy = false;
+  }
+}
+
+// A change was announced: refresh now, or when a second has passed since the last refresh.
+function requestRefresh() {
+  if (!state.fed || state.queued) return;
+  const wait = Math.max(0, state.lastRefresh + MIN_GAP_MS - Date.now());
+  state.queued = setTimeout(() => {
+    state.queued = null;
+    runRefresh();
+  }, wait);
+}
+
+function startTimer() {
+  if (state.timer) clearInterval(state.timer);
+  state.timer = state.refresh ? setInterval(runRefresh, pollMs()) : null;
+  showLive();
+}
+
+// The header says how the page stays current: live (the feed), or refreshed every few seconds.
+function showLive() {
+  const el = document.getElementById("live");
+  if (!el) return;
+  const live = state.fed && state.feed && state.feed.live;
+  el.className = live ? "live on" : "live";
+  el.textContent = !state.refresh ? "" : live ? "live" : `refreshed every ${Math.round(pollMs() / 1000)} s`;
+}
+
+// One feed per tab, kept across pages; reconnects with backoff while signed in.
+function startFeed() {
+  if (state.feed) return;
+  const feed = { controller: new AbortController(), live: false };
+  state.feed = feed;
+  (async () => {
+    let delay = 2000;
+    while (!feed.controller.signal.aborted) {
+      try {
+        for await (const [name] of api.stream("/api/v1/events", feed.controller.signal)) {
+          if (name === "ready") {
+            feed.live = true;
+            delay = 2000;
+            startTimer();
+            requestRefresh(); // what changed while it was down
+          } else if (name === "change") {
+            requestRefresh();
+          } else if (name === "end") {
+            delay = 0; // the server recycles the stream (close_after): at once again
+          }
+        }
+      } catch (failure) {
+        if (failure.name === "AbortError") return;
+        if (failure.status === 401) return;
+      }
+      if (feed.live) {
+        feed.live = false;
+        startTimer(); // poll at the fast pace until it is back
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(Math.max(delay * 2, 2000), 30000);
+    }
+  })();
+}
+
+function stopFeed() {
+  if (state.feed) state.feed.controller.abort();
+  state.feed = null;
+}
 
 export function can(permission) {
   return Boolean(state.me && state.me.permissions.includes(permission));
@@ -27,7 +130,11 @@ function main() {
 
 function stopRefresh() {
   if (state.timer) clearInterval(state.timer);
+  if (state.queued) clearTimeout(state.queued);
   state.timer = null;
+  state.queued = null;
+  state.refresh = null;
+  state.fed = false;
 }
 
 function parseHash() {
@@ -74,18 +181,11 @@ async function render() {
     return;
   }
   if (refresh && route === state.route) {
-    let busy = false;
-    state.timer = setInterval(async () => {
-      if (busy || document.hidden) return;
-      busy = true;
-      try {
-        await refresh();
-      } catch (failure) {
-        if (failure.status !== 401) console.warn("refresh failed", failure);
-      } finally {
-        busy = false;
-      }
-    }, REFRESH_MS);
+    state.refresh = refresh;
+    state.fed = FEED_PAGES.has(name);
+    state.lastRefresh = Date.now();
+    if (state.fed) startFeed();
+    startTimer();
   }
 }
 
@@ -188,6 +288,7 @@ function signatureDialog(operation, problem) {
 
 function signOut(message) {
   stopRefresh();
+  stopFeed();
   state.me = null;
   api.saveSession(null);
   if (message) toast(message, "error");
@@ -202,6 +303,9 @@ export function navigate(hash) {
 }
 
 window.addEventListener("hashchange", render);
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && state.fed) requestRefresh(); // what changed while hidden
+});
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("sign-out").addEventListener("click", () => signOut());
   render();

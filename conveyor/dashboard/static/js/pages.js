@@ -4,7 +4,7 @@
 import * as api from "./api.js";
 import { can, me, navigate } from "./app.js";
 import { throughputChart } from "./charts.js";
-import { ago, badge, confirmDialog, duration, errorBox, h, number, pretty, progressBar, section, table, toast, when } from "./ui.js";
+import { ago, badge, confirmDialog, duration, errorBox, fill, h, number, pretty, progressBar, section, table, toast, when } from "./ui.js";
 
 const STATUSES = ["scheduled", "pending", "running", "completed", "failed", "cancelled", "timeout"];
 const FINISHED = new Set(["completed", "failed", "cancelled", "timeout"]);
@@ -34,7 +34,7 @@ async function overview(root) {
   const queues = h("div");
   const running = h("div");
   const alerts = h("div", { id: "active-alerts" });
-  root.replaceChildren(
+  fill(root, 
     h("h1", {}, "Overview"),
     can("alerts:read") ? section("Active alerts", alerts) : null,
     section("Jobs by status", counts),
@@ -50,20 +50,20 @@ async function overview(root) {
       api.get("/api/v1/jobs", { status: "running", limit: 20 }),
     ]);
     const data = summary.data;
-    counts.replaceChildren(
+    fill(counts, 
       tile("total", data.total, "#/jobs"),
       ...STATUSES.map((s) => tile(s, data[s] || 0, `#/jobs?status=${s}`)),
     );
-    queues.replaceChildren(queueTable(queueList.queues, false));
-    running.replaceChildren(runningTable(runningJobs.data.jobs));
-    if (can("alerts:read")) alerts.replaceChildren(alertTable((await api.get("/api/v1/alerts", { status: "active" })).data.alerts));
+    fill(queues, queueTable(queueList.queues, false));
+    fill(running, runningTable(runningJobs.data.jobs));
+    if (can("alerts:read")) fill(alerts, alertTable((await api.get("/api/v1/alerts", { status: "active" })).data.alerts));
     if (Date.now() - chartsAt > 15000) {
       chartsAt = Date.now();
       const [hour, day] = await Promise.all([
         api.get("/api/v1/jobs/stats/throughput", { window: "1h" }),
         api.get("/api/v1/jobs/stats/throughput", { window: "24h" }),
       ]);
-      charts.replaceChildren(throughputChart(hour.data, "Last hour"), throughputChart(day.data, "Last 24 hours"));
+      fill(charts, throughputChart(hour.data, "Last hour"), throughputChart(day.data, "Last 24 hours"));
     }
   }
   await refresh();
@@ -134,6 +134,35 @@ function queueTable(queues, actions) {
 
 const FILTERS = ["status", "type", "queue", "priority", "org_id", "label", "batch_id", "created_after", "created_before", "sort"];
 
+// The list's orders (the API's `sort`): by creation its own words, the other keys `[-]key`.
+const SORTS = [
+  ["newest", "newest first"],
+  ["oldest", "oldest first"],
+  ["-priority", "priority, highest first"],
+  ["priority", "priority, lowest first"],
+  ["status", "status, A to Z"],
+  ["-status", "status, Z to A"],
+  ["type", "type, A to Z"],
+  ["-type", "type, Z to A"],
+  ["run_at", "due, soonest first"],
+  ["-run_at", "due, latest first"],
+  ["-finished", "finished, latest first"],
+  ["finished", "finished, earliest first"],
+];
+// The direction a column sorts in when its header is first clicked.
+const FIRST_DESCENDING = new Set(["created", "priority", "finished"]);
+
+function sortOf(value) {
+  if (!value || value === "newest") return { key: "created", descending: true };
+  if (value === "oldest") return { key: "created", descending: false };
+  return { key: value.replace(/^-/, ""), descending: value.startsWith("-") };
+}
+
+function sortValue(key, descending) {
+  if (key === "created") return descending ? "newest" : "oldest";
+  return (descending ? "-" : "") + key;
+}
+
 async function jobs(root, { params }) {
   const filters = Object.fromEntries(FILTERS.map((f) => [f, params.get(f) || ""]));
   const form = filterForm(filters);
@@ -149,9 +178,18 @@ async function jobs(root, { params }) {
     if (id) navigate(`#/job/${encodeURIComponent(id)}`);
   });
   const listing = h("div", { id: "job-list" });
-  root.replaceChildren(h("h1", {}, "Jobs"), search, form, listing);
+  fill(root, h("h1", {}, "Jobs"), search, form, listing);
   const cursors = [null]; // cursors[i]: where page i+1 starts
   let page = 0;
+  const sort = sortOf(filters.sort);
+  function sortBy(key) {
+    const descending = key === sort.key ? !sort.descending : FIRST_DESCENDING.has(key);
+    const out = new URLSearchParams(params);
+    const value = sortValue(key, descending);
+    if (value === "newest") out.delete("sort");
+    else out.set("sort", value);
+    navigate(`#/jobs${out.toString() ? "?" + out : ""}`);
+  }
   async function load() {
     const query = { limit: 50, cursor: cursors[page] };
     for (const [key, value] of Object.entries(filters)) {
@@ -164,30 +202,39 @@ async function jobs(root, { params }) {
     const prev = h("button", { type: "button", disabled: page === 0, onclick: () => { page -= 1; load(); } }, "← Newer");
     const last = page * 50 + data.jobs.length;
     const next = h("button", { type: "button", disabled: !data.nextCursor || last >= data.total, onclick: () => { page += 1; load(); } }, "Older →");
-    if (filters.sort === "oldest") {
+    if (sort.key !== "created") {
+      prev.textContent = "← Previous";
+      next.textContent = "Next →";
+    } else if (!sort.descending) {
       prev.textContent = "← Older";
       next.textContent = "Newer →";
     }
     const first = page * 50 + 1;
-    listing.replaceChildren(
+    fill(listing, 
       h("p", { class: "count", id: "job-count" }, data.jobs.length ? `Jobs ${number(first)}–${number(last)} of ${number(data.total)}` : `No job matches (${number(data.total)}).`),
       table(
         [
           { title: "Job", cell: (j) => jobLink(j.id) },
-          { title: "Type", cell: (j) => j.type },
-          { title: "Status", cell: (j) => badge(j.status) },
-          { title: "Priority", cell: (j) => j.priority },
+          { title: "Type", sortKey: "type", cell: (j) => j.type },
+          { title: "Status", sortKey: "status", cell: (j) => badge(j.status) },
+          { title: "Priority", sortKey: "priority", cell: (j) => `${j.priority} (${j.priority_level})` },
           { title: "Progress", class: "wide", cell: (j) => progressBar(j.progress, `progress of job ${j.id}`) },
-          { title: "Created", cell: (j) => when(j.createdAt) },
-          { title: "Finished", cell: (j) => when(j.completedAt) },
+          { title: "Created", sortKey: "created", cell: (j) => when(j.createdAt) },
+          { title: "Due", sortKey: "run_at", cell: (j) => when(j.runAt) },
+          { title: "Finished", sortKey: "finished", cell: (j) => when(j.completedAt) },
         ],
         data.jobs,
-        { caption: "Jobs, " + (filters.sort === "oldest" ? "oldest first" : "newest first"), empty: "No job matches these filters." },
+        {
+          caption: "Jobs, " + (SORTS.find(([value]) => value === sortValue(sort.key, sort.descending)) || SORTS[0])[1],
+          empty: "No job matches these filters.",
+          sort: { ...sort, by: sortBy },
+        },
       ),
       h("nav", { class: "pager", "aria-label": "Pages" }, prev, h("span", {}, `page ${page + 1}`), next),
     );
   }
   await load();
+  return load; // the page shown, read again (live: app.js calls it when jobs change)
 }
 
 function filterForm(filters) {
@@ -206,7 +253,8 @@ function filterForm(filters) {
     filters.batch_id ? input("batch_id", "Batch") : null,
     input("created_after", "Created from", { type: "datetime-local", step: 1 }),
     input("created_before", "Created before", { type: "datetime-local", step: 1 }),
-    h("label", {}, "Order ", h("select", { name: "sort" }, h("option", { value: "newest", selected: filters.sort !== "oldest" }, "newest first"), h("option", { value: "oldest", selected: filters.sort === "oldest" }, "oldest first"))),
+    // labelled by id, not by wrapping: its options name the other fields ("priority, …")
+    h("span", { class: "field" }, h("label", { for: "sort-order" }, "Order"), h("select", { name: "sort", id: "sort-order" }, SORTS.map(([value, text]) => h("option", { value, selected: (filters.sort || "newest") === value }, text)))),
     h("button", { type: "submit", class: "primary" }, "Apply"),
     h("a", { href: "#/jobs", class: "button" }, "Clear"),
   );
@@ -229,15 +277,17 @@ async function job(root, { parts, isCurrent }) {
   const head = h("div");
   const progress = h("div");
   const details = h("div");
+  const input = h("div", { id: "job-data" });
   const result = h("div");
   const attempts = h("div", { id: "attempt-errors" });
   const logs = h("div");
   const audit = h("div");
-  root.replaceChildren(
+  fill(root, 
     h("p", {}, h("a", { href: "#/jobs" }, "← Jobs")),
     head,
     section("Progress", progress),
     section("Details and timeline", details),
+    section("Input data", input),
     section("Result and errors", result),
     section("Attempts that ended in an error", attempts),
     section("Logs", logs),
@@ -248,10 +298,11 @@ async function job(root, { parts, isCurrent }) {
   let attemptsShown = null; // the attempt and status the list was read at
 
   async function refresh() {
-    current = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}`)).data;
+    current = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}`, { include: "data" })).data;
     renderHead(head, current, reload);
     renderProgress(progress, current);
     renderDetails(details, current);
+    renderData(input, current);
     if (!finishedShown || !FINISHED.has(current.status)) renderResult(result, current);
     finishedShown = FINISHED.has(current.status);
     const seen = `${current.attempts}/${current.status}`;
@@ -321,7 +372,7 @@ function renderHead(el, j, reload) {
       actions.append(h("button", { type: "button", class: "danger", onclick: () => deleteJob(j) }, "Delete job"));
     }
   }
-  el.replaceChildren(
+  fill(el, 
     h("h1", {}, "Job ", h("span", { class: "mono" }, j.id)),
     h("p", { class: "subtitle" }, badge(j.status), " ", h("strong", {}, j.type), ` · queue ${j.queue} · priority ${j.priority} (${j.priorityLevel})`, j.cancelRequested && !FINISHED.has(j.status) ? " · cancellation requested" : ""),
     actions,
@@ -355,7 +406,7 @@ function renderProgress(el, j) {
     ["Estimated completion", j.estimatedCompletion ? `${when(j.estimatedCompletion)}` : null],
     ["Current step", step ? `${step.step} of ${step.totalSteps}${step.name ? ": " + step.name : ""}` : null],
   ].filter(([, v]) => v);
-  el.replaceChildren(
+  fill(el, 
     progressBar(j.progress, "job progress"),
     rows.length ? h("dl", { class: "facts" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])) : null,
   );
@@ -379,11 +430,22 @@ function renderDetails(el, j) {
     ["Finished", j.completedAt],
     ["Last change", j.updatedAt],
   ];
-  el.replaceChildren(
+  fill(el, 
     h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
     h("h3", {}, "Timeline"),
     h("ol", { class: "timeline" }, timeline.filter(([, v]) => v).map(([k, v]) => h("li", {}, h("strong", {}, k), " ", when(v)))),
   );
+}
+
+// A sensitive job's fields come masked from the API to a role that may not read them
+// (`masked` names them); the page shows what it got and says why.
+function maskedNote(j, field) {
+  if (!(j.masked || []).includes(field)) return null;
+  return h("p", { class: "masked-note", role: "note" }, `Sensitive: your role may not read this job's ${field}, so its values are masked.`);
+}
+
+function renderData(el, j) {
+  fill(el, maskedNote(j, "data"), pretty(j.data ?? null));
 }
 
 function renderResult(el, j) {
@@ -403,17 +465,17 @@ function renderResult(el, j) {
   }
   if (j.status === "completed") {
     const save = h("button", { type: "button", onclick: () => api.saveBlob(new Blob([JSON.stringify(j.result, null, 2)], { type: "application/json" }), `job-${j.id}-result.json`) }, "Download result (JSON)");
-    parts.push(h("h3", {}, "Result"), save, pretty(j.result ?? null));
+    parts.push(h("h3", {}, "Result"), maskedNote(j, "result"), save, pretty(j.result ?? null));
   }
   if (!parts.length) parts.push(h("p", { class: "muted" }, FINISHED.has(j.status) ? "No result." : "The result appears when the job completes."));
-  el.replaceChildren(...parts);
+  fill(el, ...parts);
 }
 
 // Each attempt that ended in an error left a line of the worker's in the job's log.
 async function renderAttempts(el, id) {
   const answer = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}/logs`, { level: "warning", limit: 200 })).data;
   const ends = answer.logs.filter((line) => line.component === "worker" && /^attempt \d+ of \d+ ended/.test(line.message));
-  el.replaceChildren(
+  fill(el, 
     table(
       [
         { title: "Attempt", cell: (line) => String(line.attempt ?? "–") },
@@ -432,13 +494,13 @@ function logPanel(el, id) {
   const size = 50;
   const body = h("div");
   const levelSelect = h("select", { name: "level", onchange: () => { level = levelSelect.value; offset = 0; view.load(); } }, h("option", { value: "" }, "all"), LEVELS.map((l) => h("option", { value: l }, `${l} and above`)));
-  el.replaceChildren(h("label", {}, "Level ", levelSelect), body);
+  fill(el, h("label", {}, "Level ", levelSelect), body);
   const view = {
     async load() {
       const answer = (await api.get(`/api/v1/jobs/${encodeURIComponent(id)}/logs`, { level, limit: size, offset })).data;
       const prev = h("button", { type: "button", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - size); view.load(); } }, "← Earlier");
       const next = h("button", { type: "button", disabled: offset + size >= answer.total, onclick: () => { offset += size; view.load(); } }, "Later →");
-      body.replaceChildren(
+      fill(body, 
         table(
           [
             { title: "Time", cell: (l) => when(l.timestamp) },
@@ -460,7 +522,8 @@ function logPanel(el, id) {
 async function renderAudit(el, j) {
   const parts = [];
   if (can("audit:read")) {
-    const records = (await api.get("/api/v1/audit", { object_type: "job", object_id: j.id, page_size: 100 })).data.records;
+    // its own records and those naming it among others (a bulk enqueue, a worker's outcomes)
+    const records = (await api.get("/api/v1/audit", { job_id: j.id, page_size: 100 })).data.records;
     parts.push(auditTable(records));
   }
   try {
@@ -482,7 +545,7 @@ async function renderAudit(el, j) {
     if (failure.status !== 404) parts.push(errorBox(failure));
     else if (!can("audit:read")) parts.push(h("p", { class: "muted" }, "This server records no e-signatures."));
   }
-  el.replaceChildren(...parts);
+  fill(el, ...parts);
 }
 
 function auditTable(records) {
@@ -505,10 +568,10 @@ function auditTable(records) {
 
 async function queues(root) {
   const body = h("div");
-  root.replaceChildren(h("h1", {}, "Queues"), body);
+  fill(root, h("h1", {}, "Queues"), body);
   async function refresh() {
     const answer = await api.get("/api/v1/jobs/queues");
-    body.replaceChildren(queueTable(answer.queues, can("queues:manage")));
+    fill(body, queueTable(answer.queues, can("queues:manage")));
   }
   await refresh();
   return refresh;
@@ -517,10 +580,10 @@ async function queues(root) {
 async function batches(root, { params }) {
   const page = Number(params.get("page") || 1);
   const body = h("div");
-  root.replaceChildren(h("h1", {}, "Batches"), body);
+  fill(root, h("h1", {}, "Batches"), body);
   async function refresh() {
     const data = (await api.get("/api/v1/batches", { page, limit: 20 })).data;
-    body.replaceChildren(
+    fill(body, 
       table(
         [
           { title: "Batch", cell: (b) => h("a", { href: `#/jobs?batch_id=${b.id}` }, b.name || b.id) },
@@ -560,11 +623,11 @@ function pager(page, hasNext, href) {
 async function schedules(root, { params }) {
   const page = Number(params.get("page") || 1);
   const body = h("div");
-  root.replaceChildren(h("h1", {}, "Schedules"), body);
+  fill(root, h("h1", {}, "Schedules"), body);
   async function refresh() {
     const answer = await api.get("/api/v1/jobs/schedules", { page, page_size: 20 });
     const manage = can("schedules:manage");
-    body.replaceChildren(
+    fill(body, 
       table(
         [
           { title: "Name", cell: (s) => s.name },
@@ -599,10 +662,10 @@ async function schedules(root, { params }) {
 
 async function workers(root) {
   const body = h("div");
-  root.replaceChildren(h("h1", {}, "Workers"), body);
+  fill(root, h("h1", {}, "Workers"), body);
   async function refresh() {
     const data = (await api.get("/api/v1/workers")).data;
-    body.replaceChildren(
+    fill(body, 
       table(
         [
           { title: "Host", cell: (w) => w.hostname },
@@ -628,7 +691,7 @@ const AUDIT_FILTERS = ["actor", "action", "object_type", "object_id", "since", "
 
 async function auditTrail(root, { params }) {
   if (!can("audit:read")) {
-    root.replaceChildren(h("h1", {}, "Audit trail"), h("p", {}, "Your role may not read the audit trail."));
+    fill(root, h("h1", {}, "Audit trail"), h("p", {}, "Your role may not read the audit trail."));
     return null;
   }
   const filters = Object.fromEntries(AUDIT_FILTERS.map((f) => [f, params.get(f) || ""]));
@@ -663,7 +726,7 @@ async function auditTrail(root, { params }) {
     out.set("page", p);
     return `#/audit?${out}`;
   };
-  root.replaceChildren(
+  fill(root, 
     h("h1", {}, "Audit trail"),
     form,
     tools,

@@ -22,6 +22,12 @@ function append(el, children) {
   }
 }
 
+// el's children replaced by these; null, undefined and false are left out (the DOM's own
+// replaceChildren would show them as text: "null").
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 export function svg(tag, attrs = {}, ...children) {
   const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -71,8 +77,20 @@ export function progressBar(percent, label) {
   );
 }
 
-export function table(columns, rows, { caption, empty = "Nothing to show." } = {}) {
-  const head = h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c.title))));
+// `sort` ({ key, descending, by(key) }): columns with a `sortKey` get a button in their header
+// that sorts by it (again: the other way), and the sorted one says so in aria-sort.
+export function table(columns, rows, { caption, empty = "Nothing to show.", sort } = {}) {
+  const header = (c) => {
+    if (!sort || !c.sortKey) return h("th", { scope: "col" }, c.title);
+    const current = sort.key === c.sortKey;
+    const arrow = current ? (sort.descending ? " ▼" : " ▲") : "";
+    return h(
+      "th",
+      { scope: "col", "aria-sort": current ? (sort.descending ? "descending" : "ascending") : "none" },
+      h("button", { type: "button", class: "sort", onclick: () => sort.by(c.sortKey) }, c.title, h("span", { "aria-hidden": "true" }, arrow)),
+    );
+  };
+  const head = h("thead", {}, h("tr", {}, columns.map(header)));
   const body = h("tbody");
   if (!rows.length) body.append(h("tr", {}, h("td", { colspan: columns.length, class: "muted" }, empty)));
   for (const row of rows) body.append(h("tr", {}, columns.map((c) => h("td", { class: c.class }, c.cell(row)))));
