@@ -9,9 +9,11 @@ tests skip, saying so, when they are absent.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,46 @@ def test_specific_causes_one_hot_and_counts_reduce_alike(files: data_files.Calib
     assert to_counts({"ipre": 1, "prematurity": 1, "sepsis_meningitis_inf": 1}, "eava", "neonate", files)[
         0
     ].tolist() == [0, 0, 1, 1, 0, 1]
+
+
+def test_every_specific_cause_of_the_shipped_examples_maps(ref: dict[str, Any], files: Any) -> None:
+    """Each algorithm's COMSA deaths with their specific causes: none unknown to the map (the
+    infections the converted CSV lacks included), and InSilicoVA's give the package's counts."""
+    read = 0
+    for path in sorted(p for p in files.directory.glob("comsamoz_*.csv") if "_broad_" not in p.name):
+        age = "neonate" if "_neonate_" in path.name else "child"
+        algorithm = path.stem.rsplit("_", 1)[1]
+        with path.open(newline="") as f:
+            deaths = list(csv.DictReader(f))
+        counts, _ = to_counts(deaths, algorithm, age, files)  # BadVAData naming any unmapped cause
+        unspecified = sum(1 for d in deaths if d.get("cause", d.get("cause1")) == "Unspecified")
+        assert counts.sum() == len(deaths) - unspecified
+        if path.name == "comsamoz_CCVAoutput_child_insilicova.csv":
+            assert counts.tolist() == ref["child_broad_counts"]
+        if path.name.endswith("_neonate_insilicova.csv"):
+            assert counts.tolist() == NEONATE_EXAMPLE
+        read += 1
+    assert read == 7
+    eava = [{"ID": 1, "cause": "Sepsis"}, {"ID": 2, "cause": "NNT"}, {"ID": 3, "cause": "Meningitis"}]
+    assert to_counts(eava, "eava", "neonate", files)[0].tolist() == [0, 0, 3, 0, 0, 0]
+    child = [{"ID": 1, "cause1": "Pertussis"}, {"ID": 2, "cause": "Other infections"}, {"ID": 3, "cause": "Measles"}]
+    assert to_counts(child, "eava", "child", files)[0].tolist() == [0, 0, 0, 0, 0, 0, 0, 3, 0]
+
+
+def test_a_cause_map_row_contradicting_the_package_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "vacalibration"
+    directory.mkdir()
+    for path in data_files.load().directory.iterdir():
+        shutil.copyfile(path, directory / path.name)  # contents only: the shared copy is read-only
+    with (directory / data_files.CAUSE_MAP_FILE).open("a") as f:
+        f.write("child,heatstroke,other\nchild,tetanus,injury\n")
+    with pytest.raises(data_files.DataUnavailable, match="'tetanus' \\(child\\) maps to injury"):
+        data_files.load(directory)
+    (directory / data_files.CAUSE_MAP_FILE).write_text(
+        "age_group,specific_cause_lowercase,broad_cause\nchild,heatstroke,other\n"
+    )
+    added = data_files.load(directory).cause_map["child"]
+    assert added["heatstroke"] == "other" and added["tetanus"] == "other_infections"
 
 
 def test_every_bad_entry_is_named(files: data_files.CalibrationData) -> None:

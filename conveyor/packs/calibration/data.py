@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from conveyor.packs.calibration.causemap import PACKAGE_MAP
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -139,11 +141,18 @@ def _matrices(prior: dict[str, Any]) -> dict[tuple[str, str, str, str], np.ndarr
 
 
 def _cause_map(path: Path) -> dict[str, dict[str, str]]:
-    mapping: dict[str, dict[str, str]] = {age: {} for age in AGE_GROUPS}
+    """The package's map (causemap.py) with the CSV's rows added."""
+    mapping = {age: dict(PACKAGE_MAP[age]) for age in AGE_GROUPS}
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             age, broad = row["age_group"], row["broad_cause"]
             if age not in mapping or broad not in CAUSES[age]:
                 raise ValueError(f"{CAUSE_MAP_FILE}: unknown age group or broad cause in {row}")
-            mapping[age][row["specific_cause_lowercase"].strip().lower()] = broad
+            specific = row["specific_cause_lowercase"].strip().lower()
+            if mapping[age].get(specific, broad) != broad:
+                raise ValueError(
+                    f"{CAUSE_MAP_FILE}: {specific!r} ({age}) maps to {broad}, the package maps it to "
+                    f"{mapping[age][specific]}"
+                )
+            mapping[age][specific] = broad
     return mapping
