@@ -278,3 +278,49 @@ def test_ensemble_fixed_of_one_algorithm_twice_is_that_algorithm_with_twice_the_
     for j in range(6):
         a, b = out["calibrated"]["eava"]["mean"][j], out["calibrated"]["insilicova"]["mean"][j]
         assert min(a, b) - 0.01 <= out["calibrated"]["ensemble"]["mean"][j] <= max(a, b) + 0.01
+
+
+class _RecordingContext:
+    """What `run` calls on a job's Context, recorded; `stop_after` progress calls, it raises as
+    a cancelled job's checkpoint does."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.logs: list[str] = []
+        self.stop_after = stop_after
+
+    def progress(self, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+        if self.stop_after is not None and len(self.calls) > self.stop_after:
+            raise RuntimeError("cancelled")
+
+    def info(self, message: str, **_: Any) -> None:
+        self.logs.append(message)
+
+    warning = info
+
+
+@pytest.mark.timeout(600)  # compiles the one- and two-algorithm samplers: slow on a busy machine
+def test_an_ensemble_job_samples_its_joint_fit_beside_the_algorithms_and_stops_with_the_job() -> None:
+    import threading
+
+    from conveyor.packs.calibration.jobtype import run
+
+    counts = dict(zip(data_files.CAUSES["neonate"], NEONATE_EXAMPLE, strict=True))
+    request = CalibrationInput(va_data={"eava": counts, "insilicova": counts}, age_group="neonate",
+                               country="Mozambique", mmat_type="fixed", n_mcmc=600, n_burn=500, seed=3)  # fmt: skip
+    ctx = _RecordingContext()
+    out = run(ctx, request)  # type: ignore[arg-type]
+    assert list(out["calibrated"]) == ["eava", "insilicova", "ensemble"]
+    processed = [c["processed"] for c in ctx.calls if "processed" in c]
+    assert processed == sorted(processed) and processed[-1] == 3 * (600 + 500)
+    steps = [c["step_name"] for c in ctx.calls if "step_name" in c]
+    assert steps.index("Sampling the posterior (ensemble, fixed matrix)") > steps.index(
+        "Sampling the posterior (insilicova, fixed matrix)"
+    )
+    assert any(m.startswith("ensemble: sampled in") for m in ctx.logs)
+    # the job stopped while its first algorithm sampled: the joint fit's thread ends with it
+    stopped = _RecordingContext(stop_after=4)
+    with pytest.raises(RuntimeError, match="cancelled"):
+        run(stopped, request.model_copy(update={"n_mcmc": 100_000}))  # type: ignore[arg-type]
+    assert not [t for t in threading.enumerate() if t.name.startswith("calibration-ensemble")]

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -128,20 +131,32 @@ def run(ctx: Context, data: CalibrationInput) -> dict[str, Any]:
 
     settings = SamplerSettings(n_warmup=data.n_burn, n_samples=data.n_mcmc, seed=data.seed)
     fits: dict[str, model.Fit] = {}
-    plan = [[name] for name in prepared] + ([list(prepared)] if ensemble else [])
-    for number, names in enumerate(plan):
-        label = model.ENSEMBLE if len(names) > 1 else names[0]
-        ctx.progress(step=3 + number, step_name=f"Sampling the posterior ({label}, {data.mmat_type} matrix)")
-        base = number * iterations
+    joint = _JointFit(prepared, data.mmat_type, settings) if ensemble else None
+    try:
+        for number, name in enumerate(prepared):
+            ctx.progress(step=3 + number, step_name=f"Sampling the posterior ({name}, {data.mmat_type} matrix)")
+            base = number * iterations
 
-        def report(done: int, _total: int, base: int = base) -> None:
-            ctx.progress(processed=base + done)  # a checkpoint: raises once the job is stopped
+            def report(done: int, _total: int, base: int = base) -> None:
+                # a checkpoint: raises once the job is stopped
+                ctx.progress(processed=base + done + (joint.done if joint else 0))
 
-        fit_started = time.monotonic()
-        fits[label] = model.fit([prepared[n] for n in names], data.mmat_type,
-                                lambda *a, **kw: sample(*a, settings=settings, on_chunk=report, **kw))  # fmt: skip
-        ctx.progress(processed=(number + 1) * iterations)
-        _log_fit(ctx, label, fits[label], time.monotonic() - fit_started)
+            fit_started = time.monotonic()
+            fits[name] = model.fit([prepared[name]], data.mmat_type,
+                                   lambda *a, **kw: sample(*a, settings=settings, on_chunk=report, **kw))  # fmt: skip
+            _log_fit(ctx, name, fits[name], time.monotonic() - fit_started)
+        if joint is not None:
+            label = model.ENSEMBLE
+            ctx.progress(step=3 + len(prepared), step_name=f"Sampling the posterior ({label}, {data.mmat_type} matrix)")
+            base = len(prepared) * iterations
+            while not joint.finished(timeout=0.25):
+                ctx.progress(processed=base + joint.done)
+            fits[label] = joint.result()
+            _log_fit(ctx, label, fits[label], joint.seconds)
+    finally:
+        if joint is not None:
+            joint.stop()
+    ctx.progress(processed=fits_planned * iterations)
 
     ctx.progress(step=total_steps, step_name="Summarising results")
     out = model.result(request, prepared, fits)
@@ -149,6 +164,57 @@ def run(ctx: Context, data: CalibrationInput) -> dict[str, Any]:
     out["seconds"] = round(time.monotonic() - started, 3)
     ctx.info(f"calibration done in {out['seconds']:.1f}s", component=COMPONENT)
     return out
+
+
+class _Stopped(Exception):
+    """The job stopped while the joint fit was sampling: its thread ends at its next chunk."""
+
+
+class _JointFit:
+    """The ensemble's joint fit, sampled in a thread of its own while the algorithms are
+    calibrated one by one in the job's thread: it needs none of their results, and a worker's
+    second core halves an ensemble's time. Only the job's thread talks to the job's context
+    (progress and its cancellation checkpoint); the joint fit's thread counts its iterations
+    and stops at its next chunk once told to."""
+
+    def __init__(self, prepared: dict[str, Any], mmat_type: str, settings: Any) -> None:
+        from conveyor.packs.calibration import model
+        from conveyor.packs.calibration.sampler import sample
+
+        self.done = 0
+        self.seconds = 0.0
+        self._stop = threading.Event()
+
+        def on_chunk(done: int, _total: int) -> None:
+            self.done = done
+            if self._stop.is_set():
+                raise _Stopped
+
+        def fit() -> Any:
+            started = time.monotonic()
+            try:
+                return model.fit(list(prepared.values()), mmat_type,
+                                 lambda *a, **kw: sample(*a, settings=settings, on_chunk=on_chunk, **kw))  # fmt: skip
+            finally:
+                self.seconds = time.monotonic() - started
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="calibration-ensemble")
+        self._future = self._pool.submit(fit)
+
+    def finished(self, timeout: float) -> bool:
+        try:
+            self._future.exception(timeout=timeout)
+        except FutureTimeout:
+            return False
+        return True
+
+    def result(self) -> Any:
+        return self._future.result()
+
+    def stop(self) -> None:
+        """Stop the thread at its next chunk (if still sampling) and wait for it."""
+        self._stop.set()
+        self._pool.shutdown(wait=True)
 
 
 def _log_fit(ctx: Context, label: str, fit: Any, seconds: float) -> None:
