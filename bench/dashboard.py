@@ -53,6 +53,9 @@ PAGES = {
     "jobs_by_finish_time": ("#/jobs?sort=finished", "#job-count"),
     "overview": ("#/", "#status-counts .tile"),
 }
+# Sorted by a key the jobs table has no index for (conveyor/store/ordering.py says why): the
+# database sorts the matching jobs, so these are measured and printed but held to no bound.
+UNBOUNDED = {"jobs_by_priority", "jobs_by_finish_time"}
 
 
 def main() -> int:
@@ -93,7 +96,7 @@ async def run(server_url: str, jobs: int, repeats: int) -> dict[str, Any]:
                 pages = await measure(f"http://127.0.0.1:{server.port}", key, repeats)
     finally:
         await database.drop()
-    jobs_list = [pages[name]["server_ms_p50"] for name in PAGES if name.startswith("jobs")]
+    jobs_list = [pages[name]["server_ms_p50"] for name in PAGES if name.startswith("jobs") and name not in UNBOUNDED]
     return {
         "jobs_stored": jobs,
         "seeded": seeded,
