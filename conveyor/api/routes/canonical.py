@@ -27,6 +27,7 @@ from conveyor.api.lean import LeanRoute
 from conveyor.api.params import LABEL_KEY, aware, labels_filter, priorities, statuses
 from conveyor.api.render import canonical_job, render_summary, seed003_keys
 from conveyor.api.services import Services, admit_jobs, offered, queue_of, services
+from conveyor.api.sse import HEARTBEAT, HEARTBEAT_S, event_stream, event_stream_response
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.engine import MAX_DELAY
 from conveyor.engine.sealing import Sealing
@@ -516,31 +517,16 @@ async def retry_job(svc: Svc, principal: Manager, job_id: str) -> dict[str, Any]
     return ok({"jobId": str(job.id), **canonical_job(job)})
 
 
-EVENTS_HEARTBEAT_S = 10.0  # a comment line this often keeps proxies from closing a quiet stream
-
-
 @router.get(
     "/{job_id}/events",
     summary="Follow a job: server-sent events as it changes, until it finishes",
     response_class=StreamingResponse,
     responses={
-        200: {
-            "content": {
-                "text/event-stream": {
-                    # each event (OpenAPI 3.2's stream items): its name and its data (JSON)
-                    "schema": {
-                        "type": "object",
-                        "required": ["event", "data"],
-                        "properties": {
-                            "event": {"enum": ["job", "end"]},
-                            "data": {"type": "string", "contentMediaType": "application/json"},
-                        },
-                    },
-                    "example": 'event: job\ndata: {"id": "0196…", "type": "sleep", "status": "running", "progress": 40}'
-                    '\n\nevent: end\ndata: {"id": "0196…", "status": "completed"}\n\n',
-                }
-            }
-        },
+        **event_stream_response(
+            ["job", "end"],
+            'event: job\ndata: {"id": "0196…", "type": "sleep", "status": "running", "progress": 40}'
+            '\n\nevent: end\ndata: {"id": "0196…", "status": "completed"}\n\n',
+        ),
         **ex.example(404, ex.CANONICAL_ERROR),
     },
 )
@@ -551,11 +537,7 @@ async def job_events(svc: Svc, principal: Reader, job_id: str) -> StreamingRespo
     cannot see. The dashboard's job page follows jobs this way."""
     updates = svc.engine.watch(parse_job_id(job_id), visible_to=principal.visibility)
     first = await anext(updates)  # JobNotFound here: a 404 before the stream starts
-    return StreamingResponse(
-        _job_events(first, updates),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return event_stream(_job_events(first, updates))
 
 
 def _job_event(job: Job) -> str:
@@ -570,9 +552,9 @@ async def _job_events(first: Job, updates: AsyncGenerator[Job, None]) -> AsyncIt
         yield _job_event(first)
         while not first.status.is_finished:
             pending = pending or asyncio.ensure_future(updates.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=EVENTS_HEARTBEAT_S)
+            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_S)
             if not done:
-                yield ": still here\n\n"
+                yield HEARTBEAT
                 continue
             try:
                 last = pending.result()

@@ -25,6 +25,7 @@ from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.lean import LeanRoute
 from conveyor.api.services import Services, services
+from conveyor.api.sse import HEARTBEAT, HEARTBEAT_S, event_stream, event_stream_response
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.model import utc_now
 
@@ -85,43 +86,18 @@ async def workers(svc: Svc, _principal: QueueReader) -> dict[str, Any]:
     return ok({"workers": out, "total": len(out)})
 
 
-CHANGES_HEARTBEAT_S = 10.0  # a comment line this often keeps proxies from closing a quiet stream
-
-
 @router.get(
     "/events",
     summary="A live feed of changes among the caller's jobs (server-sent events)",
     response_class=StreamingResponse,
-    responses={
-        200: {
-            "content": {
-                "text/event-stream": {
-                    # each event, as OpenAPI 3.2 describes a stream's items: its name and its data (JSON)
-                    "schema": {
-                        "type": "object",
-                        "required": ["event", "data"],
-                        "properties": {
-                            "event": {"enum": ["ready", "change", "end"]},
-                            "data": {
-                                "type": "string",
-                                "contentMediaType": "application/json",
-                                "contentSchema": {
-                                    "type": "object",
-                                    "properties": {
-                                        "topics": {
-                                            "type": "array",
-                                            "items": {"enum": ["insert", "finish", "cancel"]},
-                                        }
-                                    },
-                                },
-                            },
-                        },
-                    },
-                    "example": 'event: ready\ndata: {}\n\nevent: change\ndata: {"topics": ["finish", "insert"]}\n\n',
-                }
-            }
-        }
-    },
+    responses=event_stream_response(
+        ["ready", "change", "end"],
+        'event: ready\ndata: {}\n\nevent: change\ndata: {"topics": ["finish", "insert"]}\n\n',
+        {
+            "type": "object",
+            "properties": {"topics": {"type": "array", "items": {"enum": ["insert", "finish", "cancel"]}}},
+        },
+    ),
 )
 async def changes(
     svc: Svc,
@@ -136,11 +112,7 @@ async def changes(
     the caller's scope). After `close_after` seconds `event: end`, and the stream closes: a
     bounded stream lets proxies and load balancers recycle it; the dashboard reconnects."""
     feed = svc.engine.changes.follow(principal.visibility)
-    return StreamingResponse(
-        _change_events(feed, close_after),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return event_stream(_change_events(feed, close_after))
 
 
 async def _change_events(feed: AsyncGenerator[frozenset[str], None], close_after: float) -> AsyncIterator[str]:
@@ -151,9 +123,9 @@ async def _change_events(feed: AsyncGenerator[frozenset[str], None], close_after
         yield "event: ready\ndata: {}\n\n"
         while (left := deadline - loop.time()) > 0:
             pending = pending or asyncio.ensure_future(anext(feed))
-            done, _ = await asyncio.wait({pending}, timeout=min(CHANGES_HEARTBEAT_S, left))
+            done, _ = await asyncio.wait({pending}, timeout=min(HEARTBEAT_S, left))
             if not done:
-                yield ": still here\n\n"
+                yield HEARTBEAT
                 continue
             topics, pending = pending.result(), None
             yield f"event: change\ndata: {json.dumps({'topics': sorted(topics)})}\n\n"
