@@ -171,6 +171,10 @@ class Engine:
 
     async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
         """All or nothing: one transaction, and an invalid request stores none of them."""
+        with gc_paused():  # the whole call, its waits for the database included: see conveyor.gcpause
+            return await self._enqueue_many(requests)
+
+    async def _enqueue_many(self, requests: Sequence[JobRequest]) -> list[Job]:
         now = utc_now()
         plans: dict[tuple[Any, ...], _Plan] = {}  # bulk requests mostly share a type and options
         if any(r.idempotency_key is not None for r in requests):
@@ -203,12 +207,6 @@ class Engine:
         (the usual bulk call) has its data validated and dumped in one call into pydantic, at a
         quarter of the cost per job; anything else, and invalid data, takes prepare's way, so
         that the error raised is the first offending request's, naming its field."""
-        with gc_paused():
-            return self._prepare_batch_unpaused(requests, now, plans)
-
-    def _prepare_batch_unpaused(
-        self, requests: Sequence[JobRequest], now: datetime, plans: dict[tuple[Any, ...], _Plan]
-    ) -> list[NewJob]:
         plan = self._plan_of(requests[0], plans)
         definition = plan.definition
         if definition.input_model is None or not all(

@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from conveyor.audit import SYSTEM, Actor, AuditEntry
-from conveyor.gcpause import gc_paused
 from conveyor.model import (
     Job,
     JobFilter,
@@ -192,11 +191,10 @@ class SqlStore(
         records: list[dict[str, Any]] = []
         for batch in batches:
             if batch:
-                with gc_paused():  # see conveyor.gcpause
-                    made = [job_of_new(n, now) for n in batch]
-                    stored.extend(made)
-                    rows.extend(row_of(n, now) for n in batch)
-                    records.append(bulk_created_record(made, batch[0], now))
+                made = [job_of_new(n, now) for n in batch]
+                stored.extend(made)
+                rows.extend(row_of(n, now) for n in batch)
+                records.append(bulk_created_record(made, batch[0], now))
         if not rows:
             return []
         async with self._write() as conn:

@@ -31,7 +31,6 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from conveyor.audit import AuditEntry
-from conveyor.gcpause import gc_paused
 from conveyor.model import FINISHED, Job, LogEntry, NewJob, Outcome, OutcomeKind, ProgressUpdate, Status
 from conveyor.store import copytext
 from conveyor.store.base import TOPICS, Listener
@@ -372,14 +371,11 @@ class PostgresStore(PostgresRollups, SqlStore):
             for all_due, run in itertools.groupby(itertools.chain([first], remaining), key=_all_pending):
                 async with conn.cursor().copy(COPY_DUE if all_due else COPY_WITH_RUN_AT) as copy:
                     for batch in run:
-                        with gc_paused():  # see conveyor.gcpause
-                            rows = copy_text(batch, now, with_run_at=not all_due)
-                        await copy.write(rows)
-                        with gc_paused():
-                            made = [job_of_new(n, now, now) for n in batch]
-                            stored.extend(made)
-                            records.append(bulk_created_record(made, batch[0], now))
-                            ready.update(n.queue for n in batch if n.status is _PENDING)
+                        await copy.write(copy_text(batch, now, with_run_at=not all_due))
+                        made = [job_of_new(n, now, now) for n in batch]
+                        stored.extend(made)
+                        records.append(bulk_created_record(made, batch[0], now))
+                        ready.update(n.queue for n in batch if n.status is _PENDING)
             await conn.execute(
                 JOURNAL_MANY, {"audit": Jsonb([{c: r[c] for c in _JOURNAL_COLUMNS} for r in records], dumps)}
             )
