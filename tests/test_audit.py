@@ -358,11 +358,12 @@ async def test_retries_releases_and_rescues_are_recorded_in_their_statement(app:
 
 
 async def test_a_seal_takes_no_more_journal_than_its_size_bound_and_seal_takes_it_all(app: Conveyor) -> None:
-    # Three bulk enqueues of 2,500: three records each naming up to 1,000 jobs (~40 kB apiece).
+    # Three bulk enqueues of 2,500: four records each (batches of 200, 1,000, 1,000 and 300
+    # jobs), each naming its batch's jobs (~40 kB for 1,000).
     for _ in range(3):
         await app.engine.enqueue_many([JobRequest("noop", {}) for _ in range(2500)])
     waiting = await app.store.audit_unsealed()
-    assert waiting == 9
+    assert waiting == 12
     # A bound smaller than any record: one record a seal (never none, or the journal would stick).
     assert [await app.store.seal_audit(5000, max_bytes=1) for _ in range(3)] == [1, 1, 1]
     assert await app.store.seal_audit(2, max_bytes=10_000_000) == 2  # the row cap still holds

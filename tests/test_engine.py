@@ -118,7 +118,7 @@ async def test_a_bulk_of_one_job_type_is_validated_as_one_enqueue_would(app: Con
 
 
 async def test_a_bulk_of_due_and_scheduled_jobs_stores_each_run_at(app: Conveyor) -> None:
-    # Batches of 1,000: due, then one with a scheduled job, then due again (on PostgreSQL, a
+    # Batches (200, then 1,000 each): due, then one with a scheduled job, then due again (on PostgreSQL, a
     # COPY that leaves run_at to its default, one that writes it, and the first kind again).
     later = utc_now() + timedelta(hours=3)
     requests = [JobRequest("t.echo", {"value": i}) for i in range(2_500)]

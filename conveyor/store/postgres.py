@@ -358,8 +358,11 @@ class PostgresStore(PostgresRollups, SqlStore):
         # it the transaction.
         remaining = iter(batches)
         first = next(remaining, [])
-        if len(first) < COPY_THRESHOLD:  # one small batch: a plain INSERT is quicker
-            return await super().insert_batches([first])
+        if len(first) < COPY_THRESHOLD:  # a small first batch: a plain INSERT is quicker if alone
+            second = next(remaining, None)
+            if second is None:
+                return await super().insert_batches([first])
+            remaining = itertools.chain([second], remaining)
         stored: list[Job] = []
         records: list[dict[str, Any]] = []
         ready: set[str] = set()
