@@ -201,6 +201,7 @@ class Conveyor:
         # Notifications are listened for by what needs them (a worker, a wait), when it starts.
         if self.settings.auto_migrate:
             await self.store.migrate()
+        await self.store.connect()  # the first enqueue then waits for no handshake
 
     async def close(self) -> None:
         await self.store.close()

@@ -327,3 +327,28 @@ async def test_a_waiter_woken_by_an_unnamed_change_goes_back_to_waiting(app: Con
     # one read at the start, one on the "*", one every poll interval (0.25 s) where finishes
     # of other processes are not announced, one at the deadline
     assert reads <= 9, f"{reads} reads in 1.2 s"
+
+
+async def test_start_opens_the_connection_the_first_enqueue_uses(postgres_url: str) -> None:
+    # A connection's handshake (and password hashing) costs milliseconds: started, a process
+    # holds one, and its first enqueue is as quick as the next.
+    import psycopg
+
+    def sessions() -> int:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+        assert found is not None
+        return int(found[0])
+
+    conveyor = Conveyor.from_settings(make_settings(postgres_url), registries=[jobtypes])
+    before = sessions()
+    await conveyor.start()
+    try:
+        assert sessions() == before + 1
+        await conveyor.engine.enqueue("t.echo", {"value": 1})
+        assert sessions() == before + 1
+    finally:
+        await conveyor.close()
+    assert sessions() == before

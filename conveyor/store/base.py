@@ -35,6 +35,10 @@ class Store(Protocol):
     async def migrate(self) -> None:
         """Bring the schema to the newest revision (safe when several processes start at once)."""
 
+    async def connect(self) -> None:
+        """Open the connections every process uses, so that the first call waits for no
+        handshake (a store also connects on first use when this was not called)."""
+
     async def close(self) -> None: ...
 
     async def listen(self, listener: Listener, topics: Collection[str] = TOPICS) -> None:

@@ -106,6 +106,9 @@ class SqlStore(
 
         await asyncio.to_thread(upgrade, self._url)
 
+    async def connect(self) -> None:
+        """SQLite opens its files on first use, at no noticeable cost."""
+
     async def close(self) -> None:
         await self._engine.dispose()
         if self._read_engine is not self._engine:

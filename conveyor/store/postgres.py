@@ -292,13 +292,21 @@ class PostgresStore(PostgresRollups, SqlStore):
         self._claim_pool = _autocommit_pool(url, 2, "-c TimeZone=UTC -c synchronous_commit=off")
         self._pool_opening = asyncio.Lock()
 
-    @asynccontextmanager
-    async def _raw(self, pool: AsyncConnectionPool | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        pool = pool or self._pool
+    async def connect(self) -> None:
+        # The enqueue and read pool; the claim pool waits for a worker to claim.
+        await self._open(self._pool)
+
+    async def _open(self, pool: AsyncConnectionPool) -> None:
         if pool.closed:
             async with self._pool_opening:
                 if pool.closed:
                     await pool.open(wait=True)
+
+    @asynccontextmanager
+    async def _raw(self, pool: AsyncConnectionPool | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        pool = pool or self._pool
+        if pool.closed:
+            await self._open(pool)
         async with pool.connection() as conn:
             yield conn
 
