@@ -110,8 +110,9 @@ async def seed(url: str, count: int) -> None:
 def statement(order: JobOrder, where: JobFilter, after: ordering.After | None) -> list[str]:
     """The SQL the store runs for a page (one statement per segment), with literal values."""
     out = []
+    by_status = ordering.reads_by_status(order, where)
     for segment in ordering.segments(order, after):
-        select = sa.select(jobs).where(*filter_clauses(where), *segment.where).order_by(*segment.order_by).limit(PAGE)
+        select = ordering.page(filter_clauses(where), order, segment, limit=PAGE, offset=0, by_status=by_status)
         out.append(str(select.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})))
     return out
 

@@ -352,3 +352,35 @@ async def test_start_opens_the_connection_the_first_enqueue_uses(postgres_url: s
     finally:
         await conveyor.close()
     assert sessions() == before
+
+
+async def test_every_status_in_creation_order_pages_through_each_job_once(app: Conveyor) -> None:
+    # No status asked for: read a status at a time and merged (conveyor.store.ordering.page).
+    made = [await app.engine.enqueue("t.echo", {"value": i}) for i in range(6)]
+    made += [await app.engine.enqueue("t.echo", {"value": i}, delay=timedelta(hours=1)) for i in range(6, 9)]
+    made += [await app.engine.enqueue("t.echo", {"value": i}) for i in range(9, 14)]
+    for job in made[1:4]:
+        await app.engine.cancel(job.id)
+    claimed = await app.store.claim_jobs(["default"], 2, "worker-a", timedelta(minutes=1))
+    assert len(claimed) == 2
+    assert len({j.status for j in (await app.engine.list(limit=50))[0]}) == 4  # pending, scheduled, cancelled, running
+    for newest_first in (True, False):
+        expected = sorted(made, key=lambda j: (j.created_at, j.id), reverse=newest_first)
+        by_cursor: list[Any] = []
+        after = None
+        while True:
+            page, total = await app.engine.list(limit=4, newest_first=newest_first, after=after)
+            assert total == 14
+            if not page:
+                break
+            by_cursor += page
+            after = (page[-1].created_at, page[-1].created_at, page[-1].id)
+        assert [j.id for j in by_cursor] == [j.id for j in expected]
+        by_offset = [
+            j
+            for offset in range(0, 14, 4)
+            for j in (await app.engine.list(limit=4, offset=offset, newest_first=newest_first))[0]
+        ]
+        assert [j.id for j in by_offset] == [j.id for j in expected]
+    window, total = await app.engine.list(JobFilter(created_after=made[10].created_at), limit=50)
+    assert [j.id for j in window] == [j.id for j in reversed(made[10:])] and total == 4

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from conveyor.model import JobFilter, Visibility
+from conveyor.model import JobFilter, Status, Visibility
 from conveyor.store.schema import job_counts, job_minutes, jobs
 
 Column = Any  # a SQLAlchemy column
@@ -82,6 +82,9 @@ def clauses_for(where: JobFilter, cols: FilterColumns) -> list[sa.ColumnElement[
         clauses.append(cols.queue.in_(where.queues))
     if where.priorities:
         clauses.append(cols.priority.in_(where.priorities))
+    if (where.created_after or where.created_before) and not where.statuses:
+        # Every status, named: a time window is then read through (status, created_at).
+        clauses.append(cols.status.in_([s.value for s in Status]))
     if where.created_after:
         clauses.append(cols.created_at >= where.created_after)
     if where.created_before:

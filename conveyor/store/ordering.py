@@ -13,6 +13,12 @@ nothing; such a job sorts as later than every finished one (PostgreSQL's own pla
 in an index: last ascending, first descending). A page past a cursor is therefore read in up
 to two segments, the finished jobs and the unfinished ones, each an index range of its own
 rather than one OR that would make the database filter its way through the index.
+
+Creation order over every status has no index of its own (each job stored, claimed or
+finished would write an entry into it): a page of it is read from (status, created_at), a
+page per status, merged and cut to size (`page`), as quick with a million jobs as one index
+would be. A filter with an index of its own in creation order (type, organisation, user,
+batch) is read through that index instead.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from conveyor.model import JobOrder
+from conveyor.model import JobFilter, JobOrder, Status
 from conveyor.store.schema import jobs
 
 COLUMNS = {
@@ -37,6 +43,7 @@ COLUMNS = {
     "finished": jobs.c.completed_at,
 }
 NULLABLE = {"finished"}
+STATUS_VALUES = tuple(status.value for status in Status)
 
 # Where a page starts: the last job of the previous page's sort value, created_at and id.
 After = tuple[Any, datetime, UUID]
@@ -50,9 +57,39 @@ class Segment:
     order_by: Sequence[Any]
 
 
-def _tail(descending: bool) -> list[Any]:
-    c = jobs.c
+def _tail(descending: bool, c: Any = jobs.c) -> list[Any]:
     return [c.created_at.desc(), c.id.desc()] if descending else [c.created_at.asc(), c.id.asc()]
+
+
+def reads_by_status(order: JobOrder, where: JobFilter) -> bool:
+    """Whether a listing in `order` matching `where` is read a status at a time (see the
+    module's docstring): creation order, no status asked for, and no filter read through an
+    index of its own."""
+    if order.key != "created" or where.statuses or where.kinds or where.batch_id is not None:
+        return False
+    if where.owner_user_id is not None or where.owner_org_id is not None:
+        return False
+    scope = where.visible_to
+    return scope is None or (scope.org_id is None and scope.user_id is None)
+
+
+def page(
+    clauses: Sequence[Any], order: JobOrder, segment: Segment, *, limit: int, offset: int, by_status: bool
+) -> sa.Select[Any]:
+    """The statement for `limit` jobs of `segment` past `offset`, matching `clauses`."""
+    if not by_status:
+        return sa.select(jobs).where(*clauses, *segment.where).order_by(*segment.order_by).limit(limit).offset(offset)
+    # Each status's first limit + offset rows in order: the page is among them.
+    ranges = [
+        sa.select(jobs)
+        .where(*clauses, *segment.where, jobs.c.status == status)
+        .order_by(*segment.order_by)
+        .limit(limit + offset)
+        .subquery()
+        for status in STATUS_VALUES
+    ]
+    merged = sa.union_all(*(sa.select(r) for r in ranges)).subquery()
+    return sa.select(merged).order_by(*_tail(order.descending, merged.c)).limit(limit).offset(offset)
 
 
 def order_by(order: JobOrder) -> list[Any]:

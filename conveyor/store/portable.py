@@ -267,15 +267,12 @@ class SqlStore(
         async with self._read_engine.connect() as conn:
             # Keyset paging (`after`): the jobs past the cursor in the listing's order, found
             # through an index however deep the page (an offset walks every row before it).
+            by_status = ordering.reads_by_status(order, where)
             for segment in ordering.segments(order, after):
                 if len(rows) >= limit:
                     break
-                page = (
-                    sa.select(jobs)
-                    .where(*clauses, *segment.where)
-                    .order_by(*segment.order_by)
-                    .limit(limit - len(rows))
-                    .offset(0 if after else offset)
+                page = ordering.page(
+                    clauses, order, segment, limit=limit - len(rows), offset=0 if after else offset, by_status=by_status
                 )
                 rows.extend((await conn.execute(page)).all())
             count = await self._count_matching(conn, where)
@@ -286,7 +283,7 @@ class SqlStore(
     ) -> tuple[set[Owner], set[str]]:
         """The owners of the jobs `job_ids` names and of those created at or after `since` in
         `queues`, and which of `queues` had such jobs (a live feed's round: conveyor.engine.changes).
-        Found by primary key and through the created_at index: the recent rows only."""
+        Found by primary key and through the (status, created_at) index: the recent rows only."""
         c = jobs.c
         who = (c.owner_user_id, c.owner_org_id, c.owner_study_id)
         ids = [UUID(i) for i in job_ids if _is_uuid(i)]
@@ -297,7 +294,11 @@ class SqlStore(
                 for user, org, study in await conn.execute(sa.select(*who).where(c.id.in_(ids)).distinct()):
                     owners.add(Owner(user_id=user, org_id=org, study_id=study))
             if queues:
-                recent = sa.select(c.queue, *who).where(c.created_at >= since, c.queue.in_(queues)).distinct()
+                recent = (
+                    sa.select(c.queue, *who)
+                    .where(c.status.in_(ordering.STATUS_VALUES), c.created_at >= since, c.queue.in_(queues))
+                    .distinct()
+                )
                 for queue, user, org, study in await conn.execute(recent):
                     owners.add(Owner(user_id=user, org_id=org, study_id=study))
                     found.add(queue)

@@ -106,10 +106,11 @@ jobs = sa.Table(
     ),
     # No index per sort key of the jobs list (conveyor/store/ordering.py): each one costs every
     # enqueue, claim and outcome write an index entry (three more cost bulk enqueue's server
-    # half again its instructions per row); sorts by priority, due or finish time sort.
+    # half again its instructions per row); sorts by priority, due or finish time sort. Nor
+    # one on created_at alone: a listing of every status in creation order reads this one a
+    # status at a time and merges (ordering.page; migration 0016).
     sa.Index("ix_conveyor_jobs_status_created", "status", "created_at"),
     sa.Index("ix_conveyor_jobs_kind_created", "kind", "created_at"),
-    sa.Index("ix_conveyor_jobs_created", "created_at"),
     # Retention prunes, and alerts read, finished jobs by status and completion time.
     sa.Index(
         "ix_conveyor_jobs_finished",
