@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from bench import pickup
 from bench.databases import Database
 from bench.harness import WORKERS
-from conveyor import Context, Conveyor, Engine, JobRequest, Registry, Settings
+from conveyor import Context, Conveyor, Engine, Registry, Settings
 
 CONCURRENCY = 100  # jobs one worker process runs at once
 
@@ -40,7 +40,10 @@ class ConveyorSession:
         await self._engine.enqueue("noop", {})
 
     async def enqueue_noops(self, n: int) -> None:
-        await self._engine.enqueue_many([JobRequest("noop", {}) for _ in range(n)])
+        # The bulk call for many jobs of one type, n empty inputs (as pgqueuer's is given lists
+        # of n entrypoints and n payloads); enqueue_many takes a JobRequest per job, for jobs
+        # that differ.
+        await self._engine.enqueue_each("noop", [{}] * n)
 
     async def enqueue_pickup(self, t_enqueued: float) -> None:
         await self._engine.enqueue("bench.pickup", {"t_enqueued": t_enqueued})

@@ -384,3 +384,36 @@ async def test_every_status_in_creation_order_pages_through_each_job_once(app: C
         assert [j.id for j in by_offset] == [j.id for j in expected]
     window, total = await app.engine.list(JobFilter(created_after=made[10].created_at), limit=50)
     assert [j.id for j in window] == [j.id for j in reversed(made[10:])] and total == 4
+
+
+async def test_enqueue_each_stores_a_job_per_item_with_shared_options(app: Conveyor) -> None:
+    later = utc_now() + timedelta(hours=2)
+    owner = Owner(user_id="alice", org_id="org-1")
+    items = ({"name": f"r{i}", "count": i % 9 + 1} for i in range(1_250))  # any iterable
+    jobs = await app.engine.enqueue_each(
+        "t.report", items, priority="critical", run_at=later, owner=owner, labels={"k": "v"}
+    )
+    assert [j.data for j in jobs] == [{"name": f"r{i}", "count": i % 9 + 1, "tags": []} for i in range(1_250)]
+    assert {(j.status, j.priority_class, j.run_at, j.owner, j.labels["k"]) for j in jobs} == {
+        (Status.SCHEDULED, Priority.CRITICAL, later, owner, "v")
+    }
+    stored = await app.engine.get(jobs[1_111].id)
+    assert (stored.data, stored.run_at, stored.owner) == (jobs[1_111].data, later, owner)
+    assert await app.engine.counts() == {"scheduled": 1_250}
+
+
+async def test_enqueue_each_refuses_invalid_data_naming_the_first_offender_and_stores_nothing(app: Conveyor) -> None:
+    items: list[Any] = [{"name": f"r{i}", "count": 1} for i in range(1_500)]
+    items[1_234] = {"name": "r", "count": 0}
+    with pytest.raises(InvalidJobData) as caught:
+        await app.engine.enqueue_each("t.report", items)
+    assert caught.value.errors == [
+        {"field": "count", "message": "Input should be greater than or equal to 1", "type": "greater_than_equal"}
+    ]
+    items[1_234] = "not an object"
+    with pytest.raises(InvalidJobData):
+        await app.engine.enqueue_each("t.report", items)
+    with pytest.raises(InvalidJobOptions, match="idempotency"):
+        await app.engine.enqueue_each("t.report", items[:2], idempotency_key="k")
+    assert await app.engine.counts() == {}
+    assert await app.engine.enqueue_each("t.report", []) == []
