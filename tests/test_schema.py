@@ -294,3 +294,28 @@ def test_the_audit_tables_json_is_compressed_with_lz4_on_postgres(postgres_url: 
         ("conveyor_audit_journal", "after", "l"),
         ("conveyor_audit_journal", "before", "l"),
     ]
+
+
+def test_an_outcome_batch_reads_its_jobs_by_key_however_small_the_table(postgres_url: str) -> None:
+    """A worker's outcome write locks and updates its jobs through the primary key. Written as
+    `id IN (SELECT id FROM v)`, the planner read a table of 10,000 jobs whole for each batch of
+    100 and matched the update's rows against the locked ones pairwise: half the statement's
+    time in the drain benchmark."""
+    from conftest import truncate_all
+    from psycopg.types.json import Jsonb
+
+    from conveyor.store.postgres import APPLY_OUTCOMES
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(SEED_ROWS.replace("50000", "10000"))
+        conn.execute("ANALYZE conveyor_jobs")
+        try:
+            ids = [str(row[0]) for row in conn.execute("SELECT id FROM conveyor_jobs LIMIT 100")]
+            batch = [{"id": i, "attempt": 1, "status": "completed", "finished": True} for i in ids]
+            plan = "\n".join(
+                row[0] for row in conn.execute("EXPLAIN " + APPLY_OUTCOMES, {"batch": Jsonb(batch), "worker_id": "w"})
+            )
+        finally:
+            truncate_all(conn)
+    assert "Seq Scan on conveyor_jobs" not in plan, plan
+    assert "conveyor_jobs_pkey" in plan, plan
