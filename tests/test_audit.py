@@ -412,3 +412,29 @@ async def test_a_retry_by_hand_and_its_record_commit_together(app: Conveyor, dat
     retried = [r for r in await app.store.audit_page(0, 100) if r.action == "job.retried"]
     assert [(r.object_id, r.after) for r in retried] == [(str(job.id), {"retryJobId": str(again.id)})]
     assert (await app.audit.verify()).ok
+
+
+async def test_sealing_files_the_jobs_a_record_lists_and_nothing_else(app: Conveyor, database_url: str) -> None:
+    # The database files them (store/audit.py FILE_SUBJECTS): each string of after.jobIds once,
+    # no number, no text too long for the column, nothing for a jobIds that is not a list.
+    from conveyor.audit import SYSTEM_ACTOR, AuditEntry
+
+    listing = {"jobIds": ["job-a", 7, "job-a", "x" * 201, "job-b"]}
+    await app.store.journal_audit(
+        [
+            AuditEntry("job.completed", "job", None, SYSTEM_ACTOR, after=listing),
+            AuditEntry("job.completed", "job", None, SYSTEM_ACTOR, after={"jobIds": "job-c"}),
+            AuditEntry("job.completed", "job", None, SYSTEM_ACTOR, after={"jobIds": {"job-d": 1}}),
+            AuditEntry("job.read", "job", "job-e", SYSTEM_ACTOR, after=None),
+        ]
+    )
+    assert await app.audit.seal() == 4
+    engine = sync_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            filed = conn.execute(sa.text("SELECT job_id, seq FROM conveyor_audit_subjects ORDER BY job_id")).all()
+    finally:
+        engine.dispose()
+    first = (await app.store.audit_page(0, 1))[0].seq
+    assert [tuple(row) for row in filed] == [("job-a", first), ("job-b", first)]
+    assert (await app.audit.verify()).ok

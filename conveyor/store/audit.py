@@ -128,8 +128,7 @@ class AuditTables(StoreHooks):
                 sorted((r._asdict() for r in rows), key=lambda r: r["id"]), prev_seq=prev_seq, prev_hash=prev_hash
             )
             await conn.execute(audit.insert(), [r.fields() for r in records])
-            if named := listed_jobs(records):
-                await conn.execute(audit_subjects.insert(), named)
+            await conn.execute(FILE_SUBJECTS[conn.dialect.name], {"after_seq": prev_seq})
             head = records[-1]
             if checkpoint_every and head.seq // checkpoint_every > prev_seq // checkpoint_every:
                 await _insert_checkpoint(conn, head.seq, head.hash, key)
@@ -204,18 +203,34 @@ def _last_to_seal(dialect: str, limit: int, max_bytes: int) -> sa.Select[Any]:
     return sa.select(sa.func.coalesce(within, sa.func.min(oldest.c.id)))
 
 
-def listed_jobs(records: Sequence[Any]) -> list[dict[str, Any]]:
-    """conveyor_audit_subjects' rows for chained `records`: each job a record names in its
-    `after.jobIds`, once."""
-    rows = []
-    for record in records:
-        after = record.after
-        named = after.get("jobIds") if isinstance(after, dict) else None
-        if isinstance(named, list):
-            rows += [
-                {"job_id": job_id, "seq": record.seq} for job_id in dict.fromkeys(named) if isinstance(job_id, str)
-            ]
-    return rows
+# conveyor_audit_subjects' rows for the records just chained (seq past the old head): each
+# job a record names in its `after.jobIds`, once, filed by the database in one statement. A
+# row per job sent from Python (executemany) cost the sealing worker ~17 µs a job named, two
+# names a job (created, completed): a third of a core at 10,000 jobs a second. A record whose
+# jobIds is not a list names none (the CASE keeps the JSON functions from failing on it).
+FILE_SUBJECTS = {
+    "postgresql": sa.text(
+        """
+        INSERT INTO conveyor_audit_subjects (job_id, seq)
+        SELECT DISTINCT named.value #>> '{}', a.seq
+        FROM conveyor_audit AS a,
+             jsonb_array_elements(CASE WHEN jsonb_typeof(a.after -> 'jobIds') = 'array'
+                                       THEN a.after -> 'jobIds' ELSE '[]'::jsonb END) AS named(value)
+        WHERE a.seq > :after_seq AND jsonb_typeof(named.value) = 'string'
+          AND length(named.value #>> '{}') <= 200
+        """
+    ),
+    "sqlite": sa.text(
+        """
+        INSERT INTO conveyor_audit_subjects (job_id, seq)
+        SELECT DISTINCT named.value, a.seq
+        FROM conveyor_audit AS a,
+             json_each(CASE WHEN json_type(a.after, '$.jobIds') = 'array'
+                            THEN json_extract(a.after, '$.jobIds') ELSE '[]' END) AS named
+        WHERE a.seq > :after_seq AND named.type = 'text' AND length(named.value) <= 200
+        """
+    ),
+}
 
 
 async def journal_in(conn: AsyncConnection, entries: Sequence[AuditEntry]) -> None:
