@@ -80,7 +80,9 @@ async def time_reads(app: Conveyor) -> dict[str, dict[str, float]]:
     return {
         "list_newest": await timed(lambda: engine.list(limit=50)),
         "list_last_page_by_offset": await timed(lambda: engine.list(limit=50, offset=max(total - 50, 0)), repeat=3),
-        "list_last_page_by_cursor": await timed(lambda: engine.list(limit=50, after=(deep.created_at, deep.created_at, deep.id))),
+        "list_last_page_by_cursor": await timed(
+            lambda: engine.list(limit=50, after=(deep.created_at, deep.created_at, deep.id))
+        ),
         "list_by_status": await timed(lambda: engine.list(JobFilter(statuses=(Status.PENDING,)), limit=50)),
         "list_by_kind": await timed(lambda: engine.list(JobFilter(kinds=("noop",)), limit=50)),
         "count_by_status": await timed(lambda: engine.counts(), repeat=5),

@@ -102,6 +102,13 @@ def test_submit_wait_show_list_and_logs(admin: Served) -> None:
     assert table.stdout.splitlines()[1].split("┃")[1].strip() == "ID"  # a rich table, not JSON
     described = cli("jobs", "show", job["id"])
     assert "status" in described.stdout and '{"slept": 0.2}' in described.stdout
+    assert "data" not in [line.split()[0] for line in described.stdout.splitlines() if line.strip()]
+    with_data = cli("jobs", "show", job["id"], "--data")
+    assert any(line.split()[:2] == ["data", '{"seconds":'] for line in with_data.stdout.splitlines())
+    later = ok_json("submit", "noop", "--priority", "critical")
+    by_priority = ok_json("jobs", "list", "--sort=-priority", "--limit", "1")
+    assert isinstance(by_priority, list) and [j["id"] for j in by_priority] == [later["id"]]
+    assert [j["id"] for j in ok_json("jobs", "list", "--sort", "oldest", "--all")][-1] == later["id"]
     assert cli("jobs", "logs", job["id"]).exit_code == 0
 
 

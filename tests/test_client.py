@@ -240,6 +240,30 @@ async def test_iter_jobs_walks_every_page(api: ApiHarness, connect: Connect) -> 
     assert [job async for job in client.iter_jobs(type="nothing")] == []
 
 
+async def test_list_sorts_and_pages_by_cursor_and_iter_jobs_skips_nothing(api: ApiHarness, connect: Connect) -> None:
+    client = connect(await key(api, "user"))
+    submitted = [await client.submit("t.echo", {"value": i}, priority=i % 10 + 1) for i in range(7)]
+    by_priority = await client.list(sort="-priority", page_size=3)
+    assert [j.priority_level for j in by_priority.items] == [7, 6, 5] and by_priority.next_cursor
+    after = await client.list(sort="-priority", page_size=3, cursor=by_priority.next_cursor)
+    assert [j.priority_level for j in after.items] == [4, 3, 2]
+    oldest = [job.id async for job in client.iter_jobs(page_size=2, sort="oldest")]
+    assert oldest == [j.id for j in submitted]
+    walked = []
+    async for job in client.iter_jobs(page_size=2):  # newest first: one created meanwhile is not met
+        walked.append(job.id)
+        if len(walked) == 1:
+            await client.submit("t.echo", {"value": "late"})
+    assert walked == [j.id for j in reversed(submitted)]
+
+
+async def test_get_with_its_input_data(api: ApiHarness, connect: Connect) -> None:
+    client = connect(await key(api, "user"))
+    job = await client.submit("t.report", {"name": "q3", "count": 2})
+    assert (await client.get(job.id)).data is None
+    assert (await client.get(job.id, include_data=True)).data == {"name": "q3", "count": 2, "tags": []}
+
+
 @CLIENT_SIDE
 async def test_iter_jobs_fetches_pages_only_as_needed(api: ApiHarness) -> None:
     counted = Flaky(failures=0).around(httpx.ASGITransport(app=api.fastapi))
@@ -503,6 +527,13 @@ async def test_audit_list_export_and_verify(api: ApiHarness, connect: Connect) -
     assert page.items[1].prev_hash is not None and page.items[1].before is not None
     assert (await admin.audit.list(action="job.cancelled", page_size=1)).items[0].object_id == str(job.id)
     assert (await admin.audit.list(since=datetime.now(UTC) + timedelta(hours=1))).total == 0
+
+    from conveyor.engine import JobRequest
+    from conveyor.model import Owner
+
+    bulk = await api.conveyor.engine.enqueue_many([JobRequest("t.echo", {}, owner=Owner(org_id="org-a"))] * 2)
+    listed = await admin.audit.list(job_id=str(bulk[1].id))  # named in the bulk's record, not its object
+    assert [(r.action, r.object_id) for r in listed.items] == [("job.created", None)]
 
     exported = json.loads(await admin.audit.export(object_id=str(job.id)))
     assert [r["action"] for r in exported] == ["job.created", "job.cancelled"]

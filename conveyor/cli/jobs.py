@@ -103,13 +103,20 @@ def list_jobs(
     priority: Annotated[list[str] | None, typer.Option(help="critical, high, medium, low (repeatable)")] = None,
     queue: Annotated[str | None, typer.Option()] = None,
     label: LabelOpt = None,
-    limit: Annotated[int, typer.Option(help="a page of this many, newest first")] = 50,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            help="newest (default), oldest, or created, priority, status, type, run_at, finished; "
+            "a leading - for descending (--sort=-priority)"
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="a page of this many")] = 50,
     page: Annotated[int, typer.Option(help="which page")] = 1,
     every: Annotated[bool, typer.Option("--all", help="every matching job, page after page")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The jobs the caller may see, newest first."""
-    filters: dict[str, Any] = {"status": status_, "type": job_type, "priority": priority, "queue": queue}
+    """The jobs the caller may see, newest first unless --sort says otherwise."""
+    filters: dict[str, Any] = {"status": status_, "type": job_type, "priority": priority, "queue": queue, "sort": sort}
     filters = {k: v for k, v in filters.items() if v}
     if label:
         filters["labels"] = local.labels(label)
@@ -141,9 +148,13 @@ def list_jobs(
 
 
 @jobs_app.command("show")
-def show_job(job_id: JobId, as_json: JsonOpt = False) -> None:
-    """One job: status, progress, timings, result or error."""
-    job = call(lambda c: c.get(job_id))
+def show_job(
+    job_id: JobId,
+    data: Annotated[bool, typer.Option("--data", help="its input data too")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One job: status, progress, timings, result or error (--data: its input too)."""
+    job = call(lambda c: c.get(job_id, include_data=data))
     if as_json:
         print_json(job)
     else:
@@ -174,6 +185,10 @@ def _describe(job: "Job") -> None:
         lines.append(("labels", ", ".join(f"{k}:{v}" for k, v in job.labels.items())))
     if job.retry_of:
         lines.append(("retry of", str(job.retry_of)))
+    if job.data is not None:
+        lines.append(("data", json.dumps(job.data)))
+    if job.masked:
+        lines.append(("masked", ", ".join(job.masked)))
     if job.result is not None:
         lines.append(("result", json.dumps(job.result)))
     if job.error is not None:

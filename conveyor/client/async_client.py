@@ -132,13 +132,16 @@ class AsyncClient:
         """Creates a job; see `Client.submit`."""
         return await self._send(calls.submit(job_type, data, options))
 
-    async def get(self, job_id: JobId) -> Job:
-        """The job with its progress, and its result or error once finished. Raises NotFound."""
-        return await self._send(calls.get_job(job_id))
+    async def get(self, job_id: JobId, *, include_data: bool = False) -> Job:
+        """The job with its progress, and its result or error once finished; `include_data`:
+        its input too. Raises NotFound."""
+        return await self._send(calls.get_job(job_id, include_data=include_data))
 
-    async def list(self, *, page: int = 1, page_size: int = 50, **filters: Unpack[JobFilters]) -> Page[Job]:
-        """One page of the jobs the caller may see, newest first; see `Client.list`."""
-        return await self._send(calls.list_jobs(filters, page=page, page_size=page_size))
+    async def list(
+        self, *, page: int = 1, page_size: int = 50, cursor: str | None = None, **filters: Unpack[JobFilters]
+    ) -> Page[Job]:
+        """One page of the jobs the caller may see (`sort`, `cursor`: see `Client.list`)."""
+        return await self._send(calls.list_jobs(filters, page=page, page_size=page_size, cursor=cursor))
 
     async def iter_jobs(self, *, page_size: int = 100, **filters: Unpack[JobFilters]) -> AsyncIterator[Job]:
         """Every job matching the filters, a page fetched at a time; see `Client.iter_jobs`.

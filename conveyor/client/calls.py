@@ -243,15 +243,16 @@ def submit(job_type: str, data: Mapping[str, Any] | BaseModel | None, options: S
     )
 
 
-def get_job(job_id: JobId) -> Call[Job]:
-    return Call("GET", _job_path(job_id), _job, idempotent=True)
+def get_job(job_id: JobId, *, include_data: bool = False) -> Call[Job]:
+    params: tuple[tuple[str, str], ...] = (("include", "data"),) if include_data else ()
+    return Call("GET", _job_path(job_id), _job, params=params, idempotent=True)
 
 
-def _csv(value: str | int | Sequence[str | int] | None) -> str | None:
+def _csv(value: str | int | UUID | Sequence[str | int] | None) -> str | None:
     """A filter's values as the server reads them: comma-separated."""
     if value is None:
         return None
-    if isinstance(value, str | int):
+    if isinstance(value, str | int | UUID):
         return str(value)
     return ",".join(str(v) for v in value)
 
@@ -266,11 +267,15 @@ class JobFilters(TypedDict, total=False):
     labels: Mapping[str, str]
     created_after: datetime
     created_before: datetime
+    batch_id: JobId
+    org_id: str
+    sort: str  # newest (default), oldest, or a sort key, `-` first for descending: "-priority"
 
 
-def list_jobs(filters: JobFilters, *, page: int, page_size: int) -> Call[Page[Job]]:
-    params: list[tuple[str, str | int]] = [("page", page), ("page_size", page_size)]
-    for name in ("status", "type", "priority", "queue"):
+def list_jobs(filters: JobFilters, *, page: int, page_size: int, cursor: str | None = None) -> Call[Page[Job]]:
+    """A page by number, or (`cursor`: the previous page's `next_cursor`) the page after it."""
+    params: list[tuple[str, str | int]] = [("cursor", cursor) if cursor else ("page", page), ("page_size", page_size)]
+    for name in ("status", "type", "priority", "queue", "batch_id", "org_id", "sort"):
         text = _csv(filters.get(name))  # type: ignore[arg-type]
         if text is not None:
             params.append((name, text))
@@ -287,31 +292,32 @@ def list_jobs(filters: JobFilters, *, page: int, page_size: int) -> Call[Page[Jo
             total=data["total"],
             page=data.get("page", page),
             page_size=data.get("limit", page_size),
+            next_cursor=data.get("nextCursor"),
         )
 
     return Call("GET", JOBS, parse, params=tuple(params), idempotent=True)
 
 
 class JobPager:
-    """Walks the pages of a job list for `iter_jobs`: the next page's call, and the jobs of
-    each page not yet yielded (jobs created meanwhile push older ones onto later pages)."""
+    """Walks a job list for `iter_jobs` by key: each page starts past the last job of the one
+    before (`next_cursor`), so a job is yielded once, none is skipped when jobs come or go
+    meanwhile, and a page deep in a million jobs costs what the first does."""
 
     def __init__(self, filters: JobFilters, page_size: int) -> None:
         self._filters = filters
         self._page_size = page_size
-        self._page = 1
+        self._cursor: str | None = None
         self._done = False
-        self._seen: set[UUID] = set()
 
     def next_call(self) -> Call[Page[Job]] | None:
-        return None if self._done else list_jobs(self._filters, page=self._page, page_size=self._page_size)
+        if self._done:
+            return None
+        return list_jobs(self._filters, page=1, page_size=self._page_size, cursor=self._cursor)
 
     def take(self, page: Page[Job]) -> list[Job]:
-        self._done = not page.items or not page.has_next
-        self._page += 1
-        fresh = [job for job in page.items if job.id not in self._seen]
-        self._seen.update(job.id for job in fresh)
-        return fresh
+        self._cursor = page.next_cursor
+        self._done = not page.items or page.next_cursor is None
+        return page.items
 
 
 def _cancelled_anyway(job_id: JobId) -> Callable[[ConveyorError, bool], Call[Job] | None]:
@@ -609,6 +615,7 @@ class AuditFilters(TypedDict, total=False):
     action: str
     object_type: str
     object_id: str
+    job_id: str  # a job's own records and those naming it in a list (a bulk enqueue's, say)
     since: datetime
     until: datetime
 

@@ -126,6 +126,8 @@ class Job(_Camel):
     retry_of: UUID | None = None
     batch_id: UUID | None = None
     cache_info: CacheInfo | None = Field(None, description="set by submit(use_cache=True) when the cache answered")
+    data: Any = Field(None, description="the job's input, from get(include_data=True) only")
+    masked: list[str] = Field(default_factory=list, description="fields shown masked: sensitive, not readable here")
 
     @property
     def finished(self) -> bool:
@@ -144,6 +146,7 @@ class Page(BaseModel, Generic[T]):
     total: int
     page: int
     page_size: int
+    next_cursor: str | None = None  # a job list's key to the next page (None: no next page)
 
     @property
     def has_next(self) -> bool:

@@ -158,27 +158,36 @@ class Client:
         """
         return self._send(calls.submit(job_type, data, options))
 
-    def get(self, job_id: JobId) -> Job:
-        """The job with its progress, and its result or error once finished. Raises NotFound."""
-        return self._send(calls.get_job(job_id))
+    def get(self, job_id: JobId, *, include_data: bool = False) -> Job:
+        """The job with its progress, and its result or error once finished; `include_data`:
+        its input `data` too (a sensitive job's comes masked, named in `masked`, to a caller
+        who may not read it). Raises NotFound."""
+        return self._send(calls.get_job(job_id, include_data=include_data))
 
-    def list(self, *, page: int = 1, page_size: int = 50, **filters: Unpack[JobFilters]) -> Page[Job]:
-        """One page of the jobs the caller may see, newest first.
+    def list(
+        self, *, page: int = 1, page_size: int = 50, cursor: str | None = None, **filters: Unpack[JobFilters]
+    ) -> Page[Job]:
+        """One page of the jobs the caller may see, newest first unless `sort` says otherwise.
 
         Filters: `status`, `type`, `priority` (one value or several), `queue`, `labels`
-        (a mapping, all must match), `created_after`, `created_before`. Items carry the
-        summary of each job; `get` gives the result.
+        (a mapping, all must match), `created_after`, `created_before`, `batch_id`, `org_id`.
+        `sort`: `newest`, `oldest`, or one of created, priority, status, type, run_at,
+        finished, with a leading `-` for descending (`"-priority"`: highest first). Items carry
+        the summary of each job; `get` gives the result. `cursor` (a page's `next_cursor`,
+        same filters and sort) gives the page after it: as quick deep in a million jobs as
+        the first, where `page=N` makes the database step over every job before it.
 
         Example::
 
-            page = client.list(status=["failed", "timeout"], page_size=20)
-            print(page.total, [job.id for job in page.items], page.has_next)
+            page = client.list(status=["failed", "timeout"], sort="-priority", page_size=20)
+            print(page.total, [job.id for job in page.items], page.next_cursor)
         """
-        return self._send(calls.list_jobs(filters, page=page, page_size=page_size))
+        return self._send(calls.list_jobs(filters, page=page, page_size=page_size, cursor=cursor))
 
     def iter_jobs(self, *, page_size: int = 100, **filters: Unpack[JobFilters]) -> Iterator[Job]:
-        """Every job matching the filters (as `list`), fetching a page at a time as the
-        iteration goes. Jobs created meanwhile are not included; none is yielded twice."""
+        """Every job matching the filters (as `list`, `sort` too), fetching a page at a time
+        as the iteration goes, each past the last job of the one before: none is yielded
+        twice, none skipped; newest first, jobs created meanwhile are not included."""
         pager = calls.JobPager(filters, page_size)
         while (call := pager.next_call()) is not None:
             yield from pager.take(self._send(call))
