@@ -279,6 +279,29 @@ async def test_iter_jobs_fetches_pages_only_as_needed(api: ApiHarness) -> None:
         assert len(counted.sent) == 3
 
 
+class WithoutCursors(httpx.AsyncBaseTransport):
+    """A server from before cursors: its job lists carry no nextCursor."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path != "/api/v1/jobs" or request.method != "GET":
+            return response
+        body = json.loads(await response.aread())
+        body["data"].pop("nextCursor", None)
+        return httpx.Response(response.status_code, json=body)
+
+
+@CLIENT_SIDE
+async def test_iter_jobs_pages_by_number_where_the_server_sends_no_cursor(api: ApiHarness) -> None:
+    transport = WithoutCursors(httpx.ASGITransport(app=api.fastapi))
+    async with AsyncClient(BASE_URL, api_key=await key(api, "user"), transport=transport) as client:
+        submitted = [(await client.submit("t.echo", {"value": i})).id for i in range(5)]
+        assert [job.id async for job in client.iter_jobs(page_size=2)] == submitted[::-1]
+
+
 async def test_cancel_then_conflict_when_finished(api: ApiHarness, connect: Connect) -> None:
     client = connect(await key(api, "user"))
     job = await client.submit("t.echo", {})

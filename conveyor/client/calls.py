@@ -307,17 +307,25 @@ class JobPager:
         self._filters = filters
         self._page_size = page_size
         self._cursor: str | None = None
+        self._page = 1  # a server that sends no cursor (older than cursors) is paged by number
+        self._seen: set[UUID] = set()
         self._done = False
 
     def next_call(self) -> Call[Page[Job]] | None:
         if self._done:
             return None
-        return list_jobs(self._filters, page=1, page_size=self._page_size, cursor=self._cursor)
+        return list_jobs(self._filters, page=self._page, page_size=self._page_size, cursor=self._cursor)
 
     def take(self, page: Page[Job]) -> list[Job]:
+        by_number = self._page > 1 or (self._cursor is None and page.next_cursor is None)
         self._cursor = page.next_cursor
-        self._done = not page.items or page.next_cursor is None
-        return page.items
+        if by_number and page.items and page.has_next:
+            self._page += 1
+        else:
+            self._done = not page.items or page.next_cursor is None
+        fresh = [job for job in page.items if job.id not in self._seen]  # by number, jobs may shift
+        self._seen.update(job.id for job in fresh)
+        return fresh
 
 
 def _cancelled_anyway(job_id: JobId) -> Callable[[ConveyorError, bool], Call[Job] | None]:
