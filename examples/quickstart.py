@@ -1,7 +1,7 @@
 """Define a job type, enqueue jobs, run a worker until they are done.
 
-    python examples/quickstart.py            # on ./conveyor.db (SQLite)
-    CONVEYOR_DATABASE_URL=postgresql://… python examples/quickstart.py
+python examples/quickstart.py            # on ./conveyor.db (SQLite)
+CONVEYOR_DATABASE_URL=postgresql://… python examples/quickstart.py
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import asyncio
 
 from pydantic import BaseModel, Field
 
-from conveyor import Context, Conveyor, JobRequest, Registry
+from conveyor import Context, Conveyor, Registry
 
 jobs = Registry()
 
@@ -33,8 +33,10 @@ async def word_count(ctx: Context, data: WordCount) -> dict[str, int]:
 async def main() -> None:
     async with Conveyor.from_settings(registries=[jobs]) as conveyor:
         one = await conveyor.engine.enqueue("examples.word_count", {"texts": ["a b c", "d e"]})
-        many = await conveyor.engine.enqueue_many(
-            [JobRequest(word_count, {"texts": [f"text number {i}"]}, labels={"batch": "demo"}) for i in range(100)]
+        # Many jobs of one type and options in one transaction (enqueue_many takes a
+        # JobRequest per job, for jobs that differ).
+        many = await conveyor.engine.enqueue_each(
+            word_count, [{"texts": [f"text number {i}"]} for i in range(100)], labels={"batch": "demo"}
         )
         worker = conveyor.worker(concurrency=20)
         running = asyncio.create_task(worker.run())
