@@ -6,8 +6,8 @@ conveyor.api.errors. `GET /api/v1/jobs` also answers seed 003's list contract (s
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
@@ -27,7 +27,7 @@ from conveyor.api.lean import LeanRoute
 from conveyor.api.params import LABEL_KEY, aware, labels_filter, priorities, statuses
 from conveyor.api.render import canonical_job, render_summary, seed003_keys
 from conveyor.api.services import Services, admit_jobs, offered, queue_of, services
-from conveyor.api.sse import HEARTBEAT, HEARTBEAT_S, event_stream, event_stream_response
+from conveyor.api.sse import HEARTBEAT, event_stream, event_stream_response, with_heartbeats
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.engine import MAX_DELAY
 from conveyor.engine.sealing import Sealing
@@ -546,28 +546,20 @@ def _job_event(job: Job) -> str:
 
 
 async def _job_events(first: Job, updates: AsyncGenerator[Job, None]) -> AsyncIterator[str]:
-    pending: asyncio.Future[Job] | None = None
     last = first
     try:
         yield _job_event(first)
-        while not first.status.is_finished:
-            pending = pending or asyncio.ensure_future(updates.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_S)
-            if not done:
-                yield HEARTBEAT
-                continue
-            try:
-                last = pending.result()
-            except StopAsyncIteration:
-                break
-            finally:
-                pending = None
-            yield _job_event(last)
+        if not first.status.is_finished:
+            async with contextlib.aclosing(with_heartbeats(updates)) as items:
+                async for job in items:
+                    if job is None:
+                        yield HEARTBEAT
+                    else:
+                        last = job
+                        yield _job_event(job)
         yield f"event: end\ndata: {json.dumps({'id': str(last.id), 'status': last.status.value})}\n\n"
     finally:
-        if pending is not None:
-            pending.cancel()
-        await updates.aclose()
+        await updates.aclose()  # with_heartbeats closes it too, when it ran
 
 
 @router.get("/{job_id}/logs", summary="A job's log lines", responses=ex.example(200, ex.LOGS))

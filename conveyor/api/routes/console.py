@@ -11,7 +11,6 @@ refresh on.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -25,7 +24,7 @@ from conveyor.api import examples as ex
 from conveyor.api.auth import require
 from conveyor.api.lean import LeanRoute
 from conveyor.api.services import Services, services
-from conveyor.api.sse import HEARTBEAT, HEARTBEAT_S, event_stream, event_stream_response
+from conveyor.api.sse import HEARTBEAT, event_stream, event_stream_response, with_heartbeats
 from conveyor.api.timefmt import iso, iso_now
 from conveyor.model import utc_now
 
@@ -116,23 +115,15 @@ async def changes(
 
 
 async def _change_events(feed: AsyncGenerator[frozenset[str], None], close_after: float) -> AsyncIterator[str]:
-    pending: asyncio.Future[frozenset[str]] | None = None
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + close_after
     try:
         yield "event: ready\ndata: {}\n\n"
-        while (left := deadline - loop.time()) > 0:
-            pending = pending or asyncio.ensure_future(anext(feed))
-            done, _ = await asyncio.wait({pending}, timeout=min(HEARTBEAT_S, left))
-            if not done:
-                yield HEARTBEAT
-                continue
-            topics, pending = pending.result(), None
-            yield f"event: change\ndata: {json.dumps({'topics': sorted(topics)})}\n\n"
+        async with contextlib.aclosing(with_heartbeats(feed, close_after=close_after)) as changes:
+            async for topics in changes:
+                yield (
+                    HEARTBEAT
+                    if topics is None
+                    else f"event: change\ndata: {json.dumps({'topics': sorted(topics)})}\n\n"
+                )
         yield "event: end\ndata: {}\n\n"
     finally:
-        if pending is not None:  # let the feed's step end before the feed is closed
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await pending
-        await feed.aclose()
+        await feed.aclose()  # with_heartbeats closes it too, when it ran
