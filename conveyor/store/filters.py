@@ -16,6 +16,7 @@ from conveyor.model import JobFilter, Status, Visibility
 from conveyor.store.schema import job_counts, job_minutes, jobs
 
 Column = Any  # a SQLAlchemy column
+STATUS_VALUES = tuple(status.value for status in Status)  # every status, as stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ def clauses_for(where: JobFilter, cols: FilterColumns) -> list[sa.ColumnElement[
         clauses.append(cols.priority.in_(where.priorities))
     if (where.created_after or where.created_before) and not where.statuses:
         # Every status, named: a time window is then read through (status, created_at).
-        clauses.append(cols.status.in_([s.value for s in Status]))
+        clauses.append(cols.status.in_(STATUS_VALUES))
     if where.created_after:
         clauses.append(cols.created_at >= where.created_after)
     if where.created_before:

@@ -35,7 +35,7 @@ from conveyor.store.base import TOPICS, Listener
 from conveyor.store.batches import BatchTables, batch_ids_of
 from conveyor.store.cache import CacheTables
 from conveyor.store.control import ControlTables
-from conveyor.store.filters import filter_clauses
+from conveyor.store.filters import STATUS_VALUES, filter_clauses
 from conveyor.store.interactions import InteractionTables
 from conveyor.store.limits import RateWindows
 from conveyor.store.notifications import NotificationTables
@@ -286,7 +286,7 @@ class SqlStore(
         Found by primary key and through the (status, created_at) index: the recent rows only."""
         c = jobs.c
         who = (c.owner_user_id, c.owner_org_id, c.owner_study_id)
-        ids = [UUID(i) for i in job_ids if _is_uuid(i)]
+        ids = [job_id for job_id in map(_uuid_or_none, job_ids) if job_id is not None]
         owners: set[Owner] = set()
         found: set[str] = set()
         async with self._read_engine.connect() as conn:
@@ -296,7 +296,7 @@ class SqlStore(
             if queues:
                 recent = (
                     sa.select(c.queue, *who)
-                    .where(c.status.in_(ordering.STATUS_VALUES), c.created_at >= since, c.queue.in_(queues))
+                    .where(c.status.in_(STATUS_VALUES), c.created_at >= since, c.queue.in_(queues))
                     .distinct()
                 )
                 for queue, user, org, study in await conn.execute(recent):
@@ -610,9 +610,8 @@ class SqlStore(
         return [r.id for r in rows]
 
 
-def _is_uuid(text: str) -> bool:
+def _uuid_or_none(text: str) -> UUID | None:
     try:
-        UUID(text)
+        return UUID(text)
     except ValueError:
-        return False
-    return True
+        return None
