@@ -117,16 +117,43 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# PostgreSQL's job counts by status (and owner, type, queue, priority) are sums of the deltas
+# each insert, change and delete appends to conveyor_job_counts. Every test on PostgreSQL ends
+# by checking that they still agree with counting the jobs, so that a way of storing, changing
+# or removing jobs that forgets its deltas fails whichever test takes it.
+ROLLUP_KEYS = "org_id, user_id, study_id, kind, queue, priority, status"
+ROLLUPS_DISAGREE = f"""
+WITH rolled AS (
+    SELECT {ROLLUP_KEYS}, sum(n) AS n FROM conveyor_job_counts GROUP BY {ROLLUP_KEYS} HAVING sum(n) <> 0
+), counted AS (
+    SELECT owner_org_id AS org_id, owner_user_id AS user_id, owner_study_id AS study_id, kind, queue, priority,
+           status, count(*) AS n
+    FROM conveyor_jobs GROUP BY 1, 2, 3, 4, 5, 6, 7
+)
+(SELECT 'rolled up' AS side, * FROM rolled EXCEPT SELECT 'rolled up', * FROM counted)
+UNION ALL
+(SELECT 'counted', * FROM counted EXCEPT SELECT 'counted', * FROM rolled)
+"""
+
+
+def assert_rollups_agree(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        disagreeing = conn.execute(ROLLUPS_DISAGREE).fetchall()
+    assert not disagreeing, f"job counts roll-up disagrees with the jobs table: {disagreeing}"
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
     if request.param == "sqlite":
         path = tmp_path / "conveyor.db"
         shutil.copy(sqlite_template, path)
-        return f"sqlite:///{path}"
+        yield f"sqlite:///{path}"
+        return
     url = request.getfixturevalue("postgres_url")
     with psycopg.connect(url, autocommit=True) as conn:
         truncate_all(conn)
-    return url
+    yield url
+    assert_rollups_agree(url)
 
 
 # argon2id at its production cost takes ~0.4 s a hash on the test machine: the tests hash

@@ -132,6 +132,7 @@ class BatchTables(StoreHooks):
         async with self._write() as conn:
             await conn.execute(batches.insert().values(**batch_row(batch)))
             await conn.execute(jobs.insert(), [row_of(n, now) for n in new_jobs])
+            await self._count_inserted(conn, new_jobs)
             records = [created_record(job, n, now) for job, n in zip(made, new_jobs, strict=True)]
             await conn.execute(audit_journal.insert(), records)
             ready = sorted({n.queue for n in new_jobs if n.status is Status.PENDING})

@@ -120,6 +120,7 @@ class CacheTables(StoreHooks):
 
     async def _insert_one(self, conn: AsyncConnection, new: NewJob, now: datetime) -> list[str]:
         await conn.execute(jobs.insert().values(**row_of(new, now)))
+        await self._count_inserted(conn, [new])
         await conn.execute(audit_journal.insert().values(**created_record(job_of_new(new, now), new, now)))
         ready = [new.queue] if new.status is Status.PENDING else []
         await self._notify(conn, "insert", ready)

@@ -38,6 +38,11 @@ class StoreHooks:
     async def _after_commit(self, topic: str, payloads: Sequence[str]) -> None:
         raise NotImplementedError
 
+    async def _count_inserted(self, conn: AsyncConnection, new_jobs: Sequence[Any]) -> None:
+        """Count jobs just stored (NewJobs) in the roll-ups, within the transaction that stores
+        them."""
+        raise NotImplementedError
+
     async def record_job_events(self, conn: AsyncConnection, changes: Sequence[Any]) -> int:
         """The webhook outbox's rows for jobs that finished (store/webhooks.py)."""
         raise NotImplementedError

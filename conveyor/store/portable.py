@@ -158,6 +158,9 @@ class SqlStore(
         if payloads and not self._echoes_notifications:
             self._publish(topic, payloads)
 
+    async def _count_inserted(self, conn: AsyncConnection, new_jobs: Sequence[NewJob]) -> None:
+        """SQLite keeps no roll-ups: it counts the jobs table."""
+
     # --- enqueue ------------------------------------------------------------------------
 
     async def insert_jobs(
@@ -170,7 +173,7 @@ class SqlStore(
         rows = [row_of(n, now) for n in new_jobs]
         # Each created job's audit record goes in with it: in its statement or transaction.
         records = [created_record(job, n, now) for job, n in zip(made, new_jobs, strict=True)]
-        inserted = await self._insert_rows(rows, records, also)
+        inserted = await self._insert_rows(new_jobs, rows, records, also)
         missing = [n.idempotency_key for n in new_jobs if n.id not in inserted]
         existing: dict[str, Job] = {}
         if missing:
@@ -190,18 +193,20 @@ class SqlStore(
         # per batch naming its jobs (as PostgreSQL's COPY path does).
         now = utc_now()
         stored: list[Job] = []
-        rows: list[dict[str, Any]] = []
+        new_jobs: list[NewJob] = []
         records: list[dict[str, Any]] = []
         for batch in batches:
             if batch:
                 made = [job_of_new(n, now) for n in batch]
                 stored.extend(made)
-                rows.extend(row_of(n, now) for n in batch)
+                new_jobs.extend(batch)
                 records.append(bulk_created_record(made, batch[0], now))
-        if not rows:
+        if not new_jobs:
             return []
+        rows = [row_of(n, now) for n in new_jobs]
         async with self._write() as conn:
             await conn.execute(jobs.insert(), rows)
+            await self._count_inserted(conn, new_jobs)
             await conn.execute(audit_journal.insert(), records)
             ready = sorted({r["queue"] for r in rows if r["status"] == Status.PENDING})
             await self._notify(conn, "insert", ready)
@@ -209,11 +214,15 @@ class SqlStore(
         return stored
 
     async def _insert_rows(
-        self, rows: list[dict[str, Any]], records: list[dict[str, Any]], also: Sequence[AuditEntry] = ()
+        self,
+        new_jobs: Sequence[NewJob],
+        rows: list[dict[str, Any]],
+        records: list[dict[str, Any]],
+        also: Sequence[AuditEntry] = (),
     ) -> set[UUID]:
-        """Insert in one transaction, skipping known idempotency keys, with the audit journal's
-        rows (`records`, one per row) of those inserted, and `also` when any was; the ids
-        inserted."""
+        """Insert `new_jobs` (as `rows`) in one transaction, skipping known idempotency keys,
+        counted, with the audit journal's rows (`records`, one per row) of those inserted, and
+        `also` when any was; the ids inserted."""
         async with self._write() as conn:
             if any(r["idempotency_key"] is not None for r in rows):
                 stmt = (
@@ -228,6 +237,7 @@ class SqlStore(
             else:
                 await conn.execute(jobs.insert(), rows)
                 inserted = {r["id"] for r in rows}
+            await self._count_inserted(conn, [n for n in new_jobs if n.id in inserted])
             if written := [rec for rec, row in zip(records, rows, strict=True) if row["id"] in inserted]:
                 await conn.execute(audit_journal.insert(), written)
                 await journal_in(conn, also)

@@ -161,6 +161,20 @@ def row_of(new: NewJob, now: datetime) -> dict[str, Any]:
     }
 
 
+def count_key(n: NewJob) -> tuple[Any, ...]:
+    """A new job's group in the roll-ups: owner, type, queue, priority and status."""
+    return (n.owner.org_id, n.owner.user_id, n.owner.study_id, n.kind, n.queue, n.priority, n.status.value)
+
+
+def count_deltas(groups: Mapping[tuple[Any, ...], int]) -> list[dict[str, Any]]:
+    """conveyor_job_counts' rows for jobs just stored, `groups` counting them by count_key
+    (see migration 0017)."""
+    return [
+        {"org_id": o, "user_id": u, "study_id": s, "kind": k, "queue": q, "priority": p, "status": st, "n": n}
+        for (o, u, s, k, q, p, st), n in groups.items()
+    ]
+
+
 def job_of_new(new: NewJob, now: datetime, due: datetime | None = None) -> Job:
     """The job `new` became when stored at `now`; a pending one due at `due` when given (the
     database's clock, which PostgreSQL's bulk path stores as its run_at)."""

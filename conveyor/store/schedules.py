@@ -192,14 +192,16 @@ class ScheduleTables(StoreHooks):
             # lock, then finds next_run_at moved and matches nothing.
             if (await conn.execute(advance)).first() is None:
                 return None
-            inserted = await self._insert_keyed_jobs(conn, new_jobs, now) if new_jobs else set()
-            made = [n for n in new_jobs if n.id in inserted]
+            made = await self._insert_keyed_jobs(conn, new_jobs, now) if new_jobs else []
             ready = sorted({n.queue for n in made if n.status is Status.PENDING})
             await self._notify(conn, "insert", ready)
         await self._after_commit("insert", ready)
         return [job_of_new(n, now) for n in made]
 
-    async def _insert_keyed_jobs(self, conn: AsyncConnection, new_jobs: Sequence[NewJob], now: datetime) -> set[Any]:
+    async def _insert_keyed_jobs(
+        self, conn: AsyncConnection, new_jobs: Sequence[NewJob], now: datetime
+    ) -> list[NewJob]:
+        """Those of `new_jobs` whose key was new, stored and counted."""
         stmt = (
             self._upsert(jobs)
             .on_conflict_do_nothing(
@@ -207,7 +209,11 @@ class ScheduleTables(StoreHooks):
             )
             .returning(jobs.c.id)
         )
-        return {r.id for r in await conn.execute(stmt, [row_of(n, now) for n in new_jobs])}
+        inserted = {r.id for r in await conn.execute(stmt, [row_of(n, now) for n in new_jobs])}
+        made = [n for n in new_jobs if n.id in inserted]
+        if made:
+            await self._count_inserted(conn, made)
+        return made
 
     # --- leaders ------------------------------------------------------------------------------
 

@@ -193,9 +193,10 @@ workers = sa.Table(
     sa.Column("last_seen_at", UTCDateTime(), nullable=False),
 )
 
-# --- roll-ups (PostgreSQL): counts and per-minute activity, kept by triggers ------------------
-# Statement-level triggers on conveyor_jobs append signed deltas here (append-only: concurrent
-# writers never wait on one counter row); maintenance folds them (compact_rollups). A count is
+# --- roll-ups (PostgreSQL): counts and per-minute activity ---------------------------------
+# Signed deltas are appended here (append-only: concurrent writers never wait on one counter
+# row): by the statements that store jobs (migration 0017), and by statement-level triggers on
+# conveyor_jobs for changes and deletes. Maintenance folds them (compact_rollups). A count is
 # the sum over matching rows, so it is right between folds too. SQLite counts the jobs table.
 
 job_counts = sa.Table(
