@@ -17,6 +17,7 @@ from conftest import eventually, make_settings, running_worker
 from jobtypes_for_tests import jobtypes
 
 from conveyor import Conveyor
+from conveyor.audit import SYSTEM
 from conveyor.cron import tick_key
 from conveyor.engine.schedules import ScheduleSpec
 from conveyor.errors import InvalidJobData, InvalidJobOptions, InvalidSchedule, ScheduleNotFound, UnknownJobType
@@ -167,6 +168,11 @@ async def test_each_tick_makes_one_job_carrying_the_schedule(app: Conveyor) -> N
     assert (job.kind, job.data, job.owner, job.status.value) == ("t.echo", {"value": 1}, ALICE, "pending")
     stored = await app.schedules.get(schedule.id)
     assert stored.last_run_at == ticks[-1] and stored.next_run_at == ticks[-1] + timedelta(seconds=10)
+    # Each job a tick made is in the audit trail, as a job made any other way is.
+    await app.audit.seal()
+    created = [r for r in await app.store.audit_page(0, 100) if r.action == "job.created"]
+    assert sorted(r.object_id for r in created) == sorted(str(j.id) for j in fired)
+    assert {(r.actor_id, r.after["kind"]) for r in created} == {(SYSTEM, "t.echo")}
 
 
 @pytest.mark.parametrize(

@@ -27,8 +27,8 @@ from conveyor.model import Job, NewJob, Owner, Status, Visibility, utc_now
 from conveyor.store.audit import journal_in
 from conveyor.store.filters import scope_clauses
 from conveyor.store.hooks import StoreHooks
-from conveyor.store.rows import job_of_new, row_of
-from conveyor.store.schema import UTCDateTime, jobs, leaders, schedules
+from conveyor.store.rows import created_record, job_of_new, row_of
+from conveyor.store.schema import UTCDateTime, audit_journal, jobs, leaders, schedules
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +201,8 @@ class ScheduleTables(StoreHooks):
     async def _insert_keyed_jobs(
         self, conn: AsyncConnection, new_jobs: Sequence[NewJob], now: datetime
     ) -> list[NewJob]:
-        """Those of `new_jobs` whose key was new, stored and counted."""
+        """Those of `new_jobs` whose key was new, stored: counted, each with its job.created
+        record (as every other way of making a job records it)."""
         stmt = (
             self._upsert(jobs)
             .on_conflict_do_nothing(
@@ -213,6 +214,7 @@ class ScheduleTables(StoreHooks):
         made = [n for n in new_jobs if n.id in inserted]
         if made:
             await self._count_inserted(conn, made)
+            await conn.execute(audit_journal.insert(), [created_record(job_of_new(n, now), n, now) for n in made])
         return made
 
     # --- leaders ------------------------------------------------------------------------------
