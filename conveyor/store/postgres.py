@@ -293,9 +293,32 @@ def async_url(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def _autocommit_pool(url: str, size: int, options: str) -> AsyncConnectionPool:
+class PooledConnection(psycopg.AsyncConnection[Any]):
+    """A pool's connection, which runs the hot paths' statements on one cursor of its own.
+
+    `execute` makes a new cursor for every statement, and with it a new adaptation context
+    that looks up and makes a dumper for each parameter's type again: ~27 µs of CPU for a
+    single enqueue's 19 parameters, on a ~400 µs call. A pooled connection serves one caller
+    at a time, so its cursor does too; a statement's rows are read before the next one runs."""
+
+    _cursor: psycopg.AsyncCursor[Any] | None = None
+
+    async def run(self, query: Any, params: Any = None) -> psycopg.AsyncCursor[Any]:
+        cursor = self._cursor
+        if cursor is None or cursor.closed:
+            cursor = self._cursor = self.cursor()
+        await cursor.execute(query, params)
+        return cursor
+
+
+def _autocommit_pool(url: str, size: int, options: str) -> AsyncConnectionPool[PooledConnection]:
     return AsyncConnectionPool(
-        libpq_dsn(url), min_size=1, max_size=size, kwargs={"autocommit": True, "options": options}, open=False
+        libpq_dsn(url),
+        connection_class=PooledConnection,
+        min_size=1,
+        max_size=size,
+        kwargs={"autocommit": True, "options": options},
+        open=False,
     )
 
 
@@ -327,14 +350,14 @@ class PostgresStore(PostgresRollups, SqlStore):
         # The enqueue and read pool; the claim pool waits for a worker to claim.
         await self._open(self._pool)
 
-    async def _open(self, pool: AsyncConnectionPool) -> None:
+    async def _open(self, pool: AsyncConnectionPool[PooledConnection]) -> None:
         if pool.closed:
             async with self._pool_opening:
                 if pool.closed:
                     await pool.open(wait=True)
 
     @asynccontextmanager
-    async def _raw(self, pool: AsyncConnectionPool | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def _raw(self, pool: AsyncConnectionPool[PooledConnection] | None = None) -> AsyncIterator[PooledConnection]:
         pool = pool or self._pool
         if pool.closed:
             await self._open(pool)
@@ -420,18 +443,16 @@ class PostgresStore(PostgresRollups, SqlStore):
                         records.append(bulk_created_record(made, batch[0], now))
                         ready.update(n.queue for n in batch if n.status is _PENDING)
                         counts.update(map(count_key, batch))
-            await conn.execute(COUNT_INSERTED, (Jsonb(count_deltas(counts), dumps),))
-            await conn.execute(
+            await conn.run(COUNT_INSERTED, (Jsonb(count_deltas(counts), dumps),))
+            await conn.run(
                 JOURNAL_MANY, {"audit": Jsonb([{c: r[c] for c in _JOURNAL_COLUMNS} for r in records], dumps)}
             )
-            await conn.execute(
-                "SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q", (CHANNELS["insert"], sorted(ready))
-            )
+            await conn.run("SELECT pg_notify(%s, q) FROM unnest(%s::text[]) AS q", (CHANNELS["insert"], sorted(ready)))
         return stored
 
     @staticmethod
-    async def _transaction_now(conn: psycopg.AsyncConnection[Any]) -> datetime:
-        cursor = await conn.execute("SELECT now()")
+    async def _transaction_now(conn: PooledConnection) -> datetime:
+        cursor = await conn.run("SELECT now()")
         row = await cursor.fetchone()
         assert row is not None  # nosec B101: SELECT now() always returns its row
         return typing.cast(datetime, row[0])
@@ -468,7 +489,7 @@ class PostgresStore(PostgresRollups, SqlStore):
             params["audit"] = Jsonb([{c: rec[c] for c in _JOURNAL_COLUMNS} for rec in records], dumps)
             statement = insert_many(present)
         async with self._raw() as conn:
-            cursor = await conn.execute(statement, params)
+            cursor = await conn.run(statement, params)
             return {row[0] for row in await cursor.fetchall()}
 
     # --- reads -------------------------------------------------------------------------------
@@ -493,14 +514,14 @@ class PostgresStore(PostgresRollups, SqlStore):
         else:
             statement, params["queues"] = CLAIM_QUEUES, list(queues)
         async with self._raw(self._claim_pool) as conn:
-            cursor = await conn.execute(statement, params)
+            cursor = await conn.run(statement, params)
             claimed = [claimed_job(*row, worker_id=worker_id) for row in await cursor.fetchall()]
         claimed.sort(key=lambda j: (-j.priority, j.id))  # RETURNING keeps no order
         return claimed
 
     async def heartbeat(self, worker_id: str, lease: timedelta) -> dict[UUID, tuple[int, bool]]:
         async with self._raw(self._claim_pool) as conn:
-            cursor = await conn.execute(HEARTBEAT, {"worker_id": worker_id, "lease": lease})
+            cursor = await conn.run(HEARTBEAT, {"worker_id": worker_id, "lease": lease})
             return {job_id: (attempt, cancel) for job_id, attempt, cancel in await cursor.fetchall()}
 
     async def flush(
@@ -517,9 +538,9 @@ class PostgresStore(PostgresRollups, SqlStore):
             else:
                 async with conn.transaction():
                     if logs:
-                        await conn.execute(INSERT_LOGS, _log_params(logs))
+                        await conn.run(INSERT_LOGS, _log_params(logs))
                     if progress:
-                        await conn.execute(WRITE_PROGRESS, _progress_params(progress))
+                        await conn.run(WRITE_PROGRESS, _progress_params(progress))
                     done = await self._apply_outcomes_raw(conn, outcomes)
         # Members of batches finished: settle those (a transaction of their own, after this
         # one committed; see store/batches.py). Jobs of no batch cost nothing here.
@@ -528,12 +549,12 @@ class PostgresStore(PostgresRollups, SqlStore):
         return [job_id for job_id, _batch_id in done]
 
     async def _apply_outcomes_raw(
-        self, conn: psycopg.AsyncConnection[Any], outcomes: Sequence[Outcome]
+        self, conn: PooledConnection, outcomes: Sequence[Outcome]
     ) -> list[tuple[UUID, UUID | None]]:
         applied: list[tuple[UUID, UUID | None]] = []
         for worker_id in sorted({o.worker_id for o in outcomes}):
             batch = [_outcome_record(o) for o in outcomes if o.worker_id == worker_id]
-            cursor = await conn.execute(APPLY_OUTCOMES, {"batch": Jsonb(batch, dumps), "worker_id": worker_id})
+            cursor = await conn.run(APPLY_OUTCOMES, {"batch": Jsonb(batch, dumps), "worker_id": worker_id})
             applied.extend((row[0], row[1]) for row in await cursor.fetchall())
         return applied
 
