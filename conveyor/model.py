@@ -107,6 +107,17 @@ class LogLevel(enum.IntEnum):
             raise ValueError(f"unknown log level {level!r}") from None
 
 
+# The longest text the jobs table keeps in these columns (store/schema.py sizes them by
+# these): the engine refuses longer, naming the field, so that both databases answer alike
+# (PostgreSQL would raise its own error, SQLite store it whole).
+MAX_QUEUE_LENGTH = 100
+MAX_KEY_LENGTH = 500  # idempotency keys and cache keys
+MAX_NAME_LENGTH = 200  # job types, owner ids, created_by, schedule ids
+# Labels are JSON, bounded by no column: these are the API's bounds, which the engine keeps too.
+MAX_LABEL_KEY_LENGTH = 100
+MAX_LABEL_VALUE_LENGTH = 200
+
+
 @dataclass(frozen=True, slots=True)
 class Owner:
     """Who a job belongs to: the principal that created it and the scope it is visible in."""

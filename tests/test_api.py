@@ -91,6 +91,19 @@ async def test_idempotency_key_gives_back_the_first_job(api: ApiHarness) -> None
     assert theirs.status_code == 201 and theirs.json()["data"]["id"] != first.json()["data"]["id"]
 
 
+async def test_the_longest_idempotency_key_works_within_an_organisation(api: ApiHarness) -> None:
+    """500 characters is the key's bound; the organisation's scope comes on top of it."""
+    user = await api.key("user", org="org-a")
+    longest = {**SEED002_CREATE, "idempotencyKey": "k" * 500}
+    first = await api.client.post("/api/v1/jobs", json=longest, headers=user)
+    again = await api.client.post("/api/v1/jobs", json=longest, headers=user)
+    other = await api.client.post("/api/v1/jobs", json={**longest, "idempotencyKey": "k" * 499 + "j"}, headers=user)
+    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 201), first.text
+    assert again.json()["data"]["id"] == first.json()["data"]["id"] != other.json()["data"]["id"]
+    too_long = await api.client.post("/api/v1/jobs", json={**longest, "idempotencyKey": "k" * 501}, headers=user)
+    assert too_long.status_code == 400
+
+
 # --- list ----------------------------------------------------------------------------------
 
 

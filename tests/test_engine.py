@@ -285,6 +285,54 @@ async def test_values_the_databases_cannot_store_are_refused_naming_the_field(ap
     assert (await app.engine.counts()) == {}  # nothing stored
 
 
+async def test_text_longer_than_its_column_is_refused_alike_on_both_databases(app: Conveyor) -> None:
+    """PostgreSQL would raise its own error for these, SQLite store them whole: the engine
+    refuses them first, naming the field, in a single enqueue and in a bulk one."""
+    for options, field in [
+        ({"queue": "q" * 101}, "queue"),
+        ({"idempotency_key": "k" * 501}, "idempotency_key"),
+        ({"owner": Owner(user_id="u" * 201)}, "owner.user_id"),
+        ({"owner": Owner(org_id="o" * 201)}, "owner.org_id"),
+        ({"owner": Owner(study_id="s" * 201)}, "owner.study_id"),
+        ({"owner": Owner(created_by="c" * 201)}, "owner.created_by"),
+        ({"schedule_id": "x" * 201}, "schedule_id"),
+        ({"labels": {"k" * 101: "v"}}, "labels"),
+        ({"labels": {"country": "v" * 201}}, "labels"),
+        ({"labels": {"": "v"}}, "labels"),
+    ]:
+        with pytest.raises(InvalidJobOptions) as single:
+            await app.engine.enqueue("t.echo", {}, **options)
+        assert single.value.details["field"] == field, options
+        with pytest.raises(InvalidJobOptions) as bulk:
+            await app.engine.enqueue_many([JobRequest("t.echo", {}), JobRequest("t.echo", {}, **options)])
+        assert bulk.value.details["field"] == field, options
+    assert (await app.engine.counts()) == {}  # nothing stored
+    at_the_bounds = {
+        "queue": "q" * 100,
+        "idempotency_key": "k" * 500,
+        "owner": Owner("u" * 200, "o" * 200, "s" * 200, "c" * 200),
+        "labels": {"k" * 100: "v" * 200},
+    }
+    job = await app.engine.enqueue("t.echo", {}, **at_the_bounds)
+    stored = await app.engine.get(job.id)
+    assert (stored.queue, stored.idempotency_key, stored.owner, stored.labels) == (
+        "q" * 100,
+        "k" * 500,
+        at_the_bounds["owner"],
+        {"k" * 100: "v" * 200},
+    )
+
+
+async def test_a_cache_key_longer_than_its_column_is_stored_as_its_hash(app: Conveyor) -> None:
+    long_group = "g" * 600
+    first = await app.engine.enqueue("t.cached_sum", {"group": long_group, "value": 1})
+    same = await app.engine.enqueue("t.cached_sum", {"group": long_group, "value": 1})
+    other = await app.engine.enqueue("t.cached_sum", {"group": long_group, "value": 2})
+    assert first.cache_key is not None and first.cache_key.startswith("sha256:") and len(first.cache_key) == 71
+    assert first.cache_key == same.cache_key != other.cache_key
+    assert (await app.engine.get(first.id)).cache_key == first.cache_key
+
+
 async def test_a_waiter_rechecks_when_the_listener_reconnects(app: Conveyor, database_url: str) -> None:
     """Notifications sent while the LISTEN connection is down are lost: on reconnecting the
     listener wakes every waiter, so a job finished meanwhile is still seen at once."""

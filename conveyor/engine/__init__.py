@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import itertools
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +35,11 @@ from conveyor.gcpause import gc_paused
 from conveyor.jobtypes import Definition, JobType, Registry
 from conveyor.model import (
     HELD_UNTIL,
+    MAX_KEY_LENGTH,
+    MAX_LABEL_KEY_LENGTH,
+    MAX_LABEL_VALUE_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_QUEUE_LENGTH,
     RETRYABLE_BY_HAND,
     Job,
     JobFilter,
@@ -103,6 +110,51 @@ class _Plan:
     priority: int
     max_attempts: int
     timeout: timedelta | None
+
+
+def _check_text_options(request: JobRequest, labels: dict[str, str]) -> None:
+    """Refuse text options no database could store as given (see conveyor.model's limits),
+    naming the field."""
+    if labels:
+        if found := unstorable(labels, "labels"):
+            raise InvalidJobOptions(f"{found[0]} {found[1]}", field="labels")
+        if (
+            "" in labels
+            or max(map(len, labels)) > MAX_LABEL_KEY_LENGTH
+            or max(map(len, labels.values())) > MAX_LABEL_VALUE_LENGTH
+        ):
+            raise InvalidJobOptions(
+                f"labels: keys of 1-{MAX_LABEL_KEY_LENGTH} characters, values of at most {MAX_LABEL_VALUE_LENGTH}",
+                field="labels",
+            )
+    if key := request.idempotency_key:
+        if found := unstorable(key, "idempotency_key"):
+            raise InvalidJobOptions(f"{found[0]} {found[1]}", field="idempotency_key")
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidJobOptions(f"idempotency_key longer than {MAX_KEY_LENGTH} characters", field="idempotency_key")
+    if request.schedule_id is not None and len(request.schedule_id) > MAX_NAME_LENGTH:
+        raise InvalidJobOptions(f"schedule_id longer than {MAX_NAME_LENGTH} characters", field="schedule_id")
+    if request.owner and (field := _too_long_in(request.owner)):
+        raise InvalidJobOptions(f"{field} longer than {MAX_NAME_LENGTH} characters", field=field)
+
+
+@functools.lru_cache(maxsize=1024)
+def _too_long_in(owner: Owner) -> str | None:
+    """The field of `owner` too long to store, if any. Cached: the jobs of a bulk call, and an
+    API key's or user's calls, share their owner."""
+    for name in ("user_id", "org_id", "study_id", "created_by"):
+        value = getattr(owner, name)
+        if value is not None and len(value) > MAX_NAME_LENGTH:
+            return f"owner.{name}"
+    return None
+
+
+def _cache_key(key: str | None) -> str | None:
+    """A job type's cache key as stored: one longer than the column holds is stored as its
+    SHA-256 (still one key per input, and a hit for the same input)."""
+    if key is None or len(key) <= MAX_KEY_LENGTH:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 class Engine:
@@ -296,10 +348,8 @@ class Engine:
             field, problem = found
             raise InvalidJobData(definition.kind, [{"field": field, "message": problem, "type": "unstorable"}])
         labels = {str(k): str(v) for k, v in request.labels.items()} if request.labels else {}
-        if labels and (found := unstorable(labels, "labels")):
-            raise InvalidJobOptions(f"{found[0]} {found[1]}", field="labels")
-        if request.idempotency_key and (found := unstorable(request.idempotency_key, "idempotency_key")):
-            raise InvalidJobOptions(f"{found[0]} {found[1]}", field="idempotency_key")
+        if labels or request.idempotency_key or request.owner or request.schedule_id:
+            _check_text_options(request, labels)
         job_id = new_job_id()
         if definition.sensitive:  # stored sealed (conveyor.engine.sealing)
             stored = self.sealing.seal_data(definition.kind, job_id, stored)
@@ -315,7 +365,7 @@ class Engine:
             run_at,
             plan.timeout,
             request.idempotency_key,
-            definition.implementation.cache_key(data),
+            _cache_key(definition.implementation.cache_key(data)),
             labels,
             request.owner or _NO_OWNER,
             request.batch_id,
@@ -329,9 +379,12 @@ class Engine:
         """What a request's job type and options decide, whatever its data."""
         definition = self.registry.get(request.job_type)
         priority = self._priority(request.priority if request.priority is not None else definition.priority)
+        queue = request.queue or definition.queue
+        if len(queue) > MAX_QUEUE_LENGTH:
+            raise InvalidJobOptions(f"queue longer than {MAX_QUEUE_LENGTH} characters", field="queue")
         return _Plan(
             definition=definition,
-            queue=request.queue or definition.queue,
+            queue=queue,
             priority=priority,
             max_attempts=self._max_attempts(definition, priority, request.max_retries),
             timeout=self._timeout(definition, request.timeout),

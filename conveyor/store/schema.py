@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
+from conveyor.model import MAX_KEY_LENGTH, MAX_NAME_LENGTH, MAX_QUEUE_LENGTH
+
 metadata = sa.MetaData()
 
 
@@ -43,8 +45,8 @@ jobs = sa.Table(
     "conveyor_jobs",
     metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),  # UUIDv7: ordered by creation
-    sa.Column("kind", sa.String(200), nullable=False),
-    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(MAX_NAME_LENGTH), nullable=False),
+    sa.Column("queue", sa.String(MAX_QUEUE_LENGTH), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("priority", sa.SmallInteger(), nullable=False),
     sa.Column("data", Json, nullable=False),
@@ -65,16 +67,16 @@ jobs = sa.Table(
     sa.Column("lease_expires_at", UTCDateTime()),
     sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("batch_id", sa.Uuid()),
-    sa.Column("schedule_id", sa.String(200)),
+    sa.Column("schedule_id", sa.String(MAX_NAME_LENGTH)),
     sa.Column("retry_of", sa.Uuid()),
-    sa.Column("cache_key", sa.String(500)),
-    sa.Column("idempotency_key", sa.String(500)),
+    sa.Column("cache_key", sa.String(MAX_KEY_LENGTH)),
+    sa.Column("idempotency_key", sa.String(MAX_KEY_LENGTH)),
     sa.Column("labels", Json),
     sa.Column("file_info", Json),
-    sa.Column("owner_user_id", sa.String(200)),
-    sa.Column("owner_org_id", sa.String(200)),
-    sa.Column("owner_study_id", sa.String(200)),
-    sa.Column("created_by", sa.String(200)),
+    sa.Column("owner_user_id", sa.String(MAX_NAME_LENGTH)),
+    sa.Column("owner_org_id", sa.String(MAX_NAME_LENGTH)),
+    sa.Column("owner_study_id", sa.String(MAX_NAME_LENGTH)),
+    sa.Column("created_by", sa.String(MAX_NAME_LENGTH)),
     # The claim reads one status, in priority then arrival order, per queue.
     sa.Index(
         "ix_conveyor_jobs_claim",

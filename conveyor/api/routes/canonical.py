@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
@@ -34,6 +35,7 @@ from conveyor.engine.sealing import Sealing
 from conveyor.errors import InvalidJobOptions, JobNotFound
 from conveyor.model import (
     FINISHED,
+    MAX_KEY_LENGTH,
     SORT_KEYS,
     Job,
     JobFilter,
@@ -245,10 +247,14 @@ async def _submit_cached(
 
 
 def _scoped_key(principal: Principal, key: str | None) -> str | None:
-    """Idempotency keys are per organisation: two tenants' keys never meet."""
+    """Idempotency keys are per organisation: two tenants' keys never meet. A key the
+    organisation's prefix makes longer than a stored key may be goes in as its SHA-256."""
     if key is None:
         return None
-    return f"{principal.org_id or ''}/{key}"
+    scoped = f"{principal.org_id or ''}/{key}"
+    if len(scoped) > MAX_KEY_LENGTH:
+        scoped = f"{principal.org_id or ''}/sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+    return scoped
 
 
 # --- list ---------------------------------------------------------------------------------------
