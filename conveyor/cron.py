@@ -54,7 +54,8 @@ def parse_policy(value: str) -> MissedPolicy:
 def parse_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: a name that is a directory of the zone database ("Europe") or too long a path
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         message = f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
         raise InvalidSchedule(message, field="timezone") from None
 

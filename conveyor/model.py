@@ -7,6 +7,7 @@ transitions between them, and the edges render them.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -126,6 +127,17 @@ class Owner:
     org_id: str | None = None
     study_id: str | None = None
     created_by: str | None = None
+
+
+@functools.lru_cache(maxsize=1024)
+def too_long_owner_field(owner: Owner) -> str | None:
+    """The field of `owner` longer than its column holds ("owner.org_id", say), if any.
+    Cached: the jobs of a bulk call, and one principal's calls, share their owner."""
+    for name in ("user_id", "org_id", "study_id", "created_by"):
+        value = getattr(owner, name)
+        if value is not None and len(value) > MAX_NAME_LENGTH:
+            return f"owner.{name}"
+    return None
 
 
 @dataclass(slots=True)

@@ -153,6 +153,7 @@ async def test_organisations_never_see_each_others_schedules(api: ApiHarness) ->
         ({**NIGHTLY, "cron": "0 25 * * *"}, "cron", "INVALID_SCHEDULE"),
         ({**NIGHTLY, "cron": "* * *"}, "cron", "INVALID_SCHEDULE"),
         ({**NIGHTLY, "timezone": "Europe/Atlantis"}, "timezone", "INVALID_SCHEDULE"),
+        ({**NIGHTLY, "timezone": "Europe"}, "timezone", "INVALID_SCHEDULE"),
         ({**NIGHTLY, "cron": None, "interval_seconds": 0.5}, "interval_seconds", "INVALID_SCHEDULE"),
         ({**NIGHTLY, "interval_seconds": 60}, "cron", "INVALID_SCHEDULE"),  # both
         ({k: v for k, v in NIGHTLY.items() if k != "cron"}, "cron", "INVALID_SCHEDULE"),  # neither

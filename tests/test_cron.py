@@ -99,6 +99,8 @@ def test_interval_ticks_are_a_grid_from_the_first_tick() -> None:
         ({"cron": "not a cron"}, "cron"),
         ({"cron": "* * * * *", "timezone": "Mars/Olympus_Mons"}, "timezone"),
         ({"cron": "* * * * *", "timezone": "../../etc/passwd"}, "timezone"),
+        ({"cron": "* * * * *", "timezone": "Europe"}, "timezone"),  # a directory of the zone database
+        ({"cron": "* * * * *", "timezone": "Z" * 300}, "timezone"),  # longer than a file name may be
         ({"cron": None, "interval_seconds": 0.5}, "interval_seconds"),
         ({"cron": None, "interval_seconds": 0}, "interval_seconds"),
         ({"cron": None, "interval_seconds": -5}, "interval_seconds"),

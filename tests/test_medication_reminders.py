@@ -178,6 +178,7 @@ async def test_replacing_a_reminder_retires_its_schedules_and_their_firings(data
         ({"frequency": "now and then", "times": ["08:00"]}, "schedule.frequency"),
         ({"frequency": "0 8 * * *", "times": ["08:00"]}, "schedule.times"),
         ({"frequency": "daily", "times": ["08:00"], "timezone": "Mars/Olympus"}, "schedule.timezone"),
+        ({"frequency": "daily", "times": ["08:00"], "timezone": "Europe"}, "schedule.timezone"),
     ],
 )
 async def test_a_bad_schedule_is_refused_naming_its_field(

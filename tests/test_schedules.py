@@ -116,6 +116,13 @@ async def test_invalid_schedules_are_refused_naming_the_field_and_nothing_is_sto
     assert (await app.schedules.list())[1] == 0
 
 
+async def test_an_owner_longer_than_its_columns_is_refused_naming_the_field(app: Conveyor) -> None:
+    with pytest.raises(InvalidSchedule) as caught:
+        await app.schedules.create(every(60), owner=Owner(user_id="u1", org_id="o" * 201), now=START)
+    assert caught.value.details["field"] == "owner.org_id"
+    assert (await app.schedules.list())[1] == 0
+
+
 async def test_update_pause_resume_and_delete(app: Conveyor) -> None:
     schedule = await app.schedules.create(every(60), owner=ALICE, now=START)
     later = START + timedelta(hours=1)

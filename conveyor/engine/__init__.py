@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import itertools
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Sequence
@@ -55,6 +54,7 @@ from conveyor.model import (
     job_state,
     new_job_id,
     priority_level,
+    too_long_owner_field,
     utc_now,
 )
 from conveyor.notifier import Notifier
@@ -134,19 +134,8 @@ def _check_text_options(request: JobRequest, labels: dict[str, str]) -> None:
             raise InvalidJobOptions(f"idempotency_key longer than {MAX_KEY_LENGTH} characters", field="idempotency_key")
     if request.schedule_id is not None and len(request.schedule_id) > MAX_NAME_LENGTH:
         raise InvalidJobOptions(f"schedule_id longer than {MAX_NAME_LENGTH} characters", field="schedule_id")
-    if request.owner and (field := _too_long_in(request.owner)):
+    if request.owner and (field := too_long_owner_field(request.owner)):
         raise InvalidJobOptions(f"{field} longer than {MAX_NAME_LENGTH} characters", field=field)
-
-
-@functools.lru_cache(maxsize=1024)
-def _too_long_in(owner: Owner) -> str | None:
-    """The field of `owner` too long to store, if any. Cached: the jobs of a bulk call, and an
-    API key's or user's calls, share their owner."""
-    for name in ("user_id", "org_id", "study_id", "created_by"):
-        value = getattr(owner, name)
-        if value is not None and len(value) > MAX_NAME_LENGTH:
-            return f"owner.{name}"
-    return None
 
 
 def _cache_key(key: str | None) -> str | None:

@@ -20,6 +20,7 @@ from conveyor.cron import MissedPolicy, Timing, parse_policy, plan_ticks, tick_k
 from conveyor.engine import Engine, JobRequest
 from conveyor.errors import InvalidJobData, InvalidJobOptions, InvalidSchedule, ScheduleNotFound
 from conveyor.model import (
+    MAX_NAME_LENGTH,
     Job,
     NewJob,
     Owner,
@@ -28,6 +29,7 @@ from conveyor.model import (
     Visibility,
     new_job_id,
     priority_level,
+    too_long_owner_field,
     utc_now,
 )
 from conveyor.storable import text_problem
@@ -153,6 +155,8 @@ class Schedules:
 
     async def create(self, spec: ScheduleSpec, *, owner: Owner | None = None, now: datetime | None = None) -> Schedule:
         checked = self.check(spec)
+        if owner and (field := too_long_owner_field(owner)):
+            raise InvalidSchedule(f"{field} longer than {MAX_NAME_LENGTH} characters", field=field)
         now = now or utc_now()
         schedule = Schedule(
             id=str(new_job_id()),
