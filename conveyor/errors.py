@@ -124,6 +124,16 @@ class BatchNotFound(ConveyorError):
         super().__init__(f"batch {batch_id} not found", batch_id=str(batch_id))
 
 
+class InvalidWebhook(ConveyorError):
+    """A subscription's settings are wrong (events, text too long to store); `details["field"]`
+    names the one at fault. A URL that may not be called is TargetRefused."""
+
+    code = "INVALID_WEBHOOK"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message, field=field)
+
+
 class WebhookNotFound(ConveyorError):
     code = "WEBHOOK_NOT_FOUND"
 

@@ -16,6 +16,7 @@ from receiver import Receiver
 
 from conveyor import Conveyor
 from conveyor.engine import JobRequest
+from conveyor.errors import InvalidWebhook
 from conveyor.model import Owner, Status
 from conveyor.webhooks import AllowList, TargetRefused, check_target, sign, verify_signature
 
@@ -253,6 +254,37 @@ async def test_creating_a_subscription_checks_its_url(hooks: Conveyor) -> None:
         await hooks.webhooks.create(org_id="org-a", url="http://10.0.0.1/x", events=["job.failed"])
     page, total = await hooks.store.list_webhooks(org_id="org-a")
     assert (page, total) == ([], 0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"url": "http://127.0.0.1/" + "x" * 2000}, "url"),
+        ({"description": "d" * 201}, "description"),
+        ({"description": "a\x00b"}, "description"),
+        ({"org_id": "o" * 201}, "org_id"),
+        ({"created_by": "c" * 201}, "created_by"),
+        ({"events": []}, "events"),
+        ({"events": ["job.failed", "job.exploded"]}, "events"),
+    ],
+)
+async def test_settings_no_subscription_can_hold_are_refused_naming_the_field(
+    hooks: Conveyor, settings: dict[str, Any], field: str
+) -> None:
+    """The API checks these at its edge; a library caller meets the same rules, on either
+    database (PostgreSQL raised its own error, SQLite stored them)."""
+    given = {"org_id": "org-a", "url": "http://127.0.0.1/x", "events": ["job.failed"], **settings}
+    with pytest.raises(InvalidWebhook) as created:
+        await hooks.webhooks.create(**given)
+    assert created.value.details["field"] == field
+    assert await hooks.store.list_webhooks(org_id=given["org_id"]) == ([], 0)
+    webhook, _secret = await hooks.webhooks.create(org_id="org-a", url="http://127.0.0.1/x", events=["job.failed"])
+    changes = {k: v for k, v in settings.items() if k in ("url", "description", "events")}
+    if changes:
+        with pytest.raises(InvalidWebhook) as updated:
+            await hooks.webhooks.update(webhook, **changes)
+        assert updated.value.details["field"] == field
+        assert await hooks.webhooks.get(webhook.id) == webhook
 
 
 def test_signatures_follow_the_documented_scheme() -> None:

@@ -21,6 +21,7 @@ from conveyor.access import Permission, Principal, parse_roles
 from conveyor.api.errors import ApiError
 from conveyor.apikeys import PREFIX, ApiKeys, split_key
 from conveyor.audit import Actor, set_actor
+from conveyor.model import MAX_NAME_LENGTH
 from conveyor.settings import Settings
 from conveyor.signatures import Presented, SigningContext, set_signing
 from conveyor.storable import text_problem
@@ -28,8 +29,8 @@ from conveyor.store.users import UserRecord
 from conveyor.users import Users
 
 KNOWN_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "PS256", "EdDSA", "none"})
-# The owner columns (owner_user_id, owner_org_id, owner_study_id, created_by) hold 200 characters.
-MAX_IDENTITY_CHARS = 200
+# What the owner columns (owner_user_id, owner_org_id, owner_study_id, created_by) hold.
+MAX_IDENTITY_CHARS = MAX_NAME_LENGTH
 
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 

@@ -30,11 +30,20 @@ from conveyor.context import Context
 from conveyor.crypto import Keyring
 from conveyor.engine import Engine, JobRequest
 from conveyor.engine.batches import BatchView
-from conveyor.errors import JobError, PermanentError, WebhookNotFound
+from conveyor.errors import InvalidWebhook, JobError, PermanentError, WebhookNotFound
 from conveyor.jobtypes import Registry
-from conveyor.model import Job, Owner, Priority, new_job_id, utc_now
+from conveyor.model import MAX_NAME_LENGTH, Job, Owner, Priority, new_job_id, utc_now
 from conveyor.retry import RetryPolicy
-from conveyor.store.webhooks import BATCH_COMPLETED, DELIVERY_KIND, JOB_EVENTS, Delivery, Webhook, WebhookEvent
+from conveyor.storable import text_problem
+from conveyor.store.webhooks import (
+    BATCH_COMPLETED,
+    DELIVERY_KIND,
+    EVENT_TYPES,
+    JOB_EVENTS,
+    Delivery,
+    Webhook,
+    WebhookEvent,
+)
 from conveyor.webhooks import SIGNATURE_HEADER, AllowList, TargetRefused, check_target, sign
 
 log = logging.getLogger("conveyor.webhooks")
@@ -86,6 +95,26 @@ async def rotate_secrets(store: Any, keyring: Keyring, batch: int = 500) -> int:
         offset += batch
 
 
+# The longest text a subscription's columns hold (store/schema.py).
+MAX_URL_LENGTH = 2000
+_TEXT_LIMITS = {"url": MAX_URL_LENGTH, "description": 200, "org_id": MAX_NAME_LENGTH, "created_by": MAX_NAME_LENGTH}
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """Refuse settings no subscription can hold, naming the field (the API checks them at its
+    edge too; library callers meet them here, on either database alike)."""
+    for name, limit in _TEXT_LIMITS.items():
+        value = settings.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > limit or text_problem(value)):
+            raise InvalidWebhook(f"{name} must be text of at most {limit} characters", field=name)
+    if "events" in settings:
+        events = settings["events"]
+        unknown = sorted(set(events) - set(EVENT_TYPES)) if not isinstance(events, str) else [events]
+        if not events or unknown:
+            wrong = ", ".join(unknown) or "none"
+            raise InvalidWebhook(f"events: one or more of {', '.join(EVENT_TYPES)}; not {wrong}", field="events")
+
+
 class Webhooks:
     """Subscriptions: create (the secret shown once), read, change, delete, each change audited."""
 
@@ -124,6 +153,9 @@ class Webhooks:
         created_by: str | None = None,
     ) -> tuple[Webhook, str]:
         """Store a subscription; it and its secret in clear (shown to its creator once)."""
+        _check_settings(
+            {"org_id": org_id, "url": url, "events": events, "description": description, "created_by": created_by}
+        )
         await self.check_url(url)
         webhook_id = new_job_id()
         plain = secret or new_secret()
@@ -144,6 +176,7 @@ class Webhooks:
 
     async def update(self, webhook: Webhook, **changes: Any) -> Webhook:
         """Change url, events, description, enabled or secret (given in clear)."""
+        _check_settings(changes)
         if "url" in changes:
             await self.check_url(changes["url"])
         if "events" in changes:
