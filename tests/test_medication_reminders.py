@@ -16,7 +16,7 @@ from conftest import NO_SIGNATURES, TEST_ENCRYPTION, make_settings, running_work
 from jobtypes_for_tests import jobtypes
 
 from conveyor import Conveyor
-from conveyor.errors import InvalidJobData
+from conveyor.errors import InvalidJobData, PermanentError
 from conveyor.model import Job, JobFilter, Owner, utc_now
 from conveyor.packs.medication.reminders import DELIVERY_KIND
 from conveyor.store.notifications import NOTIFICATION_CREATED
@@ -147,6 +147,25 @@ async def test_a_firing_written_again_makes_no_second_notification_or_event(data
         )
         assert (created, created_again) == (True, False) and again.id == first.id and again.body == body
         assert len(await app.store.webhook_events_page(100)) == 1
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ({"kind": "k" * 101}, "kind longer than 100"),
+        ({"delivery_key": "d" * 301}, "delivery_key longer than 300"),
+        ({"user_id": "u" * 201}, "user_id longer than 200"),
+        ({"owner": Owner(org_id="o" * 201)}, "owner.org_id longer than 200"),
+    ],
+)
+async def test_a_notification_no_column_can_hold_fails_its_job_for_good_saying_which(
+    database_url: str, given: dict[str, Any], problem: str
+) -> None:
+    async with apps_on(database_url, 1) as (app,):
+        note = {"owner": NURSE, "user_id": "patient-7", "kind": "medication_reminder", "delivery_key": "tick-1"}
+        with pytest.raises(PermanentError, match=problem):
+            await app.notifications.notify(**{**note, **given}, body={"medication_id": "m-1"})
+        assert (await app.notifications.list(visible_to=None))[1] == 0
 
 
 async def test_replacing_a_reminder_retires_its_schedules_and_their_firings(database_url: str) -> None:

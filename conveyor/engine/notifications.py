@@ -20,12 +20,28 @@ from uuid import UUID
 from conveyor.crypto import Keyring, SealError
 from conveyor.engine import Engine
 from conveyor.errors import NotificationNotFound, PermanentError
-from conveyor.model import Owner, Visibility, new_job_id, utc_now
+from conveyor.model import MAX_NAME_LENGTH, Owner, Visibility, new_job_id, too_long_owner_field, utc_now
 from conveyor.store.notifications import Notification
 
 
 def body_aad(notification_id: UUID) -> str:
     return f"conveyor:notification:{notification_id}:body"
+
+
+# The longest text a notification's columns hold (store/schema.py).
+_TEXT_LIMITS = {"user_id": MAX_NAME_LENGTH, "kind": 100, "delivery_key": 300}
+
+
+def _check_text(*, owner: Owner, user_id: str | None, kind: str, delivery_key: str) -> None:
+    """A job that writes a notification no database column could hold fails for good, saying
+    which field (PostgreSQL raised its own error, retried as if passing; SQLite stored it)."""
+    given = {"user_id": user_id, "kind": kind, "delivery_key": delivery_key}
+    for name, limit in _TEXT_LIMITS.items():
+        value = given[name]
+        if value is not None and len(value) > limit:
+            raise PermanentError(f"notification {name} longer than {limit} characters")
+    if field := too_long_owner_field(owner):
+        raise PermanentError(f"notification {field} longer than {MAX_NAME_LENGTH} characters")
 
 
 class Notifications:
@@ -49,6 +65,7 @@ class Notifications:
         webhook event; (the notification, opened; whether this call created it)."""
         if self.keyring is None:
             raise PermanentError("notifications are stored encrypted, and no encryption key is configured")
+        _check_text(owner=owner, user_id=user_id, kind=kind, delivery_key=delivery_key)
         notification_id = new_job_id()
         sealed = self.keyring.seal_json(body, body_aad(notification_id))
         record = Notification(
