@@ -1,8 +1,11 @@
 """The API against its own OpenAPI schema, with requests schemathesis generates.
 
-    python -m bench.fuzz_api [--max-examples 250] [--seed N] [--json]
+    python -m bench.fuzz_api [--max-examples 250] [--seed N] [--postgres] [--json]
 
-Starts `conveyor serve --no-worker` on a SQLite file in a temporary directory (creation limits
+Starts `conveyor serve --no-worker` on a SQLite file in a temporary directory (`--postgres`: on
+a database of its own, `conveyor_fuzz`, on the server of $CONVEYOR_DATABASE_URL, made for the
+run and dropped after; PostgreSQL refuses text longer than its columns where SQLite stores it,
+so a missing bound shows only there) (creation limits
 off, an encryption key for the sensitive job types, a JWT key for sign-in, cheap argon2id, the
 admin key the first start prints; critical operations need e-signatures, as by default, so
 the generated requests get 428 there),
@@ -21,6 +24,7 @@ suite runs it with 2 (tests/test_api_fuzz.py).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -32,6 +36,8 @@ import urllib.request
 from pathlib import Path
 
 from bench.api import free_port
+from bench.databases import PostgresDatabase
+from bench.engine import DEFAULT_SERVER_URL
 from conveyor.api.routes.canonical import WAIT_MAX_MS
 from conveyor.packs.calibration import unavailable
 
@@ -49,13 +55,24 @@ REQUEST_TIMEOUT_S = WAIT_MAX_MS / 1000 + 30
 UNFUZZABLE = "/api/v1/jobs/{job_id}/events"
 
 
-def run(max_examples: int, seed: int | None = None) -> dict[str, object]:
+def run(max_examples: int, seed: int | None = None, *, postgres: bool = False) -> dict[str, object]:
+    if not postgres:
+        return _run(max_examples, seed, None)
+    database = PostgresDatabase(os.environ.get("CONVEYOR_DATABASE_URL") or DEFAULT_SERVER_URL, "conveyor_fuzz")
+    asyncio.run(database.recreate())
+    try:
+        return _run(max_examples, seed, database.url)
+    finally:
+        asyncio.run(database.drop())
+
+
+def _run(max_examples: int, seed: int | None, database_url: str | None) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="conveyor-fuzz-") as tmp:
         root = Path(tmp)
         port = free_port()
         env = {
             **os.environ,
-            "CONVEYOR_DATABASE_URL": f"sqlite:///{root / 'fuzz.db'}",
+            "CONVEYOR_DATABASE_URL": database_url or f"sqlite:///{root / 'fuzz.db'}",
             "CONVEYOR_DATA_DIR": str(root / "data"),
             "CONVEYOR_JOBS_PER_MINUTE": "0",
             "CONVEYOR_JOBS_PER_HOUR": "0",
@@ -105,6 +122,7 @@ def run(max_examples: int, seed: int | None = None) -> dict[str, object]:
     found = COUNTS.search(done.stdout)
     generated, passed, failed, errored = (int(found.group(i) or 0) for i in (1, 2, 3, 4)) if found else (0, 0, 0, 0)
     return {
+        "database": "postgresql" if database_url else "sqlite",
         "max_examples": max_examples,
         "generated": generated,
         "passed": passed,
@@ -136,9 +154,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-examples", type=int, default=250, help="schemathesis examples per operation and phase")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--postgres", action="store_true", help="serve from PostgreSQL instead of SQLite")
     parser.add_argument("--json", action="store_true", help="print one JSON object (without the tool's output)")
     args = parser.parse_args()
-    result = run(args.max_examples, args.seed)
+    result = run(args.max_examples, args.seed, postgres=args.postgres)
     if args.json:
         sys.stdout.write(json.dumps({k: v for k, v in result.items() if k != "output"}) + "\n")
     else:
