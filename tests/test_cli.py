@@ -14,7 +14,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
+import psycopg
 import pytest
+from conftest import truncate_all
 from typer.testing import CliRunner
 
 from conveyor.cli import app
@@ -41,6 +43,23 @@ def test_migrate_enqueue_show_cancel_and_stats(db: str) -> None:
     assert shown["id"] == job["id"]
     assert json.loads(runner.invoke(app, ["cancel", job["id"]]).output)["status"] == "cancelled"
     assert json.loads(runner.invoke(app, ["stats"]).output) == {"cancelled": 1}
+
+
+def test_migrate_recount_counts_the_jobs_afresh(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONVEYOR_DATABASE_URL", postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        truncate_all(conn)
+        conn.execute(  # a job stored without its count, as SQL by hand would
+            "INSERT INTO conveyor_jobs (id, kind, queue, status, priority, data, max_attempts, run_at, created_at,"
+            " updated_at) VALUES (gen_random_uuid(), 'noop', 'default', 'pending', 5, '{}', 1, now(), now(), now())"
+        )
+    result = runner.invoke(app, ["migrate", "--recount"])
+    assert result.exit_code == 0, result.output
+    assert "job counts recounted: 1 groups" in result.output
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert conn.execute("SELECT sum(n) FROM conveyor_job_counts WHERE status = 'pending'").fetchone() == (1,)
+        recorded = conn.execute("SELECT after FROM conveyor_audit_journal WHERE action = 'rollups.recounted'")
+        assert recorded.fetchall() == [({"groups": 1},)]
 
 
 def test_invalid_input_exits_non_zero_naming_the_field(db: str) -> None:

@@ -321,6 +321,12 @@ class SqlStore(
     async def compact_rollups(self) -> None:
         """Fold the roll-ups' deltas (where the dialect keeps roll-ups)."""
 
+    async def recount_rollups(self) -> int:
+        """Count the jobs table afresh into the roll-ups (where the dialect keeps them), while
+        jobs come and go; the groups written. For roll-ups that drifted: processes of a version
+        before migration 0017 storing jobs after it ran, or rows written by hand."""
+        return 0
+
     async def count_jobs(self, where: JobFilter, by: str = "status") -> dict[str, int]:
         return {str(key[0]): n for key, n in (await self.count_grouped(where, (by,))).items()}
 

@@ -1,11 +1,13 @@
-"""Statistics from the roll-up tables that PostgreSQL's triggers keep (migration 0003).
+"""Statistics from PostgreSQL's roll-up tables: deltas appended by the statements that store
+jobs (migration 0017) and by triggers on every status change and delete (migration 0003).
 
 Counts by status, kind, queue and priority — for any visibility — are sums over
 conveyor_job_counts instead of scans of a million jobs; recent performance is read from the
 per-minute rows of conveyor_job_minutes (so windows are whole minutes). A filter the roll-ups
 cannot answer (dates, labels, a batch) falls back to counting the jobs table.
 
-Maintenance folds the appended deltas (`compact_rollups`), one process at a time.
+Maintenance folds the appended deltas (`compact_rollups`), one process at a time;
+`recount_rollups` counts the jobs afresh where the counts drifted.
 """
 
 from __future__ import annotations
@@ -56,6 +58,18 @@ COMPACT = [
     # a constant interval (bandit B608)
     f"DELETE FROM conveyor_job_minutes WHERE minute < now() - interval '{KEEP_MINUTES}'",  # nosec B608
 ]
+
+
+# The job counts afresh from the jobs table. Run in a REPEATABLE READ transaction after
+# deleting the deltas its snapshot sees: every delta committed by then is replaced by the
+# count of the jobs as they were then, and deltas committed later (by transactions the
+# snapshot does not see) stay and add to it, so nothing that happens meanwhile is lost.
+RECOUNT = """
+    INSERT INTO conveyor_job_counts (org_id, user_id, study_id, kind, queue, priority, status, n)
+    SELECT owner_org_id, owner_user_id, owner_study_id, kind, queue, priority, status, count(*)
+    FROM conveyor_jobs
+    GROUP BY owner_org_id, owner_user_id, owner_study_id, kind, queue, priority, status
+"""
 
 
 class PostgresRollups:
@@ -148,6 +162,23 @@ class PostgresRollups:
         )
         async with self._read_engine.connect() as conn:  # type: ignore[attr-defined]
             return int((await conn.execute(sa.select(sa.func.max(per_minute.c.peak)))).scalar() or 0)
+
+    async def recount_rollups(self) -> int:
+        async with self._engine.connect() as conn:  # type: ignore[attr-defined]
+            # The fold lock first, for the session: the transaction's snapshot must be taken
+            # after any fold has committed (a fold moves the rows this one deletes).
+            await conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": COMPACT_LOCK})
+            await conn.commit()
+            try:
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    await conn.execute(sa.text("DELETE FROM conveyor_job_counts"))
+                    groups = (await conn.execute(sa.text(RECOUNT))).rowcount
+            finally:
+                await conn.execution_options(isolation_level="READ COMMITTED")
+                await conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": COMPACT_LOCK})
+                await conn.commit()
+        return int(groups)
 
     async def compact_rollups(self) -> None:
         async with self._engine.begin() as conn:  # type: ignore[attr-defined]

@@ -8,7 +8,8 @@ after each test on PostgreSQL that the roll-ups agree with counting the jobs. Ch
 deletes keep their triggers: they come from many more places.
 
 Processes of an older version insert jobs uncounted once this has run: upgrade them
-together (as conveyor's other migrations assume).
+together (as conveyor's other migrations assume), or repair the counts afterwards with
+`conveyor migrate --recount`.
 
 Revision ID: 0017
 Revises: 0016
