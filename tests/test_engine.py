@@ -25,7 +25,7 @@ from conveyor import (
     Status,
     UnknownJobType,
 )
-from conveyor.model import utc_now
+from conveyor.model import SORT_KEYS, JobOrder, Outcome, OutcomeKind, utc_now
 
 
 async def test_enqueue_applies_the_job_types_defaults(app: Conveyor) -> None:
@@ -432,6 +432,29 @@ async def test_every_status_in_creation_order_pages_through_each_job_once(app: C
         assert [j.id for j in by_offset] == [j.id for j in expected]
     window, total = await app.engine.list(JobFilter(created_after=made[10].created_at), limit=50)
     assert [j.id for j in window] == [j.id for j in reversed(made[10:])] and total == 4
+
+
+@pytest.mark.parametrize("key", SORT_KEYS)
+async def test_a_page_by_offset_past_the_middle_is_the_same_read_from_the_other_end(app: Conveyor, key: str) -> None:
+    """Pages past the middle are read in the reverse order from the end (fewer rows to pass);
+    every order is total, so each page is what reading from the start would give."""
+    kinds = ["t.echo", "t.report"]
+    for i in range(15):
+        data = {"value": i} if i % 2 == 0 else {"name": f"r{i}", "count": 1}
+        delay = timedelta(hours=i % 3) if i % 4 == 0 else None
+        await app.engine.enqueue(kinds[i % 2], data, priority=1 + i % 10, delay=delay)
+    claimed = await app.store.claim_jobs(["default", "reports"], 6, "worker-a", timedelta(minutes=1))
+    await app.store.flush([Outcome(j.id, j.attempt, "worker-a", OutcomeKind.COMPLETED, result={}) for j in claimed[:4]])
+    for job in (await app.engine.list(JobFilter(statuses=(Status.PENDING,)), limit=2))[0]:
+        await app.engine.cancel(job.id)
+    for descending in (True, False):
+        order = JobOrder(key, descending=descending)
+        whole, total = await app.engine.list(limit=100, order=order)
+        assert total == len(whole) == 15
+        for limit in (1, 4, 7):
+            for offset in range(17):
+                page, _total = await app.engine.list(limit=limit, offset=offset, order=order)
+                assert [j.id for j in page] == [j.id for j in whole[offset : offset + limit]], (order, limit, offset)
 
 
 async def test_enqueue_each_stores_a_job_per_item_with_shared_options(app: Conveyor) -> None:

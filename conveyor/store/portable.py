@@ -273,20 +273,44 @@ class SqlStore(
     ) -> tuple[list[Job], int]:
         clauses = filter_clauses(where)
         order = order or JobOrder("created", descending=newest_first)
-        rows: list[Any] = []
+        by_status = ordering.reads_by_status(order, where)
         async with self._read_engine.connect() as conn:
-            # Keyset paging (`after`): the jobs past the cursor in the listing's order, found
-            # through an index however deep the page (an offset walks every row before it).
-            by_status = ordering.reads_by_status(order, where)
-            for segment in ordering.segments(order, after):
-                if len(rows) >= limit:
-                    break
-                page = ordering.page(
-                    clauses, order, segment, limit=limit - len(rows), offset=0 if after else offset, by_status=by_status
-                )
-                rows.extend((await conn.execute(page)).all())
             count = await self._count_matching(conn, where)
+            if after is None and count - offset < offset + limit and offset < count:
+                # A page past the middle by offset: read from the other end, where it is fewer
+                # rows in (every order is total, so the reverse order is exactly the reverse).
+                backwards = JobOrder(order.key, descending=not order.descending)
+                rows = await self._page(
+                    conn, clauses, backwards, None, limit=min(limit, count - offset),
+                    offset=max(0, count - offset - limit), by_status=by_status,
+                )  # fmt: skip
+                rows.reverse()
+            else:
+                rows = await self._page(conn, clauses, order, after, limit=limit, offset=offset, by_status=by_status)
         return [job_from_row(r) for r in rows], count
+
+    @staticmethod
+    async def _page(
+        conn: AsyncConnection,
+        clauses: list[Any],
+        order: JobOrder,
+        after: ordering.After | None,
+        *,
+        limit: int,
+        offset: int,
+        by_status: bool,
+    ) -> list[Any]:
+        # Keyset paging (`after`): the jobs past the cursor in the listing's order, found
+        # through an index however deep the page (an offset walks every row before it).
+        rows: list[Any] = []
+        for segment in ordering.segments(order, after):
+            if len(rows) >= limit:
+                break
+            page = ordering.page(
+                clauses, order, segment, limit=limit - len(rows), offset=0 if after else offset, by_status=by_status
+            )
+            rows.extend((await conn.execute(page)).all())
+        return rows
 
     async def changed_owners(
         self, job_ids: Sequence[str], queues: Sequence[str], since: datetime
