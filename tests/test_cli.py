@@ -35,6 +35,8 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_migrate_enqueue_show_cancel_and_stats(db: str) -> None:
     migrated = runner.invoke(app, ["migrate"])
     assert migrated.exit_code == 0 and f"revision {HEAD_REVISION}" in migrated.output
+    recounted = runner.invoke(app, ["migrate", "--recount"])
+    assert recounted.exit_code == 0 and "nothing to recount" in recounted.output  # SQLite keeps no roll-ups
     enqueued = runner.invoke(app, ["enqueue", "sleep", "--data", '{"seconds": 5}', "--priority", "9"])
     assert enqueued.exit_code == 0, enqueued.output
     job = json.loads(enqueued.output)
