@@ -162,14 +162,14 @@ def _all_pending(batch: Sequence[NewJob]) -> bool:
     return all(n.status is _PENDING for n in batch)
 
 
+# A claim reads the claim index (queue, priority DESC, id) WHERE status = 'pending' in its
+# order and stops at the limit. A paused queue is a condition on the queue alone, not on each
+# row: written as `queue <> ALL(paused queues)` it was a row filter the planner could not
+# estimate, and with every job in one queue (its only value in the statistics) it counted on
+# no row matching and chose a scan and sort of all pending jobs (387 ms a claim with 860,000
+# pending, against 1 ms through the index).
 CLAIM = """
-    WITH next AS (
-        SELECT id FROM conveyor_jobs
-        WHERE status = 'pending' AND {queue_match}
-          AND queue <> ALL(ARRAY(SELECT name FROM conveyor_queues WHERE paused))
-        ORDER BY priority DESC, id LIMIT %(limit)s
-        FOR UPDATE SKIP LOCKED
-    )
+    WITH {next}
     UPDATE conveyor_jobs AS j SET status = 'running', attempt = j.attempt + 1,
         worker_id = %(worker_id)s, started_at = now(), updated_at = now(),
         lease_expires_at = now() + %(lease)s
@@ -177,9 +177,36 @@ CLAIM = """
     RETURNING {returning}
 """
 _RETURNING = ", ".join(f"j.{c}" for c in CLAIMED_COLUMNS)
-# One queue: equality keeps the index's order (an array match would need a sort).
-CLAIM_ONE_QUEUE = CLAIM.format(queue_match="queue = %(queue)s", returning=_RETURNING)
-CLAIM_QUEUES = CLAIM.format(queue_match="queue = ANY(%(queues)s)", returning=_RETURNING)
+# One queue: its pause is checked once for the statement (a one-time filter).
+CLAIM_ONE_QUEUE = CLAIM.format(
+    next="""next AS (
+        SELECT id FROM conveyor_jobs
+        WHERE status = 'pending' AND queue = %(queue)s
+          AND NOT EXISTS (SELECT 1 FROM conveyor_queues WHERE name = %(queue)s AND paused)
+        ORDER BY priority DESC, id LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    )""",
+    returning=_RETURNING,
+)
+# Several queues: each unpaused queue's first jobs through the index, then the best of those
+# (an index per queue keeps its order; one match on an array of queues would sort them all).
+# Each queue locks up to the limit for the statement's few milliseconds; those not taken are
+# free again when it ends.
+CLAIM_QUEUES = CLAIM.format(
+    next="""ready AS (
+        SELECT q FROM unnest(%(queues)s::text[]) AS q
+        WHERE NOT EXISTS (SELECT 1 FROM conveyor_queues WHERE name = q AND paused)
+    ), next AS (
+        SELECT c.id FROM ready, LATERAL (
+            SELECT id, priority FROM conveyor_jobs
+            WHERE status = 'pending' AND queue = ready.q
+            ORDER BY priority DESC, id LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        ) AS c
+        ORDER BY c.priority DESC, c.id LIMIT %(limit)s
+    )""",
+    returning=_RETURNING,
+)
 
 # A heartbeat never waits: rows an outcome write (or a cancel) holds are skipped; the worker
 # checks those with a plain read before it calls a lease lost. Outcome writes lock their rows
