@@ -1,16 +1,20 @@
 """Define a job type, enqueue jobs, run a worker until they are done.
 
-python examples/quickstart.py            # on ./conveyor.db (SQLite)
+python examples/quickstart.py            # on ./quickstart.db (SQLite)
 CONVEYOR_DATABASE_URL=postgresql://… python examples/quickstart.py
+
+A database of its own by default: beside a `conveyor serve` on ./conveyor.db, that server's
+worker would claim these jobs too, and it does not know their type.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 
 from pydantic import BaseModel, Field
 
-from conveyor import Context, Conveyor, Registry
+from conveyor import Context, Conveyor, Registry, Settings
 
 jobs = Registry()
 
@@ -31,7 +35,8 @@ async def word_count(ctx: Context, data: WordCount) -> dict[str, int]:
 
 
 async def main() -> None:
-    async with Conveyor.from_settings(registries=[jobs]) as conveyor:
+    settings = Settings(database_url=os.environ.get("CONVEYOR_DATABASE_URL", "sqlite:///quickstart.db"))
+    async with Conveyor.from_settings(settings, registries=[jobs]) as conveyor:
         one = await conveyor.engine.enqueue("examples.word_count", {"texts": ["a b c", "d e"]})
         # Many jobs of one type and options in one transaction (enqueue_many takes a
         # JobRequest per job, for jobs that differ).
