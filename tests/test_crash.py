@@ -10,6 +10,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from conftest import eventually, make_settings, running_worker
 from jobtypes_for_tests import jobtypes
 
@@ -73,14 +74,17 @@ async def test_sigterm_drains_finishing_quick_jobs_and_releasing_the_rest(app: C
     assert (released.status, released.attempt, released.worker_id) == (Status.PENDING, 0, None)
 
 
-async def test_concurrent_claimers_never_share_a_job(database_url: str) -> None:
+@pytest.mark.parametrize("queues", [["default"], ["default", "reports"]])
+async def test_concurrent_claimers_never_share_a_job(database_url: str, queues: list[str]) -> None:
     apps = [Conveyor.from_settings(make_settings(database_url), registries=[jobtypes]) for _ in range(4)]
     try:
-        await apps[0].engine.enqueue_many([JobRequest("t.echo", {"value": i}) for i in range(2000)])
+        await apps[0].engine.enqueue_many(
+            [JobRequest("t.echo", {"value": i}, queue=queues[i % len(queues)]) for i in range(2000)]
+        )
 
         async def claim_all(app: Conveyor, worker_id: str) -> list[object]:
             claimed: list[object] = []
-            while batch := await app.store.claim_jobs(["default"], 37, worker_id, timedelta(seconds=30)):
+            while batch := await app.store.claim_jobs(queues, 37, worker_id, timedelta(seconds=30)):
                 claimed.extend(j.id for j in batch)
             return claimed
 

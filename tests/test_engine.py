@@ -434,6 +434,21 @@ async def test_every_status_in_creation_order_pages_through_each_job_once(app: C
     assert [j.id for j in window] == [j.id for j in reversed(made[10:])] and total == 4
 
 
+async def test_claims_go_by_priority_across_queues_and_pass_paused_queues_over(app: Conveyor) -> None:
+    low = [await app.engine.enqueue("t.echo", {"value": i}, priority=2) for i in range(3)]
+    high = [await app.engine.enqueue("t.echo", {"value": i}, priority=9, queue="reports") for i in range(2)]
+    middle = await app.engine.enqueue("t.echo", {}, priority=5, queue="sms")
+    lease = timedelta(minutes=1)
+    await app.store.set_queue_paused("sms", True)
+    low_ids = sorted(j.id for j in low)
+    claimed = await app.store.claim_jobs(["default", "reports", "sms"], 4, "worker-a", lease)
+    assert [j.id for j in claimed] == [*sorted(j.id for j in high), *low_ids[:2]]  # sms paused
+    assert await app.store.claim_jobs(["sms"], 10, "worker-a", lease) == []  # paused: passed over
+    await app.store.set_queue_paused("sms", False)
+    assert [j.id for j in await app.store.claim_jobs(["sms"], 10, "worker-a", lease)] == [middle.id]
+    assert [j.id for j in await app.store.claim_jobs(["default", "reports"], 10, "worker-a", lease)] == low_ids[2:]
+
+
 @pytest.mark.parametrize("key", SORT_KEYS)
 async def test_a_page_by_offset_past_the_middle_is_the_same_read_from_the_other_end(app: Conveyor, key: str) -> None:
     """Pages past the middle are read in the reverse order from the end (fewer rows to pass);
