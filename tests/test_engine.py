@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
@@ -382,15 +383,19 @@ async def test_start_opens_the_connection_the_first_enqueue_uses(postgres_url: s
     # holds one, and its first enqueue is as quick as the next.
     import psycopg
 
+    # Its own application name: sessions of earlier tests (a killed worker's backend, say)
+    # may still be leaving the server while this one counts.
+    name = f"start-test-{os.getpid()}"
+
     def sessions() -> int:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
-            found = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).fetchone()
+            counted = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,))
+            found = counted.fetchone()
         assert found is not None
         return int(found[0])
 
-    conveyor = Conveyor.from_settings(make_settings(postgres_url), registries=[jobtypes])
+    url = f"{postgres_url}?application_name={name}"
+    conveyor = Conveyor.from_settings(make_settings(url), registries=[jobtypes])
     before = sessions()
     await conveyor.start()
     try:
