@@ -39,7 +39,7 @@ from conveyor.store.batches import batch_ids_of
 from conveyor.store.copytext import copy_text
 from conveyor.store.listener import PostgresListener, libpq_dsn
 from conveyor.store.portable import SqlStore
-from conveyor.store.rollups import PostgresRollups
+from conveyor.store.rollups import COUNT_INTO, COUNT_KEYS, PostgresRollups
 from conveyor.store.rows import (
     CLAIMED_COLUMNS,
     OUTCOME_STATUS,
@@ -93,13 +93,11 @@ _JOURNAL_ONE = f"""INSERT INTO conveyor_audit_journal (recorded_at, {", ".join(_
 # The roll-ups' deltas of the jobs a statement stored (`ins`), in the same statement: see
 # migration 0017. One job needs no grouping, which would cost its statement a tenth (a hash
 # table set up for one row: ~40 µs).
-_COUNT_INTO = "INSERT INTO conveyor_job_counts (org_id, user_id, study_id, kind, queue, priority, status, n)"
-_COUNT_KEYS = "owner_org_id, owner_user_id, owner_study_id, kind, queue, priority, status"
 # constants only (bandit B608)
-_COUNTED_ONE = f"counted AS ({_COUNT_INTO} SELECT {_COUNT_KEYS}, 1 FROM ins)"  # nosec B608
-_COUNTED = f"counted AS ({_COUNT_INTO} SELECT {_COUNT_KEYS}, count(*) FROM ins GROUP BY {_COUNT_KEYS})"  # nosec B608
-_RETURNED = "id, queue, status, priority, kind, owner_org_id, owner_user_id, owner_study_id"
-COUNT_INSERTED = f"""{_COUNT_INTO}
+_COUNTED_ONE = f"counted AS ({COUNT_INTO} SELECT {COUNT_KEYS}, 1 FROM ins)"  # nosec B608
+_COUNTED = f"counted AS ({COUNT_INTO} SELECT {COUNT_KEYS}, count(*) FROM ins GROUP BY {COUNT_KEYS})"  # nosec B608
+_RETURNED = f"id, {COUNT_KEYS}"
+COUNT_INSERTED = f"""{COUNT_INTO}
     SELECT org_id, user_id, study_id, kind, queue, priority, status, n
     FROM jsonb_populate_recordset(NULL::conveyor_job_counts, %s)
 """  # nosec B608
