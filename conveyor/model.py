@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -127,6 +128,14 @@ class Owner:
     org_id: str | None = None
     study_id: str | None = None
     created_by: str | None = None
+
+
+def stored_key(key: str, prefix: str = "") -> str:
+    """`prefix` + `key` as a key column holds it: past MAX_KEY_LENGTH, `prefix` + the key's
+    SHA-256 instead (still one stored key per key)."""
+    if len(prefix) + len(key) <= MAX_KEY_LENGTH:
+        return prefix + key
+    return f"{prefix}sha256:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 @functools.lru_cache(maxsize=1024)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,6 +53,7 @@ from conveyor.model import (
     job_state,
     new_job_id,
     priority_level,
+    stored_key,
     too_long_owner_field,
     utc_now,
 )
@@ -139,11 +139,8 @@ def _check_text_options(request: JobRequest, labels: dict[str, str]) -> None:
 
 
 def _cache_key(key: str | None) -> str | None:
-    """A job type's cache key as stored: one longer than the column holds is stored as its
-    SHA-256 (still one key per input, and a hit for the same input)."""
-    if key is None or len(key) <= MAX_KEY_LENGTH:
-        return key
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    """A job type's cache key as stored (a long one as its SHA-256: a hit for the same input)."""
+    return None if key is None else stored_key(key)
 
 
 class Engine:

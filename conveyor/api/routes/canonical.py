@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timedelta
@@ -35,7 +34,6 @@ from conveyor.engine.sealing import Sealing
 from conveyor.errors import InvalidJobOptions, JobNotFound
 from conveyor.model import (
     FINISHED,
-    MAX_KEY_LENGTH,
     SORT_KEYS,
     Job,
     JobFilter,
@@ -43,6 +41,7 @@ from conveyor.model import (
     LogLevel,
     Status,
     priority_level,
+    stored_key,
     utc_now,
 )
 
@@ -249,12 +248,7 @@ async def _submit_cached(
 def _scoped_key(principal: Principal, key: str | None) -> str | None:
     """Idempotency keys are per organisation: two tenants' keys never meet. A key the
     organisation's prefix makes longer than a stored key may be goes in as its SHA-256."""
-    if key is None:
-        return None
-    scoped = f"{principal.org_id or ''}/{key}"
-    if len(scoped) > MAX_KEY_LENGTH:
-        scoped = f"{principal.org_id or ''}/sha256:{hashlib.sha256(key.encode()).hexdigest()}"
-    return scoped
+    return None if key is None else stored_key(key, prefix=f"{principal.org_id or ''}/")
 
 
 # --- list ---------------------------------------------------------------------------------------
