@@ -22,14 +22,15 @@ from conveyor.engine import Engine
 from conveyor.errors import NotificationNotFound, PermanentError
 from conveyor.model import MAX_NAME_LENGTH, Owner, Visibility, new_job_id, too_long_owner_field, utc_now
 from conveyor.store.notifications import Notification
+from conveyor.store.schema import notifications as notifications_table
 
 
 def body_aad(notification_id: UUID) -> str:
     return f"conveyor:notification:{notification_id}:body"
 
 
-# The longest text a notification's columns hold (store/schema.py).
-_TEXT_LIMITS = {"user_id": MAX_NAME_LENGTH, "kind": 100, "delivery_key": 300}
+# The longest text a notification's columns hold: the schema's sizes.
+_TEXT_LIMITS = {name: notifications_table.c[name].type.length for name in ("user_id", "kind", "delivery_key")}
 
 
 def _check_text(*, owner: Owner, user_id: str | None, kind: str, delivery_key: str) -> None:

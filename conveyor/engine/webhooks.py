@@ -32,9 +32,10 @@ from conveyor.engine import Engine, JobRequest
 from conveyor.engine.batches import BatchView
 from conveyor.errors import InvalidWebhook, JobError, PermanentError, WebhookNotFound
 from conveyor.jobtypes import Registry
-from conveyor.model import MAX_NAME_LENGTH, Job, Owner, Priority, new_job_id, utc_now
+from conveyor.model import Job, Owner, Priority, new_job_id, utc_now
 from conveyor.retry import RetryPolicy
 from conveyor.storable import text_problem
+from conveyor.store.schema import webhooks as webhooks_table
 from conveyor.store.webhooks import (
     BATCH_COMPLETED,
     DELIVERY_KIND,
@@ -95,9 +96,8 @@ async def rotate_secrets(store: Any, keyring: Keyring, batch: int = 500) -> int:
         offset += batch
 
 
-# The longest text a subscription's columns hold (store/schema.py).
-MAX_URL_LENGTH = 2000
-_TEXT_LIMITS = {"url": MAX_URL_LENGTH, "description": 200, "org_id": MAX_NAME_LENGTH, "created_by": MAX_NAME_LENGTH}
+# The longest text a subscription's columns hold: the schema's sizes.
+_TEXT_LIMITS = {name: webhooks_table.c[name].type.length for name in ("url", "description", "org_id", "created_by")}
 
 
 def _check_settings(settings: dict[str, Any]) -> None:
