@@ -103,6 +103,15 @@ COUNT_INSERTED = f"""{COUNT_INTO}
 """  # nosec B608
 
 
+def _on_known_key(present: tuple[str, ...]) -> str:
+    # Only jobs with an idempotency key can meet a stored one. Without one, a plain insert:
+    # ON CONFLICT makes it speculative (the arbiter index probed first, and a second WAL record
+    # to confirm the row), ~13 µs of a ~340 µs single enqueue.
+    if "idempotency_key" not in present:
+        return ""
+    return "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+
+
 @functools.cache
 def insert_one(present: tuple[str, ...]) -> str:
     """One job with these columns set: NULL ones are left out (most of a job's optional
@@ -114,7 +123,7 @@ def insert_one(present: tuple[str, ...]) -> str:
     WITH ins AS (
         INSERT INTO conveyor_jobs ({", ".join(present)})
         VALUES ({", ".join(f"%({c})s" for c in present)})
-        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        {_on_known_key(present)}
         RETURNING {_RETURNED}
     ), journal AS (
         {_JOURNAL_ONE}
@@ -132,7 +141,7 @@ def insert_many(present: tuple[str, ...]) -> str:
     WITH ins AS (
         INSERT INTO conveyor_jobs ({", ".join(present)})
         SELECT * FROM unnest({", ".join(f"%({c})b::{_COLUMN_TYPES[c]}[]" for c in present)})
-        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+        {_on_known_key(present)}
         RETURNING {_RETURNED}
     ), journal AS (
         {_JOURNAL_INSERT}
