@@ -508,3 +508,28 @@ async def test_enqueue_each_refuses_invalid_data_naming_the_first_offender_and_s
         await app.engine.enqueue_each("t.report", items[:2], idempotency_key="k")
     assert await app.engine.counts() == {}
     assert await app.engine.enqueue_each("t.report", []) == []
+
+
+async def test_an_enqueue_cancelled_mid_statement_stores_nothing_and_leaves_the_pool_whole(postgres_url: str) -> None:
+    # A caller cancelled while its statement runs (a client gone, a timeout) hands back a
+    # connection still busy: the pool must not serve it to the next caller, and the job must
+    # not be stored half-way (one statement, one transaction).
+    import psycopg
+
+    conveyor = Conveyor.from_settings(make_settings(postgres_url, pool_size=2), registries=[jobtypes])
+    await conveyor.start()
+    try:
+        with psycopg.connect(postgres_url) as blocker:
+            blocker.execute("LOCK TABLE conveyor_job_counts IN ACCESS EXCLUSIVE MODE")
+            for _ in range(3):  # more than the pool holds
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(conveyor.engine.enqueue("t.echo", {"value": 1}), timeout=0.3)
+            blocker.rollback()
+        stored = [await conveyor.engine.enqueue("t.echo", {"value": i}) for i in range(5)]
+        stored += await asyncio.gather(*(conveyor.engine.enqueue("t.echo", {"value": i}) for i in range(5)))
+        assert (await conveyor.engine.counts()).get("pending") == 10
+        listed, total = await conveyor.engine.list(JobFilter(), limit=50, offset=0)
+        assert total == 10
+        assert {j.id for j in listed} == {j.id for j in stored}
+    finally:
+        await conveyor.close()
