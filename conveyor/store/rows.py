@@ -281,5 +281,10 @@ def log_row(e: LogEntry) -> dict[str, Any]:
     }
 
 
+# One encoder for every call: json.dumps given any option makes a new JSONEncoder each time
+# (~1 µs of a single enqueue's two documents, and of every job's data in a bulk one).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return _ENCODER.encode(value)
