@@ -4,16 +4,20 @@ Topics: "insert" (payload: a queue with new pending jobs), "cancel" (a job id wh
 cancellation was asked while it runs), "finish" (a job id that reached a final status). The
 payload "*" means "anything may have changed" (a commit by another process on SQLite, a
 reconnected listener on PostgreSQL): waiters re-check.
-Callbacks run on the event loop and must not block.
+Callbacks run on the event loop and must not block. One that raises is logged and the
+others still run: publishing happens in the listener's receive loop and after commits,
+where a subscriber's bug must not cut the connection or fail a call that was stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 
 Callback = Callable[[str], None]
+log = logging.getLogger("conveyor.notifier")
 
 
 class Notifier:
@@ -31,7 +35,10 @@ class Notifier:
 
     def publish(self, topic: str, payload: str) -> None:
         for callback in list(self._subscribers.get(topic, ())):
-            callback(payload)
+            try:
+                callback(payload)
+            except Exception:
+                log.exception("a subscriber to %r failed on %r", topic, payload)
 
     def future_for(self, topic: str, payload: str) -> tuple[asyncio.Future[None], Callable[[], None]]:
         """A future that resolves when `payload` is published on `topic`, and its unsubscribe."""

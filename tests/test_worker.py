@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from conftest import eventually, running_worker
 
 from conveyor import Conveyor, JobRequest, LogLevel, Status
@@ -275,3 +278,37 @@ async def _process_gone(pid: int) -> bool:
 
 async def _counts_equal(app: Conveyor, expected: dict[str, int]) -> bool:
     return await app.engine.counts() == expected
+
+
+async def test_a_worker_keeps_listening_after_its_listener_reconnects(app: Conveyor, database_url: str) -> None:
+    """A reconnected listener tells every subscriber "anything may have changed" ("*"); the
+    worker's cancel subscriber must take that in its stride. It once raised on it (not a job
+    id), which the listener took for a lost connection: it reconnected, said "*" again, and
+    so on for good, and the worker heard of new jobs and cancels no more."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    import psycopg
+
+    def listening_for(conn: psycopg.Connection[Any], seconds: float) -> int:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND query LIKE 'LISTEN%%' AND backend_start < now() - make_interval(secs => %s)",
+            (seconds,),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    # No poll to fall back on: only a notification wakes this worker.
+    async with running_worker(app, poll_interval=timedelta(seconds=30)):
+        await asyncio.sleep(0.3)
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            assert listening_for(conn, 0) == 1
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+            )
+            await asyncio.sleep(1.5)
+            assert listening_for(conn, 1.0) == 1, "the listener did not stay connected"
+        job = await app.engine.enqueue("t.echo", {"value": 1})
+        done = await app.engine.wait(job.id, timeout=2)
+        assert done.status is Status.COMPLETED

@@ -372,7 +372,12 @@ class Worker:
             running.run.kill()
 
     def _on_cancel(self, job_id: str) -> None:
-        running = self._running.get(UUID(job_id))
+        # "*" (a reconnected listener: cancels may have been missed) names no job; the next
+        # heartbeat reads every running job's cancel flag anyway.
+        try:
+            running = self._running.get(UUID(job_id))
+        except ValueError:
+            return
         if running is not None:
             self._request_stop(running, Cancelled)
 
