@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
 import pytest
-from conftest import make_settings
+from conftest import eventually, make_settings, running_worker
 from jobtypes_for_tests import jobtypes
 
 from conveyor import (
@@ -533,3 +534,41 @@ async def test_an_enqueue_cancelled_mid_statement_stores_nothing_and_leaves_the_
         assert {j.id for j in listed} == {j.id for j in stored}
     finally:
         await conveyor.close()
+
+
+async def test_connections_cut_by_the_server_are_replaced_before_anyone_sees_them(
+    app: Conveyor, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database restarted or failed over cuts every pooled connection. The next calls must
+    not fail one per connection the pool held (an API answering 500s until each is found
+    out): a connection the server has written to while it sat idle is checked first."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to cut connections")
+    import psycopg
+
+    # Several connections of each pool in use, then idle.
+    await asyncio.gather(*(app.engine.enqueue("t.echo", {"value": i}) for i in range(6)))
+    await asyncio.gather(*(app.engine.list(JobFilter(), limit=5, offset=0) for _ in range(4)))
+    async with running_worker(app):
+        await eventually(lambda: _completed(app, 6))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        cut = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert cut is not None and cut[0] >= 3
+    await asyncio.sleep(0.2)  # the server's goodbyes reach the sockets
+
+    caplog.set_level("ERROR", logger="conveyor")
+    jobs = [await app.engine.enqueue("t.echo", {"value": i}) for i in range(6)]
+    jobs += await asyncio.gather(*(app.engine.enqueue("t.echo", {"value": i}) for i in range(6)))
+    assert (await app.engine.get(jobs[0].id)).status is Status.PENDING
+    listed, total = await app.engine.list(JobFilter(statuses=(Status.PENDING,)), limit=20, offset=0)
+    assert total == 12 and {j.id for j in listed} == {j.id for j in jobs}
+    async with running_worker(app):
+        await eventually(lambda: _completed(app, 18))
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+async def _completed(app: Conveyor, n: int) -> bool:
+    return (await app.engine.counts()).get("completed", 0) == n
