@@ -9,12 +9,13 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from conftest import eventually, make_settings, running_worker
 from jobtypes_for_tests import jobtypes
 
-from conveyor import Conveyor, JobRequest, Status
+from conveyor import Conveyor, Job, JobRequest, Status
 from conveyor.model import Outcome, OutcomeKind, utc_now
 
 TESTS = Path(__file__).parent
@@ -155,3 +156,26 @@ async def test_lease_expiry_is_judged_on_the_stores_clock(app: Conveyor) -> None
     [claimed] = await app.store.claim_jobs(["default"], 1, "worker-a", timedelta(minutes=5))
     assert claimed.lease_expires_at > utc_now() + timedelta(minutes=4)
     assert await app.store.rescue_expired() == []
+
+
+async def test_a_job_claimed_for_a_worker_that_never_heard_of_it_is_rescued(app: Conveyor) -> None:
+    """A claim can commit and its answer be lost (the connection cut in between): the job is
+    recorded as running on a worker that does not know it. Its heartbeats must not keep that
+    job alive; its lease runs out, it is rescued, and it runs."""
+    busy = await app.engine.enqueue("t.loop_spin", {"seconds": 4})  # keeps the worker beating
+    async with running_worker(app, concurrency=1, lease=timedelta(seconds=1)) as worker:
+        await eventually(lambda: _status_is(app, busy.id, Status.RUNNING))
+        orphan = await app.engine.enqueue("t.echo", {"value": 1})  # no free slot: not claimed
+        # The claim whose answer never reached the worker: made in its name behind its back.
+        [claimed] = await app.store.claim_jobs(["default"], 1, worker.worker_id, timedelta(seconds=1))
+        assert claimed.id == orphan.id
+        rescued = await eventually(lambda: _status_is(app, orphan.id, Status.PENDING), timeout=2.5)
+        assert rescued.error["type"] == "WorkerLost"
+        assert (await app.engine.get(busy.id)).status is Status.RUNNING  # beating all along
+        done = await app.engine.wait(orphan.id, timeout=10)
+        assert (done.status, done.attempt) == (Status.COMPLETED, 2)
+
+
+async def _status_is(app: Conveyor, job_id: UUID, status: Status) -> Job | None:
+    job = await app.engine.get(job_id)
+    return job if job.status is status else None

@@ -89,9 +89,14 @@ class Store(Protocol):
         """Move up to `limit` pending jobs, highest priority then oldest first, to running
         under `worker_id` with a lease; no job is ever handed to two claimers."""
 
-    async def heartbeat(self, worker_id: str, lease: timedelta) -> dict[UUID, tuple[int, bool]]:
-        """Extend the lease of every job running on `worker_id`; returns {id: (attempt,
-        cancel_requested)} for those, so the worker learns of cancels and lost leases."""
+    async def heartbeat(
+        self, worker_id: str, job_ids: Sequence[UUID], lease: timedelta
+    ) -> dict[UUID, tuple[int, bool]]:
+        """Extend the leases of `job_ids` still running on `worker_id`; returns {id: (attempt,
+        cancel_requested)} for those, so the worker learns of cancels and lost leases. Only
+        the jobs the worker names: one claimed for it whose claim's answer never reached it
+        (the connection cut after the commit) must not be kept alive by its heartbeats, but
+        run out its lease and be rescued."""
 
     async def flush(
         self,

@@ -402,11 +402,15 @@ class SqlStore(
     def _lock_skipping(self, select: sa.Select[Any]) -> sa.Select[Any]:
         return select
 
-    async def heartbeat(self, worker_id: str, lease: timedelta) -> dict[UUID, tuple[int, bool]]:
+    async def heartbeat(
+        self, worker_id: str, job_ids: Sequence[UUID], lease: timedelta
+    ) -> dict[UUID, tuple[int, bool]]:
+        if not job_ids:
+            return {}
         c = jobs.c
         stmt = (
             jobs.update()
-            .where(c.status == Status.RUNNING.value, c.worker_id == worker_id)
+            .where(c.id.in_(job_ids), c.status == Status.RUNNING.value, c.worker_id == worker_id)
             .values(lease_expires_at=self._now_plus(lease))
             .returning(c.id, c.attempt, c.cancel_requested)
         )

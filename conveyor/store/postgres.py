@@ -221,7 +221,8 @@ CLAIM_QUEUES = CLAIM.format(
 # in id order (APPLY_OUTCOMES), so two of them never deadlock either.
 HEARTBEAT = """
     WITH mine AS MATERIALIZED (
-        SELECT id FROM conveyor_jobs WHERE worker_id = %(worker_id)s AND status = 'running'
+        SELECT id FROM conveyor_jobs
+        WHERE id = ANY(%(ids)s::uuid[]) AND worker_id = %(worker_id)s AND status = 'running'
         ORDER BY id FOR UPDATE SKIP LOCKED
     )
     UPDATE conveyor_jobs AS j SET lease_expires_at = now() + %(lease)s
@@ -585,9 +586,13 @@ class PostgresStore(PostgresRollups, SqlStore):
         claimed.sort(key=lambda j: (-j.priority, j.id))  # RETURNING keeps no order
         return claimed
 
-    async def heartbeat(self, worker_id: str, lease: timedelta) -> dict[UUID, tuple[int, bool]]:
+    async def heartbeat(
+        self, worker_id: str, job_ids: Sequence[UUID], lease: timedelta
+    ) -> dict[UUID, tuple[int, bool]]:
+        if not job_ids:
+            return {}
         async with self._raw(self._claim_pool) as conn:
-            cursor = await conn.run(HEARTBEAT, {"worker_id": worker_id, "lease": lease})
+            cursor = await conn.run(HEARTBEAT, {"ids": list(job_ids), "worker_id": worker_id, "lease": lease})
             return {job_id: (attempt, cancel) for job_id, attempt, cancel in await cursor.fetchall()}
 
     async def flush(

@@ -390,11 +390,12 @@ class Worker:
             await asyncio.sleep(interval * random.uniform(0.9, 1.1))  # nosec B311
             # Jobs whose outcome waits to be written are still running in the store: their
             # leases need extending too, or a slow write would get them rescued and run again.
-            if not self._running and not self._completer.pending:
+            named = [*self._running, *self._completer.unwritten()]
+            if not named:
                 continue
             started = time.monotonic()
             try:
-                alive = await self.store.heartbeat(self.worker_id, self.lease)
+                alive = await self.store.heartbeat(self.worker_id, named, self.lease)
             except Exception:
                 log.exception("heartbeat failed")
                 continue

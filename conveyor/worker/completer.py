@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from uuid import UUID
 
 from conveyor.model import LogEntry, Outcome, ProgressUpdate
 from conveyor.store.base import Store
@@ -50,6 +51,10 @@ class Completer:
     @property
     def pending(self) -> int:
         return len(self._outcomes)
+
+    def unwritten(self) -> list[UUID]:
+        """The jobs whose outcomes wait to be written: still running in the store."""
+        return [o.job_id for o in self._outcomes]
 
     async def run(self) -> None:
         delay = 0.05
