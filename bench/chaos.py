@@ -1,15 +1,18 @@
 """Chaos: SIGKILL conveyor workers at random moments while jobs drain on PostgreSQL, then count
 the jobs lost and the jobs completed twice. Both must be 0.
 
-    python -m bench.chaos [--json] [--jobs 10000] [--kills 100] [--workers 3]
+    python -m bench.chaos [--json] [--jobs 10000] [--kills 100] [--cuts 10] [--workers 3]
 
 What happens: a fresh database (`conveyor_chaos`, dropped first) gets the schema and `--jobs`
 `chaos.work` jobs (bench/chaos_jobs.py: each sleeps about `--job-ms`, with 50 retries, since
 every kill costs the jobs it held an attempt). `--workers` worker processes drain them. At
 random moments one of those holding running jobs is SIGKILLed and a replacement started,
 until `--kills` kills; the gaps are spread over the expected rest of the drain so the
-kills land throughout it. Workers use a short lease (`--lease`) so the jobs a dead worker held
-are rescued quickly. Once the kills are done the run waits for the drain to settle (bounded by
+kills land throughout it. Spread among the kills, `--cuts` times every connection to the
+database is cut (pg_terminate_backend), as a server restart or a failover cuts them: the
+workers' claims, heartbeats and outcome writes in flight fail, and they must carry on.
+Workers use a short lease (`--lease`) so the jobs a dead worker held are rescued quickly.
+Once the kills are done the run waits for the drain to settle (bounded by
 `--settle-timeout`), stops the survivors with SIGTERM (they drain), and measures.
 
 What is measured, independently of conveyor's own code:
@@ -111,6 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs to drain")
     parser.add_argument("--kills", type=int, default=100, help="workers to SIGKILL during the drain")
+    parser.add_argument("--cuts", type=int, default=10, help="times to cut every connection to the database")
     parser.add_argument("--workers", type=int, default=3, help="worker processes kept alive")
     parser.add_argument("--concurrency", type=int, default=20, help="jobs each worker runs at once")
     parser.add_argument("--job-ms", type=int, default=50, help="mean job duration (each is 0.5x-1.5x of it)")
@@ -121,6 +125,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.jobs, args.kills, args.workers, args.concurrency) < 1:
         parser.error("--jobs, --kills, --workers and --concurrency must be at least 1")
+    if not 0 <= args.cuts <= args.kills:
+        parser.error("--cuts must be between 0 and --kills (they are made among the kills)")
     if args.lease <= 0 or args.job_ms < 0:
         parser.error("--lease must be positive and --job-ms not negative")
     if args.seed is None:
@@ -313,6 +319,9 @@ def worker_environment(url: str, args: argparse.Namespace) -> dict[str, str]:
         "CONVEYOR_SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE),
         # The schema is in place before any worker starts; skipping the check makes restarts quicker.
         "CONVEYOR_AUTO_MIGRATE": "false",
+        # A worker that crashes in C code (an unexpected exit by a signal) leaves its Python
+        # stack in its log.
+        "PYTHONFAULTHANDLER": "1",
     }
 
 
@@ -363,11 +372,29 @@ class Progress:
         )
 
 
+async def cut_connections(db: psycopg.AsyncConnection) -> int:
+    """Terminate every other session of the chaos database, as a restart or a failover would
+    end them; how many were cut."""
+    return int(
+        await scalar(
+            db,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+    )
+
+
 async def kill_during_drain(
-    db: psycopg.AsyncConnection, fleet: Fleet, args: argparse.Namespace, rng: random.Random, progress: Progress
+    db: psycopg.AsyncConnection,
+    fleet: Fleet,
+    args: argparse.Namespace,
+    rng: random.Random,
+    progress: Progress,
+    cuts: list[int],
 ) -> list[dict[str, Any]]:
     """SIGKILL a random working worker at random gaps until `--kills` kills, the jobs run out,
-    or `--max-seconds` pass. Returns one record per kill."""
+    or `--max-seconds` pass, cutting every connection after every (kills/cuts)th kill (the
+    sessions cut appended to `cuts`). Returns one record per kill."""
     pacer = Pacer(args.jobs, args.kills, rng)
     kills: list[dict[str, Any]] = []
     deadline = time.monotonic() + args.max_seconds
@@ -386,6 +413,8 @@ async def kill_during_drain(
             # Counted after the kill: what the dead worker left for the rescue.
             held = (await running_by_pid(db)).get(victim.pid, 0)
             kills.append({"pid": victim.pid, "uptime": round(uptime, 2), "held": held})
+            if len(cuts) < args.cuts and len(kills) * args.cuts >= (len(cuts) + 1) * args.kills:
+                cuts.append(await cut_connections(db))
             finished = sum(counts.values()) - unfinished(counts)
             next_kill = time.monotonic() + pacer.gap(finished, len(kills))
         await asyncio.sleep(TICK)
@@ -454,7 +483,8 @@ async def run(args: argparse.Namespace, fleet: Fleet, admin_url: str, url: str) 
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
         progress = Progress()
         await fleet.fill()
-        kills = await kill_during_drain(db, fleet, args, rng, progress)
+        cuts: list[int] = []
+        kills = await kill_during_drain(db, fleet, args, rng, progress, cuts)
         settled = await wait_for_settling(db, fleet, args, progress)
         drain_seconds = time.monotonic() - progress.started
         log.info(
@@ -474,6 +504,8 @@ async def run(args: argparse.Namespace, fleet: Fleet, admin_url: str, url: str) 
         "seconds": round(drain_seconds, 1),
         "settled": settled,
         **measured,
+        "cuts": len(cuts),
+        "sessions_cut": sum(cuts),
         "kills_mid_job": sum(1 for k in kills if k["held"]),
         "held_per_kill": [k["held"] for k in kills],
         "jobs_orphaned": sum(k["held"] for k in kills),

@@ -39,6 +39,7 @@ class _ExecutionLog:
         self._lock = asyncio.Lock()
 
     async def record(self, ctx: Context) -> None:
+        conn: psycopg.AsyncConnection | None = None
         try:
             conn = await self._connection()
             await conn.execute(
@@ -50,7 +51,8 @@ class _ExecutionLog:
             # what is being measured (and its retry would wait minutes). The traceback goes to
             # the worker's log, where the chaos script counts it.
             log.exception("job %s: could not record its execution", ctx.job_id)
-            await self._discard()
+            if conn is not None:
+                await self._discard(conn)
 
     async def _connection(self) -> psycopg.AsyncConnection:
         async with self._lock:
@@ -61,11 +63,13 @@ class _ExecutionLog:
                 )
             return self._conn
 
-    async def _discard(self) -> None:
+    async def _discard(self, failed: psycopg.AsyncConnection) -> None:
+        # Only the connection that failed: another job may have opened its replacement
+        # already and be waiting on it (closing a socket under a waiter leaves it waiting).
         async with self._lock:
-            if self._conn is not None:
-                await self._conn.close()
+            if self._conn is failed:
                 self._conn = None
+        await failed.close()
 
 
 _executions = _ExecutionLog()
