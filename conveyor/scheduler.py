@@ -30,6 +30,7 @@ from typing import Any
 from conveyor.engine.schedules import Schedules
 from conveyor.model import Job
 from conveyor.periodic import run_periodically
+from conveyor.store.outage import log_failure
 
 log = logging.getLogger("conveyor.scheduler")
 
@@ -99,16 +100,16 @@ class Scheduler:
     async def _pass(self) -> None:
         try:
             await self.run_once()
-        except Exception:
-            log.exception("scheduler pass failed")
+        except Exception as exc:  # noqa: BLE001 - logged by log_failure
+            log_failure(log, exc, "scheduler pass failed")
         if self.is_leader:  # the leader's other chores
             try:
                 await self.schedules.engine.audit.seal()  # chain what the audit journal holds
                 if time.monotonic() >= self._next_prune:  # forget rate windows no limit looks at
                     self._next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
                     await self.store.prune_rate_windows(datetime.now(UTC) - RATE_WINDOWS_KEPT)
-            except Exception:
-                log.exception("the leader's chores failed")
+            except Exception as exc:  # noqa: BLE001 - logged by log_failure
+                log_failure(log, exc, "the leader's chores failed")
             await self.run_chores()
 
     async def run_chores(self, *, every: bool = False) -> None:
@@ -120,5 +121,5 @@ class Scheduler:
             chore.next_at = time.monotonic() + chore.interval
             try:
                 await chore.run()
-            except Exception:
-                log.exception("the leader's chore %s failed", chore.name)
+            except Exception as exc:  # noqa: BLE001 - logged by log_failure
+                log_failure(log, exc, "the leader's chore %s failed", chore.name)

@@ -60,6 +60,7 @@ from conveyor.limits import JobLimits
 from conveyor.runtime import Conveyor
 from conveyor.settings import Settings
 from conveyor.storable import text_problem
+from conveyor.store.outage import database_unavailable
 from conveyor.worker import HOUSEKEEPING_INTERVAL
 
 log = logging.getLogger("conveyor.api")
@@ -67,6 +68,8 @@ log = logging.getLogger("conveyor.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # What a multipart body may carry beyond its file: boundaries, part headers, small fields.
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
+# Seconds a client is asked to wait after a 503 for a database that could not serve it.
+DATABASE_RETRY_AFTER = 2
 
 DESCRIPTION = """
 conveyor's job API. Several endpoint families share one engine, each answering in the shape its
@@ -157,11 +160,21 @@ class RequestContext:
             client = scope.get("client")
             with acting_as(Actor(request_id=request_id, client_address=client[0] if client else None)):
                 await self.app(scope, receive, send_with_id)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+        except Exception as exc:
+            if database_unavailable(exc):
+                log.warning("database unavailable on %s %s: %s", scope["method"], scope["path"], exc)
+                error = ApiError(
+                    503,
+                    "DATABASE_UNAVAILABLE",
+                    "the database cannot serve this request right now; retry shortly",
+                    headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+                )
+            else:
+                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                error = ApiError(500, "INTERNAL_ERROR", "internal server error")
             if status == 0:
-                await answer(ApiError(500, "INTERNAL_ERROR", "internal server error"))
-                status = 500
+                await answer(error)
+                status = error.status
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")

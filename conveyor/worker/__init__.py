@@ -39,6 +39,7 @@ from conveyor.jobtypes import Definition, jsonable
 from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, Status, utc_now
 from conveyor.periodic import run_periodically
 from conveyor.store.control import WorkerRecord
+from conveyor.store.outage import log_failure
 from conveyor.store.rows import OUTCOME_STATUS
 from conveyor.worker.completer import Completer
 from conveyor.worker.runners import ProcessPool, Run, run_in_thread, run_on_loop
@@ -212,8 +213,8 @@ class Worker:
             try:
                 jobs = await self.store.claim_jobs(self.queues, free, self.worker_id, self.lease)
                 backoff = 0.05
-            except Exception:
-                log.exception("claiming jobs failed; retrying in %.2fs", backoff)
+            except Exception as exc:  # noqa: BLE001 - logged by log_failure
+                log_failure(log, exc, "claiming jobs failed; retrying in %.2fs", backoff)
                 await self._sleep_unless_stopping(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -396,8 +397,8 @@ class Worker:
             started = time.monotonic()
             try:
                 alive = await self.store.heartbeat(self.worker_id, named, self.lease)
-            except Exception:
-                log.exception("heartbeat failed")
+            except Exception as exc:  # noqa: BLE001 - logged by log_failure
+                log_failure(log, exc, "heartbeat failed")
                 continue
             # Jobs claimed after the beat began are not in its answer yet: judge them next time.
             judged = {i: r for i, r in self._running.items() if r.claimed_at <= started}
@@ -420,8 +421,8 @@ class Worker:
         which attempt (a plain read, which waits on no lock)."""
         try:
             return await self.store.attempts_held(job_ids, self.worker_id)
-        except Exception:
-            log.exception("checking skipped leases failed")
+        except Exception as exc:  # noqa: BLE001 - logged by log_failure
+            log_failure(log, exc, "checking skipped leases failed")
             return {i: self._running[i].job.attempt for i in job_ids if i in self._running}
 
     def _lose_lease(self, running: Running) -> None:
@@ -459,8 +460,8 @@ class Worker:
             )
             try:
                 await self.store.record_worker(record)
-            except Exception:
-                log.exception("recording worker presence failed")
+            except Exception as exc:  # noqa: BLE001 - logged by log_failure
+                log_failure(log, exc, "recording worker presence failed")
             await asyncio.sleep(self.presence_interval.total_seconds())
 
     async def _maintenance_loop(self) -> None:
@@ -480,8 +481,8 @@ class Worker:
                     await self.store.settle_waiting_batches()
                 if rescued:
                     log.warning("rescued %d jobs whose worker stopped answering", len(rescued))
-            except Exception:
-                log.exception("maintenance failed")
+            except Exception as exc:  # noqa: BLE001 - logged by log_failure
+                log_failure(log, exc, "maintenance failed")
 
         # jitter between maintenance passes, not a secret (bandit B311)
         await run_periodically(lambda: interval * random.uniform(0.8, 1.2), maintain)  # nosec B311

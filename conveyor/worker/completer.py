@@ -14,6 +14,7 @@ from uuid import UUID
 
 from conveyor.model import LogEntry, Outcome, ProgressUpdate
 from conveyor.store.base import Store
+from conveyor.store.outage import log_failure
 
 log = logging.getLogger("conveyor.worker")
 MAX_BATCH = 1000
@@ -69,8 +70,8 @@ class Completer:
                 try:
                     await self._flush_once()
                     delay = 0.05
-                except Exception:
-                    log.exception("writing job outcomes failed; retrying in %.2fs", delay)
+                except Exception as exc:  # noqa: BLE001 - logged by log_failure
+                    log_failure(log, exc, "writing job outcomes failed; retrying in %.2fs", delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
             self._idle.set()

@@ -1,0 +1,41 @@
+"""Which failures mean "the database cannot serve this call now" rather than a bug.
+
+A restart, a failover, a cut connection, a server refusing connections or out of them, a
+deadlock or a statement timeout on PostgreSQL; a locked file on SQLite; no pooled connection
+within the pool's timeout. The same call may succeed a moment later: the API answers these
+503 with Retry-After instead of 500, and logs them without calling them a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import psycopg
+import sqlalchemy as sa
+from psycopg_pool import PoolTimeout
+
+# SQLite's own "try again" conditions; its other OperationalErrors (no such table, a bad
+# statement) are not passing.
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, psycopg.OperationalError | PoolTimeout | sa.exc.TimeoutError):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(_SQLITE_BUSY)
+
+
+def log_failure(logger: logging.Logger, exc: BaseException, message: str, *args: object) -> None:
+    """Log a failed pass of a loop that will try again (claims, heartbeats, outcome writes,
+    the scheduler): an outage as one warning line, since every retry until the database is
+    back would repeat its traceback; anything else as an error with its traceback."""
+    if database_unavailable(exc):
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logger.warning(f"{message} (database unavailable: %s)", *args, first_line)
+    else:
+        logger.error(message, *args, exc_info=exc)

@@ -1,0 +1,78 @@
+"""A database that cannot serve a call now: told apart from bugs, answered 503, logged in a line."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from conftest import api_harness
+from psycopg_pool import PoolTimeout
+
+from conveyor.store.outage import database_unavailable, log_failure
+
+
+@pytest.mark.parametrize(
+    ("exc", "passing"),
+    [
+        (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
+        (psycopg.OperationalError("connection failed: database is not accepting connections"), True),
+        (PoolTimeout("couldn't get a connection after 30.00 sec"), True),
+        (sa.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed the connection")), True),
+        (sqlite3.OperationalError("database is locked"), True),
+        (sa.exc.OperationalError("UPDATE jobs", {}, sqlite3.OperationalError("database is locked")), True),
+        (sqlite3.OperationalError("no such table: conveyor_jobs"), False),
+        (psycopg.errors.UndefinedTable("relation does not exist"), False),
+        (sa.exc.ProgrammingError("SELECT", {}, psycopg.errors.SyntaxError("syntax error")), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_an_outage_is_told_apart_from_a_bug(exc: Exception, passing: bool) -> None:
+    assert database_unavailable(exc) is passing
+
+
+def test_an_outage_is_logged_in_a_line_and_a_bug_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("conveyor.test")
+    outage = psycopg.errors.AdminShutdown("terminating connection due to administrator command\nDETAIL: x")
+    try:
+        raise ValueError("a bug")
+    except ValueError as exc:
+        bug = exc
+    with caplog.at_level(logging.INFO, logger="conveyor.test"):
+        log_failure(log, outage, "claiming jobs failed; retrying in %.2fs", 0.1)
+        log_failure(log, bug, "heartbeat failed")
+    [line, error] = caplog.records
+    assert (line.levelno, line.exc_info) == (logging.WARNING, None)
+    assert line.getMessage() == (
+        "claiming jobs failed; retrying in 0.10s (database unavailable: "
+        "terminating connection due to administrator command)"
+    )
+    assert (error.levelno, error.getMessage()) == (logging.ERROR, "heartbeat failed")
+    assert error.exc_info is not None and error.exc_info[1] is bug
+
+
+async def test_the_api_answers_503_with_retry_after_while_the_database_refuses_connections(
+    database_url: str,
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a server that refuses connections is PostgreSQL's")
+    name = sa.make_url(database_url).database
+    async with api_harness(database_url, raise_app_exceptions=False) as api:
+        user = api.jwt("u1")
+        assert (await api.client.get("/api/v1/jobs", headers=user)).status_code == 200
+        elsewhere = sa.make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
+        with psycopg.connect(elsewhere, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            try:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+                )
+                response = await api.client.get("/api/v1/jobs", headers=user)
+            finally:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "2"
+        assert response.json()["details"]["code"] == "DATABASE_UNAVAILABLE"
+        assert (await api.client.get("/api/v1/jobs", headers=user)).status_code == 200
