@@ -23,7 +23,9 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
+import psycopg
 import pytest
+import sqlalchemy as sa
 from conftest import ApiHarness, own_database_url, running_worker
 from pydantic import BaseModel
 from served import conveyor_serve
@@ -706,6 +708,77 @@ async def test_retries_give_up_with_a_transport_error(api: ApiHarness, connect: 
     with pytest.raises(TransportError, match="after 2 attempts"):
         await client.health()
     assert len(flaky.sent) == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_read_waits_out_a_database_that_is_briefly_unavailable(
+    api: ApiHarness, connect: Connect, database_url: str
+) -> None:
+    # The server answers 503 DATABASE_UNAVAILABLE with Retry-After while its database refuses
+    # connections; a call that is safe to repeat waits that long and asks again.
+    api_key = await key(api, "user")
+    client = connect(api_key)
+    job = await client.submit("t.echo", {})
+    name = sa.make_url(database_url).database
+    elsewhere = sa.make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(elsewhere, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            listing = asyncio.ensure_future(client.list())
+            await asyncio.sleep(0.5)  # its first answer: 503, Retry-After: 2
+            assert not listing.done()
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    listed = await asyncio.wait_for(listing, timeout=10)
+    assert [j.id for j in listed.items] == [job.id]
+
+
+@CLIENT_SIDE
+async def test_a_database_unavailable_answer_is_retried_only_where_repeating_is_safe(
+    api: ApiHarness, connect: Connect
+) -> None:
+    api_key = await key(api, "user")
+    unavailable = Unavailable()
+    client = connect(api_key, wrap=unavailable.around)
+    unavailable.remaining = 1
+    with pytest.raises(ServerError) as refused:
+        await client.submit("t.echo", {})  # it may have been stored after all: not sent again
+    assert refused.value.status_code == 503 and refused.value.code == "DATABASE_UNAVAILABLE"
+    assert unavailable.sent == ["POST /api/v1/jobs"]
+    unavailable.remaining = 2
+    assert (await client.list()).total == 0
+    assert unavailable.sent[1:] == ["GET /api/v1/jobs"] * 3
+    unavailable.remaining = 10
+    with pytest.raises(ServerError):  # retries=2: three such answers, then the error
+        await client.list()
+    assert unavailable.sent[4:] == ["GET /api/v1/jobs"] * 3
+
+
+class Unavailable(Flaky):
+    """Answers the next `remaining` requests as a server whose database is unavailable does
+    (Retry-After: 0, so that the test does not wait); the rest reach the app."""
+
+    def __init__(self) -> None:
+        super().__init__(failures=0)
+        self.remaining = 0
+
+    def _refusal(self, request: httpx.Request) -> httpx.Response | None:
+        self.sent.append(f"{request.method} {request.url.path}")
+        if self.remaining <= 0:
+            return None
+        self.remaining -= 1
+        body = {"success": False, "error": "database unavailable", "details": {"code": "DATABASE_UNAVAILABLE"}}
+        headers = {"Retry-After": "0", "X-Error-Code": "DATABASE_UNAVAILABLE"}
+        return httpx.Response(503, json=body, headers=headers, request=request)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        refusal = self._refusal(request)
+        return refusal if refusal is not None else self.inner.handle_request(request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        refusal = self._refusal(request)
+        return refusal if refusal is not None else await self.inner.handle_async_request(request)
 
 
 # --- pure pieces: long waits, models, the package's surface ---------------------------------------------

@@ -119,6 +119,10 @@ class AsyncClient:
                 failures += 1
                 await asyncio.sleep(call.retry_delay(failures, self._retries, exc))
                 continue
+            if (delay := call.resend_after(response, failures + 1, self._retries)) is not None:
+                failures += 1
+                await asyncio.sleep(delay)
+                continue
             outcome = call.outcome(response, retried=failures > 0)
             if not isinstance(outcome, Call):
                 return outcome

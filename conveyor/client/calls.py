@@ -65,6 +65,8 @@ RETRY_BACKOFF_MAX = 2.0
 # Failures after which the same request may be sent again; others (a bad URL, a protocol
 # the client speaks wrongly) would fail the same way.
 RETRYABLE = (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError)
+# The longest a server's Retry-After is honoured for, when it said its database was unavailable.
+RETRY_AFTER_MAX = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,22 @@ class Call(Generic[T]):
         return httpx.Timeout(
             connect=base.connect, read=base.read + self.extra_read_seconds, write=base.write, pool=base.pool
         )
+
+    def resend_after(self, response: httpx.Response, failures: int, retries: int) -> float | None:
+        """Seconds to wait before sending this call again, after its `failures`th answer said
+        the server's database was unavailable for now (503 with Retry-After); None when
+        `response` is the answer (any other, or this call may not be sent again)."""
+        if not (
+            response.status_code == 503
+            and self.idempotent
+            and failures <= retries
+            and response.headers.get("x-error-code") == "DATABASE_UNAVAILABLE"
+        ):
+            return None
+        try:
+            return min(max(float(response.headers.get("retry-after", "1")), 0.0), RETRY_AFTER_MAX)
+        except ValueError:
+            return 1.0
 
     def retry_delay(self, failures: int, retries: int, exc: httpx.TransportError) -> float:
         """Seconds to wait before sending again after `failures` failed attempts; raises

@@ -61,7 +61,8 @@ class Client:
             asks the server to wait. None: no limit.
         retries: how many times a call that is safe to repeat is sent again after a
             connection failure (reads, `wait`, `cancel`, queue pause and resume, and `submit`
-            with an idempotency key). Errors the server answers are never retried.
+            with an idempotency key), and after a 503 `DATABASE_UNAVAILABLE` answer (waiting
+            its Retry-After, at most 10 s). Other errors the server answers are not retried.
         transport: an httpx transport (a test's `httpx.MockTransport`, custom TLS…).
         headers: more headers for every request.
 
@@ -125,6 +126,10 @@ class Client:
             except httpx.TransportError as exc:
                 failures += 1
                 time.sleep(call.retry_delay(failures, self._retries, exc))
+                continue
+            if (delay := call.resend_after(response, failures + 1, self._retries)) is not None:
+                failures += 1
+                time.sleep(delay)
                 continue
             outcome = call.outcome(response, retried=failures > 0)
             if not isinstance(outcome, Call):
