@@ -1,7 +1,7 @@
 """Chaos: SIGKILL conveyor workers at random moments while jobs drain on PostgreSQL, then count
 the jobs lost and the jobs completed twice. Both must be 0.
 
-    python -m bench.chaos [--json] [--jobs 10000] [--kills 100] [--cuts 10] [--workers 3]
+    python -m bench.chaos [--json] [--jobs 10000] [--kills 100] [--cuts 10] [--restarts 0] [--workers 3]
 
 What happens: a fresh database (`conveyor_chaos`, dropped first) gets the schema and `--jobs`
 `chaos.work` jobs (bench/chaos_jobs.py: each sleeps about `--job-ms`, with 50 retries, since
@@ -11,6 +11,8 @@ until `--kills` kills; the gaps are spread over the expected rest of the drain s
 kills land throughout it. Spread among the kills, `--cuts` times every connection to the
 database is cut (pg_terminate_backend), as a server restart or a failover cuts them: the
 workers' claims, heartbeats and outcome writes in flight fail, and they must carry on.
+`--restarts` times (none by default: it restarts the whole server, every database on it), the
+server itself is restarted with `--restart-command`: for a while no connection can be made.
 Workers use a short lease (`--lease`) so the jobs a dead worker held are rescued quickly.
 Once the kills are done the run waits for the drain to settle (bounded by
 `--settle-timeout`), stops the survivors with SIGTERM (they drain), and measures.
@@ -45,6 +47,7 @@ import logging
 import os
 import random
 import re
+import shlex
 import signal
 import sys
 import tempfile
@@ -63,6 +66,8 @@ from conveyor import Conveyor, JobRequest, Settings
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 CHAOS_DATABASE = "conveyor_chaos"
+# This machine's server (Debian's cluster, as scripts/postgres-up.sh starts it).
+RESTART_COMMAND = "pg_ctlcluster --skip-systemctl-redirect 15 main restart"
 TERMINAL = frozenset({"completed", "failed", "cancelled", "timeout"})
 ENQUEUE_CHUNK = 1000
 MAX_RETRIES = 50
@@ -115,6 +120,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs to drain")
     parser.add_argument("--kills", type=int, default=100, help="workers to SIGKILL during the drain")
     parser.add_argument("--cuts", type=int, default=10, help="times to cut every connection to the database")
+    parser.add_argument("--restarts", type=int, default=0, help="times to restart the PostgreSQL server")
+    parser.add_argument(
+        "--restart-command", default=RESTART_COMMAND, help="how to restart it (run as given, without a shell)"
+    )
     parser.add_argument("--workers", type=int, default=3, help="worker processes kept alive")
     parser.add_argument("--concurrency", type=int, default=20, help="jobs each worker runs at once")
     parser.add_argument("--job-ms", type=int, default=50, help="mean job duration (each is 0.5x-1.5x of it)")
@@ -125,8 +134,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.jobs, args.kills, args.workers, args.concurrency) < 1:
         parser.error("--jobs, --kills, --workers and --concurrency must be at least 1")
-    if not 0 <= args.cuts <= args.kills:
-        parser.error("--cuts must be between 0 and --kills (they are made among the kills)")
+    if not (0 <= args.cuts <= args.kills and 0 <= args.restarts <= args.kills):
+        parser.error("--cuts and --restarts must be between 0 and --kills (they are made among the kills)")
     if args.lease <= 0 or args.job_ms < 0:
         parser.error("--lease must be positive and --job-ms not negative")
     if args.seed is None:
@@ -170,7 +179,36 @@ async def prepare_jobs(url: str, args: argparse.Namespace, rng: random.Random) -
         await app.close()
 
 
-async def status_counts(db: psycopg.AsyncConnection) -> dict[str, int]:
+class Monitor:
+    """The script's own connection to the chaos database, which it opens again after it
+    restarts the server."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: psycopg.AsyncConnection | None = None
+
+    async def open(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def execute(self, query: str, params: Any = None) -> psycopg.AsyncCursor[Any]:
+        assert self._conn is not None, "the monitor is not open"  # nosec B101 - a bug in this script
+        return await self._conn.execute(query, params)
+
+
+async def status_counts(db: Monitor) -> dict[str, int]:
     rows = await (await db.execute("SELECT status, count(*) FROM conveyor_jobs GROUP BY status")).fetchall()
     return {status: n for status, n in rows}
 
@@ -179,18 +217,18 @@ def unfinished(counts: dict[str, int]) -> int:
     return sum(n for status, n in counts.items() if status not in TERMINAL)
 
 
-async def running_by_pid(db: psycopg.AsyncConnection) -> dict[int, int]:
+async def running_by_pid(db: Monitor) -> dict[int, int]:
     """Running jobs by the pid of the worker that claimed them (conveyor's worker ids are
     host:pid:tag). Includes dead workers' jobs until they are rescued."""
     cur = await db.execute("SELECT worker_id, count(*) FROM conveyor_jobs WHERE status = 'running' GROUP BY 1")
     return {int(worker_id.rsplit(":", 2)[1]): n for worker_id, n in await cur.fetchall()}
 
 
-async def scalar(db: psycopg.AsyncConnection, query: str) -> Any:
+async def scalar(db: Monitor, query: str) -> Any:
     return (await (await db.execute(query)).fetchone())[0] or 0
 
 
-async def measure(db: psycopg.AsyncConnection, jobs: int) -> dict[str, Any]:
+async def measure(db: Monitor, jobs: int) -> dict[str, Any]:
     counts = await status_counts(db)
     twice = "SELECT count(*) FROM (SELECT job_id FROM {} GROUP BY job_id HAVING count(*) > 1) AS t"
     return {
@@ -372,29 +410,43 @@ class Progress:
         )
 
 
-async def cut_connections(db: psycopg.AsyncConnection) -> int:
-    """Terminate every other session of the chaos database, as a restart or a failover would
-    end them; how many were cut."""
+async def cut_connections(db: Monitor) -> int:
+    """Terminate every other client session of the chaos database, as a restart or a failover
+    would end them (its autovacuum workers are the server's own); how many were cut."""
     return int(
         await scalar(
             db,
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
         )
     )
 
 
+async def restart_server(db: Monitor, command: str) -> float:
+    """Restart the server with `command`; the seconds until the chaos database answered again."""
+    started = time.monotonic()
+    await db.close()
+    process = await asyncio.create_subprocess_exec(*shlex.split(command))
+    if await process.wait() != 0:
+        raise RuntimeError(f"{command!r} exited with {process.returncode}")
+    await db.open()
+    return round(time.monotonic() - started, 2)
+
+
 async def kill_during_drain(
-    db: psycopg.AsyncConnection,
+    db: Monitor,
     fleet: Fleet,
     args: argparse.Namespace,
     rng: random.Random,
     progress: Progress,
     cuts: list[int],
+    restarts: list[float],
 ) -> list[dict[str, Any]]:
     """SIGKILL a random working worker at random gaps until `--kills` kills, the jobs run out,
     or `--max-seconds` pass, cutting every connection after every (kills/cuts)th kill (the
-    sessions cut appended to `cuts`). Returns one record per kill."""
+    sessions cut appended to `cuts`) and restarting the server after every
+    (kills/restarts)th (the seconds it took appended to `restarts`). Returns one record per
+    kill."""
     pacer = Pacer(args.jobs, args.kills, rng)
     kills: list[dict[str, Any]] = []
     deadline = time.monotonic() + args.max_seconds
@@ -415,15 +467,16 @@ async def kill_during_drain(
             kills.append({"pid": victim.pid, "uptime": round(uptime, 2), "held": held})
             if len(cuts) < args.cuts and len(kills) * args.cuts >= (len(cuts) + 1) * args.kills:
                 cuts.append(await cut_connections(db))
+            if len(restarts) < args.restarts and len(kills) * args.restarts >= (len(restarts) + 1) * args.kills:
+                restarts.append(await restart_server(db, args.restart_command))
+                log.info("server restarted in %.1fs", restarts[-1])
             finished = sum(counts.values()) - unfinished(counts)
             next_kill = time.monotonic() + pacer.gap(finished, len(kills))
         await asyncio.sleep(TICK)
     return kills
 
 
-async def wait_for_settling(
-    db: psycopg.AsyncConnection, fleet: Fleet, args: argparse.Namespace, progress: Progress
-) -> bool:
+async def wait_for_settling(db: Monitor, fleet: Fleet, args: argparse.Namespace, progress: Progress) -> bool:
     """Let the survivors finish the drain, rescues of the last kills' jobs included. True once
     no job is left unfinished; False if `--settle-timeout` passed first."""
     deadline = time.monotonic() + args.settle_timeout
@@ -480,11 +533,14 @@ async def run(args: argparse.Namespace, fleet: Fleet, admin_url: str, url: str) 
     log.info("preparing %s with %d jobs (seed %d)", CHAOS_DATABASE, args.jobs, args.seed)
     await recreate_database(admin_url)
     await prepare_jobs(url, args, rng)
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as db:
+    db = Monitor(url)
+    await db.open()
+    try:
         progress = Progress()
         await fleet.fill()
         cuts: list[int] = []
-        kills = await kill_during_drain(db, fleet, args, rng, progress, cuts)
+        restarts: list[float] = []
+        kills = await kill_during_drain(db, fleet, args, rng, progress, cuts, restarts)
         settled = await wait_for_settling(db, fleet, args, progress)
         drain_seconds = time.monotonic() - progress.started
         log.info(
@@ -495,6 +551,8 @@ async def run(args: argparse.Namespace, fleet: Fleet, admin_url: str, url: str) 
         )
         stop_codes = await fleet.stop()
         measured = await measure(db, args.jobs)
+    finally:
+        await db.close()
     return {
         "kills": len(kills),
         "kills_target": args.kills,
@@ -506,6 +564,8 @@ async def run(args: argparse.Namespace, fleet: Fleet, admin_url: str, url: str) 
         **measured,
         "cuts": len(cuts),
         "sessions_cut": sum(cuts),
+        "restarts": len(restarts),
+        "restart_seconds": restarts,
         "kills_mid_job": sum(1 for k in kills if k["held"]),
         "held_per_kill": [k["held"] for k in kills],
         "jobs_orphaned": sum(k["held"] for k in kills),

@@ -724,7 +724,11 @@ async def test_a_read_waits_out_a_database_that_is_briefly_unavailable(
     with psycopg.connect(elsewhere, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         try:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND backend_type = 'client backend'",
+                (name,),
+            )
             listing = asyncio.ensure_future(client.list())
             await asyncio.sleep(0.5)  # its first answer: 503, Retry-After: 2
             assert not listing.done()

@@ -66,7 +66,11 @@ async def test_the_api_answers_503_with_retry_after_while_the_database_refuses_c
         with psycopg.connect(elsewhere, autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
             try:
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND backend_type = 'client backend'",
+                    (name,),
+                )
                 response = await api.client.get("/api/v1/jobs", headers=user)
             finally:
                 admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
