@@ -233,3 +233,22 @@ def test_the_command_loads_no_engine_until_a_command_needs_it() -> None:
     probe = f"import sys, conveyor.cli; print(sorted(m for m in sys.modules if m.startswith({heavy!r})))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", [["worker"], ["migrate"]])
+def test_a_database_that_cannot_be_reached_is_said_in_one_line(command: list[str]) -> None:
+    # Nothing listens on port 1: the driver's own words, as one JSON line, and exit code 6
+    # (not a traceback through SQLAlchemy and psycopg).
+    unreachable = "postgresql://conveyor:secret@127.0.0.1:1/conveyor"
+    done = subprocess.run(
+        [sys.executable, "-m", "conveyor", *command],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CONVEYOR_DATABASE_URL": unreachable},
+        timeout=60,
+    )
+    assert done.returncode == 6, done.stderr
+    assert "Traceback" not in done.stderr and "secret" not in done.stderr
+    said = json.loads(done.stderr.strip().splitlines()[-1])
+    assert said["error"] == "DATABASE_UNAVAILABLE"
+    assert 'server at "127.0.0.1", port 1 failed: Connection refused' in said["message"]

@@ -35,8 +35,8 @@ def _conveyor(settings: "local.Settings") -> "local.Conveyor":
 
 
 EXIT_CODES = (
-    "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused, 5 timed out, 6 server failed or unreachable,"
-    " 7 the job did not complete, 130 interrupted."
+    "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused, 5 timed out,"
+    " 6 server or database failed or unreachable, 7 the job did not complete, 130 interrupted."
 )
 app = typer.Typer(help="conveyor: durable background jobs.", epilog=EXIT_CODES, no_args_is_help=True, **PLAIN)
 
@@ -69,7 +69,17 @@ app.add_typer(medication_app, name="medication")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:
+        # A command working on the database directly that could not reach or use it: one
+        # line saying so (exit 6), not a traceback through SQLAlchemy and psycopg.
+        from conveyor.cli.exits import database_failure
+        from conveyor.store.outage import database_unavailable
+
+        if not database_unavailable(exc):
+            raise
+        database_failure(exc)
 
 
 __all__ = ["PLAIN", "DatabaseOpt", "app", "main"]

@@ -11,7 +11,7 @@ can tell what went wrong without reading the message:
 | 3 | not found: no such job, schedule, batch or key (or not one the caller may see) |
 | 4 | refused: bad input or credentials, a forbidden role or state, a rate limit, an e-signature missing or refused |
 | 5 | timed out: the job had not finished when `--timeout` ran out (it goes on) |
-| 6 | the server failed (5xx) or could not be reached |
+| 6 | the server (5xx) or, for commands on the database directly, the database failed or could not be reached |
 | 7 | the job finished, but not completed: failed, cancelled or timed out (`--wait`, `jobs wait`) |
 | 130 | interrupted (Ctrl-C) |
 
@@ -55,6 +55,15 @@ def core_failure(exc: Any) -> NoReturn:
     code = Exit.NOT_FOUND if exc.code.endswith("NOT_FOUND") else Exit.REFUSED
     typer.echo(_dump({"error": exc.code, "message": exc.message, **exc.details}), err=True)
     raise typer.Exit(int(code))
+
+
+def database_failure(exc: BaseException) -> NoReturn:
+    """The database could not be reached or used (conveyor.store.outage): the driver's own
+    words (they name the host and say what failed), without SQLAlchemy's wrapping."""
+    cause = getattr(exc, "orig", None) or exc
+    message = str(cause).strip() or type(cause).__name__
+    typer.echo(_dump({"error": "DATABASE_UNAVAILABLE", "message": message}), err=True)
+    raise SystemExit(int(Exit.UNAVAILABLE))
 
 
 def client_failure(exc: Any, *, hint: str | None = None) -> NoReturn:
