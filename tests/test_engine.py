@@ -572,3 +572,26 @@ async def test_connections_cut_by_the_server_are_replaced_before_anyone_sees_the
 
 async def _completed(app: Conveyor, n: int) -> bool:
     return (await app.engine.counts()).get("completed", 0) == n
+
+
+async def test_connections_numbered_past_1024_are_checked_too(postgres_url: str) -> None:
+    # A busy API or worker holds many descriptors; select() cannot watch one numbered 1024 or
+    # more (ValueError), and the pool would then discard every connection it checked.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the descriptor limit ({hard}) is too low")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    conveyor = Conveyor.from_settings(make_settings(postgres_url), registries=[jobtypes])
+    try:
+        await conveyor.start()
+        jobs = [await conveyor.engine.enqueue("t.echo", {"value": i}) for i in range(3)]
+        assert [(await conveyor.engine.get(j.id)).status for j in jobs] == [Status.PENDING] * 3
+        assert min(conn.fileno() for conn in conveyor.store._pool._pool) >= 1024  # type: ignore[attr-defined]
+    finally:
+        await conveyor.close()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

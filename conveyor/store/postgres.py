@@ -347,11 +347,13 @@ def _heard_from_while_idle(conn: psycopg.AsyncConnection[Any]) -> bool:
     """Whether the server wrote to an idle pooled connection. Listening for nothing, such a
     connection hears from the server only when it is being cut (a restart, a failover, an
     administrator terminating it: a FATAL message, then the socket closed) or, rarely, of a
-    setting changed. A poll of its socket costs ~1 µs, where a check query is a round trip."""
+    setting changed. A poll of its socket costs ~1 µs, where a check query is a round trip
+    (poll, not select: select cannot watch a descriptor numbered 1024 or more)."""
     if conn.closed:
         return True
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    return bool(readable)
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 async def _check_if_heard_from(conn: PooledConnection) -> None:
