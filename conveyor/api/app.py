@@ -60,7 +60,7 @@ from conveyor.limits import JobLimits
 from conveyor.runtime import Conveyor
 from conveyor.settings import Settings
 from conveyor.storable import text_problem
-from conveyor.store.outage import database_unavailable
+from conveyor.store.outage import database_unavailable, log_failure
 from conveyor.worker import HOUSEKEEPING_INTERVAL
 
 log = logging.getLogger("conveyor.api")
@@ -362,8 +362,8 @@ async def _fold_rollups(conveyor: Conveyor) -> None:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL.total_seconds())
         try:
             await conveyor.store.compact_rollups()
-        except Exception:
-            log.exception("folding the roll-ups failed")
+        except Exception as exc:  # noqa: BLE001 - logged by log_failure
+            log_failure(log, exc, "folding the roll-ups failed")
 
 
 def _api_only_services(conveyor: Conveyor) -> list[asyncio.Task[None]]:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from conveyor.model import HELD_UNTIL, Job, NewJob, Owner, Status, Visibility, utc_now
 from conveyor.store.filters import scope_clauses
 from conveyor.store.hooks import StoreHooks
+from conveyor.store.outage import log_failure
 from conveyor.store.rows import created_record, job_of_new, row_of
 from conveyor.store.schema import audit_journal, batches, jobs
 
@@ -272,8 +273,8 @@ class BatchTables(StoreHooks):
         must not make that write look failed (it is not repeated); maintenance settles later."""
         try:
             await self.settle_batches(batch_ids)
-        except Exception:
-            log.exception("settling batches failed; maintenance will settle them")
+        except Exception as exc:  # noqa: BLE001 - logged by log_failure
+            log_failure(log, exc, "settling batches failed; maintenance will settle them")
 
     async def _has_failed(self, conn: AsyncConnection, batch_id: UUID) -> bool:
         c = jobs.c
