@@ -45,7 +45,12 @@ class Settings(BaseSettings):
         "NORMAL",
         description="SQLite's synchronous pragma: NORMAL survives a crash of the process; FULL also a power cut",
     )
-    pool_size: int = Field(10, ge=1, description="database connections per process (PostgreSQL)")
+    pool_size: int = Field(
+        10,
+        ge=1,
+        description="size of each of a process's two PostgreSQL connection pools (the hot statements',"
+        " the rest's); with a worker's 2 claim connections and 1 listening, up to 2 x this + 3 per process",
+    )
     auto_migrate: bool = Field(True, description="apply schema migrations when a process starts")
 
     queues: str = Field("default", description="comma-separated queues a worker claims from")
