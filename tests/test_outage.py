@@ -20,6 +20,7 @@ from conveyor.store.outage import database_unavailable, log_failure
         (psycopg.errors.AdminShutdown("terminating connection due to administrator command"), True),
         (psycopg.OperationalError("connection failed: database is not accepting connections"), True),
         (PoolTimeout("couldn't get a connection after 30.00 sec"), True),
+        (psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"), True),
         (sa.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed the connection")), True),
         (sqlite3.OperationalError("database is locked"), True),
         (sa.exc.OperationalError("UPDATE jobs", {}, sqlite3.OperationalError("database is locked")), True),
@@ -78,3 +79,33 @@ async def test_the_api_answers_503_with_retry_after_while_the_database_refuses_c
         assert response.headers["retry-after"] == "2"
         assert response.json()["details"]["code"] == "DATABASE_UNAVAILABLE"
         assert (await api.client.get("/api/v1/jobs", headers=user)).status_code == 200
+
+
+async def test_the_api_answers_503_while_the_database_is_read_only(database_url: str) -> None:
+    # What a failover can look like for a while: the old primary, now a standby, still answers
+    # but refuses every write.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's read-only sessions")
+    name = sa.make_url(database_url).database
+    async with api_harness(database_url, raise_app_exceptions=False) as api:
+        user = api.jwt("u1")
+        body = {"type": "t.echo", "data": {"value": 1}}
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+            try:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+                refused = await api.client.post("/api/v1/jobs", json=body, headers=user)
+            finally:
+                admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                    (name,),
+                )
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["details"]["code"] == "DATABASE_UNAVAILABLE"
+        assert (await api.client.post("/api/v1/jobs", json=body, headers=user)).status_code == 201

@@ -1,7 +1,8 @@
 """Which failures mean "the database cannot serve this call now" rather than a bug.
 
-A restart, a failover, a cut connection, a server refusing connections or out of them, a
-deadlock or a statement timeout on PostgreSQL; a locked file on SQLite; no pooled connection
+A restart, a failover (also the old primary, read-only now, still answering), a cut
+connection, a server refusing connections or out of them, a deadlock or a statement timeout on
+PostgreSQL; a locked file on SQLite; no pooled connection
 within the pool's timeout. The same call may succeed a moment later: the API answers these
 503 with Retry-After instead of 500, and logs them without calling them a bug.
 """
@@ -25,7 +26,9 @@ def database_unavailable(exc: BaseException) -> bool:
         if exc.connection_invalidated:
             return True
         exc = exc.orig if exc.orig is not None else exc
-    if isinstance(exc, psycopg.OperationalError | PoolTimeout | sa.exc.TimeoutError):
+    if isinstance(
+        exc, psycopg.OperationalError | psycopg.errors.ReadOnlySqlTransaction | PoolTimeout | sa.exc.TimeoutError
+    ):
         return True
     return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(_SQLITE_BUSY)
 
