@@ -81,31 +81,40 @@ async def test_the_api_answers_503_with_retry_after_while_the_database_refuses_c
         assert (await api.client.get("/api/v1/jobs", headers=user)).status_code == 200
 
 
-async def test_the_api_answers_503_while_the_database_is_read_only(database_url: str) -> None:
+async def test_the_api_answers_503_while_the_database_is_read_only_and_recovers(database_url: str) -> None:
     # What a failover can look like for a while: the old primary, now a standby, still answers
-    # but refuses every write.
+    # but refuses every write. Its connections must not be handed out again once writes are
+    # possible elsewhere (here: the same database, writable again for new sessions only).
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's read-only sessions")
     name = sa.make_url(database_url).database
+    cut = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
     async with api_harness(database_url, raise_app_exceptions=False) as api:
         user = api.jwt("u1")
         body = {"type": "t.echo", "data": {"value": 1}}
+        first = (await api.client.post("/api/v1/jobs", json=body, headers=user)).json()["data"]["id"]
+        second = (await api.client.post("/api/v1/jobs", json=body, headers=user)).json()["data"]["id"]
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
             try:
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-                    (name,),
-                )
-                refused = await api.client.post("/api/v1/jobs", json=body, headers=user)
+                admin.execute(cut, (name,))
+                refused = [
+                    await api.client.post("/api/v1/jobs", json=body, headers=user),  # psycopg's pool
+                    await api.client.post(f"/api/v1/jobs/{first}/cancel", headers=user),  # SQLAlchemy's
+                    await api.client.get("/api/v1/jobs/stats/summary", headers=user),  # reads go on
+                ]
             finally:
+                # Writable for new sessions; the read-only ones stay as they are.
                 admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-                    (name,),
-                )
-        assert refused.status_code == 503, refused.text
-        assert refused.json()["details"]["code"] == "DATABASE_UNAVAILABLE"
-        assert (await api.client.post("/api/v1/jobs", json=body, headers=user)).status_code == 201
+        assert [r.status_code for r in refused] == [503, 503, 200], [r.text for r in refused]
+        assert {r.json()["details"]["code"] for r in refused[:2]} == {"DATABASE_UNAVAILABLE"}
+        # Each write a read-only connection refuses retires it (and for SQLAlchemy, its pool):
+        # the reads above opened some more while the database was read-only.
+        created = [(await api.client.post("/api/v1/jobs", json=body, headers=user)).status_code for _ in range(4)]
+        assert 201 in created, created
+        path = f"/api/v1/jobs/{second}/cancel"
+        cancelled = [(await api.client.post(path, headers=user)).status_code for _ in range(3)]
+        assert 200 in cancelled, cancelled

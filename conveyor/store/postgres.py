@@ -383,6 +383,13 @@ def _refuse_if_heard_from(dbapi_connection: Any, _record: Any, _proxy: Any) -> N
         raise sa.exc.DisconnectionError("the server wrote to this idle connection: replaced")
 
 
+def _read_only_is_a_disconnect(context: sa.engine.ExceptionContext) -> None:
+    # SQLAlchemy's pool, likewise: a disconnect makes it replace every connection it holds
+    # (all of them point at the same server).
+    if isinstance(context.original_exception, psycopg.errors.ReadOnlySqlTransaction):
+        context.is_disconnect = True
+
+
 def _json(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value, dumps)
 
@@ -396,6 +403,7 @@ class PostgresStore(PostgresRollups, SqlStore):
         # would open and close a PostgreSQL session per request; callers queue for one instead.
         engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=0)
         sa.event.listen(engine.sync_engine.pool, "checkout", _refuse_if_heard_from)
+        sa.event.listen(engine.sync_engine, "handle_error", _read_only_is_a_disconnect)
         super().__init__(engine, url=url)
         self._listener: PostgresListener | None = None
         self._topics: set[str] = set()
@@ -430,6 +438,11 @@ class PostgresStore(PostgresRollups, SqlStore):
         conn = await pool.getconn()
         try:
             yield conn
+        except psycopg.errors.ReadOnlySqlTransaction:
+            # Connected to a server that no longer takes writes (a failover's old primary): the
+            # pool opens a fresh connection instead of handing this one out again.
+            await conn.close()
+            raise
         finally:
             await pool.putconn(conn)
 
