@@ -161,6 +161,32 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
 FAST_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 8192, "password_hash_parallelism": 1}
 
 
+def cut_sessions(admin: psycopg.Connection[Any], database: str) -> int:
+    """Terminate the client sessions of `database` (but `admin`'s own), as a server restart or
+    a failover ends them (its autovacuum workers are the server's, not a client's to signal)."""
+    row = admin.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        (database,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@contextlib.contextmanager
+def refusing_connections(database_url: str) -> Iterator[None]:
+    """The test's PostgreSQL database refusing connections, its sessions cut, as while its
+    server restarts; accepting them again on leaving."""
+    name = sa.make_url(database_url).database
+    assert name is not None
+    with psycopg.connect(_with_database(database_url, "postgres"), autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            cut_sessions(admin, name)
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
 def make_settings(url: str, **overrides: Any) -> Settings:
     return Settings(database_url=url, auto_migrate=False, **{**FAST_HASHING, **overrides})
 

@@ -23,10 +23,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
-import psycopg
 import pytest
-import sqlalchemy as sa
-from conftest import ApiHarness, own_database_url, running_worker
+from conftest import ApiHarness, own_database_url, refusing_connections, running_worker
 from pydantic import BaseModel
 from served import conveyor_serve
 
@@ -719,21 +717,10 @@ async def test_a_read_waits_out_a_database_that_is_briefly_unavailable(
     api_key = await key(api, "user")
     client = connect(api_key)
     job = await client.submit("t.echo", {})
-    name = sa.make_url(database_url).database
-    elsewhere = sa.make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(elsewhere, autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        try:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND backend_type = 'client backend'",
-                (name,),
-            )
-            listing = asyncio.ensure_future(client.list())
-            await asyncio.sleep(0.5)  # its first answer: 503, Retry-After: 2
-            assert not listing.done()
-        finally:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    with refusing_connections(database_url):
+        listing = asyncio.ensure_future(client.list())
+        await asyncio.sleep(0.5)  # its first answer: 503, Retry-After: 2
+        assert not listing.done()
     listed = await asyncio.wait_for(listing, timeout=10)
     assert [j.id for j in listed.items] == [job.id]
 

@@ -10,7 +10,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from conftest import eventually, make_settings, running_worker
+from conftest import cut_sessions, eventually, make_settings, running_worker
 from jobtypes_for_tests import jobtypes
 
 from conveyor import (
@@ -552,11 +552,7 @@ async def test_connections_cut_by_the_server_are_replaced_before_anyone_sees_the
     async with running_worker(app):
         await eventually(lambda: _completed(app, 6))
     with psycopg.connect(database_url, autocommit=True) as conn:
-        cut = conn.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-        ).fetchone()
-    assert cut is not None and cut[0] >= 3
+        assert cut_sessions(conn, conn.info.dbname) >= 3
     await asyncio.sleep(0.2)  # the server's goodbyes reach the sockets
 
     caplog.set_level("ERROR", logger="conveyor")

@@ -8,7 +8,7 @@ import sqlite3
 import psycopg
 import pytest
 import sqlalchemy as sa
-from conftest import api_harness
+from conftest import api_harness, cut_sessions, refusing_connections
 from psycopg_pool import PoolTimeout
 
 from conveyor.store.outage import database_unavailable, log_failure
@@ -59,22 +59,11 @@ async def test_the_api_answers_503_with_retry_after_while_the_database_refuses_c
 ) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("a server that refuses connections is PostgreSQL's")
-    name = sa.make_url(database_url).database
     async with api_harness(database_url, raise_app_exceptions=False) as api:
         user = api.jwt("u1")
         assert (await api.client.get("/api/v1/jobs", headers=user)).status_code == 200
-        elsewhere = sa.make_url(database_url).set(database="postgres").render_as_string(hide_password=False)
-        with psycopg.connect(elsewhere, autocommit=True) as admin:
-            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            try:
-                admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = %s AND backend_type = 'client backend'",
-                    (name,),
-                )
-                response = await api.client.get("/api/v1/jobs", headers=user)
-            finally:
-                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        with refusing_connections(database_url):
+            response = await api.client.get("/api/v1/jobs", headers=user)
         assert response.status_code == 503
         assert response.headers["retry-after"] == "2"
         assert response.json()["details"]["code"] == "DATABASE_UNAVAILABLE"
@@ -88,10 +77,7 @@ async def test_the_api_answers_503_while_the_database_is_read_only_and_recovers(
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's read-only sessions")
     name = sa.make_url(database_url).database
-    cut = (
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-    )
+    assert name is not None
     async with api_harness(database_url, raise_app_exceptions=False) as api:
         user = api.jwt("u1")
         body = {"type": "t.echo", "data": {"value": 1}}
@@ -100,7 +86,7 @@ async def test_the_api_answers_503_while_the_database_is_read_only_and_recovers(
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
             try:
-                admin.execute(cut, (name,))
+                cut_sessions(admin, name)
                 refused = [
                     await api.client.post("/api/v1/jobs", json=body, headers=user),  # psycopg's pool
                     await api.client.post(f"/api/v1/jobs/{first}/cancel", headers=user),  # SQLAlchemy's
