@@ -104,3 +104,51 @@ async def test_the_api_answers_503_while_the_database_is_read_only_and_recovers(
         path = f"/api/v1/jobs/{second}/cancel"
         cancelled = [(await api.client.post(path, headers=user)).status_code for _ in range(3)]
         assert 200 in cancelled, cancelled
+
+
+async def test_a_failed_write_logs_no_job_data(database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    # What a write stores may be a patient's record (job data, names): a database error on it
+    # must not carry the statement's parameters into the log.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's read-only sessions")
+    name = sa.make_url(database_url).database
+    assert name is not None
+    marker = "patient-7f3a9c-DOB-1961"
+    async with api_harness(database_url, raise_app_exceptions=False) as api:
+        user = api.jwt("u1")
+        batch = {"name": marker, "jobs": [{"type": "t.echo", "data": {"value": marker}}]}
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+            try:
+                cut_sessions(admin, name)
+                with caplog.at_level(logging.DEBUG):
+                    refused = await api.client.post("/api/v1/batches", json=batch, headers=user)
+            finally:
+                admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+                cut_sessions(admin, name)
+    assert refused.status_code == 503, refused.text
+    logged = "\n".join(r.getMessage() + (str(r.exc_info[1]) if r.exc_info else "") for r in caplog.records)
+    assert "read-only" in logged
+    assert marker not in logged
+
+
+async def test_the_stores_errors_carry_no_parameters(database_url: str) -> None:
+    # Any statement's error (not only an outage's), on both databases: what it would have
+    # stored stays out of the message a traceback prints.
+    from conftest import make_settings
+    from jobtypes_for_tests import jobtypes
+
+    from conveyor import Conveyor
+
+    marker = "patient-7f3a9c-DOB-1961"
+    conveyor = Conveyor.from_settings(make_settings(database_url), registries=[jobtypes])
+    await conveyor.start()
+    try:
+        with pytest.raises(sa.exc.DBAPIError) as failed:
+            async with conveyor.store._engine.begin() as conn:  # type: ignore[attr-defined]
+                await conn.execute(
+                    sa.text("INSERT INTO conveyor_jobs (id, kind) VALUES (:id, :kind)"), {"id": "x", "kind": marker}
+                )
+        assert marker not in str(failed.value)
+    finally:
+        await conveyor.close()

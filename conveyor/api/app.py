@@ -162,7 +162,7 @@ class RequestContext:
                 await self.app(scope, receive, send_with_id)
         except Exception as exc:
             if database_unavailable(exc):
-                log.warning("database unavailable on %s %s: %s", scope["method"], scope["path"], exc)
+                log_failure(log, exc, "%s %s answered 503", scope["method"], scope["path"])
                 error = ApiError(
                     503,
                     "DATABASE_UNAVAILABLE",

@@ -29,8 +29,10 @@ PG_MIGRATION_LOCK = 7_412_202_611
 def sync_engine(url: str) -> sa.Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(parsed.set(drivername="postgresql+psycopg"), poolclass=sa.NullPool)
-    engine = sa.create_engine(parsed.set(drivername="sqlite"), poolclass=sa.NullPool)
+        return sa.create_engine(
+            parsed.set(drivername="postgresql+psycopg"), poolclass=sa.NullPool, hide_parameters=True
+        )
+    engine = sa.create_engine(parsed.set(drivername="sqlite"), poolclass=sa.NullPool, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_conn: Any, _record: Any) -> None:

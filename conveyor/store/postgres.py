@@ -401,7 +401,9 @@ class PostgresStore(PostgresRollups, SqlStore):
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         # No overflow: connections opened past the pool would be closed on return, and a busy API
         # would open and close a PostgreSQL session per request; callers queue for one instead.
-        engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=0)
+        # hide_parameters: what a statement stores (job data, names) stays out of error messages,
+        # and so out of logs.
+        engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=0, hide_parameters=True)
         sa.event.listen(engine.sync_engine.pool, "checkout", _refuse_if_heard_from)
         sa.event.listen(engine.sync_engine, "handle_error", _read_only_is_a_disconnect)
         super().__init__(engine, url=url)

@@ -130,7 +130,9 @@ def _outcome_json(o: Outcome) -> dict[str, Any]:
 
 
 def _engine(url: str, *, begin: str, synchronous: str) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=5, max_overflow=10)
+    # hide_parameters: what a statement stores (job data, names) stays out of error messages,
+    # and so out of logs.
+    engine = create_async_engine(url, pool_size=5, max_overflow=10, hide_parameters=True)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _configure(dbapi_conn: Any, _record: Any) -> None:
