@@ -8,9 +8,11 @@ import sqlite3
 import psycopg
 import pytest
 import sqlalchemy as sa
-from conftest import api_harness, cut_sessions, refusing_connections
+from conftest import api_harness, cut_sessions, make_settings, refusing_connections
+from jobtypes_for_tests import jobtypes
 from psycopg_pool import PoolTimeout
 
+from conveyor import Conveyor
 from conveyor.store.outage import database_unavailable, log_failure
 
 
@@ -135,11 +137,6 @@ async def test_a_failed_write_logs_no_job_data(database_url: str, caplog: pytest
 async def test_the_stores_errors_carry_no_parameters(database_url: str) -> None:
     # Any statement's error (not only an outage's), on both databases: what it would have
     # stored stays out of the message a traceback prints.
-    from conftest import make_settings
-    from jobtypes_for_tests import jobtypes
-
-    from conveyor import Conveyor
-
     marker = "patient-7f3a9c-DOB-1961"
     conveyor = Conveyor.from_settings(make_settings(database_url), registries=[jobtypes])
     await conveyor.start()
