@@ -173,7 +173,10 @@ class Conveyor:
         for extra in [*packs, *registries, *(load_registry(p) for p in settings.jobtype_paths)]:
             registry.include(extra)
         store = open_store(
-            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous, pool_size=settings.pool_size
+            settings.database_url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            pool_size=settings.pool_size,
+            pool_timeout=settings.pool_timeout_seconds,
         )
         engine = Engine(
             store,

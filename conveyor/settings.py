@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         description="size of each of a process's two PostgreSQL connection pools (the hot statements',"
         " the rest's); with a worker's 2 claim connections and 1 listening, up to 2 x this + 3 per process",
     )
+    pool_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="how long a call waits for a pooled PostgreSQL connection before it fails (the API then"
+        " answers 503 DATABASE_UNAVAILABLE): past a client's own timeout, waiting longer serves no one",
+    )
     auto_migrate: bool = Field(True, description="apply schema migrations when a process starts")
 
     queues: str = Field("default", description="comma-separated queues a worker claims from")

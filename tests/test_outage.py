@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 
 import psycopg
 import pytest
@@ -149,3 +150,21 @@ async def test_the_stores_errors_carry_no_parameters(database_url: str) -> None:
         assert marker not in str(failed.value)
     finally:
         await conveyor.close()
+
+
+async def test_a_call_waits_for_a_pooled_connection_no_longer_than_the_pool_timeout(database_url: str) -> None:
+    # Every connection busy (or none to be had: a database down): the call gives up after
+    # CONVEYOR_POOL_TIMEOUT_SECONDS with a 503, not after psycopg's 30 s.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the pool is PostgreSQL's")
+    async with api_harness(database_url, raise_app_exceptions=False, pool_size=1, pool_timeout_seconds=0.5) as api:
+        user = api.jwt("u1")
+        created = await api.client.post("/api/v1/jobs", json={"type": "t.echo", "data": {}}, headers=user)
+        job_id = created.json()["data"]["id"]
+        async with api.conveyor.store._raw():  # type: ignore[attr-defined]  # the only connection
+            started = time.monotonic()
+            response = await api.client.get(f"/api/v1/jobs/{job_id}", headers=user)
+            waited = time.monotonic() - started
+        assert response.status_code == 503 and response.json()["details"]["code"] == "DATABASE_UNAVAILABLE"
+        assert 0.4 < waited < 5
+        assert (await api.client.get(f"/api/v1/jobs/{job_id}", headers=user)).status_code == 200

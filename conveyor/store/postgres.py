@@ -364,12 +364,13 @@ async def _check_if_heard_from(conn: PooledConnection) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
-def _autocommit_pool(url: str, size: int, options: str) -> AsyncConnectionPool[PooledConnection]:
+def _autocommit_pool(url: str, size: int, options: str, timeout: float) -> AsyncConnectionPool[PooledConnection]:
     return AsyncConnectionPool(
         libpq_dsn(url),
         connection_class=PooledConnection,
         min_size=1,
         max_size=size,
+        timeout=timeout,
         kwargs={"autocommit": True, "options": options},
         check=_check_if_heard_from,
         open=False,
@@ -398,24 +399,26 @@ class PostgresStore(PostgresRollups, SqlStore):
     dialect = "postgresql"
     _echoes_notifications = True
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> None:
         # No overflow: connections opened past the pool would be closed on return, and a busy API
         # would open and close a PostgreSQL session per request; callers queue for one instead.
         # hide_parameters: what a statement stores (job data, names) stays out of error messages,
         # and so out of logs.
-        engine = create_async_engine(async_url(url), pool_size=pool_size, max_overflow=0, hide_parameters=True)
+        engine = create_async_engine(
+            async_url(url), pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, hide_parameters=True
+        )
         sa.event.listen(engine.sync_engine.pool, "checkout", _refuse_if_heard_from)
         sa.event.listen(engine.sync_engine, "handle_error", _read_only_is_a_disconnect)
         super().__init__(engine, url=url)
         self._listener: PostgresListener | None = None
         self._topics: set[str] = set()
         # UTC sessions: timestamps come back in UTC, as SQLAlchemy's reads give them.
-        self._pool = _autocommit_pool(url, pool_size, "-c TimeZone=UTC")
+        self._pool = _autocommit_pool(url, pool_size, "-c TimeZone=UTC", pool_timeout)
         # Claims and heartbeats need not wait for their commit to reach the disk: if the
         # database lost one in a crash, the job would be pending again (and claimed again)
         # or its lease a little shorter; the outcome guard keeps the recorded completion
         # single either way. Enqueues and outcomes stay fully durable.
-        self._claim_pool = _autocommit_pool(url, 2, "-c TimeZone=UTC -c synchronous_commit=off")
+        self._claim_pool = _autocommit_pool(url, 2, "-c TimeZone=UTC -c synchronous_commit=off", pool_timeout)
         self._pool_opening = asyncio.Lock()
 
     async def connect(self) -> None:
