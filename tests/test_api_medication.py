@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import API_MAX_BODY_BYTES, ApiHarness, api_harness, running_worker
+from conftest import API_MAX_BODY_BYTES, ApiHarness, api_harness, cut_sessions, running_worker
 from medication_samples import SAMPLES, changed
 
 from conveyor.access import Role
@@ -266,3 +266,31 @@ async def test_a_server_error_is_500_in_seed_000s_shape_and_recorded(
         assert "broke" not in response.text
         [record] = await refusals(app, url("refill-check"))
         assert (record["status"], record["code"]) == (500, "INTERNAL_ERROR")
+
+
+async def test_a_typed_job_refused_by_an_unavailable_database_is_a_503(
+    api: ApiHarness, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The route records its refusal as evidence (that write fails too, and says so in a line);
+    # the answer is the 503 any endpoint gives, not a 500.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's read-only sessions")
+    import psycopg
+
+    name = sa.make_url(database_url).database
+    assert name is not None
+    operator = await api.key("operator", org="org-a")
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        try:
+            cut_sessions(admin, name)
+            with caplog.at_level("WARNING", logger="conveyor"):
+                response = await api.client.post(
+                    url("medication-reminder"), json=SAMPLES["medication-reminder"].body, headers=operator
+                )
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+            cut_sessions(admin, name)
+    assert response.status_code == 503, response.text
+    assert response.headers["x-error-code"] == "DATABASE_UNAVAILABLE" and response.headers["retry-after"] == "2"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], [r.getMessage() for r in caplog.records]

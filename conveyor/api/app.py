@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from conveyor.access import Permission, Role
 from conveyor.api.auth import SECURITY_SCHEMES, Authenticator, JwtIssuer, JwtVerifier
 from conveyor.api.dashboard import mount_dashboard
-from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors
+from conveyor.api.errors import ApiError, api_error_of, family_of, field_errors, unavailable_error
 from conveyor.api.metrics import ApiMetrics
 from conveyor.api.routes import (
     audit,
@@ -68,8 +68,6 @@ log = logging.getLogger("conveyor.api")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # What a multipart body may carry beyond its file: boundaries, part headers, small fields.
 UPLOAD_OVERHEAD_BYTES = 64 * 1024
-# Seconds a client is asked to wait after a 503 for a database that could not serve it.
-DATABASE_RETRY_AFTER = 2
 
 DESCRIPTION = """
 conveyor's job API. Several endpoint families share one engine, each answering in the shape its
@@ -163,12 +161,7 @@ class RequestContext:
         except Exception as exc:
             if database_unavailable(exc):
                 log_failure(log, exc, "%s %s answered 503", scope["method"], scope["path"])
-                error = ApiError(
-                    503,
-                    "DATABASE_UNAVAILABLE",
-                    "the database cannot serve this request right now; retry shortly",
-                    headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
-                )
+                error = unavailable_error()
             else:
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 error = ApiError(500, "INTERNAL_ERROR", "internal server error")

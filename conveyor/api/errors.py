@@ -163,6 +163,20 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+# Seconds a client is asked to wait after a 503 for a database that could not serve it.
+DATABASE_RETRY_AFTER = 2
+
+
+def unavailable_error() -> ApiError:
+    """The answer for a call the database could not serve now (conveyor.store.outage)."""
+    return ApiError(
+        503,
+        "DATABASE_UNAVAILABLE",
+        "the database cannot serve this request right now; retry shortly",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
+
+
 def api_error_of(exc: ConveyorError) -> ApiError:
     """A core error as an HTTP error: its code kept, its details in camelCase."""
     details = {_camel(k): v for k, v in exc.details.items() if k != "field"}

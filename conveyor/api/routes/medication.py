@@ -30,13 +30,14 @@ from starlette.responses import JSONResponse, Response
 from conveyor.access import Permission, Principal, Role
 from conveyor.api import examples as ex
 from conveyor.api.auth import authenticate
-from conveyor.api.errors import ApiError, api_error_of
+from conveyor.api.errors import ApiError, api_error_of, unavailable_error
 from conveyor.api.services import Services, admit_jobs, queue_of, services
 from conveyor.api.timefmt import iso
 from conveyor.audit import Actor, current_actor
 from conveyor.errors import ConveyorError, InvalidJobData
 from conveyor.model import Job, Priority
 from conveyor.packs.medication import jobtypes as medication_jobtypes
+from conveyor.store.outage import database_unavailable, log_failure
 
 log = logging.getLogger("conveyor.api.medication")
 
@@ -95,6 +96,8 @@ def _refusal_of(exc: Exception) -> ApiError:
         return api_error_of(exc)
     if isinstance(exc, RequestValidationError):
         return ApiError(400, "INVALID_REQUEST", "invalid request")
+    if database_unavailable(exc):  # answered so by the API's outer layer
+        return unavailable_error()
     return ApiError(500, "INTERNAL_ERROR", "internal server error")
 
 
@@ -129,8 +132,8 @@ async def _record_refusal(request: Request, route: str, exc: Exception) -> None:
         await audit.record(
             "job.refused", "endpoint", route, after=after, org_id=principal.org_id if principal else None, actor=actor
         )
-    except Exception:  # the refusal is answered whatever happens to its record
-        log.exception("recording a refusal on %s failed", route)
+    except Exception as failure:  # noqa: BLE001 - the refusal is answered whatever happens to its record
+        log_failure(log, failure, "recording a refusal on %s failed", route)
 
 
 def _caller(entry: TypedJob) -> Callable[[Request], Awaitable[Principal]]:
