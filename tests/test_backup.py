@@ -326,7 +326,8 @@ def test_restore_refuses_damage_a_forged_manifest_and_a_non_empty_target(
 
     fileformat.encrypt(dump, forged, keyring, {"dialect": manifest["dialect"]}, lie)
     checked = runner.invoke(cli, ["verify-backup", str(forged), "--database-url", source])
-    assert checked.exit_code == 1 and json.loads(checked.stderr)["error"] == VerificationFailed.code
+    assert checked.exit_code == 1 and checked.stderr, (checked.exception, checked.output)
+    assert json.loads(checked.stderr)["error"] == VerificationFailed.code
     assert json.loads(checked.stderr)["tables"]["conveyor_jobs"]["manifest"] == lying["tables"]["conveyor_jobs"]
     assert runner.invoke(cli, ["verify-backup", str(file), "--database-url", source]).exit_code == 0
 
