@@ -2,9 +2,9 @@
 
 A restart, a failover (also the old primary, read-only now, still answering), a cut
 connection, a server refusing connections or out of them, a deadlock or a statement timeout on
-PostgreSQL; a locked file on SQLite; no pooled connection
-within the pool's timeout. The same call may succeed a moment later: the API answers these
-503 with Retry-After instead of 500, and logs them without calling them a bug.
+PostgreSQL; a locked file on SQLite; no pooled connection within the pool's timeout. The same
+call may succeed a moment later: the API answers these 503 with Retry-After instead of 500,
+and the loops that retry log them without calling them a bug.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ _SQLITE_BUSY = ("database is locked", "database table is locked", "database is b
 
 
 def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (raised by psycopg, its pool, SQLAlchemy or sqlite3) is such a failure."""
     if isinstance(exc, sa.exc.DBAPIError):
         if exc.connection_invalidated:
             return True
