@@ -613,7 +613,11 @@ class SqlStore(
     async def rescue_expired(self, now: datetime | None = None) -> list[UUID]:
         c = jobs.c
         expired_before = now if now is not None else self._now()
-        lost = {"type": "WorkerLost", "message": "the worker running this job stopped answering", "retryable": True}
+        lost = {
+            "type": "WorkerLost",
+            "message": "its lease ran out: the worker running it stopped answering, or never heard of its claim",
+            "retryable": True,
+        }
         out_of_attempts = c.attempt >= c.max_attempts
         # Skip rows a live statement holds (a late heartbeat, an outcome being written): if
         # their lease is still expired next tick, they are rescued then.

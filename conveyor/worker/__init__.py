@@ -480,7 +480,7 @@ class Worker:
                     await self.store.compact_rollups()
                     await self.store.settle_waiting_batches()
                 if rescued:
-                    log.warning("rescued %d jobs whose worker stopped answering", len(rescued))
+                    log.warning("rescued %d jobs whose lease ran out", len(rescued))
             except Exception as exc:  # noqa: BLE001 - logged by log_failure
                 log_failure(log, exc, "maintenance failed")
 
