@@ -60,7 +60,9 @@ def core_failure(exc: Any) -> NoReturn:
 def database_failure(exc: BaseException) -> NoReturn:
     """The database could not be reached or used (conveyor.store.outage): the driver's own
     words (they name the host and say what failed), without SQLAlchemy's wrapping."""
-    cause = getattr(exc, "orig", None) or exc
+    from conveyor.store.outage import driver_error
+
+    cause = driver_error(exc)
     message = str(cause).strip() or type(cause).__name__
     typer.echo(_dump({"error": "DATABASE_UNAVAILABLE", "message": message}), err=True)
     raise SystemExit(int(Exit.UNAVAILABLE))

@@ -21,12 +21,18 @@ from psycopg_pool import PoolTimeout
 _SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
 
 
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception inside SQLAlchemy's wrapping (whose text adds the statement)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        return exc.orig
+    return exc
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """Whether `exc` (raised by psycopg, its pool, SQLAlchemy or sqlite3) is such a failure."""
-    if isinstance(exc, sa.exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    exc = driver_error(exc)
     if isinstance(
         exc, psycopg.OperationalError | psycopg.errors.ReadOnlySqlTransaction | PoolTimeout | sa.exc.TimeoutError
     ):
