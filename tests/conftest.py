@@ -97,6 +97,17 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def empty_postgres_url(postgres_url: str) -> Iterator[str]:
+    """The session's PostgreSQL database emptied before the test (the tests before it on this
+    worker leave their rows behind: `database_url` empties it as it starts) and after it."""
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        truncate_all(conn)
+    yield postgres_url
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        truncate_all(conn)
+
+
 def _drop_database(admin: str, name: str) -> None:
     # An autovacuum worker may be in the database: FORCE cannot end it without superuser
     # rights, and it leaves within moments, so try again for a little while.

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import psycopg
 import pytest
-from conftest import truncate_all
 from typer.testing import CliRunner
 
 from conveyor.cli import app
@@ -47,10 +46,10 @@ def test_migrate_enqueue_show_cancel_and_stats(db: str) -> None:
     assert json.loads(runner.invoke(app, ["stats"]).output) == {"cancelled": 1}
 
 
-def test_migrate_recount_counts_the_jobs_afresh(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_migrate_recount_counts_the_jobs_afresh(empty_postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    postgres_url = empty_postgres_url
     monkeypatch.setenv("CONVEYOR_DATABASE_URL", postgres_url)
     with psycopg.connect(postgres_url, autocommit=True) as conn:
-        truncate_all(conn)
         conn.execute(  # a job stored without its count, as SQL by hand would
             "INSERT INTO conveyor_jobs (id, kind, queue, status, priority, data, max_attempts, run_at, created_at,"
             " updated_at) VALUES (gen_random_uuid(), 'noop', 'default', 'pending', 5, '{}', 1, now(), now(), now())"

@@ -201,13 +201,11 @@ def _audit_by_job_statements(dialect: Any) -> list[str]:
     return [str(s.compile(dialect=dialect, compile_kwargs={"literal_binds": True})) for s in (page, count)]
 
 
-def test_a_jobs_audit_records_are_found_through_indexes_on_postgres(postgres_url: str) -> None:
+def test_a_jobs_audit_records_are_found_through_indexes_on_postgres(empty_postgres_url: str) -> None:
     """50,000 chained records, each naming 4 jobs in a list: the records about one job are two
     index lookups (its own by object, those naming it by conveyor_audit_subjects' key), united,
     then fetched by seq; the audit table is never read whole."""
-    from conftest import truncate_all
-
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
+    with psycopg.connect(empty_postgres_url, autocommit=True) as conn:
         conn.execute(
             """INSERT INTO conveyor_audit (seq, recorded_at, actor_id, action, object_type, object_id, after,
                                            org_id, prev_hash, hash)
@@ -222,13 +220,10 @@ def test_a_jobs_audit_records_are_found_through_indexes_on_postgres(postgres_url
         )
         conn.execute("ANALYZE conveyor_audit")
         conn.execute("ANALYZE conveyor_audit_subjects")
-        try:
-            for statement in _audit_by_job_statements(postgresql.dialect()):
-                plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + statement))
-                assert "conveyor_audit_subjects_pkey" in plan and "ix_conveyor_audit_object" in plan, plan
-                assert "Seq Scan" not in plan, plan
-        finally:
-            truncate_all(conn)
+        for statement in _audit_by_job_statements(postgresql.dialect()):
+            plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + statement))
+            assert "conveyor_audit_subjects_pkey" in plan and "ix_conveyor_audit_object" in plan, plan
+            assert "Seq Scan" not in plan, plan
 
 
 def test_a_jobs_audit_records_are_found_through_indexes_on_sqlite(sqlite_template: Any) -> None:
@@ -296,27 +291,23 @@ def test_the_audit_tables_json_is_compressed_with_lz4_on_postgres(postgres_url: 
     ]
 
 
-def test_an_outcome_batch_reads_its_jobs_by_key_however_small_the_table(postgres_url: str) -> None:
+def test_an_outcome_batch_reads_its_jobs_by_key_however_small_the_table(empty_postgres_url: str) -> None:
     """A worker's outcome write locks and updates its jobs through the primary key. Written as
     `id IN (SELECT id FROM v)`, the planner read a table of 10,000 jobs whole for each batch of
     100 and matched the update's rows against the locked ones pairwise: half the statement's
     time in the drain benchmark."""
-    from conftest import truncate_all
     from psycopg.types.json import Jsonb
 
     from conveyor.store.postgres import APPLY_OUTCOMES
 
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
+    with psycopg.connect(empty_postgres_url, autocommit=True) as conn:
         conn.execute(SEED_ROWS.replace("50000", "10000"))
         conn.execute("ANALYZE conveyor_jobs")
-        try:
-            ids = [str(row[0]) for row in conn.execute("SELECT id FROM conveyor_jobs LIMIT 100")]
-            batch = [{"id": i, "attempt": 1, "status": "completed", "finished": True} for i in ids]
-            plan = "\n".join(
-                row[0] for row in conn.execute("EXPLAIN " + APPLY_OUTCOMES, {"batch": Jsonb(batch), "worker_id": "w"})
-            )
-        finally:
-            truncate_all(conn)
+        ids = [str(row[0]) for row in conn.execute("SELECT id FROM conveyor_jobs LIMIT 100")]
+        batch = [{"id": i, "attempt": 1, "status": "completed", "finished": True} for i in ids]
+        plan = "\n".join(
+            row[0] for row in conn.execute("EXPLAIN " + APPLY_OUTCOMES, {"batch": Jsonb(batch), "worker_id": "w"})
+        )
     assert "Seq Scan on conveyor_jobs" not in plan, plan
     assert "conveyor_jobs_pkey" in plan, plan
 
@@ -333,25 +324,20 @@ ONE_QUEUE_ROWS = """
 @pytest.mark.parametrize("plans", ["custom", "generic"])
 @pytest.mark.parametrize("queues", [["default"], ["default", "other"]])
 def test_a_claim_reads_the_claim_index_when_every_job_is_in_one_queue(
-    postgres_url: str, queues: list[str], plans: str
+    empty_postgres_url: str, queues: list[str], plans: str
 ) -> None:
     """The store's claim statements, as the worker runs them. Their paused-queue check once
     read `queue <> ALL(paused queues)`: with one value of `queue` in the statistics the planner
     expected no row to match and scanned and sorted every pending job (387 ms a claim with
     860,000 pending, `bench.million`), where the index gives the first 100 in 1 ms."""
-    from conftest import truncate_all
-
     from conveyor.store.postgres import CLAIM_ONE_QUEUE, CLAIM_QUEUES
 
     statement = CLAIM_ONE_QUEUE if len(queues) == 1 else CLAIM_QUEUES
     params = {"limit": 100, "worker_id": "w", "lease": timedelta(seconds=30), "queue": queues[0], "queues": queues}
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
+    with psycopg.connect(empty_postgres_url, autocommit=True) as conn:
         conn.execute(ONE_QUEUE_ROWS)
         conn.execute("ANALYZE conveyor_jobs")
-        try:
-            conn.execute("SET plan_cache_mode = " + ("force_generic_plan" if plans == "generic" else "auto"))
-            plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + statement, params, prepare=True))
-        finally:
-            truncate_all(conn)
+        conn.execute("SET plan_cache_mode = " + ("force_generic_plan" if plans == "generic" else "auto"))
+        plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + statement, params, prepare=True))
     assert "ix_conveyor_jobs_claim" in plan, plan
     assert "Seq Scan on conveyor_jobs" not in plan, plan
