@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     pool_timeout_seconds: float = Field(
         10.0,
         gt=0,
-        description="how long a call waits for a pooled PostgreSQL connection before it fails (the API then"
-        " answers 503 DATABASE_UNAVAILABLE): past a client's own timeout, waiting longer serves no one",
+        description="how long a call waits for a pooled PostgreSQL connection while all are busy before it fails"
+        " (the API then answers 503 DATABASE_UNAVAILABLE; while the server refuses new connections, a"
+        " second): past a client's own timeout, waiting longer serves no one",
     )
     auto_migrate: bool = Field(True, description="apply schema migrations when a process starts")
 

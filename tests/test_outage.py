@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -168,3 +169,60 @@ async def test_a_call_waits_for_a_pooled_connection_no_longer_than_the_pool_time
         assert response.status_code == 503 and response.json()["details"]["code"] == "DATABASE_UNAVAILABLE"
         assert 0.4 < waited < 5
         assert (await api.client.get(f"/api/v1/jobs/{job_id}", headers=user)).status_code == 200
+
+
+async def _enqueue_failing_fast(conveyor: Conveyor, within: float) -> BaseException:
+    started = time.monotonic()
+    with pytest.raises(Exception) as failed:  # which one is database_unavailable's to say
+        await conveyor.engine.enqueue("t.echo", {"value": 1})
+    assert database_unavailable(failed.value), failed.value
+    waited = time.monotonic() - started
+    assert waited < within, f"waited {waited:.1f} s for a connection that could not come"
+    return failed.value
+
+
+async def test_while_the_database_refuses_connections_calls_fail_at_once(database_url: str) -> None:
+    # The pool's timeout is for waiting on busy connections: while the server refuses new ones
+    # (down, restarting), queueing 10 s for a connection that cannot come only holds requests
+    # (an API answering its 503 after 10 s, past its clients' patience).
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the pool is PostgreSQL's")
+    conveyor = Conveyor.from_settings(make_settings(database_url, pool_timeout_seconds=10), registries=[jobtypes])
+    await conveyor.start()
+    try:
+        await conveyor.engine.enqueue("t.echo", {"value": 1})
+        with refusing_connections(database_url):
+            first = await _enqueue_failing_fast(conveyor, within=3)
+            await _enqueue_failing_fast(conveyor, within=3)
+        assert "not currently accepting connections" in str(first), first
+        await conveyor.engine.enqueue("t.echo", {"value": 2})
+    finally:
+        await conveyor.close()
+
+
+async def test_calls_succeed_soon_after_a_long_outage_ends(database_url: str) -> None:
+    # psycopg's pool retries a lost connection with a doubling delay (1, 2, 4, 8, 16 s...): after
+    # 16 s of outage its next attempt would be ~15 s after the server came back, every call
+    # refused meanwhile. A call is answered within moments of the database's return.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the pool is PostgreSQL's")
+    conveyor = Conveyor.from_settings(make_settings(database_url), registries=[jobtypes])
+    await conveyor.start()
+    try:
+        await conveyor.engine.enqueue("t.echo", {"value": 1})
+        with refusing_connections(database_url):
+            outage_ends = time.monotonic() + 16
+            while time.monotonic() < outage_ends:
+                await _enqueue_failing_fast(conveyor, within=3)
+                await asyncio.sleep(1)
+        back = time.monotonic()
+        while True:
+            try:
+                await conveyor.engine.enqueue("t.echo", {"value": 2})
+                break
+            except Exception as exc:  # noqa: BLE001 - asserted to be an outage's
+                assert database_unavailable(exc), exc
+                assert time.monotonic() - back < 4, "still refused 4 s after the database came back"
+                await asyncio.sleep(0.2)
+    finally:
+        await conveyor.close()

@@ -40,12 +40,17 @@ def database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(_SQLITE_BUSY)
 
 
+def first_line(exc: BaseException) -> str:
+    """What `exc` says, in a line (a server's message may go on with DETAIL and HINT lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def log_failure(logger: logging.Logger, exc: BaseException, message: str, *args: object) -> None:
     """Log a failed pass of a loop that will try again (claims, heartbeats, outcome writes,
     the scheduler): an outage as one warning line, since every retry until the database is
     back would repeat its traceback; anything else as an error with its traceback."""
     if database_unavailable(exc):
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        logger.warning(f"{message} (database unavailable: %s)", *args, first_line)
+        logger.warning(f"{message} (database unavailable: %s)", *args, first_line(exc))
     else:
         logger.error(message, *args, exc_info=exc)

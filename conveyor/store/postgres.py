@@ -29,7 +29,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from conveyor.audit import AuditEntry
@@ -39,6 +39,7 @@ from conveyor.store.base import TOPICS, Listener
 from conveyor.store.batches import batch_ids_of
 from conveyor.store.copytext import copy_text
 from conveyor.store.listener import PostgresListener, libpq_dsn
+from conveyor.store.outage import first_line
 from conveyor.store.portable import SqlStore
 from conveyor.store.rollups import COUNT_INTO, COUNT_KEYS, PostgresRollups
 from conveyor.store.rows import (
@@ -325,6 +326,24 @@ def async_url(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+# How long a caller waits for a pooled connection when the pool's latest attempt to open one
+# failed (the server down, restarting, refusing, out of slots): the pool timeout is for
+# connections that are busy, not for those that cannot come.
+REFUSED_WAIT_SECONDS = 1.0
+# psycopg's pool retries a lost connection with a doubling delay for 5 minutes by default: after
+# an outage of two, its next attempt could be a minute after the server came back, every call
+# refused meanwhile. It gives up sooner here, and the next caller to find no connection has one
+# opened at once.
+RECONNECT_GIVE_UP_SECONDS = 5.0
+
+
+class ConnectAttempts:
+    """How a pool's latest attempt to open a connection went."""
+
+    def __init__(self) -> None:
+        self.refused: psycopg.OperationalError | None = None
+
+
 class PooledConnection(psycopg.AsyncConnection[Any]):
     """A pool's connection, which runs the hot paths' statements on one cursor of its own.
 
@@ -334,6 +353,19 @@ class PooledConnection(psycopg.AsyncConnection[Any]):
     at a time, so its cursor does too; a statement's rows are read before the next one runs."""
 
     _cursor: psycopg.AsyncCursor[Any] | None = None
+    # Each pool's connections are of a class of their own, with attempts of its own (see
+    # _connection_class).
+    attempts: typing.ClassVar[ConnectAttempts] = ConnectAttempts()
+
+    @classmethod
+    async def connect(cls, conninfo: str = "", **kwargs: Any) -> typing.Self:
+        try:
+            conn = await super().connect(conninfo, **kwargs)
+        except psycopg.OperationalError as exc:
+            cls.attempts.refused = exc
+            raise
+        cls.attempts.refused = None
+        return conn
 
     async def run(self, query: Any, params: Any = None) -> psycopg.AsyncCursor[Any]:
         cursor = self._cursor
@@ -364,17 +396,40 @@ async def _check_if_heard_from(conn: PooledConnection) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
+def _connection_class() -> type[PooledConnection]:
+    class Connection(PooledConnection):
+        attempts = ConnectAttempts()
+
+    return Connection
+
+
 def _autocommit_pool(url: str, size: int, options: str, timeout: float) -> AsyncConnectionPool[PooledConnection]:
     return AsyncConnectionPool(
         libpq_dsn(url),
-        connection_class=PooledConnection,
+        connection_class=_connection_class(),
         min_size=1,
         max_size=size,
         timeout=timeout,
+        reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
         kwargs={"autocommit": True, "options": options},
         check=_check_if_heard_from,
         open=False,
     )
+
+
+async def _pooled_connection(pool: AsyncConnectionPool[PooledConnection]) -> PooledConnection:
+    """A connection from `pool` within its timeout; within REFUSED_WAIT_SECONDS when the
+    server refuses new ones, raising PoolTimeout with the server's words."""
+    first_wait = min(REFUSED_WAIT_SECONDS, pool.timeout)
+    try:
+        return await pool.getconn(first_wait)
+    except PoolTimeout:
+        refused = pool.connection_class.attempts.refused
+        if refused is not None:
+            raise PoolTimeout(f"no connection to the database: {first_line(refused)}") from refused
+        if pool.timeout <= first_wait:
+            raise
+    return await pool.getconn(pool.timeout - first_wait)
 
 
 def _refuse_if_heard_from(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -440,7 +495,7 @@ class PostgresStore(PostgresRollups, SqlStore):
         # (a no-op on these autocommit connections, under the connection's lock): half the
         # pool's ~8 µs a call. putconn still rolls back a transaction left open, and closes a
         # connection left mid-statement (a cancelled caller).
-        conn = await pool.getconn()
+        conn = await _pooled_connection(pool)
         try:
             yield conn
         except psycopg.errors.ReadOnlySqlTransaction:
