@@ -58,6 +58,13 @@ class Settings(BaseSettings):
         " (the API then answers 503 DATABASE_UNAVAILABLE; while the server refuses new connections, a"
         " second): past a client's own timeout, waiting longer serves no one",
     )
+    startup_wait_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="how long `conveyor worker`, `serve` and `migrate` wait at start for a PostgreSQL server"
+        " that cannot be reached (started together with it, restarting), trying again with a growing pause and"
+        " a warning line each time, before they exit 6; 0: at once",
+    )
     auto_migrate: bool = Field(True, description="apply schema migrations when a process starts")
 
     queues: str = Field("default", description="comma-separated queues a worker claims from")

@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -218,6 +219,24 @@ FAST_WORKER: dict[str, Any] = {
     "cancel_grace": timedelta(seconds=1),
     "shutdown_grace": timedelta(seconds=2),
 }
+
+
+def start_worker_process(database_url: str, **env: str) -> subprocess.Popen[bytes]:
+    """`conveyor worker` in a process (and session) of its own, with the tests' job types;
+    `env` adds to or overrides its environment."""
+    environment = {
+        **os.environ,
+        "CONVEYOR_DATABASE_URL": database_url,
+        "CONVEYOR_JOBTYPES": "jobtypes_for_tests:jobtypes",
+        "CONVEYOR_AUTO_MIGRATE": "false",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+        **env,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "conveyor.cli", "worker", "--log-level", "warning"],
+        env=environment,
+        start_new_session=True,
+    )
 
 
 @contextlib.asynccontextmanager

@@ -234,20 +234,25 @@ def test_the_command_loads_no_engine_until_a_command_needs_it() -> None:
     assert loaded.strip() == "[]"
 
 
-@pytest.mark.parametrize("command", [["worker"], ["migrate"]])
-def test_a_database_that_cannot_be_reached_is_said_in_one_line(command: list[str]) -> None:
+@pytest.mark.parametrize(("command", "wait"), [(["worker"], 0), (["migrate"], 0), (["serve"], 2.5)])
+def test_a_database_that_cannot_be_reached_is_said_in_one_line(command: list[str], wait: float) -> None:
     # Nothing listens on port 1: the driver's own words, as one JSON line, and exit code 6
-    # (not a traceback through SQLAlchemy and psycopg).
+    # (not a traceback through SQLAlchemy and psycopg); after a warning line per attempt for
+    # CONVEYOR_STARTUP_WAIT_SECONDS (1 s, then 2 s between attempts).
     unreachable = "postgresql://conveyor:secret@127.0.0.1:1/conveyor"
+    started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "conveyor", *command],
         capture_output=True,
         text=True,
-        env={**os.environ, "CONVEYOR_DATABASE_URL": unreachable},
+        env={**os.environ, "CONVEYOR_DATABASE_URL": unreachable, "CONVEYOR_STARTUP_WAIT_SECONDS": str(wait)},
         timeout=60,
     )
     assert done.returncode == 6, done.stderr
+    assert wait <= time.monotonic() - started < wait + 15
     assert "Traceback" not in done.stderr and "secret" not in done.stderr
-    said = json.loads(done.stderr.strip().splitlines()[-1])
+    *warnings, last = done.stderr.strip().splitlines()
+    said = json.loads(last)
     assert said["error"] == "DATABASE_UNAVAILABLE"
+    assert len([w for w in warnings if "database unavailable" in w]) == (2 if wait else 0), done.stderr
     assert 'server at "127.0.0.1", port 1 failed: Connection refused' in said["message"]

@@ -5,36 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 from uuid import UUID
 
 import pytest
-from conftest import eventually, make_settings, running_worker
+from conftest import eventually, make_settings, running_worker, start_worker_process
 from jobtypes_for_tests import jobtypes
 
 from conveyor import Conveyor, Job, JobRequest, Status
 from conveyor.model import Outcome, OutcomeKind, utc_now
-
-TESTS = Path(__file__).parent
-
-
-def start_worker_process(database_url: str, **env: str) -> subprocess.Popen[bytes]:
-    environment = {
-        **os.environ,
-        "CONVEYOR_DATABASE_URL": database_url,
-        "CONVEYOR_JOBTYPES": "jobtypes_for_tests:jobtypes",
-        "CONVEYOR_AUTO_MIGRATE": "false",
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        **env,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "conveyor.cli", "worker", "--log-level", "warning"],
-        env=environment,
-        start_new_session=True,
-    )
 
 
 async def job_where(app: Conveyor, job_id: object, predicate: object) -> object:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import sqlite3
 import time
 
 import psycopg
 import pytest
 import sqlalchemy as sa
-from conftest import api_harness, cut_sessions, make_settings, refusing_connections
+from conftest import api_harness, cut_sessions, eventually, make_settings, refusing_connections, start_worker_process
 from jobtypes_for_tests import jobtypes
 from psycopg_pool import PoolTimeout
 
@@ -226,3 +228,31 @@ async def test_calls_succeed_soon_after_a_long_outage_ends(database_url: str) ->
                 await asyncio.sleep(0.2)
     finally:
         await conveyor.close()
+
+
+async def test_a_worker_started_while_its_database_refuses_connections_waits_for_it(
+    app: Conveyor, database_url: str
+) -> None:
+    # A worker started with its database (a compose file, a pod) or while it restarts: it
+    # waits and then works, rather than exiting for its supervisor to restart it.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a server that refuses connections is PostgreSQL's")
+    with refusing_connections(database_url):
+        process = start_worker_process(database_url, CONVEYOR_STARTUP_WAIT_SECONDS="30")
+        try:
+            await asyncio.sleep(3)
+            assert process.poll() is None, "the worker gave up on its database"
+        except BaseException:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    try:
+        job = await app.engine.enqueue("t.echo", {"value": 1})
+        await eventually(lambda: _completed(app, job.id), timeout=20)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 20) == 0
+
+
+async def _completed(app: Conveyor, job_id: object) -> bool:
+    job = await app.engine.get(job_id)  # type: ignore[arg-type]
+    return job.status.value == "completed"

@@ -72,6 +72,16 @@ def conveyor(database_url: str | None = None, *, given: "Settings | None" = None
     return Conveyor.from_settings(given or settings(database_url=database_url))
 
 
+def wait_for_database(given: "Settings") -> None:
+    """For the services and migrate: a PostgreSQL server started with them, or restarting, is
+    waited for (CONVEYOR_STARTUP_WAIT_SECONDS) rather than taken for a failure."""
+    import logging
+
+    from conveyor.store.outage import wait_until_reachable
+
+    wait_until_reachable(given.database_url, given.startup_wait_seconds, logging.getLogger("conveyor.startup"))
+
+
 def jsonable(value: Any) -> Any:
     from conveyor.jobtypes import jsonable
 

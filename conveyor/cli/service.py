@@ -37,6 +37,7 @@ def migrate(
     from conveyor.store.migrate import current_revision, upgrade
 
     given = local.settings(database_url=database_url)
+    local.wait_for_database(given)
     upgrade(given.database_url)
     typer.echo(f"schema at revision {current_revision(given.database_url)}")
     if recount and not given.database_url.startswith("postgresql"):
@@ -61,6 +62,7 @@ def worker(
     """Run a worker until SIGTERM or SIGINT; then drain (running jobs finish or are released)."""
     local.configure_logging(log_level)
     given = local.settings(database_url=database_url, queues=queues, concurrency=concurrency)
+    local.wait_for_database(given)
 
     async def run() -> None:
         async with local.conveyor(given=given) as conveyor:
@@ -93,6 +95,7 @@ def serve(
         if value is not None:
             os.environ[f"CONVEYOR_{name.upper()}"] = str(value)
     given = local.settings()
+    local.wait_for_database(given)
     # Once, here, before the API processes start: they would race to migrate and to bootstrap.
     if given.auto_migrate:
         upgrade(given.database_url)

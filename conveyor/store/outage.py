@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 
 import psycopg
 import sqlalchemy as sa
@@ -54,3 +55,34 @@ def log_failure(logger: logging.Logger, exc: BaseException, message: str, *args:
         logger.warning(f"{message} (database unavailable: %s)", *args, first_line(exc))
     else:
         logger.error(message, *args, exc_info=exc)
+
+
+# The pause between attempts to reach a database at start: doubling from the first, at most the last.
+FIRST_PAUSE_SECONDS = 1.0
+LONGEST_PAUSE_SECONDS = 5.0
+
+
+def wait_until_reachable(url: str, within: float, logger: logging.Logger) -> None:
+    """Return once a connection to the PostgreSQL database at `url` opens; try again for
+    `within` seconds (a process started with its database, or during a restart), one warning
+    line per failed attempt, then raise the last attempt's error. SQLite's file is always there."""
+    if not url.startswith("postgresql"):
+        return
+    from conveyor.store.listener import libpq_dsn
+
+    give_up_at = time.monotonic() + within
+    pause = FIRST_PAUSE_SECONDS
+    while True:
+        # libpq's own connect timeout is none: a host that drops packets would hold the attempt.
+        connect_timeout = max(1, min(10, round(give_up_at - time.monotonic())))
+        try:
+            psycopg.connect(libpq_dsn(url), connect_timeout=connect_timeout).close()
+            return
+        except psycopg.OperationalError as exc:
+            left = give_up_at - time.monotonic()
+            if left <= 0:
+                raise
+            pause = min(pause, left)
+            logger.warning("database unavailable: %s; trying again in %.0f s", first_line(exc), pause)
+            time.sleep(pause)
+            pause = min(pause * 2, LONGEST_PAUSE_SECONDS)
