@@ -58,9 +58,9 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from psycopg import sql
 
 from bench.chaos_jobs import EXECUTIONS_TABLE, QUEUE, jobtypes
+from bench.databases import PostgresDatabase
 from conveyor import Conveyor, JobRequest, Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,10 +154,7 @@ def database_urls() -> tuple[str, str]:
 
 
 async def recreate_database(admin_url: str) -> None:
-    async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as conn:
-        name = sql.Identifier(CHAOS_DATABASE)
-        await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        await conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    await PostgresDatabase(admin_url, CHAOS_DATABASE).recreate()
 
 
 async def prepare_jobs(url: str, args: argparse.Namespace, rng: random.Random) -> None:

@@ -14,6 +14,8 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
+from conveyor.store.dropping import drop_database
+
 
 class Database(Protocol):
     url: str
@@ -32,39 +34,28 @@ def libpq_url(url: str, database: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-DROP_ATTEMPTS = 20
-
-
 class PostgresDatabase:
     """Database `name` on the server `server_url` points at, made by that URL's role (CREATEDB
     is enough: the role owns what it creates, so it may also drop it)."""
 
     def __init__(self, server_url: str, name: str) -> None:
         self._server_url = libpq_url(server_url)
-        self._name = sql.Identifier(name)
+        self._name = name
         self.url = libpq_url(server_url, name)
 
     async def recreate(self) -> None:
         await self.drop()
         async with await psycopg.AsyncConnection.connect(self._server_url, autocommit=True) as conn:
-            await conn.execute(sql.SQL("CREATE DATABASE {}").format(self._name))
+            await conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self._name)))
 
     async def drop(self) -> None:
-        # An autovacuum worker may be in the database: FORCE cannot end it without superuser
-        # rights, and it leaves within moments, so try again for a little while.
-        async with await psycopg.AsyncConnection.connect(self._server_url, autocommit=True) as conn:
-            for attempt in range(DROP_ATTEMPTS):
-                try:
-                    await conn.execute(self._drop_statement())
-                    return
-                except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
-                    if attempt == DROP_ATTEMPTS - 1:
-                        raise
-                    await asyncio.sleep(0.5)
+        # FORCE ends connections a killed worker of an earlier run may have left behind;
+        # autovacuum may be in it too (conveyor.store.dropping).
+        def drop() -> None:
+            with psycopg.connect(self._server_url, autocommit=True) as conn:
+                drop_database(conn, self._name, within=10)
 
-    def _drop_statement(self) -> sql.Composed:
-        # FORCE ends connections a killed worker of an earlier run may have left behind.
-        return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(self._name)
+        await asyncio.to_thread(drop)
 
 
 async def server_version(server_url: str) -> str:

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from jobtypes_for_tests import jobtypes
 
 from conveyor import Conveyor, Settings, Worker
+from conveyor.store.dropping import drop_database
 from conveyor.store.migrate import upgrade
 
 DEFAULT_PG = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
@@ -110,16 +111,11 @@ def empty_postgres_url(postgres_url: str) -> Iterator[str]:
 
 
 def _drop_database(admin: str, name: str) -> None:
-    # An autovacuum worker may be in the database: FORCE cannot end it without superuser
-    # rights, and it leaves within moments, so try again for a little while.
     with psycopg.connect(admin, autocommit=True) as conn:
-        for _ in range(20):
-            try:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                return
-            except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
-                time.sleep(0.5)
-    sys.stderr.write(f"warning: could not drop test database {name}\n")
+        try:
+            drop_database(conn, name, within=10)
+        except psycopg.Error as exc:
+            sys.stderr.write(f"warning: could not drop test database {name}: {exc}\n")
 
 
 @pytest.fixture(scope="session")

@@ -127,18 +127,16 @@ def scratch_database(url: str, directory: Path) -> Iterator[str]:
 
 
 def _drop_scratch(params: dict[str, Any], name: str) -> None:
-    """Drop the scratch database `name`. Freshly restored, it is where autovacuum goes next, and
-    FORCE may not end an autovacuum worker without superuser rights (the DROP then fails); a
-    plain DROP signals the worker to leave and waits for it. A database still not dropped is a
-    warning, never an error: the verification's own outcome stands."""
+    """Drop the scratch database `name` (autovacuum may be in it: conveyor.store.dropping). A
+    database still not dropped is a warning, never an error: the verification's own outcome
+    stands."""
     import psycopg
+
+    from conveyor.store.dropping import drop_database
 
     try:
         with psycopg.connect(**params, autocommit=True) as conn:
-            try:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # a name made here, no input
-            except psycopg.errors.InsufficientPrivilege:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            drop_database(conn, name, within=5)
     except psycopg.Error as exc:
         log.warning("could not drop the scratch database %s (drop it by hand): %s", name, exc)
 
