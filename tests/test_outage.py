@@ -256,3 +256,25 @@ async def test_a_worker_started_while_its_database_refuses_connections_waits_for
 async def _completed(app: Conveyor, job_id: object) -> bool:
     job = await app.engine.get(job_id)  # type: ignore[arg-type]
     return job.status.value == "completed"
+
+
+async def test_connections_notice_a_silent_server_and_the_url_has_the_last_word(database_url: str) -> None:
+    # A partition or a lost machine closes no socket: without keepalives a connection would
+    # wait two hours for its first probe, a connect 130 s.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("libpq's connection parameters")
+    own = sa.make_url(database_url).update_query_dict({"keepalives_idle": "5"}).render_as_string(hide_password=False)
+    conveyor = Conveyor.from_settings(make_settings(own), registries=[jobtypes])
+    await conveyor.start()
+    try:
+        async with conveyor.store._raw() as conn:  # type: ignore[attr-defined]
+            pooled = conn.info.get_parameters()
+        async with conveyor.store._engine.connect() as conn:  # type: ignore[attr-defined]
+            raw = await conn.get_raw_connection()
+            portable = raw.driver_connection.info.get_parameters()
+    finally:
+        await conveyor.close()
+    for used in (pooled, portable):
+        assert used["connect_timeout"] == "10"
+        assert (used["keepalives"], used["keepalives_interval"], used["keepalives_count"]) == ("1", "10", "3")
+        assert used["keepalives_idle"] == "5"

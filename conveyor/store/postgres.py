@@ -326,6 +326,26 @@ def async_url(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+# Every connection notices a server gone silent (a network partition, its machine lost without
+# closing sockets) within about a minute: libpq's own defaults are no connect timeout (psycopg
+# waits 130 s) and the system's keepalive, two hours before the first probe. A connection
+# waiting on a long statement still hears the server's keepalive answers. A URL's own values win.
+CONNECTION_DEFAULTS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+
+
+def with_connection_defaults(url: str) -> str:
+    """`url` with CONNECTION_DEFAULTS for the libpq parameters it does not set."""
+    parsed = sa.make_url(url)
+    missing = {k: v for k, v in CONNECTION_DEFAULTS.items() if k not in parsed.query}
+    return parsed.update_query_dict(missing).render_as_string(hide_password=False)
+
+
 # How long a caller waits for a pooled connection when the pool's latest attempt to open one
 # failed (the server down, restarting, refusing, out of slots): the pool timeout is for
 # connections that are busy, not for those that cannot come.
@@ -455,6 +475,7 @@ class PostgresStore(PostgresRollups, SqlStore):
     _echoes_notifications = True
 
     def __init__(self, url: str, *, pool_size: int = 10, pool_timeout: float = 10.0) -> None:
+        url = with_connection_defaults(url)
         # No overflow: connections opened past the pool would be closed on return, and a busy API
         # would open and close a PostgreSQL session per request; callers queue for one instead.
         # hide_parameters: what a statement stores (job data, names) stays out of error messages,
