@@ -561,6 +561,7 @@ async def run(args: argparse.Namespace, fleet: Fleet, admin_url: str, url: str) 
         **measured,
         "cuts": len(cuts),
         "sessions_cut": sum(cuts),
+        "sessions_cut_each": cuts,
         "restarts": len(restarts),
         "restart_seconds": restarts,
         "kills_mid_job": sum(1 for k in kills if k["held"]),

@@ -278,3 +278,30 @@ async def test_connections_notice_a_silent_server_and_the_url_has_the_last_word(
         assert used["connect_timeout"] == "10"
         assert (used["keepalives"], used["keepalives_interval"], used["keepalives_count"]) == ("1", "10", "3")
         assert used["keepalives_idle"] == "5"
+
+
+async def test_at_the_servers_connection_limit_a_call_waits_for_a_busy_connection(database_url: str) -> None:
+    # The pool cannot grow (the server refuses a connection more) but one of its connections is
+    # lent out: it comes back within moments, and the call waits for it rather than failing.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the pool is PostgreSQL's")
+    name = sa.make_url(database_url).database
+    conveyor = Conveyor.from_settings(
+        make_settings(database_url, pool_size=2, pool_timeout_seconds=8), registries=[jobtypes]
+    )
+    await conveyor.start()
+    admin = psycopg.connect(database_url, autocommit=True)
+    try:
+        job = await conveyor.engine.enqueue("t.echo", {"value": 1})
+        async with conveyor.store._raw():  # type: ignore[attr-defined]  # the pool's one connection, lent
+            sessions = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)).fetchone()
+            assert sessions is not None
+            admin.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT {sessions[0]}')
+            waiting = asyncio.create_task(conveyor.engine.get(job.id))
+            await asyncio.sleep(2)
+            assert not waiting.done(), waiting
+        assert (await asyncio.wait_for(waiting, 5)).id == job.id
+    finally:
+        admin.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
+        admin.close()
+        await conveyor.close()

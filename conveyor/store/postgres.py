@@ -357,11 +357,13 @@ REFUSED_WAIT_SECONDS = 1.0
 RECONNECT_GIVE_UP_SECONDS = 5.0
 
 
-class ConnectAttempts:
-    """How a pool's latest attempt to open a connection went."""
+class PoolState:
+    """How a pool's latest attempt to open a connection went, and how many of its connections
+    callers hold."""
 
     def __init__(self) -> None:
         self.refused: psycopg.OperationalError | None = None
+        self.lent = 0
 
 
 class PooledConnection(psycopg.AsyncConnection[Any]):
@@ -373,18 +375,18 @@ class PooledConnection(psycopg.AsyncConnection[Any]):
     at a time, so its cursor does too; a statement's rows are read before the next one runs."""
 
     _cursor: psycopg.AsyncCursor[Any] | None = None
-    # Each pool's connections are of a class of their own, with attempts of its own (see
+    # Each pool's connections are of a class of their own, with a state of its own (see
     # _connection_class).
-    attempts: typing.ClassVar[ConnectAttempts] = ConnectAttempts()
+    pool_state: typing.ClassVar[PoolState] = PoolState()
 
     @classmethod
     async def connect(cls, conninfo: str = "", **kwargs: Any) -> typing.Self:
         try:
             conn = await super().connect(conninfo, **kwargs)
         except psycopg.OperationalError as exc:
-            cls.attempts.refused = exc
+            cls.pool_state.refused = exc
             raise
-        cls.attempts.refused = None
+        cls.pool_state.refused = None
         return conn
 
     async def run(self, query: Any, params: Any = None) -> psycopg.AsyncCursor[Any]:
@@ -418,7 +420,7 @@ async def _check_if_heard_from(conn: PooledConnection) -> None:
 
 def _connection_class() -> type[PooledConnection]:
     class Connection(PooledConnection):
-        attempts = ConnectAttempts()
+        pool_state = PoolState()
 
     return Connection
 
@@ -439,14 +441,16 @@ def _autocommit_pool(url: str, size: int, options: str, timeout: float) -> Async
 
 async def _pooled_connection(pool: AsyncConnectionPool[PooledConnection]) -> PooledConnection:
     """A connection from `pool` within its timeout; within REFUSED_WAIT_SECONDS when the
-    server refuses new ones, raising PoolTimeout with the server's words."""
+    server refuses new ones and no caller holds one that could come back (at the server's
+    connection limit, a busy connection is worth waiting for), raising PoolTimeout with the
+    server's words."""
     first_wait = min(REFUSED_WAIT_SECONDS, pool.timeout)
+    state = pool.connection_class.pool_state
     try:
         return await pool.getconn(first_wait)
     except PoolTimeout:
-        refused = pool.connection_class.attempts.refused
-        if refused is not None:
-            raise PoolTimeout(f"no connection to the database: {first_line(refused)}") from refused
+        if state.refused is not None and state.lent == 0:
+            raise PoolTimeout(f"no connection to the database: {first_line(state.refused)}") from state.refused
         if pool.timeout <= first_wait:
             raise
     return await pool.getconn(pool.timeout - first_wait)
@@ -517,6 +521,8 @@ class PostgresStore(PostgresRollups, SqlStore):
         # pool's ~8 µs a call. putconn still rolls back a transaction left open, and closes a
         # connection left mid-statement (a cancelled caller).
         conn = await _pooled_connection(pool)
+        state = pool.connection_class.pool_state
+        state.lent += 1
         try:
             yield conn
         except psycopg.errors.ReadOnlySqlTransaction:
@@ -525,6 +531,7 @@ class PostgresStore(PostgresRollups, SqlStore):
             await conn.close()
             raise
         finally:
+            state.lent -= 1
             await pool.putconn(conn)
 
     async def listen(self, listener: Listener, topics: Collection[str] = TOPICS) -> None:
