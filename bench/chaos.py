@@ -440,8 +440,8 @@ async def kill_during_drain(
     restarts: list[float],
 ) -> list[dict[str, Any]]:
     """SIGKILL a random working worker at random gaps until `--kills` kills, the jobs run out,
-    or `--max-seconds` pass, cutting every connection after every (kills/cuts)th kill (the
-    sessions cut appended to `cuts`) and restarting the server after every
+    or `--max-seconds` pass, cutting every connection once every (kills/cuts)th kill is done
+    and some worker has a session to cut (the sessions cut appended to `cuts`) and restarting the server after every
     (kills/restarts)th (the seconds it took appended to `restarts`). Returns one record per
     kill."""
     pacer = Pacer(args.jobs, args.kills, rng)
@@ -462,13 +462,16 @@ async def kill_during_drain(
             # Counted after the kill: what the dead worker left for the rescue.
             held = (await running_by_pid(db)).get(victim.pid, 0)
             kills.append({"pid": victim.pid, "uptime": round(uptime, 2), "held": held})
-            if len(cuts) < args.cuts and len(kills) * args.cuts >= (len(cuts) + 1) * args.kills:
-                cuts.append(await cut_connections(db))
             if len(restarts) < args.restarts and len(kills) * args.restarts >= (len(restarts) + 1) * args.kills:
                 restarts.append(await restart_server(db, args.restart_command))
                 log.info("server restarted in %.1fs", restarts[-1])
             finished = sum(counts.values()) - unfinished(counts)
             next_kill = time.monotonic() + pacer.gap(finished, len(kills))
+        # Workers spend much of their short lives starting up, without a session yet: a cut
+        # that ended none is tried again on the next tick rather than counted.
+        cut_due = len(cuts) < args.cuts and len(kills) * args.cuts >= (len(cuts) + 1) * args.kills
+        if cut_due and (cut := await cut_connections(db)):
+            cuts.append(cut)
         await asyncio.sleep(TICK)
     return kills
 
