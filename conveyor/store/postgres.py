@@ -422,6 +422,8 @@ def _connection_class() -> type[PooledConnection]:
     class Connection(PooledConnection):
         pool_state = PoolState()
 
+    # What the pool's log lines show of a connection: not "_connection_class.<locals>.Connection".
+    Connection.__name__ = Connection.__qualname__ = PooledConnection.__qualname__
     return Connection
 
 
