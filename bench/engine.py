@@ -267,6 +267,7 @@ async def environment(subjects: list[harness.Subject], n: int, server_url: str |
             "enqueue_jobs": n // 10,
             "bulk_enqueue_jobs": n,
             "bulk_enqueue_calls": harness.BULK_CALLS,
+            "drains": harness.DRAINS,
             "drain_jobs": n,
             "pickup_jobs": harness.PICKUP_JOBS,
             "pickup_gap_ms": harness.PICKUP_GAP_S * 1000,
