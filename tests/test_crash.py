@@ -137,22 +137,26 @@ async def test_lease_expiry_is_judged_on_the_stores_clock(app: Conveyor) -> None
     assert await app.store.rescue_expired() == []
 
 
-async def test_a_job_claimed_for_a_worker_that_never_heard_of_it_is_rescued(app: Conveyor) -> None:
+@pytest.mark.parametrize("max_retries", [0, 3])
+async def test_a_job_claimed_for_a_worker_that_never_heard_of_it_is_handed_back_uncounted(
+    app: Conveyor, max_retries: int
+) -> None:
     """A claim can commit and its answer be lost (the connection cut in between): the job is
     recorded as running on a worker that does not know it. Its heartbeats must not keep that
-    job alive; its lease runs out, it is rescued, and it runs."""
+    job alive; the worker hands it back (released, its attempt not counted: it never ran), and
+    it runs. A job without retries was failed by the lease rescue before ever running."""
     busy = await app.engine.enqueue("t.loop_spin", {"seconds": 4})  # keeps the worker beating
     async with running_worker(app, concurrency=1, lease=timedelta(seconds=1)) as worker:
         await eventually(lambda: _status_is(app, busy.id, Status.RUNNING))
-        orphan = await app.engine.enqueue("t.echo", {"value": 1})  # no free slot: not claimed
+        orphan = await app.engine.enqueue("t.echo", {"value": 1}, max_retries=max_retries)  # no free slot
         # The claim whose answer never reached the worker: made in its name behind its back.
         [claimed] = await app.store.claim_jobs(["default"], 1, worker.worker_id, timedelta(seconds=1))
         assert claimed.id == orphan.id
-        rescued = await eventually(lambda: _status_is(app, orphan.id, Status.PENDING), timeout=2.5)
-        assert rescued.error["type"] == "WorkerLost"
+        released = await eventually(lambda: _status_is(app, orphan.id, Status.PENDING), timeout=2.5)
+        assert (released.attempt, released.error) == (0, None)
         assert (await app.engine.get(busy.id)).status is Status.RUNNING  # beating all along
         done = await app.engine.wait(orphan.id, timeout=10)
-        assert (done.status, done.attempt) == (Status.COMPLETED, 2)
+        assert (done.status, done.attempt) == (Status.COMPLETED, 1)
 
 
 async def _status_is(app: Conveyor, job_id: UUID, status: Status) -> Job | None:

@@ -140,3 +140,7 @@ class Store(Protocol):
     async def attempts_held(self, job_ids: Sequence[UUID], worker_id: str) -> dict[UUID, int]:
         """Which of these jobs are running on `worker_id`, with their attempt. A plain read:
         it never waits on row locks."""
+
+    async def running_on(self, worker_id: str) -> dict[UUID, int]:
+        """Every job the store records as running on `worker_id`, with its attempt (a plain
+        read, like attempts_held)."""

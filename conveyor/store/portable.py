@@ -261,6 +261,12 @@ class SqlStore(
         async with self._read_engine.connect() as conn:
             return {r.id: r.attempt for r in await conn.execute(held)}
 
+    async def running_on(self, worker_id: str) -> dict[UUID, int]:
+        c = jobs.c
+        recorded = sa.select(c.id, c.attempt).where(c.worker_id == worker_id, c.status == Status.RUNNING.value)
+        async with self._read_engine.connect() as conn:
+            return {r.id: r.attempt for r in await conn.execute(recorded)}
+
     async def list_jobs(
         self,
         where: JobFilter,

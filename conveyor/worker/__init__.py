@@ -132,6 +132,9 @@ class Worker:
         self._started_at = utc_now()
 
         self._running: dict[UUID, Running] = {}
+        # Claims started so far, and whether one is under way (see _release_orphans).
+        self._claims_begun = 0
+        self._claiming = False
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -211,17 +214,29 @@ class Worker:
                 continue
             self._wake.clear()  # before the claim: a notice arriving during it is kept
             try:
-                jobs = await self.store.claim_jobs(self.queues, free, self.worker_id, self.lease)
+                jobs = await self._claim(free)
                 backoff = 0.05
             except Exception as exc:  # noqa: BLE001 - logged by log_failure
                 log_failure(log, exc, "claiming jobs failed; retrying in %.2fs", backoff)
                 await self._sleep_unless_stopping(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            for job in jobs:
-                self._start(job)
             if len(jobs) < free:
                 await self._wait_for_work()
+
+    async def _claim(self, limit: int) -> list[Job]:
+        """Claim up to `limit` jobs and start them. Until they are started, the store records
+        jobs as this worker's that it does not hold yet: _release_orphans waits for no claim
+        to be under way."""
+        self._claims_begun += 1
+        self._claiming = True
+        try:
+            jobs = await self.store.claim_jobs(self.queues, limit, self.worker_id, self.lease)
+            for job in jobs:
+                self._start(job)
+            return jobs
+        finally:
+            self._claiming = False
 
     def _free_slots(self) -> int:
         """Slots for new claims. A job holds its slot until its outcome is written, with one
@@ -386,9 +401,14 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.heartbeat_interval.total_seconds()
+        orphans_checked = time.monotonic()
         while True:
             # jitter between heartbeats, not a secret (bandit B311)
             await asyncio.sleep(interval * random.uniform(0.9, 1.1))  # nosec B311
+            # Often enough to hand orphans back well before their lease runs out.
+            if time.monotonic() - orphans_checked >= self.lease.total_seconds() / 3:
+                orphans_checked = time.monotonic()
+                await self._release_orphans()
             # Jobs whose outcome waits to be written are still running in the store: their
             # leases need extending too, or a slow write would get them rescued and run again.
             named = [*self._running, *self._completer.unwritten()]
@@ -415,6 +435,32 @@ class Worker:
                     self._lose_lease(running)
                 elif cancel_requested:
                     self._request_stop(running, Cancelled)
+
+    async def _release_orphans(self) -> None:
+        """Hand back the jobs the store records as running on this worker that it does not
+        hold: a claim that committed but whose answer never came (its connection cut in
+        between). Released (pending, the attempt not counted: they never ran) rather than left
+        to the lease rescue, which counts an attempt, and fails a job without retries that
+        never ran. Judged only when no claim was under way while the store was read: one
+        answering meanwhile would make its jobs look unheld."""
+        if self._claiming:
+            return
+        begun = self._claims_begun
+        try:
+            recorded = await self.store.running_on(self.worker_id)
+        except Exception as exc:  # noqa: BLE001 - logged by log_failure
+            log_failure(log, exc, "looking for claims this worker never heard of failed")
+            return
+        if self._claiming or self._claims_begun != begun:
+            return
+        held = {*self._running, *self._completer.unwritten()}
+        orphans = {job_id: attempt for job_id, attempt in recorded.items() if job_id not in held}
+        if orphans:
+            log.warning("handing back %d jobs claimed for this worker whose claim it never heard of", len(orphans))
+        for job_id, attempt in orphans.items():
+            # The outcome's guard (same worker, same attempt, still running) leaves a job alone
+            # that has moved on meanwhile.
+            self._completer.add(Outcome(job_id, attempt, self.worker_id, OutcomeKind.RELEASED))
 
     async def _attempts_held(self, job_ids: list[UUID]) -> dict[UUID, int]:
         """Jobs the beat skipped because another statement held them: still ours, and at
