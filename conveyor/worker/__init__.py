@@ -110,6 +110,9 @@ class Worker:
         self.store = engine.store
         self.queues = tuple(queues)
         self.concurrency = concurrency
+        # One running worker's own: the store's record of which jobs it runs goes by this id (a
+        # second worker under the same id would see the first's jobs as claims it never heard
+        # of, and hand them back).
         self.worker_id = worker_id or default_worker_id()
         self.lease = lease
         # A third of the lease: two beats may be lost before another worker rescues our jobs.
