@@ -440,10 +440,10 @@ async def kill_during_drain(
     restarts: list[float],
 ) -> list[dict[str, Any]]:
     """SIGKILL a random working worker at random gaps until `--kills` kills, the jobs run out,
-    or `--max-seconds` pass, cutting every connection once every (kills/cuts)th kill is done
-    and some worker has a session to cut (the sessions cut appended to `cuts`) and restarting the server after every
-    (kills/restarts)th (the seconds it took appended to `restarts`). Returns one record per
-    kill."""
+    or `--max-seconds` pass; cut every connection once every (kills/cuts)th kill is done and
+    some worker has a session to cut (the sessions cut appended to `cuts`), and restart the
+    server after every (kills/restarts)th kill (the seconds it took appended to `restarts`).
+    Returns one record per kill."""
     pacer = Pacer(args.jobs, args.kills, rng)
     kills: list[dict[str, Any]] = []
     deadline = time.monotonic() + args.max_seconds

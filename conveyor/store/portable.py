@@ -254,18 +254,16 @@ class SqlStore(
         return job_from_row(row) if row else None
 
     async def attempts_held(self, job_ids: Sequence[UUID], worker_id: str) -> dict[UUID, int]:
-        c = jobs.c
-        held = sa.select(c.id, c.attempt).where(
-            c.id.in_(job_ids), c.worker_id == worker_id, c.status == Status.RUNNING.value
-        )
-        async with self._read_engine.connect() as conn:
-            return {r.id: r.attempt for r in await conn.execute(held)}
+        return await self._running_on(worker_id, jobs.c.id.in_(job_ids))
 
     async def running_on(self, worker_id: str) -> dict[UUID, int]:
+        return await self._running_on(worker_id)
+
+    async def _running_on(self, worker_id: str, *where: sa.ColumnElement[bool]) -> dict[UUID, int]:
         c = jobs.c
-        recorded = sa.select(c.id, c.attempt).where(c.worker_id == worker_id, c.status == Status.RUNNING.value)
+        running = sa.select(c.id, c.attempt).where(c.worker_id == worker_id, c.status == Status.RUNNING.value, *where)
         async with self._read_engine.connect() as conn:
-            return {r.id: r.attempt for r in await conn.execute(recorded)}
+            return {r.id: r.attempt for r in await conn.execute(running)}
 
     async def list_jobs(
         self,

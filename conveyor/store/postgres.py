@@ -441,13 +441,12 @@ def _autocommit_pool(url: str, size: int, options: str, timeout: float) -> Async
     )
 
 
-async def _pooled_connection(pool: AsyncConnectionPool[PooledConnection]) -> PooledConnection:
-    """A connection from `pool` within its timeout; within REFUSED_WAIT_SECONDS when the
-    server refuses new ones and no caller holds one that could come back (at the server's
-    connection limit, a busy connection is worth waiting for), raising PoolTimeout with the
-    server's words."""
+async def _pooled_connection(pool: AsyncConnectionPool[PooledConnection], state: PoolState) -> PooledConnection:
+    """A connection from `pool` (whose state is `state`) within its timeout; within
+    REFUSED_WAIT_SECONDS when the server refuses new ones and no caller holds one that could
+    come back (at the server's connection limit, a busy connection is worth waiting for),
+    raising PoolTimeout with the server's words."""
     first_wait = min(REFUSED_WAIT_SECONDS, pool.timeout)
-    state = pool.connection_class.pool_state
     try:
         return await pool.getconn(first_wait)
     except PoolTimeout:
@@ -522,8 +521,8 @@ class PostgresStore(PostgresRollups, SqlStore):
         # (a no-op on these autocommit connections, under the connection's lock): half the
         # pool's ~8 µs a call. putconn still rolls back a transaction left open, and closes a
         # connection left mid-statement (a cancelled caller).
-        conn = await _pooled_connection(pool)
         state = pool.connection_class.pool_state
+        conn = await _pooled_connection(pool, state)
         state.lent += 1
         try:
             yield conn
