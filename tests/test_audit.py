@@ -64,6 +64,32 @@ async def test_records_wait_in_the_journal_until_sealed(app: Conveyor) -> None:
     assert await app.store.audit_unsealed() == 0 and await app.audit.seal() == 0
 
 
+async def test_a_seal_leaves_records_journaled_while_it_runs_to_the_next_one(
+    app: Conveyor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under load the journal never empties: a seal that chased it sealed a few rows at a time
+    # for as long as the load lasted.
+    await fill(app, 3, seal=False)
+    seal_audit = app.store.seal_audit
+    calls = 0
+
+    async def journaling_meanwhile(*args: Any, **kwargs: Any) -> int | None:
+        nonlocal calls
+        calls += 1
+        made = await seal_audit(*args, **kwargs)
+        await app.audit.record("test.meanwhile", "thing", calls, actor=ALICE)
+        return made
+
+    monkeypatch.setattr(app.store, "seal_audit", journaling_meanwhile)
+    assert await app.audit.seal() == 3
+    assert calls == 2  # the three, then a look that finds nothing older than the call
+    assert await app.store.audit_unsealed() == 2
+    monkeypatch.undo()
+    assert await app.audit.seal() == 2
+    assert [r.action for r in await app.store.audit_page(0, 10)] == ["test.done"] * 3 + ["test.meanwhile"] * 2
+    assert (await app.audit.verify()).ok
+
+
 async def test_records_chain_and_verify(app: Conveyor) -> None:
     await fill(app, 5)
     verdict = await app.audit.verify(page_size=2)  # pages of 2: the walk crosses page edges

@@ -341,3 +341,29 @@ def test_a_claim_reads_the_claim_index_when_every_job_is_in_one_queue(
         plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + statement, params, prepare=True))
     assert "ix_conveyor_jobs_claim" in plan, plan
     assert "Seq Scan on conveyor_jobs" not in plan, plan
+
+
+def test_migration_0018_keeps_sqlites_journal_and_never_reuses_its_ids(tmp_path: Any) -> None:
+    """A seal takes the journal up to the newest id it saw (conveyor.engine.audit): after the
+    journal was emptied, new rows must not take ids it already passed."""
+    url = f"sqlite:///{tmp_path / 'before-0018.db'}"
+    upgrade(url, "0017")
+    engine = sync_engine(url)
+    insert = sa.text(
+        "INSERT INTO conveyor_audit_journal (recorded_at, actor_id, action, object_type)"
+        " VALUES ('2026-01-01 00:00:00', 'system', :action, 'job')"
+    )
+    try:
+        with engine.begin() as conn:
+            for action in ["a", "b"]:
+                conn.execute(insert, {"action": action})
+        upgrade(url)
+        with engine.begin() as conn:
+            kept = conn.execute(sa.text("SELECT id, action FROM conveyor_audit_journal ORDER BY id")).all()
+            conn.execute(sa.text("DELETE FROM conveyor_audit_journal"))
+            conn.execute(insert, {"action": "c"})
+            new_id = conn.execute(sa.text("SELECT id FROM conveyor_audit_journal")).scalar_one()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in kept] == [(1, "a"), (2, "b")]
+    assert new_id == 3

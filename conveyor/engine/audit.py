@@ -90,9 +90,17 @@ class Audit:
     async def seal(self) -> int:
         """Chain every journal row written before this call; how many this process sealed
         (another process sealing at the same moment is waited for, not raced)."""
+        # Rows journaled meanwhile wait for the next seal: chasing them, the leader sealed a
+        # few rows at a time all through a busy drain (92 seals in 6 s, ~8 statements each).
+        # A row committed before this call has an id no greater than the newest seen now.
+        newest = await self.store.newest_journaled()
+        if newest is None:
+            return 0
         sealed = 0
         while True:
-            made = await self.store.seal_audit(SEAL_BATCH, checkpoint_every=self.checkpoint_every, key=self.key)
+            made = await self.store.seal_audit(
+                SEAL_BATCH, through=newest, checkpoint_every=self.checkpoint_every, key=self.key
+            )
             if made is None:  # another sealer holds the chain: let it finish, then look again
                 await asyncio.sleep(0.01)
                 continue

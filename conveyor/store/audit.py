@@ -95,23 +95,35 @@ class AuditTables(StoreHooks):
             async with self._write() as conn:
                 await journal_in(conn, entries)
 
+    async def newest_journaled(self) -> int | None:
+        """The id of the newest row in the audit journal (None: the journal is empty)."""
+        async with self._read_engine.connect() as conn:
+            return (await conn.execute(sa.select(sa.func.max(audit_journal.c.id)))).scalar_one()  # type: ignore[no-any-return]
+
     async def seal_audit(
-        self, limit: int, *, max_bytes: int = SEAL_BYTES, checkpoint_every: int = 0, key: str | None = None
+        self,
+        limit: int,
+        *,
+        through: int | None = None,
+        max_bytes: int = SEAL_BYTES,
+        checkpoint_every: int = 0,
+        key: str | None = None,
     ) -> int | None:
-        """Move up to `limit` journal rows, oldest first, into the chain after its head, in one
-        transaction, and no more of them than hold about `max_bytes` of before/after JSON (at
-        least one); with `checkpoint_every`, also checkpoint the new head when the chain passes
-        a multiple of it. How many were sealed (0: the journal is empty); None when another
-        process is sealing now."""
+        """Move up to `limit` journal rows, oldest first (and none newer than the id `through`),
+        into the chain after its head, in one transaction, and no more of them than hold about
+        `max_bytes` of before/after JSON (at least one); with `checkpoint_every`, also
+        checkpoint the new head when the chain passes a multiple of it. How many were sealed
+        (0: nothing to seal); None when another process is sealing now."""
+        waiting = sa.true() if through is None else audit_journal.c.id <= through
         # A look first, without the write lock (SQLite has one for the whole database): the
         # leader seals every pass, and the journal is mostly empty.
         async with self._read_engine.connect() as conn:
-            if (await conn.execute(sa.select(audit_journal.c.id).limit(1))).first() is None:
+            if (await conn.execute(sa.select(audit_journal.c.id).where(waiting).limit(1))).first() is None:
                 return 0
         async with self._write() as conn:
             if not await _lock_chain(conn):
                 return None
-            last = (await conn.execute(_last_to_seal(conn.dialect.name, limit, max_bytes))).scalar_one()
+            last = (await conn.execute(_last_to_seal(conn.dialect.name, limit, max_bytes, waiting))).scalar_one()
             if last is None:
                 return 0
             if conn.dialect.name == "postgresql":
@@ -190,14 +202,18 @@ class AuditTables(StoreHooks):
         return records, total
 
 
-def _last_to_seal(dialect: str, limit: int, max_bytes: int) -> sa.Select[Any]:
+def _last_to_seal(dialect: str, limit: int, max_bytes: int, waiting: sa.ColumnElement[bool]) -> sa.Select[Any]:
     """The id of the newest journal row a seal takes: of the `limit` oldest, those whose
     before/after JSON add up to `max_bytes` (the first one in any case)."""
     j = audit_journal.c
     stored = sa.func.pg_column_size if dialect == "postgresql" else sa.func.length
     size = sa.func.coalesce(stored(j.before), 0) + sa.func.coalesce(stored(j.after), 0)
     oldest = (
-        sa.select(j.id, sa.func.sum(size).over(order_by=j.id).label("running")).order_by(j.id).limit(limit).subquery()
+        sa.select(j.id, sa.func.sum(size).over(order_by=j.id).label("running"))
+        .where(waiting)
+        .order_by(j.id)
+        .limit(limit)
+        .subquery()
     )
     within = sa.func.max(sa.case((oldest.c.running <= max_bytes, oldest.c.id)))
     return sa.select(sa.func.coalesce(within, sa.func.min(oldest.c.id)))

@@ -310,6 +310,8 @@ audit_journal = sa.Table(
     sa.Column("request_id", sa.String(64)),
     sa.Column("client_address", sa.String(64)),
     sa.Column("org_id", sa.String(200)),
+    # Ids never reused (migration 0018): a seal takes the rows up to the newest id it saw.
+    sqlite_autoincrement=True,
 )
 
 # The jobs a chained record names in a list (`after.jobIds`: a bulk enqueue's job.created, a
