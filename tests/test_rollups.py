@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import make_settings, running_worker
+from conftest import eventually, make_settings, running_worker
 from jobtypes_for_tests import jobtypes
 
 from conveyor import Conveyor
@@ -98,6 +98,57 @@ async def test_performance_from_minutes_matches_the_jobs(pg: Conveyor) -> None:
             if slow[key].average_seconds is not None:
                 assert fast[key].average_seconds == pytest.approx(slow[key].average_seconds, rel=1e-6)
         assert await pg.store.peak_concurrency(where, since) >= 1
+
+
+async def test_every_way_a_job_finishes_reaches_counts_and_minutes(pg: Conveyor) -> None:
+    """A worker's outcomes (completed, failed, timed out, cancelled while running), a cancel
+    before running, the rescue of lost leases (failed, cancelled), a batch's cancel: the
+    per-minute roll-ups say what the jobs table says, for every status."""
+    engine = pg.engine
+    await engine.enqueue("t.echo", {}, owner=OWNERS[0])
+    await engine.enqueue("t.fail", {"permanent": True}, owner=OWNERS[1])
+    await engine.enqueue("t.loop_spin", {"seconds": 30}, owner=OWNERS[2], timeout=timedelta(milliseconds=300))
+    stopped = await engine.enqueue("t.loop_spin", {"seconds": 30}, owner=OWNERS[0])
+    await engine.cancel((await engine.enqueue("t.echo", {}, owner=OWNERS[3], delay=timedelta(hours=1))).id)
+    await engine.cancel((await engine.enqueue("t.echo", {}, queue="elsewhere", owner=OWNERS[1])).id)
+    async with running_worker(pg):
+        await eventually(lambda: _has_status(pg, stopped.id, Status.RUNNING))
+        await engine.cancel(stopped.id)
+        await eventually(lambda: _settled(pg), timeout=15)
+    # Rescued: one out of attempts, one asked to stop while its worker was gone.
+    spent = await engine.enqueue("t.echo", {}, queue="lost", max_retries=0, owner=OWNERS[2])
+    asked = await engine.enqueue("t.echo", {}, queue="lost", owner=OWNERS[3])
+    await pg.store.claim_jobs(["lost"], 2, "worker-gone", timedelta(milliseconds=50))
+    await engine.cancel(asked.id)
+    await asyncio.sleep(0.2)
+    assert set(await pg.store.rescue_expired()) == {spent.id, asked.id}
+    view = await pg.batches.submit("dropped", [JobRequest("t.echo", {}, queue="held", owner=OWNERS[0])] * 3)
+    await pg.batches.cancel(view.batch.id)
+    await assert_rollups_agree(pg)
+    since = utc_now() - timedelta(hours=1)
+    for by in ["status", "kind", "queue"]:
+        for scope in [None, Visibility("org-a"), Visibility("org-b")]:
+            where = JobFilter(visible_to=scope)
+            fast = {g.key: g for g in await pg.store.finished_since(where, since, by=by)}
+            slow = {g.key: g for g in await SqlStore.finished_since(pg.store, where, since, by=by)}
+            assert fast.keys() == slow.keys(), (by, scope)
+            for key, group in slow.items():
+                assert (fast[key].completed, fast[key].failed, fast[key].cancelled) == (
+                    group.completed,
+                    group.failed,
+                    group.cancelled,
+                ), (by, scope, key)
+    finished = await pg.store.count_jobs(JobFilter())
+    assert finished == {"completed": 1, "failed": 2, "timeout": 1, "cancelled": 7}, finished
+
+
+async def _has_status(app: Conveyor, job_id: Any, status: Status) -> bool:
+    return (await app.engine.get(job_id)).status is status
+
+
+async def _settled(app: Conveyor) -> bool:
+    counts = await app.store.count_jobs(JobFilter())
+    return not ({"pending", "running"} & counts.keys())
 
 
 async def test_folding_while_jobs_arrive_loses_nothing(pg: Conveyor) -> None:
