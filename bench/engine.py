@@ -10,10 +10,11 @@ workload (bench/harness.py), the bar of /work/shared/peers-bench: 2 worker proce
 and N (default 10,000) no-op jobs.
 
 - enqueue_per_s: N/10 jobs enqueued one call at a time from one process.
-- bulk_enqueue_per_s: N jobs in the library's one bulk call; the median of 3 calls, each on a
+- bulk_enqueue_per_s: N jobs in the library's one bulk call; the median of 5 calls, each on a
   new database.
 - drain_per_s: N jobs enqueued, then the workers started; from the last poll (every 25 ms)
-  that sees no job completed to the first that sees all completed. Start-up is left out.
+  that sees no job completed to the first that sees all completed. Start-up is left out. The
+  median of 3 drains, each on a new database.
 - pickup_ms: p50, p95, p99 of 200 jobs enqueued one at a time 20 ms apart into idle workers;
   each is the job body's start minus the time just before its enqueue.
 - worker_rss_mb: the larger peak RSS of the two worker processes over the drain.
@@ -21,6 +22,11 @@ and N (default 10,000) no-op jobs.
   enqueue on PostgreSQL against one durable commit per call (a one-row INSERT into a two-column
   table, autocommit, same server), in 5 alternating rounds of N/10 calls each; the median of
   the rounds' ratios.
+
+The subjects take turns: every subject's single enqueues, then round after round of one bulk
+call (then one drain) per subject, each round starting with the next subject, then every
+subject's pickup. The machine's speed drifts by a fifth over minutes; measured one subject after
+another, a peer that met a quick spell and conveyor a slow one moved their ratio that much.
 
 conveyor's workers run `--concurrency 100`; the peers' as the peers harness runs them
 (procrastinate `--concurrency=10`, pgqueuer `batch_size=10`). Every worker logs at warning.
@@ -130,7 +136,14 @@ async def run(names: list[str], n: int, server_url: str) -> dict[str, Any]:
         subjects = make_subjects(names, server_url, Path(workdir))
         uses_postgres = any(name != "sqlite" for name in names)
         env = await environment(subjects, n, server_url if uses_postgres else None)
-        report = {subject.name: await measure(subject, n, Path(workdir) / "pickup.log") for subject in subjects}
+        for subject in subjects:
+            log.info("%s: %s", subject.name, subject.workers)
+        # Every wait inside has its own limit; this one also bounds the enqueue phases.
+        measured = await harness.measure_all(subjects, n, Path(workdir) / "pickup.log", phase_limit=120 + n / 20)
+        report = {
+            name: {"error": figures} if isinstance(figures, str) else rounded(dataclasses.asdict(figures))
+            for name, figures in measured.items()
+        }
     against_commit = None
     if "postgres" in names:
         against_commit = await single_enqueue_against_commits(server_url, n // 10)
@@ -205,23 +218,6 @@ def make_subject(name: str, server_url: str, workdir: Path) -> harness.Subject:
     if name == "postgres":
         return ConveyorSubject(name, PostgresDatabase(server_url, "conveyor_bench"))
     return ConveyorSubject(name, SqliteDatabase(workdir / "conveyor_bench.db"))
-
-
-async def measure(subject: harness.Subject, n: int, pickup_file: Path) -> dict[str, Any]:
-    """The subject's figures, or {"error": …} when it failed: one subject's failure (a
-    conveyor change in progress, say) should not cost the figures of the others."""
-    log.info("%s: measuring (%s)", subject.name, subject.workers)
-    # Every wait inside has its own limit; this one also bounds the enqueue phases.
-    limit = 120 + n / 20
-    budget = asyncio.timeout(limit)
-    try:
-        async with budget:
-            figures = await harness.measure(subject, n, pickup_file)
-    except Exception as exc:  # noqa: BLE001 - reported, and the run goes on to the next subject
-        message = f"not finished after {limit:.0f} s" if budget.expired() else f"{type(exc).__name__}: {exc}"
-        log.error("%s failed: %s", subject.name, message)
-        return {"error": message}
-    return rounded(dataclasses.asdict(figures))
 
 
 def rounded(figures: dict[str, Any]) -> dict[str, Any]:

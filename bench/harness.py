@@ -16,18 +16,20 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from bench import pickup
 
 REPO = Path(__file__).resolve().parents[1]
 WORKERS = 2  # worker processes, for every library
 # One bulk call of 10,000 jobs takes ~0.1 s and the slowest of a dozen may be 0.85 of their
-# median: the figure is the median of a few calls, each on a new database, for every subject.
-BULK_CALLS = 3
+# median: the figure is the median of a few calls, each on a new database, for every subject
+# (pgqueuer's ranged 33,000-58,000 jobs/s from run to run).
+BULK_CALLS = 5
 # A drain of 10,000 no-op jobs lasts ~0.5 s, and the two workers start a few hundred ms apart on
 # a loaded machine: one drain ranged 12,900-23,900 jobs/s from run to run. The figure is the
 # median of a few drains (each on a new database), for every subject.
@@ -41,6 +43,7 @@ PICKUP_LIMIT_S = 30.0  # after the last latency job is enqueued
 STOP_GRACE_S = 15.0  # a worker still running this long after SIGTERM is killed
 
 log = logging.getLogger("bench")
+T = TypeVar("T")
 
 
 class Stalled(Exception):
@@ -83,22 +86,70 @@ class Figures:
     worker_rss_mb: float  # the largest of the worker processes' peak RSS during the drains
 
 
-async def measure(subject: Subject, n: int, pickup_file: Path) -> Figures:
-    """The four phases, in order; `pickup_file` is where latency jobs record their start."""
-    enqueue = await enqueue_rate(subject, n // 10)
-    log.info("%s: enqueue %.0f jobs/s (%d jobs, one call each)", subject.name, enqueue, n // 10)
-    bulks = [await bulk_enqueue_rate(subject, n) for _ in range(BULK_CALLS)]
-    bulk = statistics.median(bulks)
-    log.info("%s: bulk enqueue %.0f jobs/s (%d jobs, one call; median of %s)", subject.name, bulk, n,
-             ", ".join(f"{b:.0f}" for b in bulks))  # fmt: skip
-    drains = [await drain(subject, n, pickup_file) for _ in range(DRAINS)]
-    drain_per_s = statistics.median(rate for rate, _rss in drains)
-    rss_mb = max(rss for _rate, rss in drains)
-    log.info("%s: drain %.0f jobs/s (median of %s); worker peak RSS %.1f MB", subject.name, drain_per_s,
-             ", ".join(f"{rate:.0f}" for rate, _rss in drains), rss_mb)  # fmt: skip
-    pickup_ms = percentiles(await pickup_latencies(subject, pickup_file))
-    log.info("%s: pickup p50 %.1f ms, p95 %.1f ms, p99 %.1f ms", subject.name, *pickup_ms.values())
-    return Figures(enqueue, bulk, drain_per_s, pickup_ms, rss_mb)
+async def measure_all(
+    subjects: Sequence[Subject], n: int, pickup_file: Path, *, phase_limit: float
+) -> dict[str, Figures | str]:
+    """Every subject's figures, or why it failed (it then drops out; the others go on).
+
+    Phase by phase, and the repeated phases round by round with every subject in turn (each
+    round starting one subject later): the machine's speed drifts by a fifth over minutes, and
+    a subject measured in a slow spell while another had a quick one skewed their ratio. Each
+    phase of a subject has `phase_limit` seconds."""
+    failed: dict[str, str] = {}
+
+    async def attempt(subject: Subject, phase: str, run: Callable[[], Awaitable[T]]) -> T | None:
+        if subject.name in failed:
+            return None
+        budget = asyncio.timeout(phase_limit)
+        try:
+            async with budget:
+                return await run()
+        except Exception as exc:  # noqa: BLE001 - reported; the other subjects go on
+            why = f"not finished after {phase_limit:.0f} s" if budget.expired() else f"{type(exc).__name__}: {exc}"
+            failed[subject.name] = f"{phase}: {why}"
+            log.error("%s failed in its %s: %s", subject.name, phase, why)
+            return None
+
+    def rounds(count: int) -> Iterator[Subject]:
+        for r in range(count):
+            yield from (subjects[(r + i) % len(subjects)] for i in range(len(subjects)))
+
+    enqueues: dict[str, float] = {}
+    for subject in subjects:
+        if (rate := await attempt(subject, "enqueue", lambda s=subject: enqueue_rate(s, n // 10))) is not None:
+            enqueues[subject.name] = rate
+            log.info("%s: enqueue %.0f jobs/s (%d jobs, one call each)", subject.name, rate, n // 10)
+    bulks: dict[str, list[float]] = {s.name: [] for s in subjects}
+    for subject in rounds(BULK_CALLS):
+        if (rate := await attempt(subject, "bulk enqueue", lambda s=subject: bulk_enqueue_rate(s, n))) is not None:
+            bulks[subject.name].append(rate)
+            log.info("%s: bulk enqueue %.0f jobs/s (%d jobs, one call)", subject.name, rate, n)
+    drains: dict[str, list[tuple[float, float]]] = {s.name: [] for s in subjects}
+    for subject in rounds(DRAINS):
+        if (drained := await attempt(subject, "drain", lambda s=subject: drain(s, n, pickup_file))) is not None:
+            drains[subject.name].append(drained)
+            log.info("%s: drain %.0f jobs/s, worker peak RSS %.1f MB", subject.name, *drained)
+    pickups: dict[str, dict[str, float]] = {}
+    for subject in subjects:
+        if (
+            latencies := await attempt(subject, "pickup", lambda s=subject: pickup_latencies(s, pickup_file))
+        ) is not None:
+            pickups[subject.name] = percentiles(latencies)
+            log.info("%s: pickup p50 %.1f ms, p95 %.1f ms, p99 %.1f ms", subject.name, *pickups[subject.name].values())
+    report: dict[str, Figures | str] = {}
+    for subject in subjects:
+        name = subject.name
+        if name in failed:
+            report[name] = failed[name]
+            continue
+        report[name] = Figures(
+            enqueue_per_s=enqueues[name],
+            bulk_enqueue_per_s=statistics.median(bulks[name]),
+            drain_per_s=statistics.median(rate for rate, _rss in drains[name]),
+            pickup_ms=pickups[name],
+            worker_rss_mb=max(rss for _rate, rss in drains[name]),
+        )
+    return report
 
 
 # --- phases ----------------------------------------------------------------------------------
