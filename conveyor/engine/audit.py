@@ -91,7 +91,7 @@ class Audit:
         """Chain every journal row written before this call; how many this process sealed
         (another process sealing at the same moment is waited for, not raced)."""
         # Rows journaled meanwhile wait for the next seal: chasing them, the leader sealed a
-        # few rows at a time all through a busy drain (92 seals in 6 s, ~8 statements each).
+        # few rows at a time all through a busy drain (92 seals in 8 s, ~8 statements each).
         # A row committed before this call has an id no greater than the newest seen now.
         newest = await self.store.newest_journaled()
         if newest is None:

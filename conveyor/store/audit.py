@@ -203,8 +203,8 @@ class AuditTables(StoreHooks):
 
 
 def _last_to_seal(dialect: str, limit: int, max_bytes: int, waiting: sa.ColumnElement[bool]) -> sa.Select[Any]:
-    """The id of the newest journal row a seal takes: of the `limit` oldest, those whose
-    before/after JSON add up to `max_bytes` (the first one in any case)."""
+    """The id of the newest journal row a seal takes: of the `limit` oldest `waiting`, those
+    whose before/after JSON add up to `max_bytes` (the first one in any case)."""
     j = audit_journal.c
     stored = sa.func.pg_column_size if dialect == "postgresql" else sa.func.length
     size = sa.func.coalesce(stored(j.before), 0) + sa.func.coalesce(stored(j.after), 0)

@@ -74,6 +74,9 @@ CLAIMED_COLUMNS = (
 )  # fmt: skip
 
 
+_RUNNING = Status.RUNNING
+
+
 def claimed_job(
     id: UUID,
     kind: str,
@@ -103,31 +106,38 @@ def claimed_job(
     *,
     worker_id: str,
 ) -> Job:
+    # Positional, in the dataclass's order (as job_of_new): a worker makes one per job claimed.
     return Job(
-        id=id,
-        kind=kind,
-        queue=queue,
-        status=Status.RUNNING,
-        priority=priority,
-        data=data,
-        attempt=attempt,
-        max_attempts=max_attempts,
-        created_at=created_at,
-        updated_at=updated_at,
-        run_at=run_at,
-        timeout=timedelta(seconds=timeout_seconds) if timeout_seconds is not None else None,
-        started_at=started_at,
-        worker_id=worker_id,
-        lease_expires_at=lease_expires_at,
-        cancel_requested=cancel_requested,
-        batch_id=batch_id,
-        schedule_id=schedule_id,
-        retry_of=retry_of,
-        cache_key=cache_key,
-        idempotency_key=idempotency_key,
-        labels=labels or {},
-        file_info=file_info,
-        owner=Owner(owner_user_id, owner_org_id, owner_study_id, created_by),
+        id,
+        kind,
+        queue,
+        _RUNNING,
+        priority,
+        data,
+        attempt,
+        max_attempts,
+        created_at,
+        updated_at,
+        run_at,
+        None,  # result
+        None,  # error
+        [],  # item_errors
+        0,  # item_errors_dropped
+        Progress(),
+        timedelta(seconds=timeout_seconds) if timeout_seconds is not None else None,
+        started_at,
+        None,  # completed_at
+        worker_id,
+        lease_expires_at,
+        cancel_requested,
+        batch_id,
+        schedule_id,
+        retry_of,
+        cache_key,
+        idempotency_key,
+        labels or {},
+        file_info,
+        Owner(owner_user_id, owner_org_id, owner_study_id, created_by),
     )
 
 
