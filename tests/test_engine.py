@@ -183,6 +183,32 @@ async def test_bulk_enqueue_stores_every_value_as_given(app: Conveyor) -> None:
         assert stored.created_at == job.created_at and stored.run_at == job.run_at
 
 
+async def test_a_claimed_job_is_the_job_as_stored(app: Conveyor) -> None:
+    """What a worker is handed (built from the claim's returned row) equals the job read back,
+    every field, whatever optional values it holds."""
+    requests = [
+        JobRequest(
+            "t.echo",
+            {"value": i},
+            priority=i % 10 + 1,
+            timeout=timedelta(seconds=12.5) if i % 2 else None,
+            labels={"n": str(i)} if i % 3 else None,
+            owner=Owner(user_id=f"u{i}", org_id="org", study_id="s", created_by="me") if i % 2 else None,
+            batch_id=uuid4() if i % 4 == 0 else None,
+            schedule_id=f"sched-{i}" if i % 5 == 0 else None,
+            retry_of=uuid4() if i % 3 == 0 else None,
+            file_info={"name": "f.csv"} if i % 4 == 1 else None,
+            idempotency_key=f"key-{i}" if i % 2 == 0 else None,
+        )
+        for i in range(12)
+    ]
+    await app.engine.enqueue_many(requests)
+    claimed = await app.store.claim_jobs(["default"], 20, "worker-a", timedelta(seconds=30))
+    assert len(claimed) == len(requests)
+    for job in claimed:
+        assert job == await app.engine.get(job.id)
+
+
 async def test_delayed_job_is_scheduled_then_staged_when_due(app: Conveyor) -> None:
     job = await app.engine.enqueue("t.echo", delay=timedelta(hours=1))
     assert job.status is Status.SCHEDULED
