@@ -131,9 +131,8 @@ async def measure_all(
             log.info("%s: drain %.0f jobs/s, worker peak RSS %.1f MB", subject.name, *drained)
     pickups: dict[str, dict[str, float]] = {}
     for subject in subjects:
-        if (
-            latencies := await attempt(subject, "pickup", lambda s=subject: pickup_latencies(s, pickup_file))
-        ) is not None:
+        latencies = await attempt(subject, "pickup", lambda s=subject: pickup_latencies(s, pickup_file))
+        if latencies is not None:
             pickups[subject.name] = percentiles(latencies)
             log.info("%s: pickup p50 %.1f ms, p95 %.1f ms, p99 %.1f ms", subject.name, *pickups[subject.name].values())
     report: dict[str, Figures | str] = {}
