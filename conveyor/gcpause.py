@@ -1,4 +1,5 @@
-"""Pausing Python's cyclic garbage collector around a burst of allocations.
+"""Keeping Python's cyclic garbage collector out of the way: paused around a burst of
+allocations, and kept off what a long-running service made at start-up.
 
 The collector runs each time some hundreds of container objects have been allocated, and a
 full collection walks every object the process tracks. Bulk enqueue makes a few objects per
@@ -46,3 +47,18 @@ def gc_paused() -> Iterator[None]:
             _pauses -= 1
             if _pauses == 0 and _resume:
                 gc.enable()
+
+
+def freeze_startup() -> None:
+    """Put everything this process has made so far out of the collector's sight, for good.
+
+    For a process that runs one service until it ends (`conveyor worker`, `conveyor serve`),
+    once started: its modules, settings, job types, models and routes live as long as it
+    does, yet every full collection walked them all again, with the event loop stopped
+    meanwhile. A worker draining 20,000 no-op jobs made 5-6 full collections of 50-130 ms
+    each (a job claimed or picked up then waited that long); frozen, 1-12 ms, and the drain
+    went from 11,854 to 14,046 jobs/s (medians of three, alternating). Collected first, so
+    no garbage of start-up is kept with the rest.
+    """
+    gc.collect()
+    gc.freeze()

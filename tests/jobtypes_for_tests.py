@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from datetime import timedelta
 from typing import Any
@@ -43,6 +44,12 @@ class Items(BaseModel):
 @jobtypes.job_type("t.echo")
 async def echo(ctx: Context, data: Echo) -> dict[str, Any]:
     return {"value": data.value, "attempt": ctx.attempt}
+
+
+@jobtypes.job_type("t.collector")
+async def collector(ctx: Context, data: Echo) -> dict[str, int]:
+    """How many objects the garbage collector of the process running it leaves out of its walks."""
+    return {"frozen": gc.get_freeze_count()}
 
 
 @jobtypes.job_type("t.unstorable")
