@@ -30,6 +30,8 @@ class EnqueueCoalescer:
         self._max_in_flight = max_in_flight
         self._waiting: list[tuple[NewJob, asyncio.Future[tuple[Job, bool]]]] = []
         self._in_flight = 0
+        # The event loop keeps only weak references to tasks: the writers are kept here until done.
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def insert(self, new_job: NewJob) -> tuple[Job, bool]:
         if self._in_flight < self._max_in_flight and not self._waiting:
@@ -49,7 +51,9 @@ class EnqueueCoalescer:
         """Start a writer for the jobs waiting, if a statement may be in flight now."""
         if self._waiting and self._in_flight < self._max_in_flight:
             self._in_flight += 1
-            asyncio.create_task(self._write())  # noqa: RUF006 - it resolves the futures it holds
+            writer = asyncio.create_task(self._write())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
 
     async def _write(self) -> None:
         try:
