@@ -13,6 +13,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -233,6 +234,18 @@ def start_worker_process(database_url: str, **env: str) -> subprocess.Popen[byte
         env=environment,
         start_new_session=True,
     )
+
+
+async def stop_worker_process(process: subprocess.Popen[bytes], timeout: float = 20) -> int | None:
+    """SIGTERM a worker of start_worker_process (it drains) and wait for it: its exit code, or
+    None when it was still up `timeout` seconds later and had to be killed."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        return await asyncio.to_thread(process.wait, timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        await asyncio.to_thread(process.wait)
+        return None
 
 
 @contextlib.asynccontextmanager

@@ -9,7 +9,7 @@ from datetime import timedelta
 from uuid import UUID
 
 import pytest
-from conftest import eventually, make_settings, running_worker, start_worker_process
+from conftest import eventually, make_settings, running_worker, start_worker_process, stop_worker_process
 from jobtypes_for_tests import jobtypes
 
 from conveyor import Conveyor, Job, JobRequest, Status
@@ -43,11 +43,9 @@ async def test_sigterm_drains_finishing_quick_jobs_and_releasing_the_rest(app: C
     try:
         for job in (quick, slow):
             await eventually(lambda job=job: job_where(app, job.id, lambda j: j.status is Status.RUNNING), timeout=20)
-        os.killpg(process.pid, signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, 20) == 0
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        stopped = await stop_worker_process(process)
+    assert stopped == 0
     finished = await app.engine.get(quick.id)
     released = await app.engine.get(slow.id)
     assert (finished.status, finished.result) == (Status.COMPLETED, "finished")

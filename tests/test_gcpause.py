@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
-import signal
 import weakref
 from collections.abc import Iterator
 
 import pytest
-from conftest import start_worker_process
+from conftest import start_worker_process, stop_worker_process
 
 from conveyor import Conveyor, InvalidJobData, JobRequest, Status
 from conveyor.gcpause import freeze_startup, gc_paused
@@ -83,11 +81,9 @@ async def test_the_worker_command_runs_jobs_with_its_start_up_objects_frozen(app
     process = start_worker_process(database_url)
     try:
         done = await app.engine.wait(job.id, timeout=30)
-        os.killpg(process.pid, signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, 20) == 0
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+        stopped = await stop_worker_process(process)
+    assert stopped == 0
     assert done.status is Status.COMPLETED
     # Its modules, settings and job types: tens of thousands of objects no full collection walks.
     assert done.result["frozen"] > 10_000

@@ -12,7 +12,15 @@ import time
 import psycopg
 import pytest
 import sqlalchemy as sa
-from conftest import api_harness, cut_sessions, eventually, make_settings, refusing_connections, start_worker_process
+from conftest import (
+    api_harness,
+    cut_sessions,
+    eventually,
+    make_settings,
+    refusing_connections,
+    start_worker_process,
+    stop_worker_process,
+)
 from jobtypes_for_tests import jobtypes
 from psycopg_pool import PoolTimeout
 
@@ -256,8 +264,7 @@ async def test_a_worker_started_while_its_database_refuses_connections_waits_for
         job = await app.engine.enqueue("t.echo", {"value": 1})
         await eventually(lambda: _completed(app, job.id), timeout=20)
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        assert await asyncio.to_thread(process.wait, 20) == 0
+        assert await stop_worker_process(process) == 0
 
 
 async def _completed(app: Conveyor, job_id: object) -> bool:
