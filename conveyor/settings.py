@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         10.0,
         gt=0,
         description="how long a call waits for a pooled PostgreSQL connection while all are busy before it fails"
-        " (the API then answers 503 DATABASE_UNAVAILABLE; while the server refuses new connections, a"
+        " (the API then answers 503 DATABASE_UNAVAILABLE; while the server refuses new connections, half a"
         " second): past a client's own timeout, waiting longer serves no one",
     )
     startup_wait_seconds: float = Field(

@@ -17,6 +17,8 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
+from conveyor.store.outage import LONGEST_RETRY_PAUSE_SECONDS
+
 log = logging.getLogger("conveyor.listener")
 
 
@@ -65,4 +67,4 @@ class PostgresListener:
             except Exception as exc:  # noqa: BLE001 - any connection failure: reconnect
                 log.warning("listener connection lost (%s); reconnecting in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, LONGEST_RETRY_PAUSE_SECONDS)

@@ -346,15 +346,17 @@ def with_connection_defaults(url: str) -> str:
     return parsed.update_query_dict(missing).render_as_string(hide_password=False)
 
 
+# psycopg's pool retries a lost connection with a doubling delay (1, 2, 4 s...) for 5 minutes by
+# default, and a caller arriving meanwhile waits for its next attempt: after an outage of two
+# minutes, that could be a minute after the server came back; after one of half a second, one
+# to two seconds. Here it tries once more a moment later and gives up; the next caller to find
+# no connection has one opened at once, so a connection is tried as often as callers need one.
+RECONNECT_GIVE_UP_SECONDS = 0.25
 # How long a caller waits for a pooled connection when the pool's latest attempt to open one
-# failed (the server down, restarting, refusing, out of slots): the pool timeout is for
-# connections that are busy, not for those that cannot come.
-REFUSED_WAIT_SECONDS = 1.0
-# psycopg's pool retries a lost connection with a doubling delay for 5 minutes by default: after
-# an outage of two, its next attempt could be a minute after the server came back, every call
-# refused meanwhile. It gives up sooner here, and the next caller to find no connection has one
-# opened at once.
-RECONNECT_GIVE_UP_SECONDS = 5.0
+# failed (the server down, restarting, refusing, out of slots): long enough to see the pool's
+# second attempt; the pool timeout is for connections that are busy, not for those that cannot
+# come.
+REFUSED_WAIT_SECONDS = 2 * RECONNECT_GIVE_UP_SECONDS
 
 
 class PoolState:

@@ -39,7 +39,7 @@ from conveyor.jobtypes import Definition, jsonable
 from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, Status, utc_now
 from conveyor.periodic import run_periodically
 from conveyor.store.control import WorkerRecord
-from conveyor.store.outage import log_failure
+from conveyor.store.outage import LONGEST_RETRY_PAUSE_SECONDS, log_failure
 from conveyor.store.rows import OUTCOME_STATUS
 from conveyor.worker.completer import Completer
 from conveyor.worker.runners import ProcessPool, Run, run_in_thread, run_on_loop
@@ -221,8 +221,9 @@ class Worker:
                 backoff = 0.05
             except Exception as exc:  # noqa: BLE001 - logged by log_failure
                 log_failure(log, exc, "claiming jobs failed; retrying in %.2fs", backoff)
-                await self._sleep_unless_stopping(backoff)
-                backoff = min(backoff * 2, 5.0)
+                # A wake-up ends the pause: the listener's, back with the database, or a stop.
+                await self._wait_for_work(backoff)
+                backoff = min(backoff * 2, LONGEST_RETRY_PAUSE_SECONDS)
                 continue
             if len(jobs) < free:
                 await self._wait_for_work()
@@ -248,16 +249,12 @@ class Worker:
         unwritten_beyond_slack = max(self._completer.pending - self.concurrency, 0)
         return self.concurrency - len(self._running) - unwritten_beyond_slack
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self, at_most: float | None = None) -> None:
         # asyncio.timeout, not wait_for: no task wrapped around the wait, so a wake-up reaches
         # the next claim a few loop iterations sooner (pickup latency).
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.poll_interval.total_seconds()):
+            async with asyncio.timeout(self.poll_interval.total_seconds() if at_most is None else at_most):
                 await self._wake.wait()
-
-    async def _sleep_unless_stopping(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     # --- one job ---------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from conveyor.model import LogEntry, Outcome, ProgressUpdate
 from conveyor.store.base import Store
-from conveyor.store.outage import log_failure
+from conveyor.store.outage import LONGEST_RETRY_PAUSE_SECONDS, log_failure
 
 log = logging.getLogger("conveyor.worker")
 MAX_BATCH = 1000
@@ -73,7 +73,7 @@ class Completer:
                 except Exception as exc:  # noqa: BLE001 - logged by log_failure
                     log_failure(log, exc, "writing job outcomes failed; retrying in %.2fs", delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                    delay = min(delay * 2, LONGEST_RETRY_PAUSE_SECONDS)
             self._idle.set()
 
     async def _flush_once(self) -> None:
