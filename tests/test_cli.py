@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -18,7 +19,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from conveyor.cli import app
+from conveyor.cli import app, local
 from conveyor.store.migrate import HEAD_REVISION
 
 runner = CliRunner()
@@ -232,6 +233,25 @@ def test_the_command_loads_no_engine_until_a_command_needs_it() -> None:
     probe = f"import sys, conveyor.cli; print(sorted(m for m in sys.modules if m.startswith({heavy!r})))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+def test_the_services_log_leaves_out_the_pools_failed_connection_attempts(caplog: pytest.LogCaptureFixture) -> None:
+    # While the database is away, each loop that needs it says so in a line with the driver's
+    # words; each pool's attempts to connect would add two or three lines a second.
+    pool_log, alembic_log = logging.getLogger("psycopg.pool"), logging.getLogger("alembic")
+    filters, alembic_level = list(pool_log.filters), alembic_log.level
+    try:
+        local.configure_logging("warning")
+        local.configure_logging("warning")  # a second call adds nothing
+        assert len(pool_log.filters) == len(filters) + 1
+        with caplog.at_level(logging.INFO, logger="psycopg.pool"):
+            pool_log.warning("error connecting in %r: %s", "pool-1", "connection refused")
+            pool_log.warning("reconnection attempt in pool %r failed after %s sec", "pool-1", 0.25)
+            pool_log.warning("rolling back returned connection: %s", "<connection>")
+    finally:
+        pool_log.filters[:] = filters
+        alembic_log.setLevel(alembic_level)
+    assert [r.getMessage() for r in caplog.records] == ["rolling back returned connection: <connection>"]
 
 
 @pytest.mark.parametrize(("command", "wait"), [(["worker"], 0), (["migrate"], 0), (["serve"], 2.5)])

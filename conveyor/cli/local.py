@@ -12,6 +12,8 @@ from conveyor.cli.exits import Exit, core_failure, stop
 # The engine, store and settings (pydantic, SQLAlchemy) are imported by the commands that use
 # them, so that `conveyor --help` and a mistyped command answer at once.
 if TYPE_CHECKING:
+    import logging
+
     from conveyor.audit import Actor
     from conveyor.runtime import Conveyor
     from conveyor.settings import Settings
@@ -98,6 +100,17 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Alembic narrates every step of a migration at INFO; keep the service's own lines readable.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    pool_log = logging.getLogger("psycopg.pool")
+    if _failed_connection_attempt not in pool_log.filters:
+        pool_log.addFilter(_failed_connection_attempt)
+
+
+def _failed_connection_attempt(record: "logging.LogRecord") -> bool:
+    """False for psycopg's pool's lines about an attempt to connect that failed: while the
+    database is away, every loop that needs it (claims, outcome writes, heartbeats, the
+    scheduler) says so in a line with the driver's words, and each pool would add two or three
+    more a second. Its other lines (a connection discarded, one returned mid-transaction) stay."""
+    return not str(record.msg).startswith(("error connecting in", "reconnection attempt in pool"))
 
 
 def parse_json(text: str, option: str = "--data") -> Any:
