@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -252,6 +253,29 @@ def test_the_services_log_leaves_out_the_pools_failed_connection_attempts(caplog
         pool_log.filters[:] = filters
         alembic_log.setLevel(alembic_level)
     assert [r.getMessage() for r in caplog.records] == ["rolling back returned connection: <connection>"]
+
+
+def test_a_worker_stopped_while_it_starts_exits_at_once_with_0() -> None:
+    # A deploy or a scale-down may stop a worker still starting (here: waiting for its database):
+    # it holds no job yet, so it ends as a drain with nothing to drain would, not dead of the
+    # signal (143, which a supervisor may count as a crash).
+    unreachable = "postgresql://conveyor:secret@127.0.0.1:1/conveyor"
+    with subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "worker"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CONVEYOR_DATABASE_URL": unreachable, "CONVEYOR_STARTUP_WAIT_SECONDS": "60"},
+    ) as process:
+        try:
+            assert process.stderr is not None
+            while "database unavailable" not in (line := process.stderr.readline()):
+                assert line, "the worker ended before it waited for its database"
+            stopped = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(10) == 0
+            assert time.monotonic() - stopped < 3
+        finally:
+            process.kill()  # a no-op once it has ended
 
 
 @pytest.mark.parametrize(("command", "wait"), [(["worker"], 0), (["migrate"], 0), (["serve"], 2.5)])

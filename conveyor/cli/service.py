@@ -2,6 +2,7 @@
 on the database directly (CONVEYOR_DATABASE_URL or --database-url)."""
 
 import os
+import signal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -60,6 +61,7 @@ def worker(
     log_level: LogLevelOpt = "info",
 ) -> None:
     """Run a worker until SIGTERM or SIGINT; then drain (running jobs finish or are released)."""
+    _exit_at_once_on_sigterm()
     local.configure_logging(log_level)
     given = local.settings(database_url=database_url, queues=queues, concurrency=concurrency)
     local.wait_for_database(given)
@@ -73,6 +75,18 @@ def worker(
             await worker.run(handle_signals=True)
 
     local.run(run(), as_person=False)
+
+
+def _exit_at_once_on_sigterm() -> None:
+    """Until the worker's own handler is in place (after its imports, the wait for its database
+    and its connections: a second or more), SIGTERM ends the process at once with exit 0, as a
+    drain with nothing to drain would: it holds no job yet. Python's default dies of the signal
+    (143), which a supervisor may count as a crash."""
+
+    def exit_now(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, exit_now)
 
 
 def serve(
