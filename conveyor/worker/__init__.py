@@ -221,8 +221,7 @@ class Worker:
                 backoff = 0.05
             except Exception as exc:  # noqa: BLE001 - logged by log_failure
                 log_failure(log, exc, "claiming jobs failed; retrying in %.2fs", backoff)
-                # A wake-up ends the pause: the listener's, back with the database, or a stop.
-                await self._wait_for_work(backoff)
+                await self._sleep_unless_stopping(backoff)
                 backoff = min(backoff * 2, LONGEST_RETRY_PAUSE_SECONDS)
                 continue
             if len(jobs) < free:
@@ -249,12 +248,18 @@ class Worker:
         unwritten_beyond_slack = max(self._completer.pending - self.concurrency, 0)
         return self.concurrency - len(self._running) - unwritten_beyond_slack
 
-    async def _wait_for_work(self, at_most: float | None = None) -> None:
+    async def _wait_for_work(self) -> None:
         # asyncio.timeout, not wait_for: no task wrapped around the wait, so a wake-up reaches
         # the next claim a few loop iterations sooner (pickup latency).
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.poll_interval.total_seconds() if at_most is None else at_most):
+            async with asyncio.timeout(self.poll_interval.total_seconds()):
                 await self._wake.wait()
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        # Not ended by a wake-up: a claim failing for another reason than an outage (a bug)
+        # would be tried again at every job enqueued.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     # --- one job ---------------------------------------------------------------------------
 
