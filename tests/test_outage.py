@@ -276,9 +276,10 @@ async def test_a_worker_runs_jobs_again_within_moments_of_its_databases_return(
     app: Conveyor, database_url: str
 ) -> None:
     # A restart or a failover: every session cut, no connection for a while. The worker's claim
-    # loop, its listener and its outcome writes each try again at least once a second, so a job
-    # enqueued as the database returns is done within about that (0.6-1.0 s measured; 2.5-3.4 s
-    # when they paused up to 5 s).
+    # loop, its listener and its outcome writes each try again at least once a second, and its
+    # pools open a connection when asked, so a job enqueued as the database returns is done
+    # within about that (0.7-1.3 s measured by bench.recovery; 2.5-3.4 s when the pools tried 1,
+    # 2, 4 s apart and the loops paused up to 5 s).
     if not database_url.startswith("postgresql"):
         pytest.skip("a server that refuses connections is PostgreSQL's")
     process = start_worker_process(database_url)
@@ -291,7 +292,7 @@ async def test_a_worker_runs_jobs_again_within_moments_of_its_databases_return(
         job_id = await _enqueued_soon_after_the_return(app)
         await eventually(lambda: _completed(app, job_id), timeout=10, interval=0.01)
         waited = time.monotonic() - back
-        assert waited < 1.8, f"the job was done {waited:.2f} s after the database came back"
+        assert waited < 2.0, f"the job was done {waited:.2f} s after the database came back"
     finally:
         assert await stop_worker_process(process) == 0
 
