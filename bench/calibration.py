@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.databases import PostgresDatabase
-from bench.harness import REPO, STOP_GRACE_S, WORKERS, _signal_group
+from bench.harness import REPO, WORKERS, stop_process
 
 DEFAULT_SERVER_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 DEFAULT_DATA = REPO.parent / "shared" / "vacalibration" / "data"
@@ -172,7 +172,7 @@ async def batch(server_url: str, n: int, data_dir: Path) -> dict[str, float]:
         drained = time.perf_counter() - enqueued
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_process(proc)
         await app.close()
         await database.drop()
     return {
@@ -199,18 +199,6 @@ async def _wait_completed(app: Any, count: int, procs: list[subprocess.Popen[byt
         if time.perf_counter() - since > BATCH_LIMIT_S:
             raise RuntimeError(f"batch not drained in {BATCH_LIMIT_S:.0f}s: {counts}")
         await asyncio.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    import signal
-
-    if proc.poll() is None:
-        _signal_group(proc, signal.SIGTERM)
-        try:
-            proc.wait(STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait()
 
 
 def render_table(report: dict[str, Any]) -> str:

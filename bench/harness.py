@@ -317,6 +317,19 @@ class Workers:
                     proc.wait()
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> int:
+    """Stop one process started with start_new_session as Workers stops theirs (SIGTERM to its
+    group, SIGKILL after STOP_GRACE_S); its exit code."""
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)  # started with start_new_session: its group id is its pid

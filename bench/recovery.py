@@ -26,7 +26,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import statistics
 import subprocess  # nosec B404 - the worker is our own command
 import sys
@@ -35,12 +34,12 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-import sqlalchemy as sa
 
-from bench.databases import PostgresDatabase
+from bench.databases import PostgresDatabase, libpq_url
+from bench.harness import stop_process
 from conveyor import Conveyor, Settings
 
-DEFAULT_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
+DEFAULT_SERVER_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 DATABASE = "conveyor_recovery"
 TRY_DURING_OUTAGE = 0.25  # seconds between enqueues tried while the database is away
 TRY_AFTER_RETURN = 0.02
@@ -55,7 +54,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--outages", default="0.5,3,8", help="outage lengths in seconds, comma-separated")
     parser.add_argument("--rounds", type=int, default=3, help="times each outage length is measured")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.server_url = os.environ.get("CONVEYOR_DATABASE_URL") or DEFAULT_SERVER_URL
+    if not args.server_url.startswith("postgresql"):
+        parser.error(f"CONVEYOR_DATABASE_URL must name the PostgreSQL server to use, not {args.server_url!r}")
+    return args
 
 
 class Outage:
@@ -139,15 +142,6 @@ def start_worker(url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, env=env, start_new_session=True)  # nosec B603 - our own command
 
 
-def stop_worker(process: subprocess.Popen[bytes]) -> int:
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        return process.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        return process.wait()
-
-
 def summary(trials: list[dict[str, float]]) -> dict[str, Any]:
     out: dict[str, Any] = {"rounds": len(trials)}
     for key in ("enqueue_s", "completed_s"):
@@ -157,8 +151,7 @@ def summary(trials: list[dict[str, float]]) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    given = sa.make_url(os.environ.get("CONVEYOR_DATABASE_URL", DEFAULT_URL)).set(drivername="postgresql")
-    server_url = given.render_as_string(hide_password=False)
+    server_url = libpq_url(args.server_url)
     database = PostgresDatabase(server_url, DATABASE)
     await database.recreate()
     lengths = [float(s) for s in args.outages.split(",")]
@@ -178,7 +171,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await app.close()
         if worker is not None:
-            code = stop_worker(worker)
+            code = stop_process(worker)
             log.info("worker exited %d", code)
         await database.drop()
     return {"outages": {f"{s:g}": summary(trials[s]) for s in lengths}}
