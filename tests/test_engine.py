@@ -537,12 +537,16 @@ async def test_enqueue_each_refuses_invalid_data_naming_the_first_offender_and_s
     assert await app.engine.enqueue_each("t.report", []) == []
 
 
-async def test_an_enqueue_cancelled_mid_statement_stores_nothing_and_leaves_the_pool_whole(postgres_url: str) -> None:
+async def test_an_enqueue_cancelled_mid_statement_stores_nothing_and_leaves_the_pool_whole(
+    empty_postgres_url: str,
+) -> None:
     # A caller cancelled while its statement runs (a client gone, a timeout) hands back a
     # connection still busy: the pool must not serve it to the next caller, and the job must
-    # not be stored half-way (one statement, one transaction).
+    # not be stored half-way (one statement, one transaction). It counts every job stored, so
+    # its database starts empty: the tests before it on this worker leave theirs behind.
     import psycopg
 
+    postgres_url = empty_postgres_url
     conveyor = Conveyor.from_settings(make_settings(postgres_url, pool_size=2), registries=[jobtypes])
     await conveyor.start()
     try:
