@@ -34,6 +34,12 @@ def libpq_url(url: str, database: str | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+# The yardstick of a single enqueue: one small row inserted and committed per call, durably
+# (PostgreSQL's defaults), with no queue library involved.
+COMMIT_PROBE_TABLE = "CREATE TABLE probe (id uuid PRIMARY KEY, data jsonb NOT NULL)"
+COMMIT_PROBE_INSERT = "INSERT INTO probe VALUES (gen_random_uuid(), %s)"
+
+
 class PostgresDatabase:
     """Database `name` on the server `server_url` points at, made by that URL's role (CREATEDB
     is enough: the role owns what it creates, so it may also drop it)."""

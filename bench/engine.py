@@ -68,7 +68,7 @@ from psycopg.types.json import Jsonb
 
 from bench import harness
 from bench.conveyor_subject import ConveyorSubject
-from bench.databases import PostgresDatabase, SqliteDatabase, server_version
+from bench.databases import COMMIT_PROBE_INSERT, COMMIT_PROBE_TABLE, PostgresDatabase, SqliteDatabase, server_version
 
 DEFAULT_SERVER_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 CONVEYOR_SUBJECTS = ("postgres", "sqlite")
@@ -173,8 +173,7 @@ async def single_enqueue_against_commits(server_url: str, count: int, rounds: in
             subject.session() as session,
             await psycopg.AsyncConnection.connect(probe_db.url, autocommit=True) as conn,
         ):
-            await conn.execute("CREATE TABLE probe (id uuid PRIMARY KEY, data jsonb NOT NULL)")
-            insert = "INSERT INTO probe VALUES (gen_random_uuid(), %s)"
+            await conn.execute(COMMIT_PROBE_TABLE)
             for _ in range(rounds):
                 started = time.perf_counter()
                 for _ in range(count):
@@ -182,7 +181,7 @@ async def single_enqueue_against_commits(server_url: str, count: int, rounds: in
                 enqueues.append(count / (time.perf_counter() - started))
                 started = time.perf_counter()
                 for i in range(count):
-                    await conn.execute(insert, (Jsonb({"i": i}),))
+                    await conn.execute(COMMIT_PROBE_INSERT, (Jsonb({"i": i}),))
                 commits.append(count / (time.perf_counter() - started))
     finally:
         await probe_db.drop()

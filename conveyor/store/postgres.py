@@ -477,6 +477,20 @@ def _json(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value, dumps)
 
 
+def one_job_insert(row: dict[str, Any], record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The statement that stores one job (`row`, as rows.row_of makes it) with its audit journal
+    row (`record`), its count and its NOTIFY (insert_one), and the statement's parameters."""
+    params = {c: v for c, v in row.items() if v is not None and c in _COLUMN_TYPES}
+    for c in _JSON_COLUMNS:
+        if c in params:
+            params[c] = Jsonb(params[c], dumps)
+    statement = insert_one(tuple(params))
+    for param, c in _JOURNAL_PARAMS:
+        params[param] = record[c]
+    params["audit_after"] = _json(record["after"])
+    return statement, params
+
+
 class PostgresStore(PostgresRollups, SqlStore):
     dialect = "postgresql"
     _echoes_notifications = True
@@ -645,14 +659,7 @@ class PostgresStore(PostgresRollups, SqlStore):
             return await super()._insert_rows(new_jobs, rows, records, also)
         if len(rows) == 1:
             [row], [record] = rows, records
-            params = {c: v for c, v in row.items() if v is not None and c in _COLUMN_TYPES}
-            for c in _JSON_COLUMNS:
-                if c in params:
-                    params[c] = Jsonb(params[c], dumps)
-            statement = insert_one(tuple(params))
-            for param, c in _JOURNAL_PARAMS:
-                params[param] = record[c]
-            params["audit_after"] = _json(record["after"])
+            statement, params = one_job_insert(row, record)
         else:
             present = tuple(c for c in _COLUMNS if any(r[c] is not None for r in rows))
             params = {c: [r[c] for r in rows] for c in present}
