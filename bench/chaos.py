@@ -26,13 +26,16 @@ What is measured, independently of conveyor's own code:
   second trigger, into `chaos_rescues`);
 - executions, executed_more_than_once: bodies of jobs that ran to their end (each inserts a row
   into `chaos_executions` over its own connection). More than once is allowed, since execution
-  is at-least-once; completed_unexecuted (a completion with no execution) is not;
+  is at-least-once; completed_unexecuted (a completion with no execution) is not, beyond
+  executions_unrecorded: bodies whose row could not be inserted (its connection cut by the run:
+  they log it, and the job completes all the same);
 - per kill, the running jobs the dead worker held (kills_mid_job, jobs_orphaned);
 - the workers' logs: tracebacks, errors and warnings, with samples (the logs are kept).
 The database is left in place for inspection; the next run drops it.
 
 Progress goes to stderr; the result to stdout (one JSON object with --json). The exit code is
-1 when a job was lost or completed twice, 2 when the run could not make its `--kills` kills
+1 when a job was lost, completed twice or completed without having run (beyond the executions
+that could not be recorded), 2 when the run could not make its `--kills` kills
 before the jobs drained (raise --job-ms or --jobs), else 0. Every worker process is killed on
 the way out, on errors and Ctrl-C too.
 """
@@ -59,7 +62,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from bench.chaos_jobs import EXECUTIONS_TABLE, QUEUE, jobtypes
+from bench.chaos_jobs import EXECUTIONS_TABLE, QUEUE, UNRECORDED, jobtypes
 from bench.databases import PostgresDatabase
 from conveyor import Conveyor, JobRequest, Settings
 
@@ -500,6 +503,8 @@ def scan_worker_logs(log_dir: Path) -> dict[str, Any]:
     found: dict[str, Any] = {"tracebacks": 0, "errors": 0, "warnings": 0, "samples": []}
     for path in sorted(log_dir.glob("worker-*.log")):
         for line in path.read_text(errors="replace").splitlines():
+            if UNRECORDED in line:
+                found["executions_unrecorded"] = found.get("executions_unrecorded", 0) + 1
             level = LEVEL.match(line)
             if "Traceback (most recent call last)" in line:
                 found["tracebacks"] += 1
@@ -516,7 +521,7 @@ def scan_worker_logs(log_dir: Path) -> dict[str, Any]:
 
 
 def exit_code(result: dict[str, Any]) -> int:
-    if result["lost"] or result["completed_twice"]:
+    if result["lost"] or result["completed_twice"] or result["completed_unexecuted"] > result["executions_unrecorded"]:
         return 1
     return 2 if result["kills"] < result["kills_target"] else 0
 
@@ -553,6 +558,7 @@ async def run(args: argparse.Namespace, fleet: Fleet, admin_url: str, url: str) 
         measured = await measure(db, args.jobs)
     finally:
         await db.close()
+    worker_log = scan_worker_logs(fleet.log_dir)
     return {
         "kills": len(kills),
         "kills_target": args.kills,
@@ -574,7 +580,8 @@ async def run(args: argparse.Namespace, fleet: Fleet, admin_url: str, url: str) 
         "workers_started": fleet.started_total,
         "unexpected_exits": fleet.unexpected_exits,
         "survivors_exit_codes": stop_codes,  # after SIGTERM; None: had to be killed
-        "worker_log": scan_worker_logs(fleet.log_dir),
+        "executions_unrecorded": worker_log.pop("executions_unrecorded", 0),
+        "worker_log": worker_log,
         "worker_logs_dir": str(fleet.log_dir),
         "workers": args.workers,
         "concurrency": args.concurrency,

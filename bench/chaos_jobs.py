@@ -21,6 +21,8 @@ from conveyor import Context, Registry
 
 QUEUE = "chaos"
 EXECUTIONS_TABLE = "chaos_executions"
+# The worker log line of an execution whose row could not be inserted (bench.chaos counts them).
+UNRECORDED = "could not record its execution"
 
 jobtypes = Registry()
 log = logging.getLogger("bench.chaos_jobs")
@@ -50,7 +52,7 @@ class _ExecutionLog:
             # The count of executions is information only: failing the job over it would change
             # what is being measured (and its retry would wait minutes). The traceback goes to
             # the worker's log, where the chaos script counts it.
-            log.exception("job %s: could not record its execution", ctx.job_id)
+            log.exception("job %s: %s", ctx.job_id, UNRECORDED)
             if conn is not None:
                 await self._discard(conn)
 
