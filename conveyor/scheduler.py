@@ -102,6 +102,9 @@ class Scheduler:
             await self.run_once()
         except Exception as exc:  # noqa: BLE001 - logged by log_failure
             log_failure(log, exc, "scheduler pass failed")
+            # The lease was not renewed, and may lapse to another node: the leader's chores
+            # wait for a pass that confirms the lead (in an outage they would fail, a line each).
+            return
         if self.is_leader:  # the leader's other chores
             try:
                 await self.schedules.engine.audit.seal()  # chain what the audit journal holds

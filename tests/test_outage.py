@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sqlite3
 import time
+from datetime import timedelta
 from uuid import UUID
 
 import psycopg
@@ -26,6 +28,7 @@ from jobtypes_for_tests import jobtypes
 from psycopg_pool import PoolTimeout
 
 from conveyor import Conveyor
+from conveyor.scheduler import Chore
 from conveyor.store.outage import database_unavailable, log_failure
 
 
@@ -348,4 +351,48 @@ async def test_at_the_servers_connection_limit_a_call_waits_for_a_busy_connectio
     finally:
         admin.execute(f'ALTER DATABASE "{name}" CONNECTION LIMIT -1')
         admin.close()
+        await conveyor.close()
+
+
+async def test_a_scheduler_that_cannot_confirm_its_lead_leaves_the_leaders_chores(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A pass that fails (its database away) leaves the scheduler unsure that it still holds the
+    # lease, which another node may take once it lapses: the leader's chores (sealing the audit
+    # journal, retention, webhooks, alerts) wait for a pass that confirms the lead. An outage
+    # then costs the scheduler's log one line a pass, not one more for each chore.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("refusing connections is PostgreSQL's")
+    conveyor = Conveyor.from_settings(make_settings(database_url), registries=[jobtypes])
+    await conveyor.start()
+    chores_run: list[float] = []
+
+    async def chore() -> None:
+        chores_run.append(time.monotonic())
+
+    scheduler = conveyor.scheduler(
+        interval=timedelta(milliseconds=50), lease=timedelta(seconds=5), chores=[Chore("probe", 0, chore)]
+    )
+    task = asyncio.create_task(scheduler.run())
+
+    async def chores_since(count: int) -> bool:
+        return len(chores_run) > count
+
+    try:
+        await eventually(lambda: chores_since(0))
+        with caplog.at_level(logging.WARNING, logger="conveyor.scheduler"), refusing_connections(database_url):
+            await asyncio.sleep(0.3)  # a pass under way when the outage began ends
+            before = len(chores_run)
+            caplog.clear()
+            await asyncio.sleep(1.5)
+            during = len(chores_run) - before
+            lines = [r.getMessage() for r in caplog.records if r.name == "conveyor.scheduler"]
+        assert during == 0, f"{during} chores run by a scheduler that could not confirm its lead"
+        assert lines, "the failed passes were not logged"
+        assert all(line.startswith("scheduler pass failed") for line in lines), lines
+        await eventually(lambda: chores_since(before))  # the lead confirmed again: the chores resume
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         await conveyor.close()
