@@ -56,8 +56,7 @@ from typing import Any
 import psycopg
 
 from bench import httpload
-from bench.databases import PostgresDatabase, server_version
-from bench.engine import DEFAULT_SERVER_URL
+from bench.databases import PostgresDatabase, server_url, server_version
 from conveyor import Conveyor, JobRequest, Settings
 from conveyor.model import Owner
 
@@ -128,9 +127,7 @@ def parse_args() -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.duration <= 0 or args.warmup < 0:
         parser.error("--duration must be above 0 and --warmup at least 0")
-    args.server_url = os.environ.get("CONVEYOR_DATABASE_URL") or DEFAULT_SERVER_URL
-    if not args.server_url.startswith("postgresql"):
-        parser.error(f"CONVEYOR_DATABASE_URL must name the PostgreSQL server to use, not {args.server_url!r}")
+    args.server_url = server_url(parser)
     return args
 
 

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.databases import PostgresDatabase
+from bench.databases import DEFAULT_SERVER_URL, PostgresDatabase
 from conveyor import Conveyor, Settings
 from conveyor.engine import JobRequest
 from conveyor.store.migrate import upgrade
 
-SERVER = os.environ.get("CONVEYOR_BENCH_DATABASE_URL", "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor")
+SERVER = os.environ.get("CONVEYOR_BENCH_DATABASE_URL", DEFAULT_SERVER_URL)
 KEY = {"bench": base64.b64encode(os.urandom(32)).decode()}
 
 

@@ -43,10 +43,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.databases import PostgresDatabase
+from bench.databases import DEFAULT_SERVER_URL, PostgresDatabase
 from bench.harness import REPO, WORKERS, stop_process
 
-DEFAULT_SERVER_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 DEFAULT_DATA = REPO.parent / "shared" / "vacalibration" / "data"
 SETTING = "CONVEYOR_VACALIBRATION_DATA"
 NEONATE = ("congenital_malformation", "pneumonia", "sepsis_meningitis_inf", "ipre", "other", "prematurity")

@@ -63,11 +63,10 @@ import psycopg
 import sqlalchemy as sa
 
 from bench.chaos_jobs import EXECUTIONS_TABLE, QUEUE, UNRECORDED, jobtypes
-from bench.databases import PostgresDatabase
+from bench.databases import DEFAULT_SERVER_URL, PostgresDatabase
 from conveyor import Conveyor, JobRequest, Settings
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 CHAOS_DATABASE = "conveyor_chaos"
 # This machine's server (Debian's cluster, as scripts/postgres-up.sh starts it).
 RESTART_COMMAND = "pg_ctlcluster --skip-systemctl-redirect 15 main restart"
@@ -148,7 +147,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def database_urls() -> tuple[str, str]:
     """(the database to connect to while recreating the chaos one, the chaos one), as libpq URLs."""
-    given = sa.make_url(os.environ.get("CONVEYOR_DATABASE_URL", DEFAULT_URL))
+    given = sa.make_url(os.environ.get("CONVEYOR_DATABASE_URL", DEFAULT_SERVER_URL))
     if given.get_backend_name() != "postgresql":
         raise SystemExit(f"chaos needs PostgreSQL, not {given.get_backend_name()}")
     base = given.set(drivername="postgresql")  # psycopg takes libpq URLs, without a +driver

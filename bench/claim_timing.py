@@ -22,12 +22,12 @@ from datetime import timedelta
 from typing import Any
 
 import conveyor
-from bench.databases import PostgresDatabase
+from bench.databases import DEFAULT_SERVER_URL, PostgresDatabase
 from conveyor import Conveyor, Settings
 from conveyor.model import Outcome, OutcomeKind
 from conveyor.store.migrate import upgrade
 
-SERVER = os.environ.get("CONVEYOR_BENCH_DATABASE_URL", "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor")
+SERVER = os.environ.get("CONVEYOR_BENCH_DATABASE_URL", DEFAULT_SERVER_URL)
 LEASE = timedelta(seconds=30)
 
 

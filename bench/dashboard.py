@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import Server, create_api_key, seed
-from bench.databases import PostgresDatabase
-from bench.engine import DEFAULT_SERVER_URL
+from bench.databases import PostgresDatabase, server_url
 
 DATABASE = "conveyor_bench_dashboard"
 CHROMIUM = os.environ.get("CONVEYOR_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -66,15 +65,13 @@ def main() -> int:
     args = parser.parse_args()
     if args.jobs < 1 or args.repeats < 1:
         parser.error("--jobs and --repeats must be at least 1")
-    server_url = os.environ.get("CONVEYOR_DATABASE_URL") or DEFAULT_SERVER_URL
-    if not server_url.startswith("postgresql"):
-        parser.error(f"CONVEYOR_DATABASE_URL must name the PostgreSQL server to use, not {server_url!r}")
+    server = server_url(parser)
     if not Path(CHROMIUM).exists():
         parser.error(f"no Chromium at {CHROMIUM} (bash scripts/chromium-up.sh installs it)")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(name)s: %(message)s")
     log.setLevel(logging.INFO)
     logging.getLogger("bench.api").setLevel(logging.INFO)
-    report = asyncio.run(run(server_url, args.jobs, args.repeats))
+    report = asyncio.run(run(server, args.jobs, args.repeats))
     table = render(report)
     if args.json:
         sys.stderr.write(table)

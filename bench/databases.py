@@ -6,7 +6,9 @@ nothing is shared with the tests, which use the server's `conveyor` database.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +26,19 @@ class Database(Protocol):
         """Make it exist and be empty."""
 
     async def drop(self) -> None: ...
+
+
+# The server scripts/postgres-up.sh sets up, where $CONVEYOR_DATABASE_URL names none.
+DEFAULT_SERVER_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
+
+
+def server_url(parser: argparse.ArgumentParser) -> str:
+    """The PostgreSQL server a benchmark makes its databases on: $CONVEYOR_DATABASE_URL's, or
+    DEFAULT_SERVER_URL; a usage error (through `parser`) for a database of another kind."""
+    url = os.environ.get("CONVEYOR_DATABASE_URL") or DEFAULT_SERVER_URL
+    if not url.startswith("postgresql"):
+        parser.error(f"CONVEYOR_DATABASE_URL must name the PostgreSQL server to use, not {url!r}")
+    return url
 
 
 def libpq_url(url: str, database: str | None = None) -> str:

@@ -68,9 +68,15 @@ from psycopg.types.json import Jsonb
 
 from bench import harness
 from bench.conveyor_subject import ConveyorSubject
-from bench.databases import COMMIT_PROBE_INSERT, COMMIT_PROBE_TABLE, PostgresDatabase, SqliteDatabase, server_version
+from bench.databases import (
+    COMMIT_PROBE_INSERT,
+    COMMIT_PROBE_TABLE,
+    PostgresDatabase,
+    SqliteDatabase,
+    server_url,
+    server_version,
+)
 
-DEFAULT_SERVER_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 CONVEYOR_SUBJECTS = ("postgres", "sqlite")
 PEERS = ("procrastinate", "pgqueuer")
 LIBRARIES = ("conveyor", "procrastinate", "pgqueuer", "sqlalchemy", "psycopg", "asyncpg", "aiosqlite")
@@ -125,9 +131,7 @@ def parse_args() -> argparse.Namespace:
     if not subjects:
         parser.error("nothing to measure")
     args.subjects = subjects
-    args.server_url = os.environ.get("CONVEYOR_DATABASE_URL") or DEFAULT_SERVER_URL
-    if not args.server_url.startswith("postgresql"):
-        parser.error(f"CONVEYOR_DATABASE_URL must name the PostgreSQL server to use, not {args.server_url!r}")
+    args.server_url = server_url(parser)
     return args
 
 

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import statistics
 import sys
 import time
@@ -40,14 +39,13 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from bench.databases import COMMIT_PROBE_INSERT, COMMIT_PROBE_TABLE, PostgresDatabase, libpq_url
+from bench.databases import COMMIT_PROBE_INSERT, COMMIT_PROBE_TABLE, PostgresDatabase, libpq_url, server_url
 from conveyor import Conveyor, Settings
 from conveyor.engine import JobRequest
 from conveyor.model import utc_now
 from conveyor.store.postgres import one_job_insert
 from conveyor.store.rows import created_record, job_of_new, row_of
 
-DEFAULT_SERVER_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 DATABASE = "conveyor_anatomy"
 SUBJECTS = ("round_trip", "commit", "commit_unflushed", "job_row", "statement", "enqueue")
 TARGET = 0.8  # the issue's: a single enqueue's rate within 20 % of one durable commit's
@@ -61,9 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=7, help="rounds, each subject's calls in turn")
     parser.add_argument("--calls", type=int, default=1000, help="calls of each subject a round")
     args = parser.parse_args(argv)
-    args.server_url = os.environ.get("CONVEYOR_DATABASE_URL") or DEFAULT_SERVER_URL
-    if not args.server_url.startswith("postgresql"):
-        parser.error(f"CONVEYOR_DATABASE_URL must name the PostgreSQL server to use, not {args.server_url!r}")
+    args.server_url = server_url(parser)
     return args
 
 

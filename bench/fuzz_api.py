@@ -36,8 +36,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.api import free_port
-from bench.databases import PostgresDatabase
-from bench.engine import DEFAULT_SERVER_URL
+from bench.databases import DEFAULT_SERVER_URL, PostgresDatabase
 from conveyor.api.routes.canonical import WAIT_MAX_MS
 from conveyor.packs.calibration import unavailable
 

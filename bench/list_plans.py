@@ -29,8 +29,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from bench.databases import PostgresDatabase, libpq_url
-from bench.engine import DEFAULT_SERVER_URL
+from bench.databases import DEFAULT_SERVER_URL, PostgresDatabase, libpq_url
 from conveyor import Conveyor, Settings
 from conveyor.model import SORT_KEYS, JobFilter, JobOrder, Visibility
 from conveyor.store import ordering

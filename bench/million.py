@@ -31,11 +31,10 @@ from typing import Any
 
 import psycopg
 
-from bench.databases import PostgresDatabase
+from bench.databases import DEFAULT_SERVER_URL, PostgresDatabase
 from conveyor import Conveyor, JobFilter, JobRequest, Settings, Status
 from conveyor.model import Outcome, OutcomeKind
 
-DEFAULT_SERVER_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 10_000
 DRAIN_LIMIT_SECONDS = 1800

@@ -48,8 +48,7 @@ import httpx
 import psycopg
 
 from bench.api import HOST, BenchError, Server, create_api_key
-from bench.databases import PostgresDatabase, server_version
-from bench.engine import DEFAULT_SERVER_URL
+from bench.databases import PostgresDatabase, server_url, server_version
 
 log = logging.getLogger("bench.predictions")
 
@@ -91,9 +90,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.rows < 1:
         parser.error("--rows must be at least 1")
-    args.server_url = os.environ.get("CONVEYOR_DATABASE_URL") or DEFAULT_SERVER_URL
-    if not args.server_url.startswith("postgresql"):
-        parser.error(f"CONVEYOR_DATABASE_URL must name the PostgreSQL server to use, not {args.server_url!r}")
+    args.server_url = server_url(parser)
     return args
 
 

@@ -35,11 +35,10 @@ from uuid import UUID
 
 import psycopg
 
-from bench.databases import PostgresDatabase, libpq_url
+from bench.databases import PostgresDatabase, libpq_url, server_url
 from bench.harness import stop_process
 from conveyor import Conveyor, Settings
 
-DEFAULT_SERVER_URL = "postgresql://conveyor:conveyor@127.0.0.1:5432/conveyor"
 DATABASE = "conveyor_recovery"
 TRY_DURING_OUTAGE = 0.25  # seconds between enqueues tried while the database is away
 TRY_AFTER_RETURN = 0.02
@@ -55,9 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--outages", default="0.5,3,8", help="outage lengths in seconds, comma-separated")
     parser.add_argument("--rounds", type=int, default=3, help="times each outage length is measured")
     args = parser.parse_args(argv)
-    args.server_url = os.environ.get("CONVEYOR_DATABASE_URL") or DEFAULT_SERVER_URL
-    if not args.server_url.startswith("postgresql"):
-        parser.error(f"CONVEYOR_DATABASE_URL must name the PostgreSQL server to use, not {args.server_url!r}")
+    args.server_url = server_url(parser)
     return args
 
 
