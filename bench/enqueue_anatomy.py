@@ -122,7 +122,7 @@ class Anatomy:
         elif subject in ("commit", "commit_unflushed"):
             work = [(COMMIT_PROBE_INSERT, (Jsonb({"i": i}),)) for i in range(calls)]
         elif subject == "statement":
-            work = list(enqueue_statements(self._app, calls))
+            work = enqueue_statements(self._app, calls)
         else:
             work = [bare_job_insert(s) for s in enqueue_statements(self._app, calls)]
 
