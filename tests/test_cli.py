@@ -282,7 +282,8 @@ def test_a_worker_stopped_while_it_starts_exits_at_once_with_0() -> None:
 def test_a_database_that_cannot_be_reached_is_said_in_one_line(command: list[str], wait: float) -> None:
     # Nothing listens on port 1: the driver's own words, as one JSON line, and exit code 6
     # (not a traceback through SQLAlchemy and psycopg); after a warning line per attempt for
-    # CONVEYOR_STARTUP_WAIT_SECONDS (0.25 s, 0.5 s, then 1 s between attempts: 4 in 2.5 s).
+    # CONVEYOR_STARTUP_WAIT_SECONDS (pauses of at most 0.25 s, 0.5 s, then 1 s, each drawn between
+    # half and all of that: 4 to 6 in 2.5 s).
     unreachable = "postgresql://conveyor:secret@127.0.0.1:1/conveyor"
     started = time.monotonic()
     done = subprocess.run(
@@ -298,5 +299,6 @@ def test_a_database_that_cannot_be_reached_is_said_in_one_line(command: list[str
     *warnings, last = done.stderr.strip().splitlines()
     said = json.loads(last)
     assert said["error"] == "DATABASE_UNAVAILABLE"
-    assert len([w for w in warnings if "database unavailable" in w]) == (4 if wait else 0), done.stderr
+    attempts = len([w for w in warnings if "database unavailable" in w])
+    assert (4 <= attempts <= 6) if wait else attempts == 0, done.stderr
     assert 'server at "127.0.0.1", port 1 failed: Connection refused' in said["message"]

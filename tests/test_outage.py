@@ -29,7 +29,7 @@ from psycopg_pool import PoolTimeout
 
 from conveyor import Conveyor
 from conveyor.scheduler import Chore
-from conveyor.store.outage import database_unavailable, log_failure
+from conveyor.store.outage import LONGEST_RETRY_PAUSE_SECONDS, RetryPauses, database_unavailable, log_failure
 
 
 @pytest.mark.parametrize(
@@ -50,6 +50,20 @@ from conveyor.store.outage import database_unavailable, log_failure
 )
 def test_an_outage_is_told_apart_from_a_bug(exc: Exception, passing: bool) -> None:
     assert database_unavailable(exc) is passing
+
+
+def test_retry_pauses_double_to_their_bound_each_drawn_in_its_upper_half() -> None:
+    # The processes one outage cut off must not all try again at the same moments, on a server
+    # just back: each pause is drawn between half and all of its bound, which doubles from the
+    # first up to LONGEST_RETRY_PAUSE_SECONDS and starts again after a success.
+    pauses = RetryPauses(0.05)
+    bounds = [0.05, 0.1, 0.2, 0.4, 0.8, LONGEST_RETRY_PAUSE_SECONDS, LONGEST_RETRY_PAUSE_SECONDS]
+    drawn = [pauses.next() for _ in bounds]
+    assert all(bound / 2 <= pause <= bound for pause, bound in zip(drawn, bounds, strict=True)), drawn
+    pauses.reset()
+    assert 0.025 <= pauses.next() <= 0.05
+    fleet = [RetryPauses(LONGEST_RETRY_PAUSE_SECONDS).next() for _ in range(20)]
+    assert max(fleet) - min(fleet) > 0.1, fleet  # twenty loops, not one moment
 
 
 def test_an_outage_is_logged_in_a_line_and_a_bug_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:

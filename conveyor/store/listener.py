@@ -17,7 +17,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
-from conveyor.store.outage import LONGEST_RETRY_PAUSE_SECONDS
+from conveyor.store.outage import RetryPauses
 
 log = logging.getLogger("conveyor.listener")
 
@@ -48,7 +48,7 @@ class PostgresListener:
             self._task = None
 
     async def _run(self) -> None:
-        delay = 0.1
+        pauses = RetryPauses(0.1)
         first = True
         while True:
             try:
@@ -59,12 +59,13 @@ class PostgresListener:
                     if not first:
                         for channel in self._channels:  # anything may have happened while we were away
                             self._deliver(channel, "*")
-                    first, delay = False, 0.1
+                    first = False
+                    pauses.reset()
                     async for note in conn.notifies():
                         self._deliver(note.channel, note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any connection failure: reconnect
-                log.warning("listener connection lost (%s); reconnecting in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, LONGEST_RETRY_PAUSE_SECONDS)
+                pause = pauses.next()
+                log.warning("listener connection lost (%s); reconnecting in %.2fs", exc, pause)
+                await asyncio.sleep(pause)

@@ -10,6 +10,7 @@ and the loops that retry log them without calling them a bug.
 from __future__ import annotations
 
 import logging
+import random
 import sqlite3
 import time
 
@@ -67,6 +68,25 @@ LONGEST_RETRY_PAUSE_SECONDS = 1.0
 FIRST_PAUSE_SECONDS = 0.25
 
 
+class RetryPauses:
+    """The pauses of a loop that retries what the database failed: from `first`, doubling up
+    to LONGEST_RETRY_PAUSE_SECONDS, back to `first` after a success (reset). Each pause is drawn
+    between half and all of that bound: the processes one outage cut off (a fleet of workers,
+    their listeners) would otherwise try again in step, every one of them at the same moments,
+    on a server just back."""
+
+    def __init__(self, first: float) -> None:
+        self._first = self._bound = first
+
+    def next(self) -> float:
+        bound = self._bound
+        self._bound = min(bound * 2, LONGEST_RETRY_PAUSE_SECONDS)
+        return bound * random.uniform(0.5, 1.0)  # nosec B311 - spreading retries, not a secret
+
+    def reset(self) -> None:
+        self._bound = self._first
+
+
 def wait_until_reachable(url: str, within: float, logger: logging.Logger) -> None:
     """Return once a connection to the PostgreSQL database at `url` opens; try again for
     `within` seconds (a process started with its database, or during a restart), one warning
@@ -76,7 +96,7 @@ def wait_until_reachable(url: str, within: float, logger: logging.Logger) -> Non
     from conveyor.store.listener import libpq_dsn
 
     give_up_at = time.monotonic() + within
-    pause = FIRST_PAUSE_SECONDS
+    pauses = RetryPauses(FIRST_PAUSE_SECONDS)
     while True:
         # libpq's own connect timeout is none: a host that drops packets would hold the attempt.
         connect_timeout = max(1, min(10, round(give_up_at - time.monotonic())))
@@ -87,7 +107,6 @@ def wait_until_reachable(url: str, within: float, logger: logging.Logger) -> Non
             left = give_up_at - time.monotonic()
             if left <= 0:
                 raise
-            pause = min(pause, left)
+            pause = min(pauses.next(), left)
             logger.warning("database unavailable: %s; trying again in %.2f s", first_line(exc), pause)
             time.sleep(pause)
-            pause = min(pause * 2, LONGEST_RETRY_PAUSE_SECONDS)

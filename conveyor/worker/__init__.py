@@ -39,7 +39,7 @@ from conveyor.jobtypes import Definition, jsonable
 from conveyor.model import FINISHED, Job, Outcome, OutcomeKind, Status, utc_now
 from conveyor.periodic import run_periodically
 from conveyor.store.control import WorkerRecord
-from conveyor.store.outage import LONGEST_RETRY_PAUSE_SECONDS, log_failure
+from conveyor.store.outage import RetryPauses, log_failure
 from conveyor.store.rows import OUTCOME_STATUS
 from conveyor.worker.completer import Completer
 from conveyor.worker.runners import ProcessPool, Run, run_in_thread, run_on_loop
@@ -208,7 +208,7 @@ class Worker:
             self._wake.set()
 
     async def _produce(self) -> None:
-        backoff = 0.05
+        pauses = RetryPauses(0.05)
         while not self._stopping.is_set():
             free = self._free_slots()
             if free <= 0:
@@ -218,11 +218,11 @@ class Worker:
             self._wake.clear()  # before the claim: a notice arriving during it is kept
             try:
                 jobs = await self._claim(free)
-                backoff = 0.05
+                pauses.reset()
             except Exception as exc:  # noqa: BLE001 - logged by log_failure
-                log_failure(log, exc, "claiming jobs failed; retrying in %.2fs", backoff)
-                await self._sleep_unless_stopping(backoff)
-                backoff = min(backoff * 2, LONGEST_RETRY_PAUSE_SECONDS)
+                pause = pauses.next()
+                log_failure(log, exc, "claiming jobs failed; retrying in %.2fs", pause)
+                await self._sleep_unless_stopping(pause)
                 continue
             if len(jobs) < free:
                 await self._wait_for_work()

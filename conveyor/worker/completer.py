@@ -14,7 +14,7 @@ from uuid import UUID
 
 from conveyor.model import LogEntry, Outcome, ProgressUpdate
 from conveyor.store.base import Store
-from conveyor.store.outage import LONGEST_RETRY_PAUSE_SECONDS, log_failure
+from conveyor.store.outage import RetryPauses, log_failure
 
 log = logging.getLogger("conveyor.worker")
 MAX_BATCH = 1000
@@ -58,7 +58,7 @@ class Completer:
         return [o.job_id for o in self._outcomes]
 
     async def run(self) -> None:
-        delay = 0.05
+        pauses = RetryPauses(0.05)
         while True:
             await self._wake.wait()
             if len(self._outcomes) < MAX_BATCH // 10:
@@ -69,11 +69,11 @@ class Completer:
             while self._outcomes or self._progress or self._logs:
                 try:
                     await self._flush_once()
-                    delay = 0.05
+                    pauses.reset()
                 except Exception as exc:  # noqa: BLE001 - logged by log_failure
-                    log_failure(log, exc, "writing job outcomes failed; retrying in %.2fs", delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, LONGEST_RETRY_PAUSE_SECONDS)
+                    pause = pauses.next()
+                    log_failure(log, exc, "writing job outcomes failed; retrying in %.2fs", pause)
+                    await asyncio.sleep(pause)
             self._idle.set()
 
     async def _flush_once(self) -> None:
