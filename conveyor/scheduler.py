@@ -75,13 +75,17 @@ class Scheduler:
         """One pass: lead (take or renew the lease), then fire what is due; the jobs made.
         `now` fixes the clock for both (tests step through time with it); by default the
         database's clock decides."""
+        if not await self.elect(now):
+            return []
+        return await self.schedules.fire_due(now or await self.store.database_now())
+
+    async def elect(self, now: datetime | None = None) -> bool:
+        """Take or renew the lease; whether this node leads now."""
         leading = await self.store.elect_leader(LEASE_NAME, self.node_id, self.lease, now=now)
         if leading != self.is_leader:
             log.info("scheduler %s: %s", self.node_id, "leading" if leading else "no longer leading")
         self.is_leader = leading
-        if not leading:
-            return []
-        return await self.schedules.fire_due(now or await self.store.database_now())
+        return leading
 
     async def run(self) -> None:
         """Pass after pass until cancelled (a pass under way finishes first); then give up the
@@ -99,21 +103,27 @@ class Scheduler:
 
     async def _pass(self) -> None:
         try:
-            await self.run_once()
+            leading = await self.elect()
         except Exception as exc:  # noqa: BLE001 - logged by log_failure
             log_failure(log, exc, "scheduler pass failed")
             # The lease was not renewed, and may lapse to another node: the leader's chores
             # wait for a pass that confirms the lead (in an outage they would fail, a line each).
             return
-        if self.is_leader:  # the leader's other chores
-            try:
-                await self.schedules.engine.audit.seal()  # chain what the audit journal holds
-                if time.monotonic() >= self._next_prune:  # forget rate windows no limit looks at
-                    self._next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
-                    await self.store.prune_rate_windows(datetime.now(UTC) - RATE_WINDOWS_KEPT)
-            except Exception as exc:  # noqa: BLE001 - logged by log_failure
-                log_failure(log, exc, "the leader's chores failed")
-            await self.run_chores()
+        if not leading:
+            return
+        try:
+            await self.schedules.fire_due(await self.store.database_now())
+        except Exception as exc:  # noqa: BLE001 - logged by log_failure; the chores still run
+            log_failure(log, exc, "firing due schedules failed")
+        # The leader's other chores.
+        try:
+            await self.schedules.engine.audit.seal()  # chain what the audit journal holds
+            if time.monotonic() >= self._next_prune:  # forget rate windows no limit looks at
+                self._next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
+                await self.store.prune_rate_windows(datetime.now(UTC) - RATE_WINDOWS_KEPT)
+        except Exception as exc:  # noqa: BLE001 - logged by log_failure
+            log_failure(log, exc, "the leader's chores failed")
+        await self.run_chores()
 
     async def run_chores(self, *, every: bool = False) -> None:
         """The leader's chores that are due (`every`: all of them, now); each one's failure is

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +23,7 @@ from conveyor.cron import tick_key
 from conveyor.engine.schedules import ScheduleSpec
 from conveyor.errors import InvalidJobData, InvalidJobOptions, InvalidSchedule, ScheduleNotFound, UnknownJobType
 from conveyor.model import Job, JobFilter, Owner, Visibility
-from conveyor.scheduler import LEASE_NAME, Scheduler
+from conveyor.scheduler import LEASE_NAME, Chore, Scheduler
 from conveyor.store.schedules import Schedule
 
 START = datetime(2030, 1, 1, tzinfo=UTC)
@@ -314,6 +315,39 @@ async def test_a_stopped_scheduler_gives_its_lease_up_at_once(app: Conveyor) -> 
     successor = app.scheduler(lease=timedelta(seconds=60))
     await successor.run_once()
     assert successor.is_leader  # no minute-long wait for the old lease
+
+
+async def test_a_leader_whose_firing_fails_still_does_its_chores(
+    app: Conveyor, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Firing the due schedules can fail on its own (a bug in one schedule's firing): the leader,
+    # its lease renewed, still seals the audit journal, dispatches webhooks, evaluates alerts
+    # and prunes; only a pass that could not renew the lease leaves them (tests/test_outage.py).
+    async def failing_fire_due(now: datetime) -> list[Job]:
+        raise RuntimeError("a schedule's firing failed")
+
+    monkeypatch.setattr(app.schedules, "fire_due", failing_fire_due)
+    chores_run: list[int] = []
+
+    async def chore() -> None:
+        chores_run.append(1)
+
+    async def chores_ran_twice() -> bool:
+        return len(chores_run) >= 2
+
+    scheduler = app.scheduler(
+        interval=timedelta(milliseconds=20), lease=timedelta(seconds=60), chores=[Chore("probe", 0, chore)]
+    )
+    task = asyncio.create_task(scheduler.run())
+    try:
+        with caplog.at_level(logging.ERROR, logger="conveyor.scheduler"):
+            await eventually(chores_ran_twice)
+        assert scheduler.is_leader
+        assert any(r.getMessage() == "firing due schedules failed" for r in caplog.records), caplog.text
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _is_leader(scheduler: Scheduler) -> bool:
