@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from jobtypes_for_tests import jobtypes
 
 from conveyor import Conveyor, Settings, Worker
+from conveyor.scheduler import Scheduler
 from conveyor.store.dropping import drop_database
 from conveyor.store.migrate import upgrade
 
@@ -258,6 +259,19 @@ async def running_worker(app: Conveyor, **options: Any) -> AsyncIterator[Worker]
     finally:
         worker.stop()
         await asyncio.wait_for(task, timeout=30)
+
+
+@contextlib.asynccontextmanager
+async def running_scheduler(scheduler: Scheduler) -> AsyncIterator[Scheduler]:
+    """`scheduler` passing in this event loop for the duration of the block, then stopped (it
+    gives its lease up)."""
+    task = asyncio.create_task(scheduler.run())
+    try:
+        yield scheduler
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10, interval: float = 0.02) -> Any:

@@ -6,7 +6,6 @@ triggers refuse changes by the application's own role."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-from conftest import running_worker
+from conftest import running_scheduler, running_worker
 
 from conveyor import Conveyor, JobRequest, Owner
 from conveyor.audit import SYSTEM, Actor, acting_as, record_hash
@@ -318,15 +317,9 @@ async def test_every_bulk_enqueued_job_is_named_by_a_record(app: Conveyor) -> No
 async def test_the_scheduler_leader_seals_the_journal_as_it_runs(app: Conveyor) -> None:
     await fill(app, 3, seal=False)
     scheduler = app.scheduler(interval=timedelta(milliseconds=50), lease=timedelta(seconds=5))
-    running = asyncio.create_task(scheduler.run())
-    try:
-        async with asyncio.timeout(10):
-            while await app.store.audit_unsealed():  # noqa: ASYNC110 - polling the database is the point
-                await asyncio.sleep(0.05)
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
+    async with running_scheduler(scheduler), asyncio.timeout(10):
+        while await app.store.audit_unsealed():  # noqa: ASYNC110 - polling the database is the point
+            await asyncio.sleep(0.05)
     assert [r.object_id for r in await app.store.audit_page(0, 10)] == ["0", "1", "2"]
 
 

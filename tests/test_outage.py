@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from conftest import (
     eventually,
     make_settings,
     refusing_connections,
+    running_scheduler,
     start_worker_process,
     stop_worker_process,
 )
@@ -387,27 +387,24 @@ async def test_a_scheduler_that_cannot_confirm_its_lead_leaves_the_leaders_chore
     scheduler = conveyor.scheduler(
         interval=timedelta(milliseconds=50), lease=timedelta(seconds=5), chores=[Chore("probe", 0, chore)]
     )
-    task = asyncio.create_task(scheduler.run())
 
     async def chores_since(count: int) -> bool:
         return len(chores_run) > count
 
     try:
-        await eventually(lambda: chores_since(0))
-        with caplog.at_level(logging.WARNING, logger="conveyor.scheduler"), refusing_connections(database_url):
-            # A pass under way when the outage began ends (its calls fail within 0.5 s).
-            await asyncio.sleep(1.0)
-            before = len(chores_run)
-            caplog.clear()
-            await asyncio.sleep(1.5)
-            during = len(chores_run) - before
-            lines = [r.getMessage() for r in caplog.records if r.name == "conveyor.scheduler"]
-        assert during == 0, f"{during} chores run by a scheduler that could not confirm its lead"
-        assert lines, "the failed passes were not logged"
-        assert all(line.startswith("scheduler pass failed") for line in lines), lines
-        await eventually(lambda: chores_since(before))  # the lead confirmed again: the chores resume
+        async with running_scheduler(scheduler):
+            await eventually(lambda: chores_since(0))
+            with caplog.at_level(logging.WARNING, logger="conveyor.scheduler"), refusing_connections(database_url):
+                # A pass under way when the outage began ends (its calls fail within 0.5 s).
+                await asyncio.sleep(1.0)
+                before = len(chores_run)
+                caplog.clear()
+                await asyncio.sleep(1.5)
+                during = len(chores_run) - before
+                lines = [r.getMessage() for r in caplog.records if r.name == "conveyor.scheduler"]
+            assert during == 0, f"{during} chores run by a scheduler that could not confirm its lead"
+            assert lines, "the failed passes were not logged"
+            assert all(line.startswith("scheduler pass failed") for line in lines), lines
+            await eventually(lambda: chores_since(before))  # the lead confirmed again: the chores resume
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await conveyor.close()

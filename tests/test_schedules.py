@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import eventually, make_settings, running_worker
+from conftest import eventually, make_settings, running_scheduler, running_worker
 from jobtypes_for_tests import jobtypes
 
 from conveyor import Conveyor
@@ -306,11 +306,8 @@ async def test_a_dead_leader_is_replaced_once_its_lease_expires(app: Conveyor, d
 
 async def test_a_stopped_scheduler_gives_its_lease_up_at_once(app: Conveyor) -> None:
     scheduler = app.scheduler(interval=timedelta(milliseconds=20), lease=timedelta(seconds=60))
-    task = asyncio.create_task(scheduler.run())
-    await eventually(lambda: _is_leader(scheduler))
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running_scheduler(scheduler):
+        await eventually(lambda: _is_leader(scheduler))
     assert await app.store.leader_of(LEASE_NAME) is None
     successor = app.scheduler(lease=timedelta(seconds=60))
     await successor.run_once()
@@ -338,16 +335,11 @@ async def test_a_leader_whose_firing_fails_still_does_its_chores(
     scheduler = app.scheduler(
         interval=timedelta(milliseconds=20), lease=timedelta(seconds=60), chores=[Chore("probe", 0, chore)]
     )
-    task = asyncio.create_task(scheduler.run())
-    try:
+    async with running_scheduler(scheduler):
         with caplog.at_level(logging.ERROR, logger="conveyor.scheduler"):
             await eventually(chores_ran_twice)
         assert scheduler.is_leader
-        assert any(r.getMessage() == "firing due schedules failed" for r in caplog.records), caplog.text
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    assert any(r.getMessage() == "firing due schedules failed" for r in caplog.records), caplog.text
 
 
 async def _is_leader(scheduler: Scheduler) -> bool:
